@@ -1,0 +1,47 @@
+"""dpo: a data pipeline orchestrator for injection-moulding plants.
+
+Excel exports (.xlsb/.xlsx) -> Phase 1 DataCollector -> Phase 2 DataLoaderAgent -> a typed,
+versioned Parquet store, with rollback, notifications and reports. The public API is the
+seed's names; everything else is importable from its module but not promised.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataCollector",
+    "DataLoaderAgent",
+    "DataPipelineOrchestrator",
+    "ManualReviewNotifier",
+    "MockNotificationHandler",
+    "__version__",
+    "pipeline_health_check",
+]
+
+if TYPE_CHECKING:
+    from dpo.collect import DataCollector
+    from dpo.health import pipeline_health_check
+    from dpo.load import DataLoaderAgent
+    from dpo.notify import ManualReviewNotifier, MockNotificationHandler
+    from dpo.orchestrator import DataPipelineOrchestrator
+
+# Imported on first use so `dpo --help` and `dpo health` do not pay for pandas/pyarrow.
+_HOMES = {
+    "DataCollector": "dpo.collect",
+    "DataLoaderAgent": "dpo.load",
+    "DataPipelineOrchestrator": "dpo.orchestrator",
+    "ManualReviewNotifier": "dpo.notify",
+    "MockNotificationHandler": "dpo.notify",
+    "pipeline_health_check": "dpo.health",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'dpo' has no attribute {name!r}")

@@ -1,0 +1,250 @@
+"""The `dpo` command. Heavy modules are imported inside commands so `dpo --help` stays fast.
+
+Exit codes: 0 success · 1 failed · 2 bad usage or configuration · 3 partial_success ·
+4 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+EXIT_CODES = {"success": 0, "failed": 1, "partial_success": 3}
+EXIT_USAGE, EXIT_LOCKED = 2, 4
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="dpo: plant Excel exports -> typed, versioned Parquet (collect -> load).\n\n"
+         "Exit codes: 0 success, 1 failed, 2 bad usage or configuration, 3 partial_success, "
+         "4 another run holds the lock.",
+)
+
+Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
+                                           "against (default: current directory).")]
+Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="DEBUG logs and tracebacks.")]
+Source = Annotated[str | None, typer.Option("--source-dir", help="dynamic_db_source_dir")]
+SchemaOpt = Annotated[str | None, typer.Option("--schema", help="databaseSchemas_path")]
+Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
+Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO",
+               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings(root: Path | None, config: Path | None, **given: Any) -> dict[str, Any]:
+    return {"root_dir": str(root) if root else None, "config_file": config, **given}
+
+
+def _guard(verbose: bool, action: Any) -> Any:
+    """Run `action`; turn dpo errors into one clear line and the documented exit code."""
+    from dpo.errors import ConfigError, DpoError, ErrorType
+
+    try:
+        return action()
+    except ConfigError as exc:
+        if verbose:
+            raise
+        raise _fail(exc.message, EXIT_USAGE) from exc
+    except DpoError as exc:
+        if verbose:
+            raise
+        code = EXIT_LOCKED if exc.error_type is ErrorType.LOCKED else 1
+        raise _fail(exc.message, code) from exc
+
+
+def _orchestrator(root: Path | None, config: Path | None, source: str | None,
+                  schema: str | None, annotations: str | None, default_dir: str | None,
+                  **options: Any) -> Any:
+    from dpo.orchestrator import DataPipelineOrchestrator
+
+    paths = {k: v for k, v in {"dynamic_db_source_dir": source, "databaseSchemas_path": schema,
+                               "annotation_path": annotations, "default_dir": default_dir}.items()
+             if v is not None}
+    return DataPipelineOrchestrator(root_dir=root, config_file=config, **paths,
+                                    **{k: v for k, v in options.items() if v is not None})
+
+
+@app.command()
+def run(
+    root: Root = None, config: Config = None, source_dir: Source = None, schema: SchemaOpt = None,
+    annotations: Annot = None, default_dir: Out = None,
+    max_retries: Annotated[int | None, typer.Option(help="Retries of transient failures.")] = None,
+    no_notify: Annotated[bool, typer.Option("--no-notify", help="Send nothing; reports are "
+                                            "still written.")] = False,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Quarantine bad rows instead "
+                                             "of failing the table.")] = False,
+    wait: Annotated[float | None, typer.Option("--wait", help="Seconds to wait for another "
+                                               "run's lock.")] = None,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
+    _setup_logging(verbose)
+
+    def go() -> dict[str, Any]:
+        orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
+                             lock_timeout=wait)
+        return _run_with_progress(orch, max_retries, not no_notify,
+                                  "quarantine" if quarantine else None, quiet=as_json)
+
+    result = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        from dpo.console import print_summary
+
+        print_summary(result)
+    raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
+
+
+def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str | None,
+                       *, quiet: bool) -> dict[str, Any]:
+    from dpo.console import progress_display
+
+    with progress_display(orch, enabled=not quiet):
+        result: dict[str, Any] = orch.run_pipeline(
+            max_retries=retries, enable_notifications=notify, on_bad_rows=policy)
+    return result
+
+
+@app.command()
+def demo(
+    target: Annotated[Path, typer.Argument(help="Folder for the demo plant.")] = Path("build/demo"),
+    months: Annotated[int, typer.Option(help="Monthly reports to generate.")] = 3,
+    rows: Annotated[int, typer.Option(help="Rows per monthly report.")] = 700,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same plant).")] = 0,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Generate a realistic demo plant in TARGET and run the pipeline on it."""
+    _setup_logging(verbose)
+    from dpo.demo import generate_plant
+
+    plant = generate_plant(target, months=months, rows_per_month=rows, seed=seed)
+    if not as_json:
+        typer.echo(f"demo plant: {len(plant.monthly_files)} monthly reports, "
+                   f"{len(plant.po_files)} purchase-order files, {len(plant.static_files)} "
+                   f"master tables in {plant.root}")
+    run(root=target, config=None, source_dir=None, schema=None, annotations=None,
+        default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
+        as_json=as_json, verbose=verbose)
+
+
+@app.command()
+def validate(root: Root = None, config: Config = None, source_dir: Source = None,
+             schema: SchemaOpt = None, verbose: Verbose = False) -> None:
+    """Check the schema and every source file without writing anything."""
+    _setup_logging(verbose)
+    from dpo.console import print_validation
+    from dpo.validate import validate_sources
+
+    def go() -> list[dict[str, Any]]:
+        orch = _orchestrator(root, config, source_dir, schema, None, None)
+        return validate_sources(orch.paths)
+
+    rows = _guard(verbose, go)
+    print_validation(rows)
+    problems = [row for row in rows if row["status"] != "ok"]
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def health(root: Root = None, config: Config = None, default_dir: Out = None,
+           as_json: Json = False, verbose: Verbose = False) -> None:
+    """Paths, last run, disk space and write permission: healthy or degraded."""
+    from dpo.health import pipeline_health_check
+
+    def go() -> dict[str, Any]:
+        from dpo.config import load_settings, resolve_paths
+
+        settings = load_settings(config, root_dir=str(root) if root else None,
+                                 default_dir=default_dir)
+        return pipeline_health_check(paths=resolve_paths(settings))
+
+    report = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from dpo.console import print_health
+
+        print_health(report)
+    raise typer.Exit(0 if report["service_status"] == "healthy" else 1)
+
+
+@app.command()
+def versions(table: str, root: Root = None, config: Config = None, annotations: Annot = None,
+             default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
+    """List the stored versions of TABLE (newest last)."""
+    def go() -> list[dict[str, Any]]:
+        store = _store(root, config, annotations, default_dir)
+        return [v.to_dict() for v in store.list_versions(table)]
+
+    rows = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        from dpo.console import print_versions
+
+        print_versions(table, rows)
+    raise typer.Exit(0 if rows else 1)
+
+
+@app.command()
+def rollback(
+    table: Annotated[str | None, typer.Argument(help="Table to roll back.")] = None,
+    to: Annotated[str, typer.Option("--to", help="Version stamp, e.g. 20261127_0612.")] = "",
+    all_tables: Annotated[bool, typer.Option("--all", help="Roll back every table to its "
+                                             "version at or before --to.")] = False,
+    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
+    verbose: Verbose = False,
+) -> None:
+    """Point TABLE (or --all tables) back at an earlier, hash-verified version."""
+    _setup_logging(verbose)
+    if not to or (table is None) == (not all_tables):
+        raise _fail("give TABLE --to VERSION, or --all --to VERSION", EXIT_USAGE)
+
+    def go() -> list[Any]:
+        from dpo.lock import run_lock
+
+        store = _store(root, config, annotations, default_dir)
+        targets = store.versions_at(to) if all_tables else {str(table): to}
+        with run_lock(store.paths.output_dir):
+            return store.rollback(targets)
+
+    for version in _guard(verbose, go):
+        typer.echo(f"{version.table}: now at {version.stamp} ({version.rows} rows, "
+                   f"hash {str(version.content_hash)[:12]} verified)")
+
+
+def _store(root: Path | None, config: Path | None, annotations: str | None,
+           default_dir: str | None) -> Any:
+    from dpo.config import load_settings, resolve_paths
+    from dpo.store import VersionStore
+
+    settings = load_settings(config, root_dir=str(root) if root else None,
+                             annotation_path=annotations, default_dir=default_dir)
+    return VersionStore(resolve_paths(settings), keep_history=settings.keep_history)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Rich terminal output for the CLI: live progress per table and file, and summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+STYLE = {"success": "green", "partial_success": "yellow", "warning": "yellow",
+         "failed": "red", "error": "red", "skipped": "dim"}
+
+
+@contextmanager
+def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
+    """Show a bar per table while the orchestrator runs (events come from its `progress` hook)."""
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    bars: dict[str, TaskID] = {}
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            key = f"{data.get('phase')}:{data['table']}"
+            if event == "table_started":
+                bars[key] = progress.add_task(f"{data['phase']} {data['table']}",
+                                              total=data.get("total") or 1)
+            elif event == "file_done" and key in bars:
+                progress.advance(bars[key])
+            elif event == "table_done" and key in bars:
+                progress.update(bars[key], completed=progress.tasks[bars[key]].total)
+
+        orchestrator.progress = on_event
+        yield
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    overall = result["overall_status"]
+    table = Table(title=f"dpo run: [bold {STYLE.get(overall, 'white')}]{overall}[/]",
+                  title_justify="left")
+    for column in ("phase", "table", "status", "rows", "changed", "note"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for key, phase in (("collector_result", "collect"), ("loader_result", "load")):
+        part = result[key]
+        if part["status"] == "skipped":
+            table.add_row(phase, "-", _styled("skipped"), "", "", part.get("reason", ""))
+        for row in part.get("details", []):
+            note = row["error"]["message"] if row.get("error") else "; ".join(row["warnings"])
+            table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
+                          "yes" if row["changed"] else "no", note)
+    out.print(table)
+    collector, loader = result["collector_result"], result["loader_result"]
+    out.print(f"collect {collector['execution_time']} · {collector['files_processed']} files · "
+              f"{collector['records_count']:,} records · load {loader['execution_time']} · "
+              f"{loader.get('tables_created', 0)} new version(s)")
+    for action in collector.get("healing_actions", []):
+        out.print(f"  {action['action']} {action['table']}: "
+                  f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}")
+    for path in result.get("reports", []):
+        out.print(f"  report: {path}", soft_wrap=True)
+
+
+def _styled(status: str) -> str:
+    return f"[{STYLE.get(status, 'white')}]{status}[/]"
+
+
+def print_validation(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="dpo validate", title_justify="left")
+    for column in ("table", "file", "status", "rows", "message"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["table"], row["file"], _styled(row["status"]), str(row["rows"]),
+                      row["message"])
+    out.print(table)
+
+
+def print_health(report: dict[str, Any]) -> None:
+    status = report["service_status"]
+    out.print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
+    for name, path in report["paths"].items():
+        out.print(f"  {name}: {path}")
+    disk = report["disk_space"]
+    out.print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
+              f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {report['write_permission']}")
+    last = report["last_run"]
+    out.print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
+              if last else "  last run: none yet")
+    for reason in report["reasons"]:
+        out.print(f"  [red]- {reason}[/]")
+
+
+def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"versions of {name}", title_justify="left")
+    for column in ("version", "rows", "hash", "current"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["version"], str(row["rows"]), str(row["content_hash"])[:12],
+                      "*" if row["current"] else "")
+    out.print(table)

@@ -1,0 +1,145 @@
+"""Excel (.xlsx/.xlsb) -> Arrow text columns, with reader errors translated into dpo errors.
+
+Every column is read as text (fastexcel `dtypes="string"`): readers that guess a column's type
+from its first rows silently null later values that do not fit (a code column numeric for 1,000
+rows and then `9917349N15`). Text keeps every value; normalize.py turns it into schema types
+and reports what does not fit. fastexcel renders a whole number stored as a number as its
+integer text (`10190.0` -> `"10190"`) and a date as ISO text.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastexcel
+import pyarrow as pa
+
+from dpo.errors import DpoError, ErrorType, TransientError
+from dpo.normalize import Source
+
+# Decompression-bomb bounds: an export of a plant's month is a few MB unpacked.
+MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_PACK_RATIO = 1000
+# A file modified this recently that fails to open is probably still being copied in.
+SETTLING_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RawSheet:
+    table: pa.Table  # text columns, renamed to canonical names, in the requested order
+    source: Source
+
+
+def read_sheet(
+    path: Path,
+    sheet: str | None,
+    columns: tuple[str, ...],
+    renames: Mapping[str, str],
+    *,
+    display_name: str | None = None,
+) -> RawSheet:
+    """Read `columns` (canonical names) of one sheet as text; extra columns are dropped."""
+    name = display_name or path.name
+    before = _stat(path, name)
+    _check_bomb(path, name)
+    reader = _open(path, name, before.st_mtime)
+    sheet_name = sheet if sheet is not None else reader.sheet_names[0]
+    if sheet_name not in reader.sheet_names:
+        found = ", ".join(repr(s) for s in reader.sheet_names)
+        raise DpoError(
+            f"{name}: sheet {sheet_name!r} not found; the file has {found}",
+            error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
+        )
+    wanted = set(columns) | {src for src, dst in renames.items() if dst in columns}
+    try:
+        batch = reader.load_sheet(
+            sheet_name, dtypes="string", use_columns=lambda col: col.name in wanted
+        ).to_arrow()
+    except fastexcel.FastExcelError as exc:
+        raise _read_error(name, exc, sheet_name) from exc
+    if _stat(path, name).st_mtime_ns != before.st_mtime_ns:
+        raise TransientError(f"{name}: file changed while it was read (still being copied?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name)
+    table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
+    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name))
+
+
+def _stat(path: Path, name: str) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError as exc:
+        raise DpoError(f"{name}: file not found", error_type=ErrorType.FILE_NOT_FOUND,
+                       file=name) from exc
+    except PermissionError as exc:
+        raise TransientError(f"{name}: permission denied", error_type=ErrorType.FILE_READ_ERROR,
+                             file=name) from exc
+
+
+def _check_bomb(path: Path, name: str) -> None:
+    if not zipfile.is_zipfile(path):
+        return  # not a zip: the reader will say what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            packed = sum(info.compress_size for info in archive.infolist()) or 1
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DpoError(f"{name}: not a readable Excel file ({exc})",
+                       error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    if unpacked > MAX_UNPACKED_BYTES or unpacked / packed > MAX_PACK_RATIO:
+        raise DpoError(
+            f"{name}: refused, unpacks to {unpacked:,} bytes (ratio {unpacked / packed:.0f}:1); "
+            "looks like a decompression bomb",
+            error_type=ErrorType.FILE_READ_ERROR, file=name,
+        )
+
+
+def _open(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
+    try:
+        return fastexcel.read_excel(path)
+    except PermissionError as exc:
+        raise TransientError(f"{name}: permission denied (locked?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    except fastexcel.FastExcelError as exc:
+        if time.time() - mtime < SETTLING_SECONDS:
+            raise TransientError(f"{name}: unreadable right after it changed; still being copied?",
+                                 error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+        raise _read_error(name, exc, None) from exc
+
+
+def _read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DpoError(f"{name}: not a readable Excel file ({first})",
+                    error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
+
+
+def _select(
+    table: pa.Table, columns: tuple[str, ...], renames: Mapping[str, str], name: str, sheet: str
+) -> pa.Table:
+    present = {renames.get(c, c): c for c in reversed(table.column_names)}
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise DpoError(
+            f"{name} [{sheet}]: missing required column(s): {', '.join(missing)}",
+            error_type=ErrorType.MISSING_FIELDS, file=name, sheet=sheet, column=missing[0],
+        )
+    arrays = [table.column(present[c]) for c in columns]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def first_data_row(path: Path, sheet: str) -> int:
+    """Excel row number of the first data row: the sheet's used range may not start at row 1.
+
+    Only asked on the error path, so the happy path reads each file once.
+    """
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    try:
+        start_row, _ = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet).start
+    except (CalamineError, OSError, ValueError, TypeError):
+        return 2
+    return int(start_row) + 2

@@ -1,0 +1,162 @@
+"""Phase 2, the DataLoaderAgent: load every table, compare hashes, publish changed versions."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from loguru import logger
+
+from dpo.collect import Progress
+from dpo.config import Paths
+from dpo.errors import CellErrors, DpoError, ErrorType
+from dpo.excel import read_sheet
+from dpo.frames import META_SOURCES, META_TABLE, arrow_schema, content_hash
+from dpo.fsio import read_verified
+from dpo.normalize import normalize_table
+from dpo.results import HealingAction, LoaderResult, Status, TableResult, phase_status
+from dpo.retry import with_retries
+from dpo.schema import RENAMES, Schema, TableSpec, load_schema
+from dpo.store import VersionStore
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    spec: TableSpec
+    table: pa.Table
+    digest: str
+    source: str
+
+
+class DataLoaderAgent:
+    """Phase 2: every schema table -> a new version in the store when its content changed."""
+
+    def __init__(
+        self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
+        max_retries: int = 3, retry_wait: float = 0.5, store: VersionStore | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.progress = progress
+        self.paths = paths
+        self.schema = schema or load_schema(paths.schema_path, paths.root)
+        self.store = store or VersionStore(paths, keep_history=keep_history)
+        self.max_retries = max_retries
+        self.retry_wait = retry_wait
+
+    def process_all_data(self) -> LoaderResult:
+        started = time.perf_counter()
+        healing = [HealingAction("repair", "*", True, a) for a in self.store.recover()]
+        loaded: list[_Loaded] = []
+        results: list[TableResult] = []
+        for spec in self.schema:
+            self._emit("table_started", table=spec.name, total=1)
+            try:
+                item = self._load(spec)
+                self._emit("table_done", table=spec.name, status="success")
+            except DpoError as exc:
+                logger.error("❌ {}: {}", spec.name, exc.message)
+                results.append(TableResult(table=spec.name, status=Status.ERROR,
+                                           files_failed=(exc.file,) if exc.file else (),
+                                           error=exc.info(spec.name)))
+                continue
+            loaded.append(item)
+        if any(r.status is Status.ERROR for r in results):
+            logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
+            results += [self._unchanged(item, published=False) for item in loaded]
+            return self._summary(results, 0, (), healing, started)
+        changed = [item for item in loaded if item.digest != self.store.current_hash(item.spec.name)]
+        outcome = self.store.publish({
+            item.spec.name: (item.table, {META_TABLE: item.spec.name.encode(),
+                                          META_SOURCES: item.source.encode()})
+            for item in changed
+        })
+        for item in loaded:
+            path = outcome.written.get(item.spec.name)
+            results.append(self._unchanged(item, published=True) if path is None else TableResult(
+                table=item.spec.name, status=Status.SUCCESS, rows=item.table.num_rows,
+                files=(item.source,), changed=True, content_hash=item.digest,
+                output=self.paths.relative(path)))
+        if changed:
+            logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
+        else:
+            logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
+        moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
+        return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _emit(self, event: str, **data: object) -> None:
+        if self.progress is not None:
+            self.progress(event, {"phase": "load", **data})
+
+    def _unchanged(self, item: _Loaded, *, published: bool) -> TableResult:
+        current = self.store.current_path(item.spec.name)
+        return TableResult(
+            table=item.spec.name, status=Status.SUCCESS, rows=item.table.num_rows,
+            files=(item.source,), changed=False, content_hash=item.digest,
+            output=self.paths.relative(current) if current and published else None)
+
+    def _load(self, spec: TableSpec) -> _Loaded:
+        if spec.kind == "dynamic":
+            path = self.paths.collector_dir / f"{spec.name}.parquet"
+            table = self._from_phase1(spec, path)
+        else:
+            path = spec.path
+            table = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
+                                 what=path.name, base_wait=self.retry_wait)
+        table = table.replace_schema_metadata(arrow_schema(spec).metadata)
+        return _Loaded(spec, table, content_hash(table), self.paths.relative(path))
+
+    def _from_phase1(self, spec: TableSpec, path: Path) -> pa.Table:
+        if not path.exists():
+            raise DpoError(f"{path.name}: Phase 1 output not found", table=spec.name,
+                           error_type=ErrorType.FILE_NOT_FOUND, file=self.paths.relative(path))
+        table = read_verified(path)
+        expected = arrow_schema(spec)
+        for want in expected:
+            if want.name not in table.column_names:
+                raise DpoError(f"{path.name}: column {want.name} missing", table=spec.name,
+                               error_type=ErrorType.SCHEMA_MISMATCH, file=path.name,
+                               column=want.name)
+            got = table.schema.field(want.name).type
+            if got != want.type:
+                raise DpoError(f"{path.name}: column {want.name} is {got}, schema says "
+                               f"{spec.dtype_of(want.name)}", error_type=ErrorType.SCHEMA_MISMATCH,
+                               table=spec.name, file=path.name, column=want.name)
+        return table.select(expected.names)
+
+    def _from_excel(self, spec: TableSpec) -> pa.Table:
+        if not spec.path.is_file():
+            raise DpoError(f"{spec.path.name}: static file not found at "
+                           f"{self.paths.relative(spec.path)}", table=spec.name,
+                           error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
+        raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES)
+        norm = normalize_table(raw.table, spec, raw.source)
+        if norm.cells:
+            error = CellErrors(list(norm.cells), table=spec.name)
+            error.error_type = ErrorType.SCHEMA_MISMATCH
+            raise error
+        return norm.table
+
+    def _summary(
+        self, results: list[TableResult], written: int, moved: tuple[str, ...],
+        healing: list[HealingAction], started: float,
+    ) -> LoaderResult:
+        order = {spec.name: i for i, spec in enumerate(self.schema)}
+        results.sort(key=lambda r: order[r.table])
+        errors = tuple(r.error for r in results if r.error is not None)
+        return LoaderResult(
+            status=phase_status(results), tables=tuple(results),
+            tables_processed=len(results), tables_changed=sum(r.changed for r in results),
+            tables_created=written, seconds=time.perf_counter() - started,
+            peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            disk_usage_bytes=_folder_size(self.paths.loader_dir), files_moved=moved,
+            healing_actions=tuple(healing), errors=errors,
+        )
+
+
+def _folder_size(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -1,0 +1,271 @@
+"""Pure normalisation of raw cell text into schema types (SPEC §2 step 3).
+
+Every converter takes an Arrow array as the reader gives it (text, since dtypes are forced to
+string at read time; numbers and timestamps are accepted too) and returns the typed array plus
+a mask of the cells it could not convert. A cell is either converted exactly or reported:
+nothing is silently changed or dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dpo.errors import CellError
+from dpo.frames import arrow_schema
+from dpo.schema import TableSpec
+
+NULL_TOKENS = ("", "nan", "null", "none", "n/a", "na")
+# Excel error values: a formula that failed upstream; never data, always reported.
+EXCEL_ERRORS = ("#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!",
+                "#GETTING_DATA", "#SPILL!", "#CALC!")
+_INT_RE = r"^\s*[+-]?\d+(\.0*)?\s*$"
+_FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_SERIAL_RE = r"^\s*\d+(\.\d+)?\s*$"
+_ISO_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
+_EXCEL_EPOCH_NS = -25569 * 86_400 * 10**9  # serial day 0 = 1899-12-30, as ns from 1970-01-01
+_MAX_SERIAL = 2_958_465  # 9999-12-31
+_TRUE = ("true", "1", "yes", "y")
+_FALSE = ("false", "0", "no", "n")
+
+Converted = tuple[pa.Array, np.ndarray]  # typed values, mask of cells that failed
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a raw table came from, so errors can point at the Excel cell."""
+
+    file: str
+    sheet: str
+    first_row: int = 2  # Excel row number of the first data row
+
+
+@dataclass(frozen=True)
+class Normalized:
+    table: pa.Table  # typed, with the spec's schema; bad rows removed when quarantining
+    cells: tuple[CellError, ...]
+    bad_rows: np.ndarray  # positions (in the raw table) of rows with at least one bad cell
+    source: Source
+
+
+def _as_text(arr: pa.Array) -> pa.Array:
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return arr
+    return pc.cast(arr, pa.large_string())
+
+
+def null_like(arr: pa.Array) -> pa.Array:
+    """Empty/whitespace text and nan/null/none/n/a/na (any case) become null, before any cast."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if pa.types.is_floating(arr.type):
+            return pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        return arr
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
+    is_null = pc.is_in(folded, value_set=pa.array(NULL_TOKENS, arr.type))
+    return pc.if_else(is_null, pa.scalar(None, arr.type), arr)
+
+
+def excel_errors(arr: pa.Array) -> np.ndarray:
+    """Mask of cells holding an Excel error value such as #N/A or #DIV/0!."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return np.zeros(len(arr), dtype=bool)
+    hit = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=pa.array(EXCEL_ERRORS, arr.type))
+    return _mask(hit)
+
+
+def _mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _failed(raw: pa.Array, out: pa.Array) -> np.ndarray:
+    """Cells that held a value but came out null: the conversion failed there."""
+    return _mask(pc.and_(pc.is_valid(raw), pc.is_null(out)))
+
+
+def _whole_in_int64(arr: pa.Array) -> pa.Array:
+    """Whole floats that fit int64; beyond it an unchecked cast would wrap to garbage."""
+    return pc.and_(pc.equal(arr, pc.floor(arr)), pc.less(pc.abs(arr), 2.0**63))
+
+
+def to_text(arr: pa.Array) -> Converted:
+    """A whole number stored as a number becomes its integer text; other values keep their text."""
+    if pa.types.is_floating(arr.type):
+        whole = _whole_in_int64(arr)
+        as_int = pc.cast(pc.if_else(whole, arr, None), pa.int64(), safe=False)
+        text = pc.if_else(whole, pc.cast(as_int, pa.large_string()), pc.cast(arr, pa.large_string()))
+        return text, np.zeros(len(arr), dtype=bool)
+    out = pc.cast(arr, pa.large_string())
+    return out, np.zeros(len(arr), dtype=bool)
+
+
+def to_int(arr: pa.Array, target: pa.DataType = pa.int64()) -> Converted:
+    """Whole numbers only: `12`, `12.0` are fine; `12.5`, `abc` and out-of-range are failures."""
+    if pa.types.is_floating(arr.type):
+        whole_only = pc.if_else(_whole_in_int64(arr), arr, None)
+        text = pc.cast(pc.cast(whole_only, pa.int64(), safe=False), pa.large_string())
+        text = pc.if_else(pc.is_valid(whole_only), text, None)
+    elif pa.types.is_integer(arr.type):
+        text = pc.cast(arr, pa.large_string())
+    else:
+        text = _as_text(arr)
+    ok = pc.match_substring_regex(text, _INT_RE)
+    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
+    digits = pc.if_else(ok, digits, None)
+    out = _cast_each(digits, target)
+    return out, _failed(arr, out)
+
+
+def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast in one go; if one value overflows, fall back to per-value casts to null just it."""
+    try:
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = []
+        for item in arr.to_pylist():
+            try:
+                values.append(None if item is None else pc.cast(pa.scalar(item), target).as_py())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values.append(None)
+        return pa.array(values, target)
+
+
+def to_float(arr: pa.Array, target: pa.DataType = pa.float64()) -> Converted:
+    """Any finite number; text that is not a number is a failure."""
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        out = pc.cast(arr, target)
+        return out, _failed(arr, out)
+    text = _as_text(arr)
+    ok = pc.match_substring_regex(text, _FLOAT_RE)
+    out = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), None), target)
+    out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
+    return out, _failed(arr, out)
+
+
+def to_datetime(arr: pa.Array) -> Converted:
+    """Real Excel dates, Excel serial numbers (day 0 = 1899-12-30) and ISO date text."""
+    target = pa.timestamp("ns")
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
+        out = pc.cast(arr, target)
+        return out, _failed(arr, out)
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        out = _from_serial(pc.cast(arr, pa.float64()))
+        return out, _failed(arr, out)
+    text = _as_text(arr)
+    is_serial = _mask(pc.match_substring_regex(text, _SERIAL_RE))
+    serial = _from_serial(_cast_each(pc.if_else(is_serial, text, None), pa.float64()))
+    iso = _from_iso(pc.if_else(is_serial, None, text))
+    out = pc.if_else(is_serial, serial, iso)
+    return out, _failed(arr, out)
+
+
+def _from_serial(days: pa.Array) -> pa.Array:
+    valid = pc.and_(pc.greater_equal(days, 0), pc.less_equal(days, _MAX_SERIAL))
+    # Excel keeps time to the millisecond; round there so 10:31 is not 10:30:59.999999.
+    ms = pc.round(pc.multiply(pc.if_else(valid, days, None), 86_400_000.0))
+    ns = pc.add(pc.multiply(pc.cast(ms, pa.int64()), 1_000_000), _EXCEL_EPOCH_NS)
+    return pc.cast(ns, pa.timestamp("ns"))
+
+
+def _from_iso(text: pa.Array) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(text)
+    shaped = pc.if_else(pc.match_substring_regex(trimmed, _ISO_RE), trimmed, None)
+    parsed = pd.to_datetime(
+        pd.Series(shaped.to_pandas(), dtype="object"), format="ISO8601", errors="coerce"
+    )
+    return pa.array(parsed.astype("datetime64[ns]"), type=pa.timestamp("ns"), from_pandas=True)
+
+
+def to_boolean(arr: pa.Array) -> Converted:
+    """true/false, 1/0, yes/no (any case)."""
+    if pa.types.is_boolean(arr.type):
+        return arr, np.zeros(len(arr), dtype=bool)
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(_as_text(to_text(arr)[0])))
+    is_true = pc.is_in(folded, value_set=pa.array(_TRUE, folded.type))
+    is_false = pc.is_in(folded, value_set=pa.array(_FALSE, folded.type))
+    out = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+    return out, _failed(arr, out)
+
+
+def upper_shift(arr: pa.Array) -> pa.Array:
+    """workingShift is upper-cased: `hc` -> `HC`."""
+    return pc.utf8_upper(arr)
+
+
+CONVERTERS: dict[str, Callable[[pa.Array, pa.DataType], Converted]] = {
+    "string": lambda arr, _t: to_text(arr),
+    "int": to_int,
+    "float": to_float,
+    "datetime": lambda arr, _t: to_datetime(arr),
+    "boolean": lambda arr, _t: to_boolean(arr),
+}
+REASONS = {
+    "string": "is not text",
+    "int": "is not a whole number (or out of range)",
+    "float": "is not a number",
+    "datetime": "is not a date (Excel date, serial number or ISO text)",
+    "boolean": "is not true/false",
+}
+SPECIAL: dict[str, Callable[[pa.Array], pa.Array]] = {"workingShift": upper_shift}
+
+
+def normalize_table(raw: pa.Table, spec: TableSpec, source: Source) -> Normalized:
+    """Convert every column of `raw` (already renamed and ordered) to the spec's types."""
+    schema = arrow_schema(spec)
+    columns: list[pa.Array] = []
+    cells: list[CellError] = []
+    bad = np.zeros(raw.num_rows, dtype=bool)
+    for field in schema:
+        values = raw.column(field.name).combine_chunks()
+        kind = spec.kind_of(field.name)
+        errors = excel_errors(values)
+        values = null_like(values)
+        out, failed = CONVERTERS[kind](values, field.type)
+        if field.name in SPECIAL:
+            out = SPECIAL[field.name](out)
+        failed = failed | errors
+        if failed.any():
+            bad |= failed
+            cells.extend(_cells(values, failed, errors, field.name, REASONS[kind], source))
+        columns.append(pc.cast(out, field.type))
+    table = pa.Table.from_arrays(columns, schema=schema)
+    return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), source=source)
+
+
+def _cells(
+    raw: pa.Array, failed: np.ndarray, errors: np.ndarray, column: str, reason: str, src: Source
+) -> list[CellError]:
+    positions = np.flatnonzero(failed)
+    texts = _as_text(raw.take(pa.array(positions))).to_pylist()
+    return [
+        CellError(
+            file=src.file, sheet=src.sheet, row=int(pos) + src.first_row, column=column,
+            value="" if text is None else str(text),
+            reason="is an Excel error value" if errors[pos] else reason,
+        )
+        for pos, text in zip(positions, texts, strict=True)
+    ]
+
+
+def quarantine_table(raw: pa.Table, norm: Normalized) -> pa.Table:
+    """The raw text of rejected rows, with where they came from and why they were rejected."""
+    reasons: dict[int, list[str]] = {}
+    for cell in norm.cells:
+        reasons.setdefault(cell.row, []).append(f"{cell.column}: {cell.value!r} {cell.reason}")
+    source = norm.source
+    rows = [int(p) + source.first_row for p in norm.bad_rows]
+    picked = raw.take(pa.array(norm.bad_rows, pa.int64()))
+    text_cols = [_as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
+    extra = {
+        "_source_file": pa.array([source.file] * len(rows), pa.large_string()),
+        "_sheet": pa.array([source.sheet] * len(rows), pa.large_string()),
+        "_excel_row": pa.array(rows, pa.int64()),
+        "_reason": pa.array(["; ".join(reasons[r]) for r in rows], pa.large_string()),
+    }
+    return pa.Table.from_arrays(
+        [*text_cols, *extra.values()], names=[*picked.column_names, *extra.keys()]
+    )

@@ -1,0 +1,257 @@
+"""The DataPipelineOrchestrator: phase 1 -> decide (rollback? proceed?) -> phase 2 -> tell people.
+
+Decision matrix (SPEC §4, the seed's five Error Handling Scenarios):
+
+    Phase 1   rollback   Phase 2    overall
+    ok        -          ok         success
+    failed    ok         ok         partial_success
+    failed    failed     skipped    failed
+    ok        -          failed     failed
+    failed    ok/failed  failed     failed
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from dpo import __version__
+from dpo.collect import DataCollector, Progress
+from dpo.config import Paths, Settings, load_settings, resolve_paths
+from dpo.errors import DpoError, ErrorInfo, ErrorType
+from dpo.healing import rollback_table
+from dpo.load import DataLoaderAgent
+from dpo.lock import run_lock
+from dpo.notify import (
+    AppriseNotificationHandler,
+    FileNotificationHandler,
+    ManualReviewNotifier,
+    NotificationHandler,
+    NotificationOutcome,
+)
+from dpo.report import ReportWriter, render_final, render_phase_success
+from dpo.results import (
+    CollectorResult,
+    LoaderResult,
+    PipelineResult,
+    Status,
+    TableResult,
+)
+from dpo.schema import load_schema
+from dpo.store import VersionStore
+
+
+
+class DataPipelineOrchestrator:
+    """Runs Phase 1 (DataCollector) and Phase 2 (DataLoaderAgent) with healing and reporting."""
+
+    def __init__(
+        self,
+        dynamic_db_source_dir: str = "database/dynamicDatabase",
+        databaseSchemas_path: str = "database/databaseSchemas.json",
+        annotation_path: str = "agents/shared_db/DataLoaderAgent/newest/path_annotations.json",
+        default_dir: str = "agents/shared_db",
+        *,
+        root_dir: str | Path | None = None,
+        config_file: str | Path | None = None,
+        notification_handler: NotificationHandler | None = None,
+        clock: Callable[[], datetime] = datetime.now,
+        **options: Any,
+    ) -> None:
+        explicit = _explicit_paths(dynamic_db_source_dir, databaseSchemas_path, annotation_path,
+                                   default_dir)
+        self.settings: Settings = load_settings(
+            config_file, root_dir=str(root_dir) if root_dir is not None else None,
+            **explicit, **options,
+        )
+        self.dynamic_db_source_dir = self.settings.dynamic_db_source_dir
+        self.databaseSchemas_path = self.settings.databaseSchemas_path
+        self.annotation_path = self.settings.annotation_path
+        self.default_dir = self.settings.default_dir
+        self.paths: Paths = resolve_paths(self.settings)
+        self.output_dir = self.paths.output_dir
+        self.clock = clock
+        self.notification_handler: NotificationHandler = (
+            notification_handler or self._default_handler())
+        self.progress: Progress | None = None  # the CLI's live display hooks in here
+
+    def _default_handler(self) -> NotificationHandler:
+        if self.settings.notify_urls:
+            return AppriseNotificationHandler(self.settings.notify_urls)
+        return FileNotificationHandler(self.output_dir / "notifications")
+
+    # -- the run -----------------------------------------------------------------------------
+    def run_pipeline(
+        self, max_retries: int | None = None, enable_notifications: bool = True,
+        on_bad_rows: str | None = None,
+    ) -> dict[str, Any]:
+        """Run both phases and return the seed's result dict (JSON-serialisable)."""
+        retries = self.settings.max_retries if max_retries is None else max_retries
+        with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
+            result = self._run_locked(retries, enable_notifications,
+                                      on_bad_rows or self.settings.on_bad_rows)
+        return result.to_dict()
+
+    def _run_locked(self, retries: int, notify: bool, on_bad_rows: str) -> PipelineResult:
+        started = self.clock()
+        run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
+        logger.info("🚀 pipeline run {} started (root {})", run_id, self.paths.root)
+        from dpo.ledger import Ledger
+
+        ledger = Ledger(self.output_dir / "runs.sqlite")
+        ledger.start(run_id, started)
+        schema = load_schema(self.paths.schema_path, self.paths.root)
+        store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
+        workers = self.settings.workers or min(4, os.cpu_count() or 1)
+
+        logger.info("📊 Phase 1: DataCollector")
+        collector = self._phase1(DataCollector(
+            self.paths, schema=schema, on_bad_rows=on_bad_rows, max_retries=retries,
+            workers=workers, progress=self.progress))
+        collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
+        loader: LoaderResult | None = None
+        skip_reason = ""
+        if collector.status is Status.ERROR and not _all_rolled_back(collector):
+            skip_reason = "Phase 1 failed and rollback did not restore every failed table"
+            logger.error("❌ Phase 2 skipped: {}", skip_reason)
+        else:
+            logger.info("📊 Phase 2: DataLoaderAgent")
+            loader = self._phase2(DataLoaderAgent(self.paths, schema=schema, store=store,
+                                                  max_retries=retries, progress=self.progress))
+        overall = decide(collector, loader)
+        result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
+        result = self._finish(result, run_id, notify)
+        ledger.finish(run_id, result.to_dict())
+        icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")
+        logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
+        return result
+
+    def _phase1(self, collector: DataCollector) -> CollectorResult:
+        started = time.perf_counter()
+        try:
+            return collector.process_all_data()
+        except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
+            logger.exception("❌ Phase 1 crashed")
+            return CollectorResult(
+                status=Status.ERROR, tables=(), files_processed=0, files_failed=0,
+                records_count=0, duplicates_removed=0, data_updated=False,
+                seconds=time.perf_counter() - started, disk_usage_bytes=0,
+                errors=(_unexpected(exc),))
+
+    def _phase2(self, loader: DataLoaderAgent) -> LoaderResult:
+        started = time.perf_counter()
+        try:
+            return loader.process_all_data()
+        except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
+            logger.exception("❌ Phase 2 crashed")
+            return LoaderResult(status=Status.ERROR, tables=(), tables_processed=0,
+                                tables_changed=0, tables_created=0,
+                                seconds=time.perf_counter() - started,
+                                errors=(_unexpected(exc),))
+
+    def _heal(
+        self, collector: CollectorResult, store: VersionStore, dynamic: list[str]
+    ) -> CollectorResult:
+        # A phase that crashed before naming its tables failed for all of them.
+        failed = collector.failed_tables() or (dynamic if collector.status is Status.ERROR else [])
+        if not failed:
+            return collector
+        logger.warning("⚠️ Phase 1 failed for {}; rolling back", ", ".join(failed))
+        actions = tuple(rollback_table(self.paths, store, table) for table in failed)
+        return _replace(collector, healing_actions=collector.healing_actions + actions)
+
+    # -- telling people ----------------------------------------------------------------------
+    def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
+        data = result.to_dict()
+        context = self._context(run_id, data)
+        writer = ReportWriter(self.output_dir)
+        writer.archive_previous()
+        stamp = writer.stamp(f"{result.started_at:%Y%m%d_%H%M}")
+        reports: dict[str, str] = {}
+        outcomes: list[NotificationOutcome] = []
+        notifier = ManualReviewNotifier(self.notification_handler,
+                                        recipient=self.settings.recipient)
+        for key, short in (("collector_result", "DataCollector"), ("loader_result", "DataLoader")):
+            phase = data[key]
+            if phase["status"] == str(Status.SUCCESS):
+                reports[f"{short}_success_report"] = render_phase_success(phase, context)
+                continue
+            if phase["status"] == str(Status.SKIPPED):
+                phase = {**phase, "component": "DataLoaderAgent"}
+            note, outcome = notifier.notify(phase, run_context=context, send=notify)
+            reports[f"{short}_manual_review_notification"] = note.message
+            outcomes.append(outcome)
+        done = _replace(result, notifications=tuple(o.to_dict() for o in outcomes))
+        reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
+        paths = writer.write(stamp, reports)
+        writer.log(_change_block(done, run_id, paths))
+        return _replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+
+    def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "run_id": run_id, "started_at": data["started_at"],
+            "overall_status": data["overall_status"], "default_dir": str(self.paths.default_dir),
+            "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
+            "annotation_path": str(self.paths.annotation_path),
+            "max_retries": self.settings.max_retries, "dpo_version": __version__,
+            "host": socket.gethostname(),
+        }
+
+
+def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
+    """The overall status of the seed's five scenarios (module docstring)."""
+    if loader is None or loader.status is Status.ERROR:
+        return Status.FAILED
+    if collector.status is Status.ERROR:
+        return Status.PARTIAL_SUCCESS
+    return Status.SUCCESS
+
+
+def _all_rolled_back(collector: CollectorResult) -> bool:
+    rollbacks = [h for h in collector.healing_actions if h.action == "rollback"]
+    return bool(rollbacks) and all(h.success for h in rollbacks)
+
+
+def _unexpected(exc: BaseException) -> ErrorInfo:
+    if isinstance(exc, DpoError):
+        return exc.info()
+    return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _explicit_paths(*values: str) -> dict[str, str]:
+    """Constructor paths that differ from the seed's defaults count as explicit arguments."""
+    from dpo.config import DEFAULTS
+
+    names = ("dynamic_db_source_dir", "databaseSchemas_path", "annotation_path", "default_dir")
+    return {n: v for n, v in zip(names, values, strict=True) if v != DEFAULTS[n]}
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(obj, **changes)
+
+
+def _change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> str:
+    collector = result.collector
+    loader = result.loader
+    lines = [f"[{result.finished_at:%Y-%m-%d %H:%M:%S}] run {run_id}: {result.overall_status}",
+             f"  Phase 1: {collector.status}, {collector.records_count} records, "
+             f"{'data updated' if collector.data_updated else 'no change'}",
+             f"  Phase 2: {loader.status if loader else 'skipped'}"
+             + (f", {loader.tables_created} new version(s)" if loader else "")]
+    lines += [f"  {h.action} {h.table}: {'ok' if h.success else 'FAILED'}"
+              for h in collector.healing_actions]
+    lines += [f"  report {p.name}" for p in reports]
+    return "\n".join(lines) + "\n\n"
+
+
+__all__ = ["DataPipelineOrchestrator", "TableResult", "decide"]

@@ -1,0 +1,190 @@
+"""Typed results of each phase and of the pipeline; `to_dict()` makes the seed's result dict.
+
+Statuses are compared as enums everywhere in dpo; they become lower-case strings only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from dpo.errors import ErrorInfo
+
+
+class Status(StrEnum):
+    SUCCESS = "success"
+    PARTIAL_SUCCESS = "partial_success"
+    WARNING = "warning"
+    ERROR = "error"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def hms(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+@dataclass(frozen=True)
+class HealingAction:
+    """Something dpo did to recover, on which table, and whether it worked."""
+
+    action: str  # e.g. "rollback", "retry", "repair"
+    table: str
+    success: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "table": self.table, "success": self.success,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """What happened to one table in one phase."""
+
+    table: str
+    status: Status
+    rows: int = 0
+    files: tuple[str, ...] = ()
+    files_failed: tuple[str, ...] = ()
+    duplicates_removed: int = 0
+    duplicates_by_file: tuple[tuple[str, int], ...] = ()
+    rows_rejected: int = 0
+    changed: bool = False
+    content_hash: str | None = None
+    output: str | None = None
+    warnings: tuple[str, ...] = ()
+    error: ErrorInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "status": str(self.status),
+            "rows": self.rows,
+            "files": list(self.files),
+            "files_failed": list(self.files_failed),
+            "duplicates_removed": self.duplicates_removed,
+            "duplicates_by_file": dict(self.duplicates_by_file),
+            "rows_rejected": self.rows_rejected,
+            "changed": self.changed,
+            "content_hash": self.content_hash,
+            "output": self.output,
+            "warnings": list(self.warnings),
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+def phase_status(tables: list[TableResult]) -> Status:
+    if any(t.status is Status.ERROR for t in tables):
+        return Status.ERROR
+    if any(t.status is Status.WARNING for t in tables):
+        return Status.WARNING
+    return Status.SUCCESS
+
+
+@dataclass(frozen=True)
+class CollectorResult:
+    status: Status
+    tables: tuple[TableResult, ...]
+    files_processed: int
+    files_failed: int
+    records_count: int
+    duplicates_removed: int
+    data_updated: bool
+    seconds: float
+    disk_usage_bytes: int
+    healing_actions: tuple[HealingAction, ...] = ()
+    errors: tuple[ErrorInfo, ...] = ()
+    component: str = "DataCollector"
+
+    def failed_tables(self) -> list[str]:
+        return [t.table for t in self.tables if t.status is Status.ERROR]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "component": self.component,
+            "files_processed": self.files_processed,
+            "files_failed": self.files_failed,
+            "records_count": self.records_count,
+            "duplicates_removed": self.duplicates_removed,
+            "data_updated": self.data_updated,
+            "execution_time": hms(self.seconds),
+            "execution_seconds": round(self.seconds, 3),
+            "disk_usage_bytes": self.disk_usage_bytes,
+            "healing_actions": [h.to_dict() for h in self.healing_actions],
+            "errors": [e.to_dict() for e in self.errors],
+            "details": [t.to_dict() for t in self.tables],
+        }
+
+
+@dataclass(frozen=True)
+class LoaderResult:
+    status: Status
+    tables: tuple[TableResult, ...]
+    tables_processed: int
+    tables_changed: int
+    tables_created: int  # new version files written in this run
+    seconds: float
+    peak_memory_bytes: int = 0
+    disk_usage_bytes: int = 0
+    files_moved: tuple[str, ...] = ()
+    healing_actions: tuple[HealingAction, ...] = ()
+    errors: tuple[ErrorInfo, ...] = ()
+    component: str = "DataLoaderAgent"
+
+    @property
+    def data_validation(self) -> str:
+        return "failed" if any(t.status is Status.ERROR for t in self.tables) else "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "component": self.component,
+            "tables_processed": self.tables_processed,
+            "tables_changed": self.tables_changed,
+            "tables_created": self.tables_created,
+            "data_validation": self.data_validation,
+            "execution_time": hms(self.seconds),
+            "execution_seconds": round(self.seconds, 3),
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "disk_usage_bytes": self.disk_usage_bytes,
+            "files_moved": list(self.files_moved),
+            "healing_actions": [h.to_dict() for h in self.healing_actions],
+            "errors": [e.to_dict() for e in self.errors],
+            "details": [t.to_dict() for t in self.tables],
+        }
+
+
+def skipped_phase(component: str, reason: str) -> dict[str, Any]:
+    return {"status": str(Status.SKIPPED), "component": component, "reason": reason,
+            "execution_time": hms(0), "details": []}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    overall_status: Status
+    collector: CollectorResult
+    loader: LoaderResult | None  # None: Phase 2 skipped
+    started_at: datetime
+    finished_at: datetime
+    skip_reason: str = ""
+    notifications: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    reports: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        loader = (self.loader.to_dict() if self.loader is not None
+                  else skipped_phase("DataLoaderAgent", self.skip_reason))
+        return {
+            "overall_status": str(self.overall_status),
+            "collector_result": self.collector.to_dict(),
+            "loader_result": loader,
+            "timestamp": self.finished_at.isoformat(),
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round((self.finished_at - self.started_at).total_seconds(), 3),
+            "notifications": list(self.notifications),
+            "reports": list(self.reports),
+        }

@@ -1,0 +1,42 @@
+"""Retry of transient failures (locked file, file still being copied) with backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from loguru import logger
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from dpo.errors import TransientError
+
+T = TypeVar("T")
+
+
+def with_retries(
+    func: Callable[[], T], *, max_retries: int, what: str, base_wait: float = 0.5,
+    on_retry: Callable[[str], None] | None = None,
+) -> T:
+    """Call `func`; retry TransientError up to `max_retries` times. Other errors pass through."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        message = f"retry {state.attempt_number}/{max_retries} of {what}: {exc}"
+        logger.warning("⚠️ {}", message)
+        if on_retry is not None:
+            on_retry(message)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max_retries + 1),
+        wait=wait_exponential(multiplier=base_wait, max=8),
+        retry=retry_if_exception_type(TransientError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(func)

@@ -1,0 +1,112 @@
+"""Shared fixture builders: small schemas, real Excel files, paths and collector runs.
+
+Excel files are written with `dpo.demo` (the project's own fixture writer), so every test
+reads real `.xlsx`/`.xlsb` bytes through the production reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dpo.collect import DataCollector
+from dpo.config import Paths, load_settings, resolve_paths
+from dpo.results import CollectorResult
+
+SAMPLES = Path("/work/shared/samples/database")
+
+# A focused dynamic table: one of each dtype the plant uses, including the special columns.
+SMALL_REQUIRED = ("recordDate", "workingShift", "itemCode", "quantity", "weight", "plasticResine")
+SMALL_DTYPES = {
+    "recordDate": "datetime64[ns]",
+    "workingShift": "string",
+    "itemCode": "string",
+    "quantity": "Int64",
+    "weight": "Float64",
+    "plasticResin": "string",
+}
+# The same columns as they come out (canonical names, required order).
+SMALL_COLUMNS = ("recordDate", "workingShift", "itemCode", "quantity", "weight", "plasticResin")
+
+
+def dynamic_entry(
+    folder: str = "records_history",
+    *,
+    name_start: str = "records_",
+    extension: str = ".xlsx",
+    sheet_name: str = "Sheet1",
+    required: Sequence[str] = SMALL_REQUIRED,
+    dtypes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "path": f"database/dynamicDatabase/{folder}",
+        "name_start": name_start,
+        "extension": extension,
+        "sheet_name": sheet_name,
+        "required_fields": list(required),
+        "dtypes": dict(SMALL_DTYPES if dtypes is None else dtypes),
+    }
+
+
+def write_schema(
+    root: Path,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    static: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write `<root>/database/databaseSchemas.json`; default: one dynamic table `records`."""
+    body = {
+        "dynamicDB": {"records": dynamic_entry()} if tables is None else dict(tables),
+        "staticDB": dict(static or {}),
+    }
+    path = root / "database" / "databaseSchemas.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=2), encoding="utf-8")
+    return path
+
+
+def source_dir(root: Path, folder: str = "records_history") -> Path:
+    path = root / "database" / "dynamicDatabase" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_paths(root: Path) -> Paths:
+    return resolve_paths(load_settings(root_dir=str(root)))
+
+
+def collect(root: Path, on_bad_rows: str = "fail") -> CollectorResult:
+    collector = DataCollector(
+        make_paths(root), on_bad_rows=on_bad_rows, max_retries=0, retry_wait=0.01
+    )
+    return collector.process_all_data()
+
+
+def output_path(root: Path, table: str) -> Path:
+    return root / "agents" / "shared_db" / "dynamicDatabase" / f"{table}.parquet"
+
+
+def table_result(result: CollectorResult, table: str):  # -> TableResult
+    (found,) = [t for t in result.tables if t.table == table]
+    return found
+
+
+def age(path: Path, seconds: float = 60.0) -> None:
+    """Make a file look settled (the reader treats very fresh unreadable files as transient)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(seconds * 1e9)))
+
+
+@pytest.fixture
+def samples_root(tmp_path: Path) -> Path:
+    """A root holding a copy of the real sample inputs (in tmp_path, never in the repo)."""
+    if not SAMPLES.is_dir():
+        pytest.skip("real samples not available")
+    import shutil
+
+    shutil.copytree(SAMPLES, tmp_path / "database")
+    return tmp_path
