@@ -110,3 +110,48 @@ def samples_root(tmp_path: Path) -> Path:
 
     shutil.copytree(SAMPLES, tmp_path / "database")
     return tmp_path
+
+
+# Source header of the focused table: the resin column in the export's "Resine" spelling.
+SOURCE_HEADER = ["recordDate", "workingShift", "itemCode", "quantity", "weight", "plasticResine"]
+
+
+def good_row(i: int) -> list[object]:
+    """A clean source row; `i` makes rows distinct."""
+    import datetime as dt
+
+    return [dt.datetime(2018, 11, 1) + dt.timedelta(days=i % 28), 1 + i % 3, f"CODE-{i:05d}",
+            100 + i, 1.25 * i, "ABS-PA-758-T.NL"]
+
+
+def write_source(
+    root: Path,
+    name: str,
+    rows: Sequence[Sequence[object]],
+    *,
+    header: Sequence[str] = SOURCE_HEADER,
+    sheet: str = "Sheet1",
+    folder: str = "records_history",
+) -> Path:
+    """Write one real Excel source file (`.xlsx` or `.xlsb`, chosen by the name)."""
+    from dpo.demo import write_xlsb, write_xlsx
+
+    path = source_dir(root, folder) / name
+    writer = write_xlsb if name.endswith(".xlsb") else write_xlsx
+    writer(path, sheet, list(header), [list(r) for r in rows])
+    return path
+
+
+@pytest.fixture
+def records_root(tmp_path: Path) -> Path:
+    """A root with the focused `records` schema (.xlsx) and no source files yet."""
+    write_schema(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def plant(tmp_path: Path):  # -> dpo.demo.DemoPlant
+    """A small generated plant: 2 monthly .xlsb reports of 60 rows, 3 purchase-order .xlsx."""
+    from dpo.demo import generate_plant
+
+    return generate_plant(tmp_path, months=2, rows_per_month=60, po_files=3, seed=7)

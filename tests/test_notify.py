@@ -29,12 +29,19 @@ from dpo.notify import (
     AppriseNotificationHandler,
     CompositeNotificationHandler,
     FileNotificationHandler,
-    ManualReviewNotifier,
     MockNotificationHandler,
     NotificationOutcome,
     redact_url,
 )
-from dpo.results import CollectorResult, HealingAction, LoaderResult, Status, TableResult
+from dpo.results import (
+    CollectorResult,
+    HealingAction,
+    LoaderResult,
+    Status,
+    TableResult,
+    skipped_phase,
+)
+from dpo.review import ManualReviewNotifier
 
 SMTP_PASSWORD = "SECRETPASS-5mtp"
 WEBHOOK_PASSWORD = "HOOKPASS-j50n"
@@ -107,7 +114,7 @@ def http_server() -> Iterator[tuple[int, list[HttpRequest]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield int(server.server_address[1]), received
@@ -228,6 +235,27 @@ def test_warning_phase_is_medium_priority_and_absent_values_leave_no_placeholder
     assert "Data validation      : passed" in note.message
     assert "Schema file" not in note.message and "Host" not in note.message
     assert "N/A" not in note.message and "None" not in note.message
+
+
+def test_skipped_phase_and_sparse_errors_never_print_none() -> None:
+    notifier = ManualReviewNotifier(MockNotificationHandler())
+    skipped = notifier.build_message(
+        skipped_phase("DataLoaderAgent", "rollback of productRecords failed"),
+        run_context={"run_id": "r3", "overall_status": "failed"})
+    assert skipped.priority == "high"
+    assert "Status               : SKIPPED" in skipped.message
+    assert "Overall status       : FAILED" in skipped.message
+    assert "This phase did not run: rollback of productRecords failed" in skipped.message
+
+    locked = ErrorInfo(ErrorType.LOCKED, "file is locked by another process")
+    odd = ErrorInfo(ErrorType.UNEXPECTED_ERROR, "KeyError: 'x'")
+    result = LoaderResult(Status.ERROR, (), tables_processed=0, tables_changed=0,
+                          tables_created=0, seconds=0.2, errors=(locked, odd)).to_dict()
+    text = notifier.build_message(result, run_context={}).message
+    assert "ERROR #1: LOCKED" in text and "ERROR #2: UNEXPECTED_ERROR" in text
+    assert "the file named above stayed locked" in text
+    assert "Recovery actions" not in text  # no table named, so nothing to attach actions to
+    assert "None" not in text and "N/A" not in text
 
 
 def test_notify_with_send_false_builds_but_does_not_send() -> None:
@@ -386,9 +414,11 @@ def test_no_urls_is_a_recorded_failure() -> None:
 @pytest.mark.parametrize(("url", "expected"), [
     ("mailto://user:pw-secret@smtp.example.com:587?from=a@b.example&mode=starttls",
      "mailto://user:***@smtp.example.com:587?from=a@b.example&mode=starttls"),
-    ("mailtos://me:pw@mail.example/ops@plant.example", "mailtos://me:***@mail.example/ops@plant.example"),
+    ("mailtos://me:pw@mail.example/ops@plant.example",
+     "mailtos://me:***@mail.example/ops@plant.example"),
     ("json://127.0.0.1:8080/hooks/abc", "json://127.0.0.1:8080/***"),
-    ("jsons://hooks.example/p?token=XYZ&format=text", "jsons://hooks.example/***?token=***&format=text"),
+    ("jsons://hooks.example/p?token=XYZ&format=text",
+     "jsons://hooks.example/***?token=***&format=text"),
     ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7/#general", "slack://***/***#***"),
     ("msteams://team/tokenA/tokenB/tokenC", "msteams://***/***"),
     ("rocket://webhookTOK@chat.example", "rocket://***@chat.example"),

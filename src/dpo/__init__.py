@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from dpo.collect import DataCollector
     from dpo.health import pipeline_health_check
     from dpo.load import DataLoaderAgent
-    from dpo.notify import ManualReviewNotifier, MockNotificationHandler
+    from dpo.notify import MockNotificationHandler
+    from dpo.review import ManualReviewNotifier
     from dpo.orchestrator import DataPipelineOrchestrator
 
 # Imported on first use so `dpo --help` and `dpo health` do not pay for pandas/pyarrow.
@@ -33,7 +34,7 @@ _HOMES = {
     "DataCollector": "dpo.collect",
     "DataLoaderAgent": "dpo.load",
     "DataPipelineOrchestrator": "dpo.orchestrator",
-    "ManualReviewNotifier": "dpo.notify",
+    "ManualReviewNotifier": "dpo.review",
     "MockNotificationHandler": "dpo.notify",
     "pipeline_health_check": "dpo.health",
 }

@@ -44,8 +44,12 @@ def _setup_logging(verbose: bool) -> None:
 
 def _fail(message: str, code: int) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: a message quoting "[Sheet1]" or a path must print as is (and not crash rich);
+    # soft_wrap: one line, not broken at the console width of a pipe (80 columns).
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
+                               soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -62,12 +66,20 @@ def _guard(verbose: bool, action: Any) -> Any:
     except ConfigError as exc:
         if verbose:
             raise
-        raise _fail(exc.message, EXIT_USAGE) from exc
+        raise _fail(_one_line(exc), EXIT_USAGE) from exc
     except DpoError as exc:
         if verbose:
             raise
         code = EXIT_LOCKED if exc.error_type is ErrorType.LOCKED else 1
         raise _fail(exc.message, code) from exc
+
+
+def _one_line(exc: Any) -> str:
+    """A schema rejected for one reason is said in one line; several keep one line each."""
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) == 1:
+        return f"schema {exc.file} rejected: {problems[0]}"
+    return str(exc.message)
 
 
 def _orchestrator(root: Path | None, config: Path | None, source: str | None,
@@ -240,6 +252,11 @@ def _store(root: Path | None, config: Path | None, annotations: str | None,
     settings = load_settings(config, root_dir=str(root) if root else None,
                              annotation_path=annotations, default_dir=default_dir)
     return VersionStore(resolve_paths(settings), keep_history=settings.keep_history)
+
+
+from dpo.cli_observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+
+_register_observe(app)
 
 
 def main() -> None:

@@ -14,11 +14,13 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo.config import Paths
-from dpo.errors import CellError, CellErrors, DpoError, ErrorType
+from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import RawSheet, first_data_row, read_sheet
+from dpo.frames import META_SOURCES, META_TABLE, arrow_schema, content_hash, empty_table
 from dpo.fsio import recorded_hash, write_parquet
-from dpo.frames import META_SOURCES, META_TABLE, content_hash, empty_table
-from dpo.normalize import Normalized, Source, normalize_table, quarantine_table
+from dpo.incremental import Fingerprint, TableCache, folder_size
+from dpo.merge import duplicate_mask
+from dpo.normalize import Normalized, Origin, Source, normalize_table, quarantine_table
 from dpo.results import CollectorResult, HealingAction, Status, TableResult, phase_status
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, Schema, TableSpec, load_schema
@@ -83,15 +85,17 @@ class DataCollector:
         max_retries: int = 3,
         workers: int = 1,
         retry_wait: float = 0.5,
+        incremental: bool = True,
         progress: Progress | None = None,
     ) -> None:
         self.paths = paths
-        self.progress = progress
         self.schema = schema or load_schema(paths.schema_path, paths.root)
         self.on_bad_rows = on_bad_rows
         self.max_retries = max_retries
         self.workers = max(1, workers)
         self.retry_wait = retry_wait
+        self.incremental = incremental
+        self.progress = progress
 
     def output_path(self, table: str) -> Path:
         return self.paths.collector_dir / f"{table}.parquet"
@@ -129,10 +133,20 @@ class DataCollector:
         spec = run.spec
         run.files = discover(spec, self.paths.source_dir / spec.path.name)
         self._emit("table_started", table=spec.name, total=len(run.files))
-        sheets = self._read_all(run)
-        merged, dup_total, dup_by_file = _merge(spec, [n for _, n in sheets])
         out = self.output_path(spec.name)
         names = tuple(p.name for p in run.files)
+        cache = (TableCache(self.paths.collector_dir, spec.name, self.schema.fingerprint)
+                 if self.incremental else None)
+        if cache is not None and (summary := cache.unchanged_output(run.files, out)):
+            logger.info("✅ {}: sources unchanged ({} rows), nothing read", spec.name,
+                        summary["rows"])
+            self._emit("file_done", table=spec.name, count=len(run.files))
+            return self._table_result(run, Status.SUCCESS, summary["rows"], names,
+                                      changed=False, out=out, digest=summary["hash"],
+                                      dups=(summary["duplicates"],
+                                            tuple(summary["duplicates_by_file"].items())))
+        parts = self._parts(run, cache)
+        merged, dup_total, dup_by_file = _merge(spec, parts, names)
         if merged.num_rows == 0:
             run.warnings.append("no data rows in any file (headers only); existing output kept")
             return self._table_result(run, Status.WARNING, 0, names, changed=False, out=out)
@@ -144,6 +158,14 @@ class DataCollector:
             logger.info("✅ {}: {} rows written to {}", spec.name, merged.num_rows, out.name)
         else:
             logger.info("✅ {}: unchanged ({} rows), nothing written", spec.name, merged.num_rows)
+        if not run.rejected:
+            self._drop_stale_quarantine(run)
+        if cache is not None:
+            if not run.rejected and not run.warnings:
+                cache.record_output(list(names), out, {
+                    "rows": merged.num_rows, "hash": digest, "duplicates": dup_total,
+                    "duplicates_by_file": dict(dup_by_file)})
+            cache.save()
         status = Status.WARNING if run.rejected or run.warnings else Status.SUCCESS
         return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
                                   digest=digest, dups=(dup_total, dup_by_file))
@@ -160,49 +182,80 @@ class DataCollector:
             warnings=tuple(run.warnings),
         )
 
-    def _read_all(self, run: _TableRun) -> list[tuple[RawSheet, Normalized]]:
-        """Read and normalise every file (in parallel when allowed), keeping file order."""
-        def one(path: Path) -> tuple[RawSheet, Normalized]:
+    # -- reading, with the per-file cache -------------------------------------------------------
+    def _parts(self, run: _TableRun, cache: TableCache | None) -> list[pa.Table]:
+        """Each file's normalised rows, in file order: from the cache, or read and normalised."""
+        parts: list[pa.Table | None] = [None] * len(run.files)
+        fingerprints = [Fingerprint.of(p) for p in run.files]
+        if cache is not None:
+            for i, (path, fp) in enumerate(zip(run.files, fingerprints, strict=True)):
+                parts[i] = _cached_part(cache, path, fp, run.spec)
+            self._emit("file_done", table=run.spec.name, count=sum(p is not None for p in parts))
+        todo = [i for i, part in enumerate(parts) if part is None]
+        if todo:
+            sheets = self._read_files(run, [run.files[i] for i in todo])
+            norm = self._normalize(run, sheets)
+            for j, (i, table) in enumerate(zip(todo, _split(norm, len(todo)), strict=True)):
+                parts[i] = table
+                clean = not any(c.file == sheets[j].source.file for c in norm.cells)
+                if cache is not None and clean:
+                    cache.store(run.files[i], fingerprints[i], _ipc_bytes(table), table.num_rows)
+        return [p for p in parts if p is not None]
+
+    def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
+        """Read files (on `workers` threads: the reader releases the GIL), in file order."""
+        numeric = frozenset(c for c in run.spec.columns if run.spec.kind_of(c) != "string")
+
+        def one(path: Path) -> RawSheet:
             sheet = with_retries(
-                lambda: _read_one(path, run.spec), max_retries=self.max_retries,
-                what=path.name, base_wait=self.retry_wait,
+                lambda: read_sheet(path, run.spec.sheet_name, run.spec.columns, RENAMES,
+                                   numeric=numeric),
+                max_retries=self.max_retries, what=path.name, base_wait=self.retry_wait,
                 on_retry=lambda msg: run.healing.append(
                     HealingAction("retry", run.spec.name, True, msg)),
             )
             self._emit("file_done", table=run.spec.name, file=path.name)
             return sheet
 
-        if self.workers > 1 and len(run.files) > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                sheets = list(pool.map(one, run.files))
+        if self.workers > 1 and len(files) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(files))) as pool:
+                sheets = list(pool.map(one, files))
         else:
-            sheets = [one(p) for p in run.files]
-        return self._apply_policy(run, sheets)
-
-    def _apply_policy(
-        self, run: _TableRun, sheets: list[tuple[RawSheet, Normalized]]
-    ) -> list[tuple[RawSheet, Normalized]]:
-        for raw, norm in sheets:
-            if raw.table.num_rows == 0:
-                run.warnings.append(f"{raw.source.file}: headers only, no data rows")
-        cells = [cell for _, norm in sheets for cell in norm.cells]
-        if cells and self.on_bad_rows != "quarantine":
-            raise CellErrors(cells, table=run.spec.name)
-        if cells:
-            self._quarantine(run, sheets)
-            sheets = [(raw, _drop_bad(norm)) for raw, norm in sheets]
+            sheets = [one(p) for p in files]
+        for path, sheet in zip(files, sheets, strict=True):
+            if sheet.table.num_rows == 0:
+                run.warnings.append(f"{path.name}: headers only, no data rows")
         return sheets
 
-    def _quarantine(self, run: _TableRun, sheets: list[tuple[RawSheet, Normalized]]) -> None:
-        parts = [quarantine_table(raw.table, norm)
-                 for raw, norm in sheets if len(norm.bad_rows)]
-        table = pa.concat_tables(parts, promote_options="permissive")
+    def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
+        """Normalise all new files in one pass; bad cells fail the table or are quarantined."""
+        raw, origin, exact = _concat(sheets)
+        norm = normalize_table(raw, run.spec, origin, exact)
+        if norm.cells:
+            # Locate rows exactly only when something is wrong: a sheet's used range may not
+            # start at row 1, and finding that out costs a second parse.
+            origin = _exact_origin(run.files, sheets, origin)
+            norm = normalize_table(raw, run.spec, origin, exact)
+            if self.on_bad_rows != "quarantine":
+                raise CellErrors(list(norm.cells), table=run.spec.name)
+            self._quarantine(run, raw, norm)
+            norm = norm.without_bad_rows()
+        return norm
+
+    def _quarantine(self, run: _TableRun, raw: pa.Table, norm: Normalized) -> None:
+        table = quarantine_table(raw, norm)
         run.rejected = table.num_rows
         path = self.quarantine_path(run.spec.name)
         write_parquet(path, table, {META_TABLE: run.spec.name.encode()},
                       point=f"quarantine:{run.spec.name}")
         run.warnings.append(f"{table.num_rows} row(s) quarantined in {self.paths.relative(path)}")
         logger.warning("⚠️ {}: {} bad row(s) quarantined", run.spec.name, table.num_rows)
+
+    def _drop_stale_quarantine(self, run: _TableRun) -> None:
+        path = self.quarantine_path(run.spec.name)
+        if path.exists():
+            path.unlink()
+            logger.info("✅ {}: sources clean again; old quarantine file removed", run.spec.name)
 
     def _emit(self, event: str, **data: object) -> None:
         if self.progress is not None:
@@ -222,53 +275,78 @@ class DataCollector:
             duplicates_removed=sum(t.duplicates_removed for t in tables),
             data_updated=any(t.changed for t in tables),
             seconds=seconds,
-            disk_usage_bytes=_folder_size(self.paths.collector_dir),
+            disk_usage_bytes=folder_size(self.paths.collector_dir),
             healing_actions=tuple(healing),
             errors=errors,
         )
 
 
-def _read_one(path: Path, spec: TableSpec) -> tuple[RawSheet, Normalized]:
-    raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES)
-    norm = normalize_table(raw.table, spec, raw.source)
-    if norm.cells:
-        # Locate the rows exactly only when something is wrong: the used range may not start
-        # at row 1, and finding that out costs a second parse.
-        start = first_data_row(path, raw.source.sheet)
-        if start != raw.source.first_row:
-            source = Source(raw.source.file, raw.source.sheet, start)
-            raw = RawSheet(raw.table, source)
-            norm = normalize_table(raw.table, spec, source)
-    return raw, norm
+def _concat(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.Array]]:
+    """One raw table for many files, with where each row came from and the exact floats."""
+    starts = tuple(int(x) for x in np.cumsum([0] + [s.table.num_rows for s in sheets])[:-1])
+    origin = Origin(tuple(s.source for s in sheets), starts)
+    raw = pa.concat_tables([s.table for s in sheets]) if len(sheets) > 1 else sheets[0].table
+    exact: dict[str, pa.Array] = {}
+    for column in {c for s in sheets for c in s.exact}:
+        pieces = [s.exact[column] if column in s.exact else pa.nulls(s.table.num_rows, pa.float64())
+                  for s in sheets]
+        exact[column] = pa.concat_arrays([pa.chunked_array([p]).combine_chunks() for p in pieces])
+    return raw, origin, exact
 
 
-def _drop_bad(norm: Normalized) -> Normalized:
-    keep = np.ones(norm.table.num_rows, dtype=bool)
-    keep[norm.bad_rows] = False
-    return Normalized(norm.table.filter(pa.array(keep)), (), np.array([], dtype=np.int64),
-                      norm.source)
+def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> Origin:
+    by_name = {p.name: p for p in files}
+    sources = tuple(
+        Source(s.source.file, s.source.sheet, first_data_row(by_name[s.source.file], s.source.sheet))
+        for s in sheets)
+    return Origin(sources, origin.starts)
+
+
+def _split(norm: Normalized, count: int) -> list[pa.Table]:
+    """The normalised table cut back into its files (bad rows already dropped)."""
+    bad = np.asarray(norm.bad_rows, dtype=np.int64)
+    starts = list(norm.origin.starts) + [norm.table.num_rows + len(bad)]
+    kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
+    return [norm.table.slice(kept_before[i], kept_before[i + 1] - kept_before[i])
+            for i in range(count)]
+
+
+def _cached_part(cache: TableCache, path: Path, fp: Fingerprint, spec: TableSpec) -> pa.Table | None:
+    record = cache.lookup(path, fp)
+    data = cache.entry_bytes(record) if record is not None else None
+    if data is None:
+        return None
+    try:
+        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    except pa.ArrowInvalid:
+        cache.forget(path.name)  # corrupt entry: rebuild from the source, never trust it
+        return None
+    if table.schema != arrow_schema(spec) or table.num_rows != record.get("rows"):
+        cache.forget(path.name)
+        return None
+    return table
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
 def _merge(
-    spec: TableSpec, parts: list[Normalized]
+    spec: TableSpec, parts: list[pa.Table], names: tuple[str, ...]
 ) -> tuple[pa.Table, int, tuple[tuple[str, int], ...]]:
     """Concatenate in file order; drop exact duplicate rows, counted by the file they were in."""
-    tables = [p.table for p in parts if p.table.num_rows]
+    tables = [p for p in parts if p.num_rows]
     if not tables:
         return empty_table(spec), 0, ()
-    merged = pa.concat_tables(tables)
-    frame = merged.to_pandas()
-    duplicated = frame.duplicated(keep="first").to_numpy()
+    merged = pa.concat_tables(tables).combine_chunks()
+    duplicated = duplicate_mask(merged)
     if not duplicated.any():
         return merged, 0, ()
+    owners = [n for n, p in zip(names, parts, strict=True) if p.num_rows]
     owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
-    files = [p for p in parts if p.table.num_rows]
     counts = np.bincount(owner[duplicated], minlength=len(tables))
-    by_file = tuple((files[i].source.file, int(n)) for i, n in enumerate(counts) if n)
+    by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
     return merged.filter(pa.array(~duplicated)), int(duplicated.sum()), by_file
-
-
-def _folder_size(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -3,18 +3,19 @@
 Precedence: explicit argument > environment > config file > default. Every path resolves
 against one root directory (the working directory unless `root_dir` is given) and must stay
 inside it.
+
+Plain dataclasses and stdlib parsing, not pydantic-settings: importing that costs more than a
+whole no-change run is allowed to take (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any
 
 from dpo.errors import ConfigError
 from dpo.schema import resolve_within
@@ -25,44 +26,79 @@ DEFAULTS = {
     "annotation_path": "agents/shared_db/DataLoaderAgent/newest/path_annotations.json",
     "default_dir": "agents/shared_db",
 }
+POLICIES = ("fail", "quarantine")
 
 
-class Settings(BaseSettings):
+@dataclass(frozen=True)
+class Settings:
     """Everything a run can be told. Field names follow the seed's constructor arguments."""
-
-    model_config = SettingsConfigDict(env_prefix="DPO_", extra="forbid", populate_by_name=True)
 
     root_dir: str | None = None
     dynamic_db_source_dir: str = DEFAULTS["dynamic_db_source_dir"]
     databaseSchemas_path: str = DEFAULTS["databaseSchemas_path"]
     annotation_path: str = DEFAULTS["annotation_path"]
     default_dir: str = DEFAULTS["default_dir"]
-    max_retries: int = Field(default=3, ge=0, le=20)
-    on_bad_rows: Literal["fail", "quarantine"] = "fail"
-    keep_history: int = Field(default=30, ge=1)
-    workers: int = Field(default=0, ge=0)  # 0: size to the machine
-    notify_urls: list[str] = Field(default_factory=list)
+    max_retries: int = 3
+    on_bad_rows: str = "fail"  # or "quarantine"
+    keep_history: int = 30  # historical versions kept per table
+    workers: int = 0  # 0: size to the machine
+    notify_urls: tuple[str, ...] = field(default_factory=tuple)
     recipient: str = "plant-data-team"
-    lock_timeout: float = Field(default=0.0, ge=0)  # seconds to wait for another run
+    lock_timeout: float = 0.0  # seconds to wait for another run's lock
+    incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.max_retries <= 20:
+            problems.append(f"max_retries must be 0..20, got {self.max_retries}")
+        if self.on_bad_rows not in POLICIES:
+            problems.append(f"on_bad_rows must be one of {POLICIES}, got {self.on_bad_rows!r}")
+        if self.keep_history < 1:
+            problems.append(f"keep_history must be >= 1, got {self.keep_history}")
+        if self.workers < 0 or self.lock_timeout < 0:
+            problems.append("workers and lock_timeout must not be negative")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
 
 
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
-    """Build Settings; `explicit` holds only arguments the caller actually gave (not None)."""
-    given = {k: v for k, v in explicit.items() if v is not None}
-    file_values: dict[str, Any] = {}
+    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given)."""
+    values: dict[str, Any] = {}
     if config_file is not None:
-        file_values = _read_toml(Path(config_file))
-    # Init values beat the environment in pydantic-settings; the file must not, so drop
-    # file values that the environment sets.
-    from_file = {k: v for k, v in file_values.items() if f"DPO_{k.upper()}" not in os.environ}
+        values.update(_read_toml(Path(config_file)))
+    values.update(_from_env())
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    return Settings(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _from_env() -> dict[str, str]:
+    return {name: os.environ[f"DPO_{name.upper()}"] for name in _FIELDS
+            if f"DPO_{name.upper()}" in os.environ}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn file/env values into the field's type, with a message naming the setting."""
+    kind = str(_FIELDS[name].type)
     try:
-        return Settings(**{**from_file, **given})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {value!r} is not a valid {kind}") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -76,6 +112,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [dpo] must be a table", file=str(path))
     return section
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)

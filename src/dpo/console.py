@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -31,7 +32,7 @@ def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
                 bars[key] = progress.add_task(f"{data['phase']} {data['table']}",
                                               total=data.get("total") or 1)
             elif event == "file_done" and key in bars:
-                progress.advance(bars[key])
+                progress.advance(bars[key], int(data.get("count", 1)))
             elif event == "table_done" and key in bars:
                 progress.update(bars[key], completed=progress.tasks[bars[key]].total)
 
@@ -52,7 +53,7 @@ def print_summary(result: dict[str, Any]) -> None:
         for row in part.get("details", []):
             note = row["error"]["message"] if row.get("error") else "; ".join(row["warnings"])
             table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
-                          "yes" if row["changed"] else "no", note)
+                          "yes" if row["changed"] else "no", escape(note))
     out.print(table)
     collector, loader = result["collector_result"], result["loader_result"]
     out.print(f"collect {collector['execution_time']} · {collector['files_processed']} files · "
@@ -74,9 +75,15 @@ def print_validation(rows: list[dict[str, Any]]) -> None:
     for column in ("table", "file", "status", "rows", "message"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["table"], row["file"], _styled(row["status"]), str(row["rows"]),
-                      row["message"])
+        table.add_row(row["table"], escape(row["file"]), _styled(row["status"]),
+                      str(row["rows"]), escape(row["message"]))
     out.print(table)
+    # The table truncates to the terminal (80 columns in a pipe or a cron mail): say each
+    # problem again in full, so file, sheet, row and column are always readable.
+    for row in rows:
+        if row["status"] != "ok":
+            out.print(escape(f"{row['status'].upper()} {row['table']} {row['file']}: "
+                             f"{row['message']}"), soft_wrap=True, highlight=False)
 
 
 def print_health(report: dict[str, Any]) -> None:

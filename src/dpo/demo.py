@@ -1,12 +1,9 @@
 """A deterministic synthetic injection-moulding plant, written as the plant's own Excel exports.
 
-Tests, benchmarks and the CLI's demo need inputs that look like the real ones (see the samples:
-`monthlyReports_YYYYMM.xlsb`, `purchaseOrder_YYMMDD.xlsx`, six static master tables and
-`databaseSchemas.json`) without shipping plant data. Everything is derived from
-`random.Random` seeded with strings, so the same arguments always give the same cell values
-(and the same bytes), and month N of a 120-month plant equals month N of a 3-month one.
-
-The quirks of the real exports are reproduced on purpose, because the pipeline must handle
+Tests, benchmarks and the CLI's demo need inputs shaped like the real exports, without
+shipping plant data. All randomness is `random.Random` seeded with strings, so the same
+arguments give the same cells (and bytes); month N of a 120-month plant equals month N of a
+3-month one. The real exports' quirks are kept on purpose, because the pipeline must handle
 them: the `plasticResine*` spelling, shifts as numbers 1/2/3 next to text "HC"/"hc", resin
 and masterbatch codes stored as numbers (10045) next to codes that are text ("101104FJ"),
 item codes that look numeric but are text ("24720322", "0300200"), mostly blank defect
@@ -24,20 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import xlsxwriter
+from dpo.xlsb import CellValue, write_xlsb, write_xlsx
 
-from dpo.xlsb import CellValue, check_value, write_xlsb
-
-__all__ = [
-    "MONTHLY_HEADER",
-    "PO_HEADER",
-    "SCHEMA",
-    "DemoPlant",
-    "generate_plant",
-    "write_monthly_report",
-    "write_xlsb",
-    "write_xlsx",
-]
+__all__ = ["MONTHLY_HEADER", "PO_HEADER", "SCHEMA", "DemoPlant", "generate_plant",
+           "write_monthly_report", "write_xlsb", "write_xlsx"]
 
 _DEFECTS = ("itemBlackSpot", "itemOilDeposit", "itemScratch", "itemCrack", "itemSinkMark",
             "itemShort", "itemBurst", "itemBend", "itemStain", "otherNG")
@@ -54,24 +41,22 @@ _MATERIALS = ["plasticResinCode", "plasticResin", "plasticResinQuantity", "color
               "additiveMasterbatch", "additiveMasterbatchQuantity"]
 PO_HEADER = ["poReceivedDate", "poNo", "poETA", "itemCode", "itemName", "itemQuantity",
              *_MATERIALS]
-_STATIC_COLUMNS: dict[str, list[str]] = {
-    "itemCompositionSummary": ["itemCode", "itemName", *_MATERIALS],
-    "itemInfo": ["itemCode", "itemName"],
-    "machineInfo": ["machineNo", "machineCode", "machineName", "manufacturerName",
-                    "machineTonnage", "changedTime", "layoutStartDate", "layoutEndDate",
-                    "previousMachineCode"],
-    "moldInfo": ["moldNo", "moldName", "moldCavityStandard", "moldSettingCycle",
-                 "machineTonnage", "acquisitionDate", "itemsWeight", "runnerWeight"],
-    "moldSpecificationSummary": ["itemCode", "itemName", "itemType", "moldNum", "moldList"],
-    "resinInfo": ["resinCode", "resinName", "resinType", "colorType"],
+# Static table -> (file, sheet, columns), as the plant names them (note "resineInfo.xlsx").
+_STATIC: dict[str, tuple[str, str, list[str]]] = {
+    "itemCompositionSummary": ("itemCompositionSummary.xlsx", "itemComposition",
+                               ["itemCode", "itemName", *_MATERIALS]),
+    "itemInfo": ("itemInfo.xlsx", "itemInfo", ["itemCode", "itemName"]),
+    "machineInfo": ("machineInfo.xlsx", "machineInfo", [
+        "machineNo", "machineCode", "machineName", "manufacturerName", "machineTonnage",
+        "changedTime", "layoutStartDate", "layoutEndDate", "previousMachineCode"]),
+    "moldInfo": ("moldInfo.xlsx", "moldInfo", [
+        "moldNo", "moldName", "moldCavityStandard", "moldSettingCycle", "machineTonnage",
+        "acquisitionDate", "itemsWeight", "runnerWeight"]),
+    "moldSpecificationSummary": ("moldSpecificationSummary.xlsx", "moldSpecification",
+                                 ["itemCode", "itemName", "itemType", "moldNum", "moldList"]),
+    "resinInfo": ("resineInfo.xlsx", "resinInfo",
+                  ["resinCode", "resinName", "resinType", "colorType"]),
 }
-# Static table -> (file name, sheet name), as the plant names them (note "resineInfo").
-_STATIC_FILES = {"itemCompositionSummary": ("itemCompositionSummary.xlsx", "itemComposition"),
-                 "itemInfo": ("itemInfo.xlsx", "itemInfo"),
-                 "machineInfo": ("machineInfo.xlsx", "machineInfo"),
-                 "moldInfo": ("moldInfo.xlsx", "moldInfo"),
-                 "moldSpecificationSummary": ("moldSpecificationSummary.xlsx", "moldSpecification"),
-                 "resinInfo": ("resineInfo.xlsx", "resinInfo")}
 _INTS = {"moldShot", "moldCavity", "itemTotalQuantity", "itemGoodQuantity", *_DEFECTS,
          "itemQuantity", "machineTonnage", "changedTime", "moldCavityStandard",
          "moldSettingCycle", "moldNum"}
@@ -83,14 +68,9 @@ _DATES = {"recordDate", "poReceivedDate", "poETA", "layoutStartDate", "layoutEnd
 
 def _dtypes(columns: Sequence[str], table: str = "") -> dict[str, str]:
     """Schema dtypes; moldInfo's tonnage is text there ("50/100"), machineInfo's an int."""
-    def one(col: str) -> str:
-        if col in _DATES:
-            return "datetime64[ns]"
-        if col in _FLOATS:
-            return "Float64"
-        tonnage_text = table == "moldInfo" and col == "machineTonnage"
-        return "Int64" if col in _INTS and not tonnage_text else "string"
-    return {c.replace("Resine", "Resin"): one(c) for c in columns}
+    ints = _INTS - {"machineTonnage"} if table == "moldInfo" else _INTS
+    return {c.replace("Resine", "Resin"): "datetime64[ns]" if c in _DATES else "Float64"
+            if c in _FLOATS else "Int64" if c in ints else "string" for c in columns}
 
 
 def _dynamic(folder: str, start: str, ext: str, sheet: str, cols: list[str]) -> dict[str, object]:
@@ -106,8 +86,8 @@ SCHEMA: dict[str, dict[str, dict[str, object]]] = {
         "purchaseOrders": _dynamic("purchaseOrders_history", "purchaseOrder_", ".xlsx",
                                    "poList", PO_HEADER),
     },
-    "staticDB": {name: {"path": f"database/staticDatabase/{_STATIC_FILES[name][0]}",
-                        "dtypes": _dtypes(cols, name)} for name, cols in _STATIC_COLUMNS.items()},
+    "staticDB": {name: {"path": f"database/staticDatabase/{file}", "dtypes": _dtypes(cols, name)}
+                 for name, (file, _, cols) in _STATIC.items()},
 }
 
 # Plastic resins: code (number, or text when the supplier's code has letters) -> name.
@@ -118,14 +98,20 @@ _RESINS: dict[int | str, str] = {
     9915740199: "POM-RE-F20-T.NL", "101104FJ": "PP-RE-J106-T.NL"}
 # Colour word in an item name -> (masterbatch code, masterbatch name, colour type).
 _COLORS: dict[str, tuple[int | str, str, str]] = {
-    "T.SMOKE": (10190, "MB-MFABS-2129-T.SMOKE", "gray"), "WHITE": (10091, "MB-WAF-19227-WHITE",
-    "white"), "BLACK": (10093, "MB-BAF-49075-BLACK", "black"), "LIME": (10069,
-    "MB-MFPC-2789-LIME", "green"), "BLUE": (10115, "MB-TCJ-59128-C.BLUE", "blue"),
-    "PINK": (10081, "MB-MFPC-2801-PINK", "pink"), "GRAY": (10106, "MB-LEF-29045-GRAY", "gray"),
-    "PURPLE": (10075, "MB-MFPOM-2886-VIOLET", "purple"), "GREEN": (10111, "MB-GEF-59094-GREEN",
-    "green"), "RED": (10112, "MB-REF-39104-RED", "red"), "IY": (9917349020,
-    "MB-ABT-(3-12-9635)-020-IY", "yellow"), "YW": (9917349025, "MB-ABT-(3-14-12381)-025-YW",
-    "yellow"), "BK": ("9917349N15", "MB-ABT-(3-29-4246)-N15-BK", "black")}
+    "T.SMOKE": (10190, "MB-MFABS-2129-T.SMOKE", "gray"),
+    "WHITE": (10091, "MB-WAF-19227-WHITE", "white"),
+    "BLACK": (10093, "MB-BAF-49075-BLACK", "black"),
+    "LIME": (10069, "MB-MFPC-2789-LIME", "green"),
+    "BLUE": (10115, "MB-TCJ-59128-C.BLUE", "blue"),
+    "PINK": (10081, "MB-MFPC-2801-PINK", "pink"),
+    "GRAY": (10106, "MB-LEF-29045-GRAY", "gray"),
+    "PURPLE": (10075, "MB-MFPOM-2886-VIOLET", "purple"),
+    "GREEN": (10111, "MB-GEF-59094-GREEN", "green"),
+    "RED": (10112, "MB-REF-39104-RED", "red"),
+    "IY": (9917349020, "MB-ABT-(3-12-9635)-020-IY", "yellow"),
+    "YW": (9917349025, "MB-ABT-(3-14-12381)-025-YW", "yellow"),
+    "BK": ("9917349N15", "MB-ABT-(3-29-4246)-N15-BK", "black"),  # a code with a letter: text
+}
 _ADDITIVE = (10132, "MB-TORAY-BY27-004")
 # (item type, mold base, cavities, cycle s, mold tonnage, resin, variants, uses additive)
 _FAMILIES: list[tuple[str, str, int, int, str, int | str, list[str], bool]] = [
@@ -254,29 +240,40 @@ def _machines(first: dt.date) -> tuple[_Machine, ...]:
     return tuple(out)
 
 
-def _day_counts(n_rows: int, days: int) -> list[int]:
-    """Spread n_rows evenly over the working days (exact total, earlier days first)."""
-    return [((d + 1) * n_rows) // days - (d * n_rows) // days for d in range(days)]
+def _spread(total: int, parts: int) -> list[int]:
+    """Split `total` over `parts` as evenly as possible (exact sum, in order)."""
+    return [((p + 1) * total) // parts - (p * total) // parts for p in range(parts)]
 
 
 def _report_rows(cat: _Catalog, month: dt.date, n_rows: int, seed: int) -> list[list[CellValue]]:
     rng = random.Random(f"dpo-demo:{seed}:report:{month:%Y%m}")
-    last = calendar.monthrange(month.year, month.month)[1]
-    days = [month.replace(day=d) for d in range(1, last + 1)
-            if month.replace(day=d).weekday() != 6]  # Sundays off
+    days = [d for d in calendar.Calendar().itermonthdates(month.year, month.month)
+            if d.month == month.month and d.weekday() != 6]  # Sundays off
     lots = {code: f"{rng.randint(6, 8)}{rng.choice('SMQC')}{rng.randint(10, 99)}A"
                   f"{rng.randint(100, 999)}" for code in _RESINS}  # one lot per resin and month
     fits = {t: [i for i in cat.items if t in i.tonnages] for t in (50, 100, 130)}
     state: dict[str, tuple[_Item, str]] = {}
     rows: list[list[CellValue]] = []
-    for day, count in zip(days, _day_counts(n_rows, len(days)), strict=True):
+    for day, count in zip(days, _spread(n_rows, len(days)), strict=True):
         active = [m for m in cat.machines if m.start <= day and (m.end is None or day <= m.end)]
+        # The pipeline drops exact duplicates, which would make row counts unpredictable: a
+        # clash (likely only when a big report repeats machine-shift slots) is drawn again.
+        seen: set[tuple[CellValue, ...]] = set()  # rows of this day, shift upper-cased
         for k in range(count):
-            machine = active[k % len(active)]
-            shift: CellValue = 1 + (k // len(active)) % 3
-            roll = rng.random()
-            shift = "HC" if roll < 0.03 else "hc" if roll < 0.035 else shift
-            rows.append(_report_row(rng, day, shift, machine, state, fits, lots))
+            # Spread the day's records over its shift x machine slots, in the plant's order.
+            slot = k * 3 * len(active) // count
+            machine = active[slot % len(active)]
+            for _ in range(1000):
+                roll = rng.random()
+                shift = "HC" if roll < 0.03 else "hc" if roll < 0.035 else 1 + slot // len(active)
+                row = _report_row(rng, day, shift, machine, state, fits, lots)
+                key = (str(shift).upper(), *row[2:])
+                if key not in seen:
+                    break
+            else:
+                raise RuntimeError(f"cannot draw {n_rows} distinct records for {month:%Y-%m}")
+            seen.add(key)
+            rows.append(row)
     return rows
 
 
@@ -296,8 +293,9 @@ def _report_row(rng: random.Random, day: dt.date, shift: CellValue, machine: _Ma
         mold_changed = f"{old[1]}>{mold}" if old[1] != mold else None
         before, after = old[0].color or "NL", item.color or "NL"
         color_changed = f"{before}>{after}" if before != after else None
-    machine_changed = f"{machine.previous}>{machine.code}" if (
-        machine.previous and day == machine.start) else None
+    # A replaced press: its first records after the swap name the change (like the plant's).
+    swapped = machine.previous and old is None and (day - machine.start).days < 7
+    machine_changed = f"{machine.previous}>{machine.code}" if swapped else None
     roll = rng.random()
     idle, stopped = roll < 0.025, 0.025 <= roll < 0.045
     shots = 0 if stopped else int(28_800 / item.cycle * rng.uniform(0.55, 0.98))
@@ -350,9 +348,8 @@ def _static_rows(cat: _Catalog) -> dict[str, list[list[CellValue]]]:
 
 def _po_plan(first: dt.date, months: int, count: int) -> list[tuple[dt.date, dt.date, int, int]]:
     """(file date, production month, part, parts): files spread over the months in order."""
-    per_month = [((m + 1) * count) // months - (m * count) // months for m in range(months)]
     plan = []
-    for m, parts in enumerate(per_month):
+    for m, parts in enumerate(_spread(count, months)):
         month = _add_months(first, m)
         last = calendar.monthrange(month.year, month.month)[1]
         if parts > last:
@@ -371,42 +368,6 @@ def _po_rows(cat: _Catalog, received: dt.date, month: dt.date, part: int, parts:
         rows.append([received, f"IM{month:%y%m}{item.index + 1:03d}", eta, item.code, item.name,
                      qty, *_composition(item, qty / 1000)])
     return rows
-
-
-def write_xlsx(
-    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]]
-) -> Path:
-    """Write a one-sheet .xlsx with xlsxwriter, typing each cell explicitly.
-
-    Same value rules as :func:`dpo.xlsb.write_xlsb`: None/NaN -> empty; str -> text, never
-    parsed as a number or formula; int/float -> number; date/datetime -> Excel date with a
-    date (or date-time) format; bool -> boolean. A fixed creation time keeps bytes stable.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False})
-    book.set_properties({"created": dt.datetime(2000, 1, 1)})
-    date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
-    stamp_fmt = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-    ws = book.add_worksheet(sheet)
-    for c, name in enumerate(header):
-        ws.write_string(0, c, name)
-    for r, row in enumerate(rows, start=1):
-        for c, raw in enumerate(row):
-            value = check_value(raw)
-            if value is None:
-                continue
-            if isinstance(value, str):
-                ws.write_string(r, c, value)
-            elif isinstance(value, bool):
-                ws.write_boolean(r, c, value)
-            elif isinstance(value, int | float):
-                ws.write_number(r, c, value)
-            else:
-                ws.write_datetime(r, c, value,
-                                  stamp_fmt if isinstance(value, dt.datetime) else date_fmt)
-    book.close()
-    return path
 
 
 def write_monthly_report(path: Path, rows: list[dict[str, object]] | None = None, *,
@@ -441,9 +402,8 @@ def generate_plant(root: Path, *, months: int = 3, rows_per_month: int = 700,
     schema_path = db / "databaseSchemas.json"
     schema_path.parent.mkdir(parents=True, exist_ok=True)
     schema_path.write_text(json.dumps(SCHEMA, indent=4) + "\n", encoding="utf-8")
-    static = tuple(
-        write_xlsx(db / "staticDatabase" / _STATIC_FILES[name][0], _STATIC_FILES[name][1],
-                   _STATIC_COLUMNS[name], rows) for name, rows in _static_rows(cat).items())
+    static = tuple(write_xlsx(db / "staticDatabase" / _STATIC[name][0], _STATIC[name][1],
+                              _STATIC[name][2], rows) for name, rows in _static_rows(cat).items())
     reports = db / "dynamicDatabase" / "monthlyReports_history"
     monthly = tuple(
         write_xlsb(reports / f"monthlyReports_{m:%Y%m}.xlsb", "Sheet1", MONTHLY_HEADER,

@@ -13,7 +13,7 @@ import os
 import time
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import fastexcel
@@ -33,6 +33,9 @@ SETTLING_SECONDS = 5.0
 class RawSheet:
     table: pa.Table  # text columns, renamed to canonical names, in the requested order
     source: Source
+    # Per numeric column, each cell's float as the reader holds it (null for text cells): the
+    # reader's text of a number keeps only 9 decimals, so 1.5e-10 would read as "0".
+    exact: dict[str, pa.Array] = field(default_factory=dict)
 
 
 def read_sheet(
@@ -41,9 +44,13 @@ def read_sheet(
     columns: tuple[str, ...],
     renames: Mapping[str, str],
     *,
+    numeric: frozenset[str] = frozenset(),
     display_name: str | None = None,
 ) -> RawSheet:
-    """Read `columns` (canonical names) of one sheet as text; extra columns are dropped."""
+    """Read `columns` (canonical names) of one sheet as text; extra columns are dropped.
+
+    Columns in `numeric` are read a second time as floats, for their exact values.
+    """
     name = display_name or path.name
     before = _stat(path, name)
     _check_bomb(path, name)
@@ -55,18 +62,34 @@ def read_sheet(
             f"{name}: sheet {sheet_name!r} not found; the file has {found}",
             error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
         )
-    wanted = set(columns) | {src for src, dst in renames.items() if dst in columns}
-    try:
-        batch = reader.load_sheet(
-            sheet_name, dtypes="string", use_columns=lambda col: col.name in wanted
-        ).to_arrow()
-    except fastexcel.FastExcelError as exc:
-        raise _read_error(name, exc, sheet_name) from exc
+    batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name)
+    exact: dict[str, pa.Array] = {}
+    wanted = _source_names(tuple(numeric), renames)
+    if wanted & set(batch.schema.names):
+        floats = _load(reader, sheet_name, wanted, "float", name)
+        exact = {renames.get(n, n): floats.column(n) for n in floats.schema.names}
     if _stat(path, name).st_mtime_ns != before.st_mtime_ns:
         raise TransientError(f"{name}: file changed while it was read (still being copied?)",
                              error_type=ErrorType.FILE_READ_ERROR, file=name)
     table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
-    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name))
+    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact)
+
+
+def _source_names(columns: tuple[str, ...], renames: Mapping[str, str]) -> set[str]:
+    """The header names that may hold `columns` (either spelling of a renamed column)."""
+    return set(columns) | {src for src, dst in renames.items() if dst in columns}
+
+
+def _load(
+    reader: fastexcel.ExcelReader, sheet: str, wanted: set[str], dtype: str, name: str
+) -> pa.RecordBatch:
+    try:
+        batch: pa.RecordBatch = reader.load_sheet(
+            sheet, dtypes=dtype, use_columns=lambda col: col.name in wanted  # type: ignore[arg-type]
+        ).to_arrow()
+    except fastexcel.FastExcelError as exc:
+        raise _read_error(name, exc, sheet) from exc
+    return batch
 
 
 def _stat(path: Path, name: str) -> os.stat_result:

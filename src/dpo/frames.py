@@ -1,14 +1,25 @@
-"""Arrow/pandas types of a TableSpec, and the content hash that change detection relies on."""
+"""Arrow types of a TableSpec, and the content hash that change detection relies on.
+
+No pandas here: the run path must not pay its import. The pandas metadata that makes
+`pandas.read_parquet` return the schema's nullable dtypes is written by hand, in the form
+`pa.Schema.from_pandas` writes it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dpo.schema import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Keys of the Parquet key-value metadata dpo writes beside the pandas metadata.
 META_HASH = b"dpo.content_hash"
@@ -16,16 +27,32 @@ META_ROWS = b"dpo.rows"
 META_TABLE = b"dpo.table"
 META_SOURCES = b"dpo.sources"
 
+# schema dtype -> (Arrow type, pandas_type in the metadata)
+_TYPES: dict[str, tuple[pa.DataType, str]] = {
+    "string": (pa.large_string(), "unicode"),
+    "boolean": (pa.bool_(), "bool"),
+    "datetime64[ns]": (pa.timestamp("ns"), "datetime"),
+    "Int8": (pa.int8(), "int8"), "Int16": (pa.int16(), "int16"),
+    "Int32": (pa.int32(), "int32"), "Int64": (pa.int64(), "int64"),
+    "UInt8": (pa.uint8(), "uint8"), "UInt16": (pa.uint16(), "uint16"),
+    "UInt32": (pa.uint32(), "uint32"), "UInt64": (pa.uint64(), "uint64"),
+    "Float32": (pa.float32(), "float32"), "Float64": (pa.float64(), "float64"),
+}
+
 
 @lru_cache(maxsize=64)
 def arrow_schema(spec: TableSpec) -> pa.Schema:
     """The Arrow schema (with pandas metadata) that makes read_parquet return the spec's dtypes."""
-    empty = pd.DataFrame({c: pd.Series([], dtype=d) for c, d in spec.dtypes})
-    return pa.Schema.from_pandas(empty, preserve_index=False)
-
-
-def arrow_type(spec: TableSpec, column: str) -> pa.DataType:
-    return arrow_schema(spec).field(column).type
+    fields = [pa.field(column, _TYPES[dtype][0]) for column, dtype in spec.dtypes]
+    columns = [
+        {"name": column, "field_name": column, "pandas_type": _TYPES[dtype][1],
+         "numpy_type": dtype, "metadata": None}
+        for column, dtype in spec.dtypes
+    ]
+    pandas_meta = {"index_columns": [], "column_indexes": [], "columns": columns,
+                   "creator": {"library": "pyarrow", "version": pa.__version__},
+                   "pandas_version": "2.2.0"}
+    return pa.schema(fields, metadata={b"pandas": json.dumps(pandas_meta).encode()})
 
 
 def empty_table(spec: TableSpec) -> pa.Table:
@@ -33,31 +60,39 @@ def empty_table(spec: TableSpec) -> pa.Table:
 
 
 def content_hash(table: pa.Table) -> str:
-    """Hash of column names, dtypes and values in row order; independent of chunking/layout."""
+    """Hash of column names, types and values in row order; independent of chunks and layout."""
     digest = hashlib.blake2b(digest_size=20)
-    for field in table.schema:
+    digest.update(f"{table.num_rows}\x1e".encode())
+    for field, column in zip(table.schema, table.columns, strict=True):
         digest.update(f"{field.name}\x1f{field.type}\x1e".encode())
-    digest.update(str(table.num_rows).encode())
-    if table.num_rows:
-        frame = table.to_pandas(types_mapper=_nullable_mapper)
-        row_hashes = pd.util.hash_pandas_object(frame, index=False)
-        digest.update(row_hashes.to_numpy().tobytes())
+        for part in _canonical_parts(column.combine_chunks() if column.num_chunks != 1
+                                     else column.chunk(0)):
+            digest.update(part)
     return digest.hexdigest()
 
 
-def _nullable_mapper(arrow: pa.DataType) -> object:
-    # Hashing must not depend on how pandas would guess types: map to nullable dtypes.
-    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
-        return pd.StringDtype()
-    if pa.types.is_integer(arrow):
-        return pd.Int64Dtype()
-    if pa.types.is_floating(arrow):
-        return pd.Float64Dtype()
-    if pa.types.is_boolean(arrow):
-        return pd.BooleanDtype()
-    return None
+def _canonical_parts(arr: pa.Array) -> list[bytes]:
+    """The array as bytes that depend only on its values: validity, then the values."""
+    nulls = np.packbits(arr.is_null().to_numpy(zero_copy_only=False)).tobytes()
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        filled = pc.fill_null(arr, "")
+        lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+        width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        offsets = np.frombuffer(filled.buffers()[1], dtype=width)[
+            filled.offset: filled.offset + len(filled) + 1]
+        data = filled.buffers()[2]
+        body = b"" if data is None or not len(filled) else \
+            data.to_pybytes()[int(offsets[0]): int(offsets[-1])]
+        return [nulls, lengths.tobytes(), body]
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
+        arr = arr.cast(pa.int64())
+    elif pa.types.is_boolean(arr.type):
+        arr = arr.cast(pa.uint8())
+    zero = pa.scalar(0, arr.type)
+    return [nulls, pc.fill_null(arr, zero).to_numpy(zero_copy_only=False).tobytes()]
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """The public-API frame: pandas nullable dtypes exactly as the schema says."""
-    return table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
+    return frame

@@ -26,13 +26,13 @@ TMP_MARK = ".dpo-tmp-"
 
 
 def next_stamp(base: str, used: set[str]) -> str:
-    """`base`, or `base-2`, `base-3`... : the first one not in `used` (one stamp per run)."""
-    if base not in used:
-        return base
-    n = 2
-    while f"{base}-{n}" in used:
-        n += 1
-    return f"{base}-{n}"
+    """`base`, or `base-2`, `base-3`... : above every suffix of `base` in `used` (one per run).
+
+    Not the first free one: retention may have deleted `base-2` while `base-3` is kept, and a
+    reused `base-2` would reuse a published name and sort as older than `base-3`.
+    """
+    taken = [int(n or 1) for b, _, n in (s.partition("-") for s in used) if b == base]
+    return f"{base}-{max(taken) + 1}" if taken else base
 
 
 def fsync_dir(folder: Path) -> None:
@@ -44,8 +44,9 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, point: str) -> Iterator[BinaryIO]:
-    """Yield a temp file beside `path`; on success it replaces `path` durably."""
+def atomic_file(path: Path, point: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield a temp file beside `path`; on success it replaces `path` (fsynced if `durable`:
+    caches that are checked on read and rebuilt when wrong skip the fsync)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_MARK, suffix=path.suffix, dir=path.parent)
     tmp = Path(tmp_name)
@@ -54,11 +55,13 @@ def atomic_file(path: Path, point: str) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             checkpoint(f"{point}:written")
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         checkpoint(f"{point}:renamed")
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DpoError(f"cannot write {path}: {exc.strerror or exc}",
@@ -68,17 +71,18 @@ def atomic_file(path: Path, point: str) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, point: str) -> None:
-    with atomic_file(path, point) as handle:
+def atomic_write_bytes(path: Path, data: bytes, point: str, *, durable: bool = True) -> None:
+    with atomic_file(path, point, durable=durable) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: Path, text: str, point: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), point)
+def atomic_write_text(path: Path, text: str, point: str, *, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), point, durable=durable)
 
 
-def atomic_write_json(path: Path, data: Any, point: str) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", point)
+def atomic_write_json(path: Path, data: Any, point: str, *, durable: bool = True) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(path, text, point, durable=durable)
 
 
 def append_line_block(path: Path, text: str) -> None:

@@ -1,9 +1,20 @@
-"""The run ledger: one row per pipeline run in an embedded SQLite database.
+"""The run ledger: one record per pipeline run in an embedded SQLite database.
 
-A run is inserted as `running` when it starts and updated when it ends. A run killed in
+A run is inserted as `running` when it starts and completed when it ends. A run killed in
 between stays `running` until the next run starts (holding the run lock, so no other run can
-be alive) and marks it `interrupted`. WAL mode lets readers (`dpo history`, the dashboard)
-read while a run writes.
+be alive) and marks it `interrupted`. WAL mode lets readers (`dpo history`, `dpo metrics`, the
+dashboard) read a consistent snapshot while a run writes.
+
+Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order):
+
+    runs               one row per run: times, state, overall and per-phase status and seconds,
+                       counts (records, rollbacks, notifications, errors), the full result JSON
+    run_tables         (run_id, phase, table_name): status, rows, duplicates, rejected, changed
+    run_healing        (run_id, seq): healing actions (rollbacks...) and whether they worked
+    run_notifications  (run_id, seq): component, outcome (sent | failed | disabled), channel
+    run_errors         (run_id, seq): phase, error type, table, file, sheet, row, column
+
+Stdlib only (sqlite3, json): it runs after every pipeline run and must cost milliseconds.
 """
 
 from __future__ import annotations
@@ -11,32 +22,194 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-_MIGRATIONS = {
-    1: [
-        """CREATE TABLE IF NOT EXISTS runs (
-               run_id TEXT PRIMARY KEY,
-               started_at TEXT NOT NULL,
-               finished_at TEXT,
-               state TEXT NOT NULL,              -- running | finished | interrupted
-               overall_status TEXT,              -- success | partial_success | failed | interrupted
-               collector_status TEXT,
-               loader_status TEXT,
-               duration_s REAL,
-               collector_s REAL,
-               loader_s REAL,
-               pid INTEGER,
-               result_json TEXT
-           )""",
-        "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
-    ],
+from loguru import logger
+
+SCHEMA_VERSION = 2
+PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
+
+_V1 = [
+    """CREATE TABLE IF NOT EXISTS runs (
+           run_id TEXT PRIMARY KEY,
+           started_at TEXT NOT NULL,
+           finished_at TEXT,
+           state TEXT NOT NULL,              -- running | finished | interrupted
+           overall_status TEXT,              -- success | partial_success | failed | interrupted
+           collector_status TEXT,
+           loader_status TEXT,
+           duration_s REAL,
+           collector_s REAL,
+           loader_s REAL,
+           pid INTEGER,
+           result_json TEXT
+       )""",
+    "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
+]
+# Summary columns v2 adds to `runs` (name, SQL type), filled from the result dict.
+_V2_COLUMNS = [
+    ("started_epoch", "REAL"), ("records_count", "INTEGER"), ("files_processed", "INTEGER"),
+    ("tables_created", "INTEGER"), ("rollbacks", "INTEGER"), ("rollbacks_failed", "INTEGER"),
+    ("notifications_sent", "INTEGER"), ("notifications_failed", "INTEGER"),
+    ("errors_count", "INTEGER"),
+]
+_V2 = [
+    """CREATE TABLE IF NOT EXISTS run_tables (
+           run_id TEXT NOT NULL, phase TEXT NOT NULL, table_name TEXT NOT NULL,
+           status TEXT, n_rows INTEGER, duplicates_removed INTEGER, rows_rejected INTEGER,
+           changed INTEGER,
+           PRIMARY KEY (run_id, phase, table_name)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS run_healing (
+           run_id TEXT NOT NULL, seq INTEGER NOT NULL, phase TEXT, action TEXT,
+           table_name TEXT, success INTEGER, detail TEXT,
+           PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS run_notifications (
+           run_id TEXT NOT NULL, seq INTEGER NOT NULL, component TEXT, outcome TEXT,
+           sent INTEGER, channel TEXT, error TEXT,
+           PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS run_errors (
+           run_id TEXT NOT NULL, seq INTEGER NOT NULL, phase TEXT, error_type TEXT,
+           table_name TEXT, file TEXT, sheet TEXT, excel_row INTEGER, column_name TEXT,
+           message TEXT,
+           PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS runs_epoch ON runs(started_epoch)",
+]
+# The columns `runs()` returns (everything but the bulky result JSON).
+RUN_COLUMNS = ("run_id", "started_at", "finished_at", "state", "overall_status",
+               "collector_status", "loader_status", "duration_s", "collector_s", "loader_s",
+               "pid", *(name for name, _ in _V2_COLUMNS))
+_CHILDREN = {
+    "run_tables": ("phase", "table_name", "status", "n_rows", "duplicates_removed",
+                   "rows_rejected", "changed"),
+    "run_healing": ("seq", "phase", "action", "table_name", "success", "detail"),
+    "run_notifications": ("seq", "component", "outcome", "sent", "channel", "error"),
+    "run_errors": ("seq", "phase", "error_type", "table_name", "file", "sheet", "excel_row",
+                   "column_name", "message"),
 }
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    for statement in _V1:
+        conn.execute(statement)
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in _V2_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    for statement in _V2:
+        conn.execute(statement)
+    # Runs recorded by v1 carry their whole result: derive the v2 columns and rows from it.
+    for run_id, started_at, result_json in conn.execute(
+            "SELECT run_id, started_at, result_json FROM runs").fetchall():
+        conn.execute("UPDATE runs SET started_epoch=? WHERE run_id=?",
+                     (_epoch(started_at), run_id))
+        if result_json:
+            try:
+                result = json.loads(result_json)
+            except ValueError:
+                logger.warning("⚠️ run ledger: run {} has unreadable result JSON", run_id)
+                continue
+            _write_children(conn, run_id, result)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
+
+
+def _epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The `runs` columns of a finished run, from its result dict."""
+    collector = result.get("collector_result") or {}
+    loader = result.get("loader_result") or {}
+    healing = [h for _, key in PHASES for h in (result.get(key) or {}).get("healing_actions") or []]
+    rollbacks = [h for h in healing if h.get("action") == "rollback"]
+    notes = result.get("notifications") or []
+    return {
+        "finished_at": result.get("timestamp"), "overall_status": result.get("overall_status"),
+        "collector_status": collector.get("status"), "loader_status": loader.get("status"),
+        "duration_s": result.get("duration_seconds"),
+        "collector_s": collector.get("execution_seconds"),
+        "loader_s": loader.get("execution_seconds"),
+        "records_count": collector.get("records_count"),
+        "files_processed": collector.get("files_processed"),
+        "tables_created": loader.get("tables_created"),
+        "rollbacks": len(rollbacks),
+        "rollbacks_failed": sum(1 for h in rollbacks if not h.get("success")),
+        "notifications_sent": sum(1 for n in notes if _outcome(n) == "sent"),
+        "notifications_failed": sum(1 for n in notes if _outcome(n) == "failed"),
+        "errors_count": sum(len((result.get(key) or {}).get("errors") or []) for _, key in PHASES),
+    }
+
+
+def _outcome(note: dict[str, Any]) -> str:
+    if note.get("sent"):
+        return "sent"
+    return "disabled" if note.get("channel") == "disabled" else "failed"
+
+
+def _child_rows(result: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _CHILDREN}
+    for phase, key in PHASES:
+        part = result.get(key) or {}
+        for d in part.get("details") or []:
+            rows["run_tables"].append((
+                phase, d.get("table"), d.get("status"), d.get("rows"),
+                d.get("duplicates_removed", 0), d.get("rows_rejected", 0),
+                int(bool(d.get("changed")))))
+        for h in part.get("healing_actions") or []:
+            rows["run_healing"].append((len(rows["run_healing"]), phase, h.get("action"),
+                                        h.get("table"), int(bool(h.get("success"))),
+                                        h.get("detail")))
+        for e in part.get("errors") or []:
+            rows["run_errors"].append((len(rows["run_errors"]), phase, e.get("error_type"),
+                                       e.get("table"), e.get("file"), e.get("sheet"),
+                                       e.get("row"), e.get("column"), e.get("message")))
+    for i, n in enumerate(result.get("notifications") or []):
+        rows["run_notifications"].append((i, n.get("component"), _outcome(n),
+                                          int(bool(n.get("sent"))), n.get("channel"),
+                                          n.get("error")))
+    return rows
+
+
+def _write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any]) -> None:
+    summary = _summary(result)
+    conn.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in summary)} WHERE run_id=?",
+                 (*summary.values(), run_id))
+    for table, rows in _child_rows(result).items():
+        columns = ("run_id", *_CHILDREN[table])
+        conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+        conn.executemany(
+            f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [(run_id, *row) for row in rows])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent read of the newest runs and their child rows (all newest run first)."""
+
+    runs: list[dict[str, Any]]
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    healing: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_run(self, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            grouped.setdefault(row["run_id"], []).append(row)
+        return grouped
 
 
 class Ledger:
@@ -44,55 +217,120 @@ class Ledger:
         self.path = path
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """A connection inside one transaction (BEGIN IMMEDIATE to write), committed on exit."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+        with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as conn:
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process
             self._migrate(conn)
-            with conn:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
                 yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with conn:
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={target}")
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")  # one migrator at a time; re-read under the lock
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[target](conn)
+                logger.debug("run ledger {} migrated to schema v{}", self.path, target)
+            conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
+    def version(self) -> int:
+        with closing(sqlite3.connect(self.path)) as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- writing (the run path: never fails the run, logs instead) ---------------------------
     def start(self, run_id: str, started_at: datetime) -> list[str]:
         """Record a new run; runs left `running` by a killed process become `interrupted`."""
-        with self._connect() as conn:
+        try:
+            return self._start(run_id, started_at)
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("❌ run ledger {}: cannot record the start of run {}: {}",
+                         self.path, run_id, exc)
+            return []
+
+    def _start(self, run_id: str, started_at: datetime) -> list[str]:
+        with self._connect(write=True) as conn:
             stale = [r[0] for r in conn.execute("SELECT run_id FROM runs WHERE state='running'")]
             conn.execute("UPDATE runs SET state='interrupted', overall_status='interrupted' "
                          "WHERE state='running'")
-            conn.execute("INSERT INTO runs(run_id, started_at, state, pid) VALUES (?,?,?,?)",
-                         (run_id, started_at.isoformat(), "running", os.getpid()))
+            conn.execute("INSERT INTO runs(run_id, started_at, started_epoch, state, pid) "
+                         "VALUES (?,?,?,?,?)", (run_id, started_at.isoformat(),
+                                                started_at.timestamp(), "running", os.getpid()))
+        for old in stale:
+            logger.warning("⚠️ run {} never finished (killed?): recorded as interrupted", old)
         return stale
 
     def finish(self, run_id: str, result: dict[str, Any]) -> None:
-        loader = result["loader_result"]
-        with self._connect() as conn:
-            conn.execute(
-                """UPDATE runs SET finished_at=?, state='finished', overall_status=?,
-                       collector_status=?, loader_status=?, duration_s=?, collector_s=?,
-                       loader_s=?, result_json=? WHERE run_id=?""",
-                (result["timestamp"], result["overall_status"],
-                 result["collector_result"]["status"], loader["status"],
-                 result["duration_seconds"], result["collector_result"]["execution_seconds"],
-                 loader.get("execution_seconds"), json.dumps(result), run_id),
-            )
+        """Complete the run's record from its result dict (inserting it if start failed)."""
+        try:
+            self._finish(run_id, result)
+        except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+            logger.error("❌ run ledger {}: cannot record the end of run {}: {}",
+                         self.path, run_id, exc)
 
+    def _finish(self, run_id: str, result: dict[str, Any]) -> None:
+        with self._connect(write=True) as conn:
+            started = result.get("started_at") or result.get("timestamp")
+            conn.execute("INSERT OR IGNORE INTO runs(run_id, started_at, started_epoch, state, "
+                         "pid) VALUES (?,?,?,?,?)",
+                         (run_id, started, _epoch(started), "running", os.getpid()))
+            conn.execute("UPDATE runs SET state='finished', result_json=? WHERE run_id=?",
+                         (json.dumps(result), run_id))
+            _write_children(conn, run_id, result)
+
+    # -- reading -----------------------------------------------------------------------------
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Runs, newest first."""
-        if not self.path.exists():
-            return []
-        query = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC"
-        with self._connect() as conn:
-            rows = conn.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
-        return [dict(row) for row in rows]
+        """Runs, newest first (without the result JSON; see `result`)."""
+        return self.snapshot(limit=limit, children=False).runs
 
     def last_run(self) -> dict[str, Any] | None:
         runs = self.runs(limit=1)
         return runs[0] if runs else None
+
+    def result(self, run_id: str) -> dict[str, Any] | None:
+        """The full result dict a finished run returned."""
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as conn:
+            row = conn.execute("SELECT result_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def snapshot(self, *, limit: int | None = None, since_epoch: float | None = None,
+                 children: bool = True) -> Snapshot:
+        """The newest `limit` runs started at or after `since_epoch`, with their child rows."""
+        if not self.path.exists():
+            return Snapshot(runs=[])
+        where = "WHERE started_epoch >= :since" if since_epoch is not None else ""
+        window = (f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where} "
+                  "ORDER BY started_at DESC, rowid DESC LIMIT :limit")
+        params = {"since": since_epoch, "limit": -1 if limit is None else int(limit)}
+        with self._connect(write=False) as conn:
+            runs = [dict(r) for r in conn.execute(window, params)]
+            if not children or not runs:
+                return Snapshot(runs=runs)
+            ids = f"SELECT run_id FROM ({window})"
+            found = {
+                name: [dict(r) for r in conn.execute(
+                    f"SELECT run_id, {', '.join(cols)} FROM {name} WHERE run_id IN ({ids})",
+                    params)]
+                for name, cols in _CHILDREN.items()}
+        order = {run["run_id"]: i for i, run in enumerate(runs)}
+        for rows in found.values():
+            rows.sort(key=lambda r: (order[r["run_id"]], r.get("seq", 0)))
+        return Snapshot(runs=runs, tables=found["run_tables"], healing=found["run_healing"],
+                        notifications=found["run_notifications"], errors=found["run_errors"])

@@ -131,7 +131,13 @@ class DataLoaderAgent:
             raise DpoError(f"{spec.path.name}: static file not found at "
                            f"{self.paths.relative(spec.path)}", table=spec.name,
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
-        raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES)
+        try:
+            raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES)
+        except DpoError as exc:
+            # SPEC §3: a static table's column problems are SCHEMA_MISMATCH, column named.
+            if exc.error_type is ErrorType.MISSING_FIELDS:
+                exc.error_type = ErrorType.SCHEMA_MISMATCH
+            raise
         norm = normalize_table(raw.table, spec, raw.source)
         if norm.cells:
             error = CellErrors(list(norm.cells), table=spec.name)

@@ -8,11 +8,11 @@ nothing is silently changed or dropped.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +28,8 @@ _INT_RE = r"^\s*[+-]?\d+(\.0*)?\s*$"
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _SERIAL_RE = r"^\s*\d+(\.\d+)?\s*$"
 _ISO_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d")
 _EXCEL_EPOCH_NS = -25569 * 86_400 * 10**9  # serial day 0 = 1899-12-30, as ns from 1970-01-01
 _MAX_SERIAL = 2_958_465  # 9999-12-31
 _TRUE = ("true", "1", "yes", "y")
@@ -38,7 +40,7 @@ Converted = tuple[pa.Array, np.ndarray]  # typed values, mask of cells that fail
 
 @dataclass(frozen=True)
 class Source:
-    """Where a raw table came from, so errors can point at the Excel cell."""
+    """One sheet a raw table came from, so errors can point at the Excel cell."""
 
     file: str
     sheet: str
@@ -46,11 +48,35 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where each raw row came from: files concatenated in order, `starts[i]` = first position."""
+
+    sources: tuple[Source, ...]
+    starts: tuple[int, ...]
+
+    @staticmethod
+    def single(source: Source) -> Origin:
+        return Origin((source,), (0,))
+
+    def locate(self, position: int) -> tuple[Source, int]:
+        """The sheet and Excel row number of raw row `position`."""
+        index = bisect_right(self.starts, position) - 1
+        source = self.sources[index]
+        return source, position - self.starts[index] + source.first_row
+
+
+@dataclass(frozen=True)
 class Normalized:
-    table: pa.Table  # typed, with the spec's schema; bad rows removed when quarantining
+    table: pa.Table  # typed, with the spec's schema
     cells: tuple[CellError, ...]
     bad_rows: np.ndarray  # positions (in the raw table) of rows with at least one bad cell
-    source: Source
+    origin: Origin
+
+    def without_bad_rows(self) -> Normalized:
+        keep = np.ones(self.table.num_rows, dtype=bool)
+        keep[self.bad_rows] = False
+        return Normalized(self.table.filter(pa.array(keep)), (), np.array([], dtype=np.int64),
+                          self.origin)
 
 
 def _as_text(arr: pa.Array) -> pa.Array:
@@ -103,21 +129,32 @@ def to_text(arr: pa.Array) -> Converted:
     return out, np.zeros(len(arr), dtype=bool)
 
 
-def to_int(arr: pa.Array, target: pa.DataType = pa.int64()) -> Converted:
+def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | None = None
+           ) -> Converted:
     """Whole numbers only: `12`, `12.0` are fine; `12.5`, `abc` and out-of-range are failures."""
+    target = target or pa.int64()
     if pa.types.is_floating(arr.type):
-        whole_only = pc.if_else(_whole_in_int64(arr), arr, None)
-        text = pc.cast(pc.cast(whole_only, pa.int64(), safe=False), pa.large_string())
-        text = pc.if_else(pc.is_valid(whole_only), text, None)
-    elif pa.types.is_integer(arr.type):
-        text = pc.cast(arr, pa.large_string())
-    else:
-        text = _as_text(arr)
+        exact, arr = arr, pc.cast(arr, pa.large_string())
+    if pa.types.is_integer(arr.type):
+        arr = pc.cast(arr, pa.large_string())
+    text = _as_text(arr)
     ok = pc.match_substring_regex(text, _INT_RE)
     digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
-    digits = pc.if_else(ok, digits, None)
-    out = _cast_each(digits, target)
+    out = _cast_each(pc.if_else(ok, digits, None), target)
+    use = _use_exact(text, exact)
+    if use is not None and exact is not None:
+        whole = pc.if_else(_whole_in_int64(exact), exact, None)
+        from_exact = _cast_each(pc.cast(whole, pa.int64(), safe=False), target)
+        out = pc.if_else(use, pc.if_else(pc.is_valid(whole), from_exact, None), out)
     return out, _failed(arr, out)
+
+
+def _use_exact(text: pa.Array, exact: pa.Array | None) -> pa.Array | None:
+    """Where the reader's exact float replaces the text: numeric cells (the text of a number
+    keeps only 9 decimals, so 1.5e-10 reads as "0" and 12.0000000001 as "12")."""
+    if exact is None:
+        return None
+    return pc.and_(pc.is_valid(exact), pc.fill_null(pc.match_substring_regex(text, _FLOAT_RE), False))
 
 
 def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
@@ -134,19 +171,25 @@ def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
         return pa.array(values, target)
 
 
-def to_float(arr: pa.Array, target: pa.DataType = pa.float64()) -> Converted:
+def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | None = None
+             ) -> Converted:
     """Any finite number; text that is not a number is a failure."""
+    target = target or pa.float64()
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         out = pc.cast(arr, target)
+        out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
         return out, _failed(arr, out)
     text = _as_text(arr)
     ok = pc.match_substring_regex(text, _FLOAT_RE)
     out = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), None), target)
+    use = _use_exact(text, exact)
+    if use is not None and exact is not None:
+        out = pc.if_else(use, pc.cast(exact, target), out)
     out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
     return out, _failed(arr, out)
 
 
-def to_datetime(arr: pa.Array) -> Converted:
+def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
     """Real Excel dates, Excel serial numbers (day 0 = 1899-12-30) and ISO date text."""
     target = pa.timestamp("ns")
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
@@ -156,10 +199,12 @@ def to_datetime(arr: pa.Array) -> Converted:
         out = _from_serial(pc.cast(arr, pa.float64()))
         return out, _failed(arr, out)
     text = _as_text(arr)
-    is_serial = _mask(pc.match_substring_regex(text, _SERIAL_RE))
-    serial = _from_serial(_cast_each(pc.if_else(is_serial, text, None), pa.float64()))
-    iso = _from_iso(pc.if_else(is_serial, None, text))
-    out = pc.if_else(is_serial, serial, iso)
+    is_serial = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
+    days = _cast_each(pc.if_else(is_serial, text, None), pa.float64())
+    use = _use_exact(text, exact)
+    if use is not None and exact is not None:
+        days = pc.if_else(pc.and_(use, is_serial), exact, days)
+    out = pc.if_else(is_serial, _from_serial(days), _from_iso(pc.if_else(is_serial, None, text)))
     return out, _failed(arr, out)
 
 
@@ -172,12 +217,20 @@ def _from_serial(days: pa.Array) -> pa.Array:
 
 
 def _from_iso(text: pa.Array) -> pa.Array:
+    """ISO dates/times; impossible dates (2018-02-30) are failures, never rolled over."""
     trimmed = pc.utf8_trim_whitespace(text)
     shaped = pc.if_else(pc.match_substring_regex(trimmed, _ISO_RE), trimmed, None)
-    parsed = pd.to_datetime(
-        pd.Series(shaped.to_pandas(), dtype="object"), format="ISO8601", errors="coerce"
-    )
-    return pa.array(parsed.astype("datetime64[ns]"), type=pa.timestamp("ns"), from_pandas=True)
+    base = pc.replace_substring_regex(shaped, r"\.\d{1,9}$", "")
+    parsed = pa.nulls(len(text), pa.timestamp("ns"))
+    for fmt in _ISO_FORMATS:
+        attempt = pc.strptime(base, format=fmt, unit="ns", error_is_null=True)
+        parsed = pc.coalesce(parsed, attempt)
+    # strptime rolls 2018-02-30 over to 2018-03-02: keep only dates that print back the same.
+    same_day = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), pc.utf8_slice_codeunits(base, 0, 10))
+    parsed = pc.if_else(pc.fill_null(same_day, False), parsed, None)
+    fraction = pc.extract_regex(shaped, r"\.(?P<f>\d{1,9})$").field("f")
+    nanos = pc.cast(pc.utf8_rpad(fraction, 9, "0"), pa.int64())
+    return pc.cast(pc.add(pc.cast(parsed, pa.int64()), pc.fill_null(nanos, 0)), pa.timestamp("ns"))
 
 
 def to_boolean(arr: pa.Array) -> Converted:
@@ -196,12 +249,13 @@ def upper_shift(arr: pa.Array) -> pa.Array:
     return pc.utf8_upper(arr)
 
 
-CONVERTERS: dict[str, Callable[[pa.Array, pa.DataType], Converted]] = {
-    "string": lambda arr, _t: to_text(arr),
+Converter = Callable[[pa.Array, pa.DataType, "pa.Array | None"], Converted]
+CONVERTERS: dict[str, Converter] = {
+    "string": lambda arr, _t, _x: to_text(arr),
     "int": to_int,
     "float": to_float,
-    "datetime": lambda arr, _t: to_datetime(arr),
-    "boolean": lambda arr, _t: to_boolean(arr),
+    "datetime": lambda arr, _t, exact: to_datetime(arr, exact),
+    "boolean": lambda arr, _t, _x: to_boolean(arr),
 }
 REASONS = {
     "string": "is not text",
@@ -213,8 +267,17 @@ REASONS = {
 SPECIAL: dict[str, Callable[[pa.Array], pa.Array]] = {"workingShift": upper_shift}
 
 
-def normalize_table(raw: pa.Table, spec: TableSpec, source: Source) -> Normalized:
-    """Convert every column of `raw` (already renamed and ordered) to the spec's types."""
+def normalize_table(
+    raw: pa.Table, spec: TableSpec, origin: Origin | Source,
+    exact: dict[str, pa.Array] | None = None,
+) -> Normalized:
+    """Convert every column of `raw` (already renamed and ordered) to the spec's types.
+
+    `exact` holds, per numeric column, the reader's float value of each cell (null for text
+    cells): the text rendering of a number is rounded, the float is not.
+    """
+    if isinstance(origin, Source):
+        origin = Origin.single(origin)
     schema = arrow_schema(spec)
     columns: list[pa.Array] = []
     cells: list[CellError] = []
@@ -224,47 +287,50 @@ def normalize_table(raw: pa.Table, spec: TableSpec, source: Source) -> Normalize
         kind = spec.kind_of(field.name)
         errors = excel_errors(values)
         values = null_like(values)
-        out, failed = CONVERTERS[kind](values, field.type)
+        floats = (exact or {}).get(field.name)
+        out, failed = CONVERTERS[kind](values, field.type, floats)
         if field.name in SPECIAL:
             out = SPECIAL[field.name](out)
         failed = failed | errors
         if failed.any():
             bad |= failed
-            cells.extend(_cells(values, failed, errors, field.name, REASONS[kind], source))
+            cells.extend(_cells(values, failed, errors, field.name, REASONS[kind], origin))
         columns.append(pc.cast(out, field.type))
     table = pa.Table.from_arrays(columns, schema=schema)
-    return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), source=source)
+    return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), origin=origin)
 
 
 def _cells(
-    raw: pa.Array, failed: np.ndarray, errors: np.ndarray, column: str, reason: str, src: Source
+    raw: pa.Array, failed: np.ndarray, errors: np.ndarray, column: str, reason: str, origin: Origin
 ) -> list[CellError]:
     positions = np.flatnonzero(failed)
     texts = _as_text(raw.take(pa.array(positions))).to_pylist()
-    return [
-        CellError(
-            file=src.file, sheet=src.sheet, row=int(pos) + src.first_row, column=column,
+    cells = []
+    for pos, text in zip(positions, texts, strict=True):
+        source, row = origin.locate(int(pos))
+        cells.append(CellError(
+            file=source.file, sheet=source.sheet, row=row, column=column,
             value="" if text is None else str(text),
             reason="is an Excel error value" if errors[pos] else reason,
-        )
-        for pos, text in zip(positions, texts, strict=True)
-    ]
+        ))
+    return cells
 
 
 def quarantine_table(raw: pa.Table, norm: Normalized) -> pa.Table:
     """The raw text of rejected rows, with where they came from and why they were rejected."""
-    reasons: dict[int, list[str]] = {}
+    reasons: dict[tuple[str, int], list[str]] = {}
     for cell in norm.cells:
-        reasons.setdefault(cell.row, []).append(f"{cell.column}: {cell.value!r} {cell.reason}")
-    source = norm.source
-    rows = [int(p) + source.first_row for p in norm.bad_rows]
+        reasons.setdefault((cell.file, cell.row), []).append(
+            f"{cell.column}: {cell.value!r} {cell.reason}")
+    located = [norm.origin.locate(int(p)) for p in norm.bad_rows]
     picked = raw.take(pa.array(norm.bad_rows, pa.int64()))
     text_cols = [_as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
     extra = {
-        "_source_file": pa.array([source.file] * len(rows), pa.large_string()),
-        "_sheet": pa.array([source.sheet] * len(rows), pa.large_string()),
-        "_excel_row": pa.array(rows, pa.int64()),
-        "_reason": pa.array(["; ".join(reasons[r]) for r in rows], pa.large_string()),
+        "_source_file": pa.array([src.file for src, _ in located], pa.large_string()),
+        "_sheet": pa.array([src.sheet for src, _ in located], pa.large_string()),
+        "_excel_row": pa.array([row for _, row in located], pa.int64()),
+        "_reason": pa.array(["; ".join(reasons[(src.file, row)]) for src, row in located],
+                            pa.large_string()),
     }
     return pa.Table.from_arrays(
         [*text_cols, *extra.values()], names=[*picked.column_names, *extra.keys()]

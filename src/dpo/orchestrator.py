@@ -33,10 +33,10 @@ from dpo.lock import run_lock
 from dpo.notify import (
     AppriseNotificationHandler,
     FileNotificationHandler,
-    ManualReviewNotifier,
     NotificationHandler,
     NotificationOutcome,
 )
+from dpo.review import ManualReviewNotifier
 from dpo.report import ReportWriter, render_final, render_phase_success
 from dpo.results import (
     CollectorResult,
@@ -47,7 +47,6 @@ from dpo.results import (
 )
 from dpo.schema import load_schema
 from dpo.store import VersionStore
-
 
 
 class DataPipelineOrchestrator:
@@ -95,6 +94,9 @@ class DataPipelineOrchestrator:
     ) -> dict[str, Any]:
         """Run both phases and return the seed's result dict (JSON-serialisable)."""
         retries = self.settings.max_retries if max_retries is None else max_retries
+        # A bad schema is a configuration error (SPEC §1): refuse it before the lock, the run
+        # ledger or any output exists, so it leaves no run stuck as "running" behind.
+        load_schema(self.paths.schema_path, self.paths.root)
         with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
             result = self._run_locked(retries, enable_notifications,
                                       on_bad_rows or self.settings.on_bad_rows)
@@ -130,6 +132,9 @@ class DataPipelineOrchestrator:
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
         ledger.finish(run_id, result.to_dict())
+        from dpo.dashboard import publish_observability  # stdlib-only; logs, never raises
+
+        publish_observability(self.paths, self.settings)
         icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result

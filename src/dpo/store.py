@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,7 +125,8 @@ class VersionStore:
 
     # -- repair ------------------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Undo what a crash left: temp files removed, unreferenced current files archived."""
+        """Undo what a crash left: temp files removed, unreferenced current files archived,
+        history trimmed back to `keep_history` versions per table."""
         actions: list[str] = []
         folders = {self.newest, self.history, self.paths.annotation_path.parent,
                    self.paths.collector_dir, self.paths.collector_dir / "quarantine"}
@@ -137,6 +139,15 @@ class VersionStore:
             if path.resolve() not in referenced:
                 move_durably(path, self.history / path.name, point="recover:archive")
                 actions.append(f"archived unreferenced {path.name} to historical_db/")
+        # A crash between the commit and retention leaves history over its bound; counting
+        # names is cheap, so only tables over the bound pay for a full listing.
+        counts = Counter(m.group(2) for p in self.history.glob("*.parquet")
+                         if (m := _VERSION_RE.match(p.name))) if self.history.is_dir() else {}
+        pruned = PublishOutcome()
+        self._enforce_retention(sorted(t for t, n in counts.items() if n > self.keep_history),
+                                pruned)
+        actions += [f"deleted {p.name} (history beyond {self.keep_history} versions)"
+                    for p in pruned.deleted]
         if actions:
             self._log_block("recovery", actions)
         return actions

@@ -1,4 +1,4 @@
-"""A small, dependency-free writer for Excel binary workbooks (``.xlsb``, BIFF12).
+"""Excel fixture writers: our own ``.xlsb`` (BIFF12) writer and an ``.xlsx`` twin (xlsxwriter).
 
 Why our own writer: the plant exports monthly reports as ``.xlsb`` and the pipeline's tests need
 fixtures in that format. ``pyxlsbwriter`` (the only PyPI writer) embeds opaque byte blobs,
@@ -7,7 +7,7 @@ leaves the sheet dimension at ``A1:A1``, which makes ``pyxlsb`` fail. BIFF12 is 
 record stream ([MS-XLSB] 2.1.4), so the few records a valid one-sheet workbook needs are
 written here, each one documented.
 
-Value semantics (shared with :func:`dpo.demo.write_xlsx`):
+Value semantics, identical for :func:`write_xlsb` and :func:`write_xlsx`:
 
 * ``None`` and float NaN -> no cell at all (an empty cell);
 * ``str`` -> a shared-string cell, always text, even ``"10190"`` or ``"=1+1"``;
@@ -25,14 +25,17 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import xlsxwriter
+
 CellValue = str | int | float | bool | dt.date | dt.datetime | None
 
-__all__ = ["CellValue", "check_value", "excel_serial", "write_xlsb"]
+__all__ = ["CellValue", "check_value", "excel_serial", "write_xlsb", "write_xlsx"]
 
 # Excel's day 0. Serials before 1900-03-01 are skewed by Excel's fictitious 1900-02-29.
 _EPOCH = dt.datetime(1899, 12, 30)
 _FIRST_DATE = dt.date(1900, 3, 1)
 _MAX_TEXT = 32767  # Excel's limit on the length of a cell's text
+_MAX_EXACT_INT = 2**53  # cells hold IEEE doubles: larger integers would silently change
 _MAX_ROWS, _MAX_COLS = 1_048_576, 16_384
 # Cell XF indexes in styles.bin: 0 General, 1 date (built-in format 14), 2 date-time (22).
 _XF_GENERAL, _XF_DATE, _XF_DATETIME = 0, 1, 2
@@ -48,11 +51,14 @@ def check_value(value: object) -> CellValue:
     """Return ``value`` as a writable cell value (NaN -> ``None``) or raise a clear error.
 
     Both writers call this so a fixture can never silently differ between ``.xlsx`` and
-    ``.xlsb``: infinities, tz-aware datetimes, too-long text and pre-1900 dates are refused.
+    ``.xlsb``: infinities, integers beyond 2**53, tz-aware datetimes, too-long text and dates
+    before 1900-03-01 are refused rather than stored differently from what was asked.
     """
     if value is None or isinstance(value, str | bool | int):
         if isinstance(value, str) and len(value) > _MAX_TEXT:
             raise ValueError(f"text longer than {_MAX_TEXT} characters cannot be stored")
+        if isinstance(value, int) and abs(value) > _MAX_EXACT_INT:
+            raise ValueError(f"{value} would lose digits as an Excel number; write it as text")
         return value
     if isinstance(value, float):
         if math.isnan(value):
@@ -303,4 +309,40 @@ def write_xlsb(
             parts.append(_sheet_tail())
             out.write(b"".join(parts))
         zf.writestr(_zinfo("xl/sharedStrings.bin"), sst.payload())
+    return path
+
+
+def write_xlsx(
+    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]]
+) -> Path:
+    """Write a one-sheet .xlsx with xlsxwriter, typing each cell explicitly.
+
+    Same value rules as :func:`write_xlsb`: None/NaN -> empty; str -> text, never
+    parsed as a number or formula; int/float -> number; date/datetime -> Excel date with a
+    date (or date-time) format; bool -> boolean. A fixed creation time keeps bytes stable.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False})
+    book.set_properties({"created": dt.datetime(2000, 1, 1)})
+    date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
+    stamp_fmt = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    ws = book.add_worksheet(sheet)
+    for c, name in enumerate(header):
+        ws.write_string(0, c, name)
+    for r, row in enumerate(rows, start=1):
+        for c, raw in enumerate(row):
+            value = check_value(raw)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                ws.write_string(r, c, value)
+            elif isinstance(value, bool):
+                ws.write_boolean(r, c, value)
+            elif isinstance(value, int | float):
+                ws.write_number(r, c, value)
+            else:
+                ws.write_datetime(r, c, value,
+                                  stamp_fmt if isinstance(value, dt.datetime) else date_fmt)
+    book.close()
     return path

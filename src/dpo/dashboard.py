@@ -1,0 +1,256 @@
+"""A self-contained HTML dashboard of the run ledger, and the after-run publishing step.
+
+One file, no network: inline CSS and server-drawn inline SVG (no scripts, a CSP that forbids
+loading anything). Charts: status timeline, phase durations, rows per table over time,
+rollbacks and notifications per run, and the newest run's errors. Stdlib only (html, string
+building): it is refreshed after every run and must cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from dpo.config import Paths, Settings
+from dpo.ledger import Ledger, Snapshot
+from dpo.metrics import RECENT_RUNS, compute, prom_path, prometheus_text, tables_by_run, write_prom
+
+STATUS_COLORS = {"success": "#2e7d32", "partial_success": "#f9a825", "failed": "#c62828",
+                 "interrupted": "#6a1b9a", "running": "#1565c0"}
+PHASE_COLORS = {"collector": "#1f77b4", "loader": "#ff7f0e", "other": "#9e9e9e"}
+EVENT_COLORS = {"rollback ok": "#00897b", "rollback failed": "#c62828",
+                "notification sent": "#5e35b1", "notification failed": "#d81b60"}
+LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#bcbd22", "#7f7f7f")
+WIDTH = 1100
+PAD = 48  # room for the y axis labels
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:16px 24px;color:#222;
+background:#fff}h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 6px}
+.sub{color:#666;margin:0 0 10px}.cards{display:flex;gap:10px;flex-wrap:wrap}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:120px}
+.card b{display:block;font-size:18px}.card span{color:#666;font-size:12px}
+svg text{font-size:11px;fill:#444}.legend span{display:inline-block;margin-right:14px;
+font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+.grid{display:grid;grid-template-columns:repeat(4,1fr);gap:8px}.spark{border:1px solid #eee;
+padding:4px}.spark div{font-size:12px}table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+.none{color:#888;font-style:italic}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _legend(colors: dict[str, str]) -> str:
+    return '<div class="legend">' + "".join(
+        f'<span><i style="background:{c}"></i>{_e(k)}</span>' for k, c in colors.items()) + "</div>"
+
+
+def _svg(height: int, body: list[str], label: str) -> str:
+    return (f'<svg viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" '
+            f'aria-label="{_e(label)}" shape-rendering="crispEdges">{"".join(body)}</svg>')
+
+
+def _slots(n: int) -> tuple[float, float]:
+    """x step and bar width for n runs across the plot area."""
+    step = (WIDTH - PAD - 8) / max(n, 1)
+    return step, max(1.0, min(28.0, step * 0.8))
+
+
+def _title(run: dict[str, Any]) -> str:
+    return (f"<title>{_e(run['run_id'])} · {_e(run['started_at'])} · "
+            f"{_e(run['overall_status'] or run['state'])} · {_fmt(run['duration_s'], ' s')}"
+            "</title>")
+
+
+def timeline(runs: list[dict[str, Any]]) -> str:
+    """One block per run, oldest left, coloured by overall status."""
+    step, width = _slots(len(runs))
+    body = [f'<rect x="{PAD + i * step:.1f}" y="8" width="{width:.1f}" height="36" '
+            f'fill="{STATUS_COLORS.get(r["overall_status"] or r["state"], "#999")}">'
+            f"{_title(r)}</rect>" for i, r in enumerate(runs)]
+    if runs:
+        body += [f'<text x="{PAD}" y="60">{_e(runs[0]["started_at"][:16])}</text>',
+                 f'<text x="{WIDTH - 8}" y="60" text-anchor="end">'
+                 f'{_e(runs[-1]["started_at"][:16])}</text>']
+    return _svg(66, body, "status timeline") + _legend(STATUS_COLORS)
+
+
+def _axis(top: float, height: float, maximum: float, unit: str) -> list[str]:
+    return [f'<line x1="{PAD - 4}" y1="{top + height}" x2="{WIDTH - 8}" y2="{top + height}" '
+            'stroke="#bbb"/>',
+            f'<text x="{PAD - 6}" y="{top + 10}" text-anchor="end">{_fmt(maximum, unit, 1)}</text>',
+            f'<text x="{PAD - 6}" y="{top + height}" text-anchor="end">0</text>']
+
+
+def _stacked(runs: list[dict[str, Any]], parts: Callable[[dict[str, Any]], list[tuple[str, float]]],
+             colors: dict[str, str], height: int, unit: str) -> list[str]:
+    top, plot = 6.0, height - 12.0
+    stacks = [parts(r) for r in runs]
+    maximum = max((sum(v for _, v in s) for s in stacks), default=0.0) or 1.0
+    step, width = _slots(len(runs))
+    body = _axis(top, plot, maximum, unit)
+    for i, (run, stack) in enumerate(zip(runs, stacks, strict=True)):
+        y = top + plot
+        for name, value in stack:
+            h = plot * value / maximum
+            if h <= 0:
+                continue
+            y -= h
+            body.append(f'<rect x="{PAD + i * step:.1f}" y="{y:.1f}" width="{width:.1f}" '
+                        f'height="{h:.1f}" fill="{colors[name]}"><title>{_e(run["run_id"])} '
+                        f"{_e(name)}: {value:g}</title></rect>")
+    return body
+
+
+def durations(runs: list[dict[str, Any]]) -> str:
+    def parts(run: dict[str, Any]) -> list[tuple[str, float]]:
+        c, ld, total = run["collector_s"] or 0.0, run["loader_s"] or 0.0, run["duration_s"] or 0.0
+        return [("collector", c), ("loader", ld), ("other", max(0.0, total - c - ld))]
+
+    finished = [r for r in runs if r["state"] == "finished"]
+    return _svg(180, _stacked(finished, parts, PHASE_COLORS, 180, " s"),
+                "phase durations") + _legend(PHASE_COLORS)
+
+
+def events(runs: list[dict[str, Any]]) -> str:
+    def parts(run: dict[str, Any]) -> list[tuple[str, float]]:
+        rb, rbf = run["rollbacks"] or 0, run["rollbacks_failed"] or 0
+        return [("rollback ok", rb - rbf), ("rollback failed", rbf),
+                ("notification sent", run["notifications_sent"] or 0),
+                ("notification failed", run["notifications_failed"] or 0)]
+
+    return _svg(120, _stacked(runs, parts, EVENT_COLORS, 120, ""),
+                "rollbacks and notifications") + _legend(EVENT_COLORS)
+
+
+def table_rows(snap: Snapshot, runs: list[dict[str, Any]]) -> str:
+    """A sparkline per table: its row count in each run (gaps where the table failed)."""
+    merged = tables_by_run(snap)
+    names = sorted({t for entry in merged.values() for t in entry})
+    if not names:
+        return '<p class="none">No table data yet.</p>'
+    w, h = 250, 60
+    cells = []
+    for k, name in enumerate(names):
+        points = [(i, merged.get(r["run_id"], {}).get(name)) for i, r in enumerate(runs)]
+        values = [(i, e["rows"]) for i, e in points
+                  if e is not None and not e["failed"] and e["rows"] is not None]
+        hi = max((v for _, v in values), default=0) or 1
+        span = max(len(runs) - 1, 1)
+        coords = " ".join(f"{4 + (w - 8) * i / span:.1f},{h - 4 - (h - 8) * v / hi:.1f}"
+                          for i, v in values)
+        color = LINE_COLORS[k % len(LINE_COLORS)]
+        latest = values[-1][1] if values else None
+        shape = (f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="3"/>'
+                 if len(values) > 1 else
+                 "".join(f'<rect x="{4 + (w - 8) * i / span - 3:.1f}" y="{h - 4 - (h - 8) * v / hi - 3:.1f}" '
+                         f'width="6" height="6" fill="{color}"/>' for i, v in values))
+        cells.append(f'<div class="spark"><div><b>{_e(name)}</b> {_e(latest)} rows</div>'
+                     f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+                     f'aria-label="rows of {_e(name)}">{shape}</svg></div>')
+    return '<div class="grid">' + "".join(cells) + "</div>"
+
+
+def _errors(snap: Snapshot) -> str:
+    if not snap.runs:
+        return '<p class="none">No runs recorded yet.</p>'
+    last = snap.runs[0]["run_id"]
+    rows = [e for e in snap.errors if e["run_id"] == last]
+    heal = [h for h in snap.healing if h["run_id"] == last]
+    parts = []
+    if rows:
+        cols = ("phase", "error_type", "table_name", "file", "sheet", "excel_row", "column_name",
+                "message")
+        parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + "".join(
+            "<tr>" + "".join(f"<td>{_e(e[c])}</td>" for c in cols) + "</tr>" for e in rows)
+            + "</table>")
+    else:
+        parts.append(f'<p class="none">The last run ({_e(last)}) reported no errors.</p>')
+    if heal:
+        parts.append("<h2>Last run's healing actions</h2><table><tr><th>action</th><th>table</th>"
+                     "<th>ok</th><th>detail</th></tr>" + "".join(
+                         f"<tr><td>{_e(h['action'])}</td><td>{_e(h['table_name'])}</td>"
+                         f"<td>{'yes' if h['success'] else 'NO'}</td><td>{_e(h['detail'])}</td></tr>"
+                         for h in heal) + "</table>")
+    return "".join(parts)
+
+
+def _cards(m: dict[str, Any]) -> str:
+    last = m["last_run"] or {}
+    total = m["processing_time"]["total"]
+    cards = [("last run", last.get("overall_status") or last.get("state") or "–"),
+             ("success rate", _pct(m["pipeline_success_rate"])),
+             ("collector ok", _pct(m["phase_success_rates"]["collector"])),
+             ("loader ok", _pct(m["phase_success_rates"]["loader"])),
+             ("rollback frequency", _pct(m["rollback_frequency"])),
+             ("manual reviews", _pct(m["notification_triggers"]["rate"])),
+             ("median run", _fmt(total["median"], " s")), ("p95 run", _fmt(total["p95"], " s")),
+             ("runs shown", str(m["window"]["runs"]))]
+    return '<div class="cards">' + "".join(
+        f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>"
+
+
+def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str = "dpo") -> str:
+    """The dashboard page for `snap` (runs newest first, as the ledger returns them)."""
+    m = metrics if metrics is not None else compute(snap)
+    runs = list(reversed(snap.runs))  # charts run oldest -> newest
+    empty = '<p class="none">No runs recorded yet.</p>'
+    last = m["last_run"]
+    sub = (f"{len(runs)} newest runs · last run {_e(last['run_id'])} started "
+           f"{_e(last['started_at'])}" if last else "no runs recorded yet")
+    sections = [
+        ("Run status timeline", timeline(runs) if runs else empty),
+        ("Phase durations (seconds per finished run)", durations(runs) if runs else empty),
+        ("Rows per table over time", table_rows(snap, runs) if runs else empty),
+        ("Rollbacks and notifications per run", events(runs) if runs else empty),
+        ("Last run's errors", _errors(snap)),
+    ]
+    body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{_e(title)} pipeline dashboard</title><style>{_CSS}</style></head><body>"
+            f"<h1>{_e(title)} · DataPipelineOrchestrator runs</h1><p class=\"sub\">{sub}</p>"
+            f"{_cards(m)}{body}</body></html>\n")
+
+
+def write_dashboard(path: Path, page: str) -> None:
+    from dpo.fsio import atomic_write_text
+
+    atomic_write_text(path, page, point="observe:dashboard")
+
+
+def publish_observability(paths: Paths, settings: Settings) -> None:
+    """After a run: refresh the Prometheus textfile and the dashboard. Never raises (logs)."""
+    try:
+        snap = Ledger(paths.output_dir / "runs.sqlite").snapshot(limit=RECENT_RUNS)
+        metrics = compute(snap, window=f"the newest {RECENT_RUNS} runs")
+    except Exception as exc:  # noqa: BLE001 - observability must never fail a finished run
+        logger.opt(exception=exc).warning("⚠️ run ledger unreadable; metrics not refreshed: {}", exc)
+        return
+    steps: tuple[tuple[str, Callable[[], None]], ...] = (
+        ("Prometheus file", lambda: write_prom(prom_path(paths, settings),
+                                               prometheus_text(metrics))),
+        ("dashboard", lambda: write_dashboard(paths.output_dir / "dashboard.html",
+                                              render(snap, metrics))),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - observability must never fail a finished run
+            logger.opt(exception=exc).warning("⚠️ {} not refreshed: {}", what, exc)

@@ -1,0 +1,136 @@
+"""Incremental collection: per-source-file fingerprints and a cache of each file's result.
+
+Stdlib only, so that deciding "nothing changed" costs no pandas/pyarrow import.
+
+A file is unchanged when its size and mtime match the manifest, or, when those differ, when
+its content hash (sha256) still matches (a copy that kept the bytes but not the mtime). The
+manifest is keyed by dpo's version and the schema's fingerprint: either changing drops the
+whole cache. Each cache entry carries a CRC of its bytes; an entry that fails it is rebuilt
+from the source file, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dpo import __version__
+from dpo.fsio import atomic_write_bytes, atomic_write_json
+
+CACHE_DIR = ".cache"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    size: int
+    mtime_ns: int
+
+    @staticmethod
+    def of(path: Path) -> Fingerprint:
+        st = path.stat()
+        return Fingerprint(st.st_size, st.st_mtime_ns)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TableCache:
+    """The cache of one dynamic table: `<collector_dir>/.cache/<table>/`."""
+
+    def __init__(self, collector_dir: Path, table: str, schema_fingerprint: str) -> None:
+        self.folder = collector_dir / CACHE_DIR / table
+        self.manifest_path = self.folder / "manifest.json"
+        self.key = f"{__version__}:{schema_fingerprint}"
+        self.manifest = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"key": self.key, "files": {}, "output": None}
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return empty
+        if not isinstance(data, dict) or data.get("key") != self.key:
+            return empty  # another dpo version or schema: nothing in here can be trusted
+        return data
+
+    # -- per file -----------------------------------------------------------------------------
+    def lookup(self, path: Path, fp: Fingerprint) -> dict[str, Any] | None:
+        """The cache record of an unchanged source file, or None (then it must be read)."""
+        record = self.manifest["files"].get(path.name)
+        if not isinstance(record, dict) or record.get("size") != fp.size:
+            return None
+        if record.get("mtime_ns") != fp.mtime_ns:
+            if record.get("sha256") != sha256_of(path):
+                return None
+            record["mtime_ns"] = fp.mtime_ns  # same bytes, touched: keep using the entry
+        return record
+
+    def entry_bytes(self, record: dict[str, Any]) -> bytes | None:
+        """The cached bytes of a file's result, or None if missing or corrupt."""
+        try:
+            data = (self.folder / str(record["entry"])).read_bytes()
+        except (OSError, KeyError):
+            return None
+        return data if zlib.crc32(data) == record.get("crc32") else None
+
+    def store(self, path: Path, fp: Fingerprint, data: bytes, rows: int) -> None:
+        digest = sha256_of(path)
+        entry = f"{digest[:32]}.arrow"
+        atomic_write_bytes(self.folder / entry, data, point="cache:entry", durable=False)
+        self.manifest["files"][path.name] = {
+            "size": fp.size, "mtime_ns": fp.mtime_ns, "sha256": digest, "entry": entry,
+            "crc32": zlib.crc32(data), "rows": rows,
+        }
+
+    def forget(self, name: str) -> None:
+        self.manifest["files"].pop(name, None)
+
+    # -- the table's output -------------------------------------------------------------------
+    def record_output(self, files: list[str], output: Path, summary: dict[str, Any]) -> None:
+        fp = Fingerprint.of(output)
+        self.manifest["output"] = {"files": files, "size": fp.size, "mtime_ns": fp.mtime_ns,
+                                   **summary}
+
+    def unchanged_output(self, files: list[Path], output: Path) -> dict[str, Any] | None:
+        """The recorded summary when neither the sources nor the output changed since."""
+        recorded = self.manifest.get("output")
+        if not recorded or recorded.get("files") != [p.name for p in files]:
+            return None
+        try:
+            out_fp = Fingerprint.of(output)
+            fps = [Fingerprint.of(p) for p in files]
+        except OSError:
+            return None
+        if (out_fp.size, out_fp.mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
+            return None
+        if any(self.lookup(p, fp) is None for p, fp in zip(files, fps, strict=True)):
+            return None
+        return dict(recorded)
+
+    def save(self) -> None:
+        self._prune()
+        atomic_write_json(self.manifest_path, self.manifest, point="cache:manifest", durable=False)
+
+    def _prune(self) -> None:
+        """Delete entries no manifest record names (sources removed or replaced)."""
+        keep = {r["entry"] for r in self.manifest["files"].values()} | {"manifest.json"}
+        for path in self.folder.glob("*.arrow") if self.folder.is_dir() else ():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, names in os.walk(folder):
+        total += sum(os.stat(os.path.join(dirpath, n)).st_size for n in names)
+    return total
