@@ -14,6 +14,7 @@ content as a run that never crashed.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,17 +139,54 @@ def unreferenced(root: Path) -> list[str]:
 
 
 # -- the points are the protocol's -------------------------------------------------------------
-def test_enumerated_run_points_are_the_covered_ones(world: World, tmp_path: Path) -> None:
-    root = copy_root(world.pending, tmp_path / "root")
-    assert enumerate_points(root, RUN_BOTH, str(KEEP)) == RUN_POINTS
-    assert published_hashes(root) == world.new_hashes
-
-
 def test_enumerated_rollback_points_are_the_covered_ones(world: World, tmp_path: Path) -> None:
     root = copy_root(world.published, tmp_path / "root")
     targets = json.dumps({t: world.first_stamp for t in ROLLED})
     assert enumerate_points(root, ROLLBACK, str(KEEP), targets) == ROLLBACK_POINTS
     assert published_hashes(root) == world.rolled_hashes
+
+
+def check_crash_and_repair(world: World, root: Path, point: str, before_commit: bool) -> None:
+    """After SIGKILL at `point`: consistent now; the next run repairs to the clean result."""
+    # What a reader sees right after the crash: a whole old or a whole new publication.
+    seen = assert_consistent(root, exact_newest=False)
+    assert seen == (world.old_hashes if before_commit else world.new_hashes), point
+    for table in DYNAMIC:  # Phase 1 output is never half-written either
+        read_verified(phase1_file(root, table))
+    if point.startswith(("collect:", "publish:")) and point.endswith(":written#1"):
+        # Killed mid-write: only the marked temp file is left, beside its target.
+        target = newest_dir(root) if point.startswith("publish:") else phase1_file(
+            root, point.split(":")[1]).parent
+        assert [t.parent for t in temp_files(root)] == [target], (point, temp_files(root))
+    if point.startswith("collect:") and point.endswith(":written#1"):
+        table = point.split(":")[1]
+        assert phase1_file(root, table).read_bytes() == phase1_file(
+            world.pending, table).read_bytes(), "previous Phase 1 output must stay intact"
+    in_store = [t for t in temp_files(root) if t.is_relative_to(loader_dir(root))]
+    leftovers = len(in_store) + len(unreferenced(root))  # what Phase 2 must repair
+
+    # The next run repairs and ends where a crash-free run ends.
+    _, loaded = run_both(root, keep_history=KEEP)
+    assert loaded.status is Status.SUCCESS, (point, loaded.to_dict()["errors"])
+    assert temp_files(root) == [], point
+    assert assert_consistent(root) == world.new_hashes  # newest/ = referenced + annotations
+    assert {t: content_hash(read_verified(phase1_file(root, t))) for t in DYNAMIC} == (
+        world.new_phase1), point
+    if leftovers:
+        assert len(loaded.healing_actions) >= leftovers, point
+        assert all(h.success for h in loaded.healing_actions)
+        assert "] recovery\n" in change_log(root).read_text(encoding="utf-8")
+    for table in TABLES:  # history stays bounded
+        assert len(history_names(root, table)) <= KEEP, (point, table, history_names(root, table))
+    for table in CHANGED:  # the version that was current before the run can be restored
+        assert world.old_hashes[table] in {
+            v.content_hash for v in store_of(root).list_versions(table)}, (point, table)
+
+    # And it is settled: one more run writes nothing.
+    before = tree_state(loader_dir(root))
+    _, again = run_both(root, keep_history=KEEP)
+    assert again.tables_created == 0 and again.healing_actions == (), point
+    assert tree_state(loader_dir(root)) == before, point
 
 
 # -- a run killed at each point ----------------------------------------------------------------
@@ -158,43 +196,21 @@ def test_run_killed_at_point_is_consistent_and_repaired(
 ) -> None:
     root = copy_root(world.pending, tmp_path / "root")
     crash(root, RUN_BOTH, point)
+    check_crash_and_repair(world, root, point, RUN_POINTS.index(point) < COMMIT)
 
-    # What a reader sees right after the crash: a whole old or a whole new publication.
-    seen = assert_consistent(root, exact_newest=False)
-    expected = world.new_hashes if RUN_POINTS.index(point) >= COMMIT else world.old_hashes
-    assert seen == expected
-    for table in DYNAMIC:  # Phase 1 output is never half-written either
-        read_verified(phase1_file(root, table))
-    if point.endswith(":written#1"):
-        assert temp_files(root), "the crash should have left the temp file behind"
-    if point.startswith("collect:") and point.endswith(":written#1"):
-        table = point.split(":")[1]
-        assert phase1_file(root, table).read_bytes() == phase1_file(
-            world.pending, table).read_bytes(), "previous Phase 1 output must stay intact"
-    leftovers = len(temp_files(root)) + len(unreferenced(root))
 
-    # The next run repairs and ends where a crash-free run ends.
-    _, loaded = run_both(root, keep_history=KEEP)
-    assert loaded.status is Status.SUCCESS, loaded.to_dict()["errors"]
-    assert temp_files(root) == []
-    assert assert_consistent(root) == world.new_hashes  # newest/ = referenced + annotations
-    assert {t: content_hash(read_verified(phase1_file(root, t))) for t in DYNAMIC} == (
-        world.new_phase1)
-    assert len(loaded.healing_actions) >= leftovers
-    if leftovers:
-        assert all(h.success for h in loaded.healing_actions)
-        assert "] recovery\n" in change_log(root).read_text(encoding="utf-8")
-    for table in TABLES:  # history stays bounded
-        assert len(history_names(root, table)) <= KEEP, (table, history_names(root, table))
-    for table in CHANGED:  # the version that was current before the run can be restored
-        assert world.old_hashes[table] in {
-            v.content_hash for v in store_of(root).list_versions(table)}, table
-
-    # And it is settled: one more run writes nothing.
-    before = tree_state(loader_dir(root))
-    _, again = run_both(root, keep_history=KEEP)
-    assert again.tables_created == 0 and again.healing_actions == ()
-    assert tree_state(loader_dir(root)) == before
+def test_every_other_point_a_run_reaches_is_safe_too(world: World, tmp_path: Path) -> None:
+    """Enumerate what a real run reaches: the protocol's points in order, plus any others
+    (e.g. Phase 1's cache); each other one gets the same crash-and-repair check here."""
+    reached = enumerate_points(copy_root(world.pending, tmp_path / "enum"), RUN_BOTH, str(KEEP))
+    assert [p for p in reached if p in RUN_POINTS] == RUN_POINTS
+    commit = reached.index("publish:annotations:renamed#1")
+    others = [p for p in reached if p not in RUN_POINTS]
+    roots = {p: copy_root(world.pending, tmp_path / f"other{i}") for i, p in enumerate(others)}
+    with ThreadPoolExecutor(max_workers=3) as pool:  # the children run in parallel
+        list(pool.map(lambda p: crash(roots[p], RUN_BOTH, p), others))
+    for point in others:
+        check_crash_and_repair(world, roots[point], point, reached.index(point) < commit)
 
 
 def test_repair_run_killed_while_repairing_is_repaired_by_the_next(
@@ -244,11 +260,3 @@ def test_rollback_killed_at_point_is_consistent_and_can_be_redone(
         stamps = [v.stamp for v in store.list_versions(table)]
         assert len(stamps) == len(set(stamps)) == len(
             store_of(world.published).list_versions(table))
-
-
-def test_crash_leaves_no_stray_files_outside_the_store(world: World, tmp_path: Path) -> None:
-    """SIGKILL mid-write of a version: only a marked temp file is left, and only in newest/."""
-    root = copy_root(world.pending, tmp_path / "root")
-    crash(root, RUN_BOTH, "publish:write:itemInfo:written#1")
-    stray = temp_files(root)
-    assert [p.parent for p in stray] == [newest_dir(root)]

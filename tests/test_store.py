@@ -99,14 +99,19 @@ def test_rewriting_a_source_with_identical_values_is_not_a_change(
     published: Path, clock: Clock
 ) -> None:
     """Change detection is by content, not by file bytes or modification time."""
-    before = tree_state(loader_dir(published))
+    def published_state() -> object:  # versions, history, change log (not internal caches)
+        return (tree_state(newest_dir(published)), tree_state(loader_dir(published) / "historical_db"),
+                change_log(published).read_bytes())
+
+    before = published_state()
     for table in STATIC:
         sheet, header, rows = read_static(published, table)
         write_xlsx(static_path(published, table), sheet, header, rows)
     clock.advance()
     _, loaded = run_both(published, clock=clock)
     assert loaded.status == "success" and loaded.tables_created == 0
-    assert tree_state(loader_dir(published)) == before
+    assert loaded.tables_changed == 0
+    assert published_state() == before
 
 
 # -- one change --------------------------------------------------------------------------------

@@ -38,10 +38,22 @@ def _context(root: Path | None, config: Path | None, default_dir: str | None) ->
         raise _fail(exc.message) from exc
 
 
+def _console() -> Any:
+    """Rich output on stdout; wide when piped, so tables keep whole run ids and statuses."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def _ledger(paths: Any) -> Any:
     from dpo.ledger import Ledger
 
     return Ledger(paths.output_dir / "runs.sqlite")
+
+
+_RENAME = {"table_name": "table", "n_rows": "rows", "excel_row": "row", "column_name": "column"}
 
 
 def history_records(snap: Any) -> list[dict[str, Any]]:
@@ -50,7 +62,9 @@ def history_records(snap: Any) -> list[dict[str, Any]]:
                 for name in ("tables", "healing", "notifications", "errors")}
 
     def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in row.items() if k != "run_id"} for row in rows]
+        """Without run_id, with the result dict's key names (`table`, `rows`, `column`...)."""
+        return [{_RENAME.get(k, k): v for k, v in row.items() if k not in ("run_id", "seq")}
+                for row in rows]
 
     records = []
     for run in snap.runs:
@@ -74,13 +88,15 @@ def history(
 ) -> None:
     """The recorded runs, newest first: status per phase, durations, rollbacks, errors."""
     paths, _ = _context(root, config, default_dir)
-    records = history_records(_ledger(paths).snapshot(limit=limit))
+    records = history_records(_ledger(paths).snapshot(limit=limit, detail=True))
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
     from rich.table import Table
 
-    from dpo.console import STYLE, out
+    from dpo.console import STYLE
+
+    out = _console()
 
     if not records:
         out.print(f"no runs recorded in {paths.output_dir}")
@@ -88,7 +104,8 @@ def history(
     table = Table(title=f"dpo runs (newest {len(records)})")
     for col in ("run", "started", "status", "collector", "loader", "duration", "rollbacks",
                 "notifications", "errors"):
-        table.add_column(col, justify="right" if col in ("duration", "errors") else "left")
+        table.add_column(col, justify="right" if col in ("duration", "errors") else "left",
+                         no_wrap=col in ("run", "started"))
     for r in records:
         status = r["overall_status"] or r["state"]
         table.add_row(
@@ -136,7 +153,7 @@ def metrics(
 def _print_metrics(m: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from dpo.console import out
+    out = _console()
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.1f}%"
@@ -194,8 +211,8 @@ def dashboard(
     target = out_file or paths.output_dir / "dashboard.html"
     try:
         write_dashboard(target, render(snap, compute(snap, window=f"the newest {RECENT_RUNS} runs")))
-    except DpoError as exc:
-        raise _fail(exc.message) from exc
+    except (DpoError, OSError) as exc:
+        raise _fail(f"cannot write {target}: {exc}") from exc
     typer.echo(str(target))
 
 

@@ -16,7 +16,14 @@ from loguru import logger
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import RawSheet, first_data_row, read_sheet
-from dpo.frames import META_SOURCES, META_TABLE, arrow_schema, content_hash, empty_table
+from dpo.frames import (
+    META_HASH,
+    META_SOURCES,
+    META_TABLE,
+    arrow_schema,
+    content_hash,
+    empty_table,
+)
 from dpo.fsio import recorded_hash, write_parquet
 from dpo.incremental import Fingerprint, TableCache, folder_size
 from dpo.merge import duplicate_mask
@@ -135,7 +142,7 @@ class DataCollector:
         self._emit("table_started", table=spec.name, total=len(run.files))
         out = self.output_path(spec.name)
         names = tuple(p.name for p in run.files)
-        cache = (TableCache(self.paths.collector_dir, spec.name, self.schema.fingerprint)
+        cache = (TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
                  if self.incremental else None)
         if cache is not None and (summary := cache.unchanged_output(run.files, out)):
             logger.info("✅ {}: sources unchanged ({} rows), nothing read", spec.name,
@@ -153,7 +160,8 @@ class DataCollector:
         digest = content_hash(merged)
         changed = recorded_hash(out) != digest
         if changed:
-            meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode()}
+            meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
+                    META_HASH: digest.encode()}
             write_parquet(out, merged, meta, point=f"collect:{spec.name}")
             logger.info("✅ {}: {} rows written to {}", spec.name, merged.num_rows, out.name)
         else:

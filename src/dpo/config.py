@@ -140,6 +140,11 @@ class Paths:
     def loader_dir(self) -> Path:
         return self.default_dir / "DataLoaderAgent"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Incremental state: rebuilt when missing or wrong, never the source of truth."""
+        return self.default_dir / ".dpo-cache"
+
     def relative(self, path: Path) -> str:
         """`path` relative to the root where possible (as path_annotations.json stores it)."""
         try:

@@ -16,8 +16,14 @@ from typing import Any
 from loguru import logger
 
 from dpo.config import Paths, Settings
-from dpo.ledger import Ledger, Snapshot
-from dpo.metrics import RECENT_RUNS, compute, prom_path, prometheus_text, tables_by_run, write_prom
+from dpo.ledger import ROWS, Ledger, Snapshot
+from dpo.metrics import (
+    RECENT_RUNS,
+    compute,
+    prom_path,
+    prometheus_text,
+    replace_text,
+)
 
 STATUS_COLORS = {"success": "#2e7d32", "partial_success": "#f9a825", "failed": "#c62828",
                  "interrupted": "#6a1b9a", "running": "#1565c0"}
@@ -32,7 +38,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:16px 24px;color:#222;
 background:#fff}h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 6px}
 .sub{color:#666;margin:0 0 10px}.cards{display:flex;gap:10px;flex-wrap:wrap}
-.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:120px}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px 10px;min-width:88px}
 .card b{display:block;font-size:18px}.card span{color:#666;font-size:12px}
 svg text{font-size:11px;fill:#444}.legend span{display:inline-block;margin-right:14px;
 font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
@@ -71,18 +77,18 @@ def _slots(n: int) -> tuple[float, float]:
     return step, max(1.0, min(28.0, step * 0.8))
 
 
-def _title(run: dict[str, Any]) -> str:
-    return (f"<title>{_e(run['run_id'])} · {_e(run['started_at'])} · "
-            f"{_e(run['overall_status'] or run['state'])} · {_fmt(run['duration_s'], ' s')}"
-            "</title>")
+def _titles(runs: list[dict[str, Any]]) -> list[str]:
+    """A tooltip per run (escaped once, shared by every chart)."""
+    return [f"<title>{_e(r['run_id'])} {_e(r['overall_status'] or r['state'])} "
+            f"{_fmt(r['duration_s'], ' s')}</title>" for r in runs]
 
 
-def timeline(runs: list[dict[str, Any]]) -> str:
+def timeline(runs: list[dict[str, Any]], titles: list[str]) -> str:
     """One block per run, oldest left, coloured by overall status."""
     step, width = _slots(len(runs))
     body = [f'<rect x="{PAD + i * step:.1f}" y="8" width="{width:.1f}" height="36" '
-            f'fill="{STATUS_COLORS.get(r["overall_status"] or r["state"], "#999")}">'
-            f"{_title(r)}</rect>" for i, r in enumerate(runs)]
+            f'fill="{STATUS_COLORS.get(r["overall_status"] or r["state"], "#999")}">{t}</rect>'
+            for i, (r, t) in enumerate(zip(runs, titles, strict=True))]
     if runs:
         body += [f'<text x="{PAD}" y="60">{_e(runs[0]["started_at"][:16])}</text>',
                  f'<text x="{WIDTH - 8}" y="60" text-anchor="end">'
@@ -93,74 +99,84 @@ def timeline(runs: list[dict[str, Any]]) -> str:
 def _axis(top: float, height: float, maximum: float, unit: str) -> list[str]:
     return [f'<line x1="{PAD - 4}" y1="{top + height}" x2="{WIDTH - 8}" y2="{top + height}" '
             'stroke="#bbb"/>',
-            f'<text x="{PAD - 6}" y="{top + 10}" text-anchor="end">{_fmt(maximum, unit, 1)}</text>',
+            f'<text x="{PAD - 6}" y="{top + 10}" text-anchor="end">'
+            f'{_fmt(maximum, unit, 1 if unit else 0)}</text>',
             f'<text x="{PAD - 6}" y="{top + height}" text-anchor="end">0</text>']
 
 
-def _stacked(runs: list[dict[str, Any]], parts: Callable[[dict[str, Any]], list[tuple[str, float]]],
+Parts = Callable[[dict[str, Any]], tuple[float, ...]]
+
+
+def _stacked(runs: list[dict[str, Any]], titles: list[str], parts: Parts,
              colors: dict[str, str], height: int, unit: str) -> list[str]:
+    """Stacked bars, one per run; `parts` gives one value per colour, in order."""
     top, plot = 6.0, height - 12.0
     stacks = [parts(r) for r in runs]
-    maximum = max((sum(v for _, v in s) for s in stacks), default=0.0) or 1.0
+    maximum = max((sum(s) for s in stacks), default=0.0) or 1.0
     step, width = _slots(len(runs))
+    fills = list(colors.values())
     body = _axis(top, plot, maximum, unit)
-    for i, (run, stack) in enumerate(zip(runs, stacks, strict=True)):
-        y = top + plot
-        for name, value in stack:
+    for i, (stack, title) in enumerate(zip(stacks, titles, strict=True)):
+        if not any(stack):
+            continue
+        y, x, bars = top + plot, PAD + i * step, []
+        for fill, value in zip(fills, stack, strict=True):
             h = plot * value / maximum
-            if h <= 0:
-                continue
-            y -= h
-            body.append(f'<rect x="{PAD + i * step:.1f}" y="{y:.1f}" width="{width:.1f}" '
-                        f'height="{h:.1f}" fill="{colors[name]}"><title>{_e(run["run_id"])} '
-                        f"{_e(name)}: {value:g}</title></rect>")
+            if h > 0:
+                y -= h
+                bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{h:.1f}" '
+                            f'fill="{fill}"/>')
+        body.append(f"<g>{title}{''.join(bars)}</g>")
     return body
 
 
-def durations(runs: list[dict[str, Any]]) -> str:
-    def parts(run: dict[str, Any]) -> list[tuple[str, float]]:
+def durations(runs: list[dict[str, Any]], titles: list[str]) -> str:
+    def parts(run: dict[str, Any]) -> tuple[float, ...]:
         c, ld, total = run["collector_s"] or 0.0, run["loader_s"] or 0.0, run["duration_s"] or 0.0
-        return [("collector", c), ("loader", ld), ("other", max(0.0, total - c - ld))]
+        return c, ld, max(0.0, total - c - ld)
 
-    finished = [r for r in runs if r["state"] == "finished"]
-    return _svg(180, _stacked(finished, parts, PHASE_COLORS, 180, " s"),
-                "phase durations") + _legend(PHASE_COLORS)
+    keep = [i for i, r in enumerate(runs) if r["state"] == "finished"]
+    return _svg(180, _stacked([runs[i] for i in keep], [titles[i] for i in keep], parts,
+                              PHASE_COLORS, 180, " s"), "phase durations") + _legend(PHASE_COLORS)
 
 
-def events(runs: list[dict[str, Any]]) -> str:
-    def parts(run: dict[str, Any]) -> list[tuple[str, float]]:
+def events(runs: list[dict[str, Any]], titles: list[str]) -> str:
+    def parts(run: dict[str, Any]) -> tuple[float, ...]:
         rb, rbf = run["rollbacks"] or 0, run["rollbacks_failed"] or 0
-        return [("rollback ok", rb - rbf), ("rollback failed", rbf),
-                ("notification sent", run["notifications_sent"] or 0),
-                ("notification failed", run["notifications_failed"] or 0)]
+        return rb - rbf, rbf, run["notifications_sent"] or 0, run["notifications_failed"] or 0
 
-    return _svg(120, _stacked(runs, parts, EVENT_COLORS, 120, ""),
+    return _svg(120, _stacked(runs, titles, parts, EVENT_COLORS, 120, ""),
                 "rollbacks and notifications") + _legend(EVENT_COLORS)
 
 
 def table_rows(snap: Snapshot, runs: list[dict[str, Any]]) -> str:
     """A sparkline per table: its row count in each run (gaps where the table failed)."""
-    merged = tables_by_run(snap)
-    names = sorted({t for entry in merged.values() for t in entry})
-    if not names:
+    series: dict[str, list[tuple[int, int]]] = {}
+    for i, run in enumerate(runs):  # oldest first
+        for name, counts in snap.table_stats.get(run["run_id"], {}).items():
+            points = series.get(name)
+            if points is None:
+                points = series[name] = []
+            if counts[ROWS] is not None:
+                points.append((i, counts[ROWS]))
+    if not series:
         return '<p class="none">No table data yet.</p>'
     w, h = 250, 60
+    span = (w - 8) / max(len(runs) - 1, 1)
     cells = []
-    for k, name in enumerate(names):
-        points = [(i, merged.get(r["run_id"], {}).get(name)) for i, r in enumerate(runs)]
-        values = [(i, e["rows"]) for i, e in points
-                  if e is not None and not e["failed"] and e["rows"] is not None]
-        hi = max((v for _, v in values), default=0) or 1
-        span = max(len(runs) - 1, 1)
-        coords = " ".join(f"{4 + (w - 8) * i / span:.1f},{h - 4 - (h - 8) * v / hi:.1f}"
-                          for i, v in values)
+    for k, name in enumerate(sorted(series)):
+        values = series[name]
+        hi = (h - 8) / (max((v for _, v in values), default=0) or 1)
+        xy = [(4 + span * i, h - 4 - hi * v) for i, v in values]
         color = LINE_COLORS[k % len(LINE_COLORS)]
-        latest = values[-1][1] if values else None
-        shape = (f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="3"/>'
-                 if len(values) > 1 else
-                 "".join(f'<rect x="{4 + (w - 8) * i / span - 3:.1f}" y="{h - 4 - (h - 8) * v / hi - 3:.1f}" '
-                         f'width="6" height="6" fill="{color}"/>' for i, v in values))
-        cells.append(f'<div class="spark"><div><b>{_e(name)}</b> {_e(latest)} rows</div>'
+        if len(xy) > 1:
+            coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            shape = f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="3"/>'
+        else:
+            shape = "".join(f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" '
+                            f'fill="{color}"/>' for x, y in xy)
+        latest = f"{values[-1][1]:,} rows" if values else "no rows"
+        cells.append(f'<div class="spark"><div><b>{_e(name)}</b> {latest}</div>'
                      f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
                      f'aria-label="rows of {_e(name)}">{shape}</svg></div>')
     return '<div class="grid">' + "".join(cells) + "</div>"
@@ -213,11 +229,13 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
     last = m["last_run"]
     sub = (f"{len(runs)} newest runs · last run {_e(last['run_id'])} started "
            f"{_e(last['started_at'])}" if last else "no runs recorded yet")
+    titles = _titles(runs)
     sections = [
-        ("Run status timeline", timeline(runs) if runs else empty),
-        ("Phase durations (seconds per finished run)", durations(runs) if runs else empty),
+        ("Run status timeline", timeline(runs, titles) if runs else empty),
+        ("Phase durations (seconds per finished run)",
+         durations(runs, titles) if runs else empty),
         ("Rows per table over time", table_rows(snap, runs) if runs else empty),
-        ("Rollbacks and notifications per run", events(runs) if runs else empty),
+        ("Rollbacks and notifications per run", events(runs, titles) if runs else empty),
         ("Last run's errors", _errors(snap)),
     ]
     body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)
@@ -230,22 +248,26 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
 
 
 def write_dashboard(path: Path, page: str) -> None:
-    from dpo.fsio import atomic_write_text
-
-    atomic_write_text(path, page, point="observe:dashboard")
+    replace_text(path, page, point="observe:dashboard")
 
 
-def publish_observability(paths: Paths, settings: Settings) -> None:
-    """After a run: refresh the Prometheus textfile and the dashboard. Never raises (logs)."""
+def publish_observability(paths: Paths, settings: Settings, ledger: Ledger | None = None) -> None:
+    """After a run: refresh the Prometheus textfile and the dashboard. Never raises (logs).
+
+    `ledger`: the run's own ledger, whose open connection is reused and then closed.
+    """
+    ledger = ledger or Ledger(paths.output_dir / "runs.sqlite")
     try:
-        snap = Ledger(paths.output_dir / "runs.sqlite").snapshot(limit=RECENT_RUNS)
+        snap = ledger.snapshot(limit=RECENT_RUNS)
         metrics = compute(snap, window=f"the newest {RECENT_RUNS} runs")
     except Exception as exc:  # noqa: BLE001 - observability must never fail a finished run
         logger.opt(exception=exc).warning("⚠️ run ledger unreadable; metrics not refreshed: {}", exc)
         return
+    finally:
+        ledger.close()
     steps: tuple[tuple[str, Callable[[], None]], ...] = (
-        ("Prometheus file", lambda: write_prom(prom_path(paths, settings),
-                                               prometheus_text(metrics))),
+        ("Prometheus file", lambda: replace_text(prom_path(paths, settings),
+                                                 prometheus_text(metrics), "observe:prom")),
         ("dashboard", lambda: write_dashboard(paths.output_dir / "dashboard.html",
                                               render(snap, metrics))),
     )

@@ -95,8 +95,12 @@ def append_line_block(path: Path, text: str) -> None:
 
 
 def write_parquet(path: Path, table: pa.Table, meta: Mapping[bytes, bytes], point: str) -> str:
-    """Write `table` atomically with its content hash in the file's metadata; return the hash."""
-    digest = content_hash(table)
+    """Write `table` atomically with its content hash in the file's metadata; return the hash.
+
+    A META_HASH already in `meta` is the caller's hash of this very table (not recomputed).
+    """
+    known = meta.get(META_HASH)
+    digest = known.decode() if known else content_hash(table)
     extra = {**(table.schema.metadata or {}), **meta, META_HASH: digest.encode(),
              META_ROWS: str(table.num_rows).encode()}
     table = table.replace_schema_metadata(extra)

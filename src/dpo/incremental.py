@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dpo import __version__
-from dpo.fsio import atomic_write_bytes, atomic_write_json
+from dpo.fsio import atomic_write_bytes
 
-CACHE_DIR = ".cache"
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,10 @@ def sha256_of(path: Path) -> str:
 
 
 class TableCache:
-    """The cache of one dynamic table: `<collector_dir>/.cache/<table>/`."""
+    """The cache of one dynamic table: `<cache_dir>/collect/<table>/`."""
 
-    def __init__(self, collector_dir: Path, table: str, schema_fingerprint: str) -> None:
-        self.folder = collector_dir / CACHE_DIR / table
+    def __init__(self, cache_dir: Path, table: str, schema_fingerprint: str) -> None:
+        self.folder = cache_dir / "collect" / table
         self.manifest_path = self.folder / "manifest.json"
         self.key = f"{__version__}:{schema_fingerprint}"
         self.manifest = self._load()
@@ -119,7 +118,7 @@ class TableCache:
 
     def save(self) -> None:
         self._prune()
-        atomic_write_json(self.manifest_path, self.manifest, point="cache:manifest", durable=False)
+        write_if_changed(self.manifest_path, self.manifest, point="cache:manifest")
 
     def _prune(self) -> None:
         """Delete entries no manifest record names (sources removed or replaced)."""
@@ -129,8 +128,72 @@ class TableCache:
                 path.unlink(missing_ok=True)
 
 
+def write_if_changed(path: Path, data: dict[str, Any], point: str) -> None:
+    """Rewrite a state file only when its content changes: a no-change run touches nothing."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    try:
+        current: str | None = path.read_text(encoding="utf-8")
+    except OSError:
+        current = None  # missing or unreadable: write it
+    if current == text:
+        return
+    atomic_write_bytes(path, text.encode("utf-8"), point=point, durable=False)
+
+
 def folder_size(folder: Path) -> int:
     total = 0
     for dirpath, _dirs, names in os.walk(folder):
         total += sum(os.stat(os.path.join(dirpath, n)).st_size for n in names)
     return total
+
+
+class LoaderState:
+    """What Phase 2 last published from: per table the input's fingerprint, hash and rows.
+
+    `<cache_dir>/loader.json`, written after every successful Phase 2. A table whose input
+    has the same fingerprint, and whose current version still carries the recorded hash, is
+    unchanged without being read.
+    """
+
+    def __init__(self, cache_dir: Path, schema_fingerprint: str) -> None:
+        self.path = cache_dir / "loader.json"
+        self.key = f"{__version__}:{schema_fingerprint}"
+        self.tables: dict[str, dict[str, Any]] = {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("key") == self.key:
+            self.tables = data.get("tables", {})
+            self.annotations = data.get("annotations")
+
+    annotations: Any = None
+
+    def unchanged(self, table: str, source: Path) -> dict[str, Any] | None:
+        """The recorded {hash, rows, ...} if `source` is as it was when it was last loaded."""
+        record = self.tables.get(table)
+        try:
+            fp = Fingerprint.of(source)
+        except OSError:
+            return None
+        if not record or (record["size"], record["mtime_ns"]) != (fp.size, fp.mtime_ns):
+            return None
+        return record
+
+    def record(self, table: str, source: Path, digest: str, rows: int) -> None:
+        fp = Fingerprint.of(source)
+        self.tables[table] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "hash": digest,
+                              "rows": rows}
+
+    def save(self, annotation_path: Path) -> None:
+        fp = Fingerprint.of(annotation_path) if annotation_path.exists() else None
+        self.annotations = [fp.size, fp.mtime_ns] if fp else None
+        data = {"key": self.key, "tables": self.tables, "annotations": self.annotations}
+        write_if_changed(self.path, data, point="loader:state")
+
+    def annotations_unchanged(self, annotation_path: Path) -> bool:
+        try:
+            fp = Fingerprint.of(annotation_path)
+        except OSError:
+            return False
+        return self.annotations == [fp.size, fp.mtime_ns]

@@ -33,6 +33,9 @@ from loguru import logger
 
 SCHEMA_VERSION = 2
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
+# A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
+ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
+TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, changed, failed]
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -56,14 +59,14 @@ _V2_COLUMNS = [
     ("started_epoch", "REAL"), ("records_count", "INTEGER"), ("files_processed", "INTEGER"),
     ("tables_created", "INTEGER"), ("rollbacks", "INTEGER"), ("rollbacks_failed", "INTEGER"),
     ("notifications_sent", "INTEGER"), ("notifications_failed", "INTEGER"),
-    ("errors_count", "INTEGER"),
+    ("errors_count", "INTEGER"), ("table_stats", "TEXT"),
 ]
 _V2 = [
     """CREATE TABLE IF NOT EXISTS run_tables (
            run_id TEXT NOT NULL, phase TEXT NOT NULL, table_name TEXT NOT NULL,
            status TEXT, n_rows INTEGER, duplicates_removed INTEGER, rows_rejected INTEGER,
            changed INTEGER,
-           PRIMARY KEY (run_id, phase, table_name)) WITHOUT ROWID""",
+           PRIMARY KEY (run_id, table_name, phase)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS run_healing (
            run_id TEXT NOT NULL, seq INTEGER NOT NULL, phase TEXT, action TEXT,
            table_name TEXT, success INTEGER, detail TEXT,
@@ -150,7 +153,29 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
         "notifications_sent": sum(1 for n in notes if _outcome(n) == "sent"),
         "notifications_failed": sum(1 for n in notes if _outcome(n) == "failed"),
         "errors_count": sum(len((result.get(key) or {}).get("errors") or []) for _, key in PHASES),
+        "table_stats": json.dumps(_table_stats(result), separators=(",", ":")),
     }
+
+
+def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
+    """table -> [rows, duplicates removed, rows rejected, changed, failed], both phases merged:
+    rows are the loader's where it loaded the table, else the collector's (None if it failed).
+
+    A compact copy of what run_tables holds, kept on the run's row so that the dashboard and
+    the metrics read one row per run instead of aggregating ten per run after every run.
+    """
+    stats: dict[str, TableCounts] = {}
+    for phase, key in PHASES:
+        for d in (result.get(key) or {}).get("details") or []:
+            s = stats.setdefault(str(d.get("table")), [None, 0, 0, 0, 0])
+            if d.get("status") == "error":
+                s[4] = 1
+            elif phase == "loader" or s[0] is None:
+                s[0] = d.get("rows")
+            s[1] += d.get("duplicates_removed") or 0
+            s[2] += d.get("rows_rejected") or 0
+            s[3] = int(s[3] or bool(d.get("changed")))
+    return stats
 
 
 def _outcome(note: dict[str, Any]) -> str:
@@ -195,37 +220,63 @@ def _write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any
             [(run_id, *row) for row in rows])
 
 
+
 @dataclass(frozen=True)
 class Snapshot:
-    """A consistent read of the newest runs and their child rows (all newest run first)."""
+    """A consistent read of the newest runs (newest first) and their child rows."""
 
     runs: list[dict[str, Any]]
-    tables: list[dict[str, Any]] = field(default_factory=list)
+    table_stats: dict[str, dict[str, TableCounts]] = field(default_factory=dict)  # by run_id
+    tables: list[dict[str, Any]] = field(default_factory=list)  # per phase; `detail=True` only
     healing: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def by_run(self, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    @staticmethod
+    def by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         grouped: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             grouped.setdefault(row["run_id"], []).append(row)
         return grouped
 
 
+_BOOLEANS = {"success", "sent", "changed"}
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor]
+    for flag in _BOOLEANS.intersection(names):
+        for row in rows:
+            row[flag] = bool(row[flag])
+    return rows
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # A run's connection, held from start() until close(): closing the last connection
+        # checkpoints the WAL (two fsyncs), so a run pays that once, not per write or read.
+        self._held: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: safe from killed processes
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """A connection inside one transaction (BEGIN IMMEDIATE to write), committed on exit."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as conn:
-            conn.row_factory = sqlite3.Row
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process
-            self._migrate(conn)
+        conn = self._held or self._open()
+        try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
@@ -233,6 +284,14 @@ class Ledger:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        finally:
+            if conn is not self._held:
+                conn.close()
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
@@ -253,12 +312,15 @@ class Ledger:
         with closing(sqlite3.connect(self.path)) as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
-    # -- writing (the run path: never fails the run, logs instead) ---------------------------
+    # -- writing (the run path: a ledger problem is logged, it never fails the run) ----------
     def start(self, run_id: str, started_at: datetime) -> list[str]:
         """Record a new run; runs left `running` by a killed process become `interrupted`."""
         try:
+            self.close()
+            self._held = self._open()
             return self._start(run_id, started_at)
         except (sqlite3.Error, OSError) as exc:
+            self.close()
             logger.error("❌ run ledger {}: cannot record the start of run {}: {}",
                          self.path, run_id, exc)
             return []
@@ -276,10 +338,15 @@ class Ledger:
         return stale
 
     def finish(self, run_id: str, result: dict[str, Any]) -> None:
-        """Complete the run's record from its result dict (inserting it if start failed)."""
+        """Complete the run's record from its result dict (inserting it if start failed).
+
+        The run's connection stays open for the after-run reads (publish_observability
+        closes it); `close()` it when done.
+        """
         try:
             self._finish(run_id, result)
         except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+            self.close()
             logger.error("❌ run ledger {}: cannot record the end of run {}: {}",
                          self.path, run_id, exc)
 
@@ -311,26 +378,27 @@ class Ledger:
         return json.loads(row[0]) if row and row[0] else None
 
     def snapshot(self, *, limit: int | None = None, since_epoch: float | None = None,
-                 children: bool = True) -> Snapshot:
-        """The newest `limit` runs started at or after `since_epoch`, with their child rows."""
+                 children: bool = True, detail: bool = False) -> Snapshot:
+        """The newest `limit` runs started at or after `since_epoch`, with their child rows
+        (`detail`: also the per-phase table rows)."""
         if not self.path.exists():
             return Snapshot(runs=[])
         where = "WHERE started_epoch >= :since" if since_epoch is not None else ""
         window = (f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where} "
                   "ORDER BY started_at DESC, rowid DESC LIMIT :limit")
         params = {"since": since_epoch, "limit": -1 if limit is None else int(limit)}
+        ids = f"SELECT run_id FROM ({window})"
         with self._connect(write=False) as conn:
-            runs = [dict(r) for r in conn.execute(window, params)]
+            runs = _dicts(conn.execute(window, params))
+            packed = [run.pop("table_stats") for run in runs]
             if not children or not runs:
                 return Snapshot(runs=runs)
-            ids = f"SELECT run_id FROM ({window})"
-            found = {
-                name: [dict(r) for r in conn.execute(
-                    f"SELECT run_id, {', '.join(cols)} FROM {name} WHERE run_id IN ({ids})",
-                    params)]
-                for name, cols in _CHILDREN.items()}
-        order = {run["run_id"]: i for i, run in enumerate(runs)}
-        for rows in found.values():
-            rows.sort(key=lambda r: (order[r["run_id"]], r.get("seq", 0)))
-        return Snapshot(runs=runs, tables=found["run_tables"], healing=found["run_healing"],
-                        notifications=found["run_notifications"], errors=found["run_errors"])
+            unpacked = json.loads("[" + ",".join(text or "{}" for text in packed) + "]")
+            stats = {run["run_id"]: tables for run, tables in zip(runs, unpacked, strict=True)}
+            found = {name: _dicts(conn.execute(
+                f"SELECT run_id, {', '.join(cols)} FROM {name} WHERE run_id IN ({ids}) "
+                f"ORDER BY run_id, {cols[0]}", params))
+                for name, cols in _CHILDREN.items() if detail or name != "run_tables"}
+        return Snapshot(runs=runs, table_stats=stats, tables=found.get("run_tables", []),
+                        healing=found["run_healing"], notifications=found["run_notifications"],
+                        errors=found["run_errors"])

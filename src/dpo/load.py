@@ -14,8 +14,9 @@ from dpo.collect import Progress
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
-from dpo.frames import META_SOURCES, META_TABLE, arrow_schema, content_hash
-from dpo.fsio import read_verified
+from dpo.frames import META_HASH, META_SOURCES, META_TABLE, arrow_schema, content_hash
+from dpo.fsio import read_verified, recorded_hash
+from dpo.incremental import LoaderState
 from dpo.normalize import normalize_table
 from dpo.results import HealingAction, LoaderResult, Status, TableResult, phase_status
 from dpo.retry import with_retries
@@ -26,9 +27,10 @@ from dpo.store import VersionStore
 @dataclass(frozen=True)
 class _Loaded:
     spec: TableSpec
-    table: pa.Table
+    table: pa.Table | None  # None: the input is unchanged since it was last loaded
     digest: str
     source: str
+    rows: int
 
 
 class DataLoaderAgent:
@@ -37,11 +39,12 @@ class DataLoaderAgent:
     def __init__(
         self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
         max_retries: int = 3, retry_wait: float = 0.5, store: VersionStore | None = None,
-        progress: Progress | None = None,
+        progress: Progress | None = None, incremental: bool = True,
     ) -> None:
         self.progress = progress
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
+        self.state = LoaderState(paths.cache_dir, self.schema.fingerprint) if incremental else None
         self.store = store or VersionStore(paths, keep_history=keep_history)
         self.max_retries = max_retries
         self.retry_wait = retry_wait
@@ -67,24 +70,35 @@ class DataLoaderAgent:
             logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
             results += [self._unchanged(item, published=False) for item in loaded]
             return self._summary(results, 0, (), healing, started)
-        changed = [item for item in loaded if item.digest != self.store.current_hash(item.spec.name)]
+        changed = [item for item in loaded
+                   if item.table is not None and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
             item.spec.name: (item.table, {META_TABLE: item.spec.name.encode(),
-                                          META_SOURCES: item.source.encode()})
-            for item in changed
+                                          META_SOURCES: item.source.encode(),
+                                          META_HASH: item.digest.encode()})
+            for item in changed if item.table is not None
         })
         for item in loaded:
             path = outcome.written.get(item.spec.name)
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
-                table=item.spec.name, status=Status.SUCCESS, rows=item.table.num_rows,
+                table=item.spec.name, status=Status.SUCCESS, rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
                 output=self.paths.relative(path)))
+        self._remember(loaded)
         if changed:
             logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
         else:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
         return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _remember(self, loaded: list[_Loaded]) -> None:
+        """Record what was published from, so an unchanged input is not read next time."""
+        if self.state is None:
+            return
+        for item in loaded:
+            self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows)
+        self.state.save(self.paths.annotation_path)
 
     def _emit(self, event: str, **data: object) -> None:
         if self.progress is not None:
@@ -93,20 +107,29 @@ class DataLoaderAgent:
     def _unchanged(self, item: _Loaded, *, published: bool) -> TableResult:
         current = self.store.current_path(item.spec.name)
         return TableResult(
-            table=item.spec.name, status=Status.SUCCESS, rows=item.table.num_rows,
+            table=item.spec.name, status=Status.SUCCESS, rows=item.rows,
             files=(item.source,), changed=False, content_hash=item.digest,
             output=self.paths.relative(current) if current and published else None)
 
-    def _load(self, spec: TableSpec) -> _Loaded:
+    def source_of(self, spec: TableSpec) -> Path:
         if spec.kind == "dynamic":
-            path = self.paths.collector_dir / f"{spec.name}.parquet"
+            return self.paths.collector_dir / f"{spec.name}.parquet"
+        return spec.path
+
+    def _load(self, spec: TableSpec) -> _Loaded:
+        path = self.source_of(spec)
+        known = self.state.unchanged(spec.name, path) if self.state else None
+        if known is not None and known["hash"] == self.store.current_hash(spec.name):
+            return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"])
+        if spec.kind == "dynamic":
             table = self._from_phase1(spec, path)
+            digest = recorded_hash(path) or content_hash(table)  # read_verified proved it
         else:
-            path = spec.path
             table = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
                                  what=path.name, base_wait=self.retry_wait)
+            digest = content_hash(table)
         table = table.replace_schema_metadata(arrow_schema(spec).metadata)
-        return _Loaded(spec, table, content_hash(table), self.paths.relative(path))
+        return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
 
     def _from_phase1(self, spec: TableSpec, path: Path) -> pa.Table:
         if not path.exists():

@@ -21,6 +21,7 @@ Stdlib only: the `.prom` file is written after every run (no prometheus_client a
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dpo.config import Paths, Settings
-from dpo.ledger import Snapshot
+from dpo.ledger import CHANGED, DUPLICATES, FAILED, REJECTED, ROWS, Snapshot
 
 RECENT_RUNS = 200  # what the after-run .prom file and the dashboard look at
 PHASE_TIMES = {"total": "duration_s", "collector": "collector_s", "loader": "loader_s"}
@@ -65,24 +66,6 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"count": len(values), "sum": round(sum(values), 6),
             "median": round(statistics.median(ordered), 6), "p95": p95,
             "mean": round(statistics.fmean(values), 6), "latest": values[0]}
-
-
-def tables_by_run(snap: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
-    """run_id -> table -> both phases merged: rows published (else collected), summed counts."""
-    merged: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in snap.tables:
-        entry = merged.setdefault(row["run_id"], {}).setdefault(row["table_name"], {
-            "rows": None, "duplicates_removed": 0, "rows_rejected": 0, "changed": False,
-            "failed": False, "statuses": {}})
-        entry["statuses"][row["phase"]] = row["status"]
-        entry["duplicates_removed"] += row["duplicates_removed"] or 0
-        entry["rows_rejected"] += row["rows_rejected"] or 0
-        entry["changed"] = entry["changed"] or bool(row["changed"])
-        if row["status"] == "error":
-            entry["failed"] = True
-        elif row["phase"] == "loader" or entry["rows"] is None:
-            entry["rows"] = row["n_rows"]
-    return merged
 
 
 def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
@@ -136,22 +119,25 @@ def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
 
 def _quality(snap: Snapshot, finished: list[dict[str, Any]],
              ended_ids: set[str]) -> dict[str, Any]:
-    merged = tables_by_run(snap)
-    tables: dict[str, dict[str, Any]] = {}
-    for run in snap.runs:  # newest first: the first non-failed row count seen is the latest
-        for name, entry in merged.get(run["run_id"], {}).items():
-            t = tables.setdefault(name, {"rows": None, "duplicates_removed": 0,
-                                         "rows_rejected": 0, "changed_runs": 0,
-                                         "failed_runs": 0, "runs": 0})
-            if t["rows"] is None and not entry["failed"]:
-                t["rows"] = entry["rows"]
-            t["duplicates_removed"] += entry["duplicates_removed"]
-            t["rows_rejected"] += entry["rows_rejected"]
-            t["changed_runs"] += entry["changed"]
-            t["failed_runs"] += entry["failed"]
-            t["runs"] += 1
+    sums: dict[str, list[int]] = {}  # table -> [duplicates, rejected, changed, failed, runs]
+    latest: dict[str, int] = {}
+    for run in snap.runs:  # newest first: the first row count seen is the latest
+        for name, counts in snap.table_stats.get(run["run_id"], {}).items():
+            total = sums.get(name)
+            if total is None:
+                total = sums[name] = [0, 0, 0, 0, 0]
+            total[0] += counts[DUPLICATES]
+            total[1] += counts[REJECTED]
+            total[2] += counts[CHANGED]
+            total[3] += counts[FAILED]
+            total[4] += 1
+            if counts[ROWS] is not None and name not in latest:
+                latest[name] = counts[ROWS]
+    tables = {name: {"rows": latest.get(name), "duplicates_removed": t[0], "rows_rejected": t[1],
+                     "changed_runs": t[2], "failed_runs": t[3], "runs": t[4]}
+              for name, t in sorted(sums.items())}
     errors = Counter(str(e["error_type"]) for e in snap.errors if e["run_id"] in ended_ids)
-    return {"tables": dict(sorted(tables.items())),
+    return {"tables": tables,
             "records_latest": finished[0]["records_count"] if finished else None,
             "errors_by_type": dict(sorted(errors.items()))}
 
@@ -260,14 +246,16 @@ def prom_path(paths: Paths, settings: Settings) -> Path:
     return path if path.is_absolute() else paths.root / path
 
 
-def write_prom(path: Path, text: str) -> None:
-    """Atomically replace `path`. The temp names do not end in `.prom`, so node_exporter's
-    textfile collector (which reads every *.prom file) never sees a half-written file."""
-    import os
+def replace_text(path: Path, text: str, point: str) -> None:
+    """Replace `path` atomically for readers, not fsynced (dpo.fsio, durable=False).
 
-    from dpo.fsio import atomic_write_text, fsync_dir
+    These files (.prom, dashboard) are derived from the ledger and rewritten after every run;
+    two fsyncs per file would cost more than everything else done after a run. The file is
+    staged as `<name>.tmp` first, so no temp name ends in `.prom`: node_exporter's textfile
+    collector reads every *.prom file and must never see a partial one.
+    """
+    from dpo.fsio import atomic_write_text  # imports pyarrow: loaded already in a run
 
     staged = path.with_name(path.name + ".tmp")
-    atomic_write_text(staged, text, point="observe:prom")
+    atomic_write_text(staged, text, point, durable=False)
     os.replace(staged, path)
-    fsync_dir(path.parent)

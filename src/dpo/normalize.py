@@ -138,23 +138,38 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
     if pa.types.is_integer(arr.type):
         arr = pc.cast(arr, pa.large_string())
     text = _as_text(arr)
-    ok = pc.match_substring_regex(text, _INT_RE)
-    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
-    out = _cast_each(pc.if_else(ok, digits, None), target)
-    use = _use_exact(text, exact)
-    if use is not None and exact is not None:
-        whole = pc.if_else(_whole_in_int64(exact), exact, None)
-        from_exact = _cast_each(pc.cast(whole, pa.int64(), safe=False), target)
-        out = pc.if_else(use, pc.if_else(pc.is_valid(whole), from_exact, None), out)
+    numbers = _numeric_cells(text, exact)
+    out: pa.Array = pa.nulls(len(text), target)
+    if numbers is not None and exact is not None:
+        whole = pc.if_else(pc.and_(numbers, _whole_in_int64(exact)), exact, None)
+        out = _cast_each(pc.cast(whole, pa.int64(), safe=False), target)
+    if _has_text_cells(text, numbers):
+        ok = pc.match_substring_regex(text, _INT_RE)
+        digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
+        parsed = _cast_each(pc.if_else(ok, digits, None), target)
+        out = parsed if numbers is None else pc.if_else(numbers, out, parsed)
     return out, _failed(arr, out)
 
 
-def _use_exact(text: pa.Array, exact: pa.Array | None) -> pa.Array | None:
-    """Where the reader's exact float replaces the text: numeric cells (the text of a number
-    keeps only 9 decimals, so 1.5e-10 reads as "0" and 12.0000000001 as "12")."""
+_BOOL_TEXT = pa.array(["true", "false"], pa.large_string())
+
+
+def _numeric_cells(text: pa.Array, exact: pa.Array | None) -> pa.Array | None:
+    """Cells the reader holds as numbers (exact float present, not a TRUE/FALSE cell).
+
+    Their text keeps only 9 decimals (1.5e-10 reads as "0", 12.0000000001 as "12"), so their
+    value comes from the float; text cells are parsed from their text.
+    """
     if exact is None:
         return None
-    return pc.and_(pc.is_valid(exact), pc.fill_null(pc.match_substring_regex(text, _FLOAT_RE), False))
+    is_bool = pc.is_in(text, value_set=_BOOL_TEXT.cast(text.type))
+    return pc.and_(pc.is_valid(exact), pc.invert(pc.fill_null(is_bool, False)))
+
+
+def _has_text_cells(text: pa.Array, numbers: pa.Array | None) -> bool:
+    if numbers is None:
+        return True
+    return bool(pc.any(pc.and_(pc.is_valid(text), pc.invert(numbers))).as_py())
 
 
 def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
@@ -180,11 +195,14 @@ def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array |
         out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
         return out, _failed(arr, out)
     text = _as_text(arr)
-    ok = pc.match_substring_regex(text, _FLOAT_RE)
-    out = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), None), target)
-    use = _use_exact(text, exact)
-    if use is not None and exact is not None:
-        out = pc.if_else(use, pc.cast(exact, target), out)
+    numbers = _numeric_cells(text, exact)
+    out = pa.nulls(len(text), target)
+    if numbers is not None and exact is not None:
+        out = pc.cast(pc.if_else(numbers, exact, None), target)
+    if _has_text_cells(text, numbers):
+        ok = pc.match_substring_regex(text, _FLOAT_RE)
+        parsed = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), None), target)
+        out = parsed if numbers is None else pc.if_else(numbers, out, parsed)
     out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
     return out, _failed(arr, out)
 
@@ -199,12 +217,15 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
         out = _from_serial(pc.cast(arr, pa.float64()))
         return out, _failed(arr, out)
     text = _as_text(arr)
-    is_serial = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
-    days = _cast_each(pc.if_else(is_serial, text, None), pa.float64())
-    use = _use_exact(text, exact)
-    if use is not None and exact is not None:
-        days = pc.if_else(pc.and_(use, is_serial), exact, days)
-    out = pc.if_else(is_serial, _from_serial(days), _from_iso(pc.if_else(is_serial, None, text)))
+    numbers = _numeric_cells(text, exact)
+    serial_text = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
+    days = _cast_each(pc.if_else(serial_text, text, None), pa.float64())
+    if numbers is not None and exact is not None:
+        days = pc.if_else(numbers, exact, days)  # serial numbers, exact to the millisecond
+        serial_text = pc.or_(serial_text, numbers)
+    out = _from_serial(days)
+    if bool(pc.any(pc.and_(pc.is_valid(text), pc.invert(serial_text))).as_py()):
+        out = pc.if_else(serial_text, out, _from_iso(text))
     return out, _failed(arr, out)
 
 
@@ -222,12 +243,15 @@ def _from_iso(text: pa.Array) -> pa.Array:
     shaped = pc.if_else(pc.match_substring_regex(trimmed, _ISO_RE), trimmed, None)
     base = pc.replace_substring_regex(shaped, r"\.\d{1,9}$", "")
     parsed = pa.nulls(len(text), pa.timestamp("ns"))
-    for fmt in _ISO_FORMATS:
-        attempt = pc.strptime(base, format=fmt, unit="ns", error_is_null=True)
-        parsed = pc.coalesce(parsed, attempt)
-    # strptime rolls 2018-02-30 over to 2018-03-02: keep only dates that print back the same.
-    same_day = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), pc.utf8_slice_codeunits(base, 0, 10))
-    parsed = pc.if_else(pc.fill_null(same_day, False), parsed, None)
+    for fmt in _ISO_FORMATS:  # the reader's own rendering of a date cell comes first
+        parsed = pc.coalesce(parsed, pc.strptime(base, format=fmt, unit="ns", error_is_null=True))
+        if pc.all(pc.or_(pc.is_valid(parsed), pc.is_null(base))).as_py():
+            break
+    # strptime rolls 2018-02-30 over to 2018-03-02: keep only dates whose day is as written.
+    written_day = pc.cast(pc.utf8_slice_codeunits(base, 8, 10), pa.int64())
+    parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(parsed), written_day), False), parsed, None)
+    if not pc.any(pc.match_substring(shaped, ".")).as_py():
+        return parsed  # no fractional seconds anywhere
     fraction = pc.extract_regex(shaped, r"\.(?P<f>\d{1,9})$").field("f")
     nanos = pc.cast(pc.utf8_rpad(fraction, 9, "0"), pa.int64())
     return pc.cast(pc.add(pc.cast(parsed, pa.int64()), pc.fill_null(nanos, 0)), pa.timestamp("ns"))

@@ -134,7 +134,7 @@ class DataPipelineOrchestrator:
         ledger.finish(run_id, result.to_dict())
         from dpo.dashboard import publish_observability  # stdlib-only; logs, never raises
 
-        publish_observability(self.paths, self.settings)
+        publish_observability(self.paths, self.settings, ledger)
         icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result

@@ -128,12 +128,15 @@ class VersionStore:
         """Undo what a crash left: temp files removed, unreferenced current files archived,
         history trimmed back to `keep_history` versions per table."""
         actions: list[str] = []
-        folders = {self.newest, self.history, self.paths.annotation_path.parent,
-                   self.paths.collector_dir, self.paths.collector_dir / "quarantine"}
-        for folder in folders:
-            for tmp in folder.glob(f"{TMP_MARK}*") if folder.is_dir() else ():
-                tmp.unlink(missing_ok=True)
-                actions.append(f"removed temp file {self.paths.relative(tmp)}")
+        notes = self.paths.annotation_path.parent
+        temps = set(notes.glob(f"{TMP_MARK}*")) if notes.is_dir() else set()
+        # Any depth: versions, history, Phase 1 output, quarantine/, the incremental caches.
+        for base in (self.paths.loader_dir, self.paths.collector_dir, self.paths.cache_dir):
+            if base.is_dir():
+                temps.update(base.rglob(f"{TMP_MARK}*"))
+        for tmp in sorted(temps):
+            tmp.unlink(missing_ok=True)
+            actions.append(f"removed temp file {self.paths.relative(tmp)}")
         referenced = {self.resolve(p).resolve() for p in self.annotations().values()}
         for path in sorted(self.newest.glob("*.parquet")) if self.newest.is_dir() else ():
             if path.resolve() not in referenced:
