@@ -25,7 +25,7 @@ from conftest import (
     write_source,
 )
 
-from dpo.collect import discover
+from dpo.sources import discover
 from dpo.errors import ErrorType
 from dpo.fsio import TMP_MARK
 from dpo.results import Status

@@ -46,7 +46,8 @@ from storetools import (
 )
 
 from dpo.frames import content_hash
-from dpo.fsio import TMP_MARK, read_verified
+from dpo.fsio import TMP_MARK
+from dpo.parquetio import read_verified
 from dpo.results import Status
 
 KEEP = 2  # keep_history of every run here
@@ -83,7 +84,6 @@ class World:
     old_hashes: dict[str, str]  # published content in A
     new_hashes: dict[str, str]  # published content after a clean run on `pending`
     new_phase1: dict[str, str]  # Phase 1 content after that clean run
-    new_history: dict[str, int]  # historical versions per table after that clean run
     first_stamp: str  # the stamp of the very first publish (rollback target)
     rolled_hashes: dict[str, str]  # published content after rolling ROLLED back to it
 
@@ -122,7 +122,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(
         published=root, pending=pending, old_hashes=old_hashes, new_hashes=new_hashes,
         new_phase1={t: content_hash(read_verified(phase1_file(clean, t))) for t in DYNAMIC},
-        new_history={t: len(history_names(clean, t)) for t in TABLES},
         first_stamp=first_stamp, rolled_hashes=rolled_hashes,
     )
 
@@ -199,13 +198,16 @@ def test_run_killed_at_point_is_consistent_and_repaired(
     check_crash_and_repair(world, root, point, RUN_POINTS.index(point) < COMMIT)
 
 
-def test_every_other_point_a_run_reaches_is_safe_too(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", [0, 1])  # two halves, so that xdist can spread them
+def test_every_other_point_a_run_reaches_is_safe_too(
+    world: World, tmp_path: Path, part: int
+) -> None:
     """Enumerate what a real run reaches: the protocol's points in order, plus any others
-    (e.g. Phase 1's cache); each other one gets the same crash-and-repair check here."""
+    (e.g. the incremental caches); each other one gets the same crash-and-repair check here."""
     reached = enumerate_points(copy_root(world.pending, tmp_path / "enum"), RUN_BOTH, str(KEEP))
     assert [p for p in reached if p in RUN_POINTS] == RUN_POINTS
     commit = reached.index("publish:annotations:renamed#1")
-    others = [p for p in reached if p not in RUN_POINTS]
+    others = [p for p in reached if p not in RUN_POINTS][part::2]
     roots = {p: copy_root(world.pending, tmp_path / f"other{i}") for i, p in enumerate(others)}
     with ThreadPoolExecutor(max_workers=3) as pool:  # the children run in parallel
         list(pool.map(lambda p: crash(roots[p], RUN_BOTH, p), others))
@@ -260,3 +262,43 @@ def test_rollback_killed_at_point_is_consistent_and_can_be_redone(
         stamps = [v.stamp for v in store.list_versions(table)]
         assert len(stamps) == len(set(stamps)) == len(
             store_of(world.published).list_versions(table))
+
+
+ORPHAN_GAP = ("known gap: a version file orphaned by a crash before the commit is archived as if "
+              "it had been published, and retention then counts it, so with keep_history=1 the "
+              "real previous version is deleted")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ORPHAN_GAP)
+def test_orphan_from_a_crash_does_not_push_out_the_previous_version(tmp_path: Path) -> None:
+    root = make_plant(tmp_path / "plant")
+    clock = Clock()
+    run_both(root, keep_history=1, clock=clock)
+    clock.advance()
+    rename_value(root, "itemInfo", "itemName", row=0, suffix=" v2")
+    run_both(root, keep_history=1, clock=clock)
+    previous = published_hashes(root)["itemInfo"]
+    rename_value(root, "itemInfo", "itemName", row=0, suffix=" v3")
+    code, err = finish(spawn(RUN_BOTH, str(root), "1",
+                             DPO_CRASH_AT="publish:write:itemInfo:renamed#1"))
+    assert code == -9, err
+    _, loaded = run_both(root, keep_history=1)
+    assert loaded.status is Status.SUCCESS
+    kept = {v.content_hash for v in store_of(root).list_versions("itemInfo") if not v.current}
+    assert previous in kept  # what a crash-free run keeps: the version it superseded
+
+
+LOG_GAP = ("known gap: the change-log block of a publish is written last, so a run killed after "
+           "its commit leaves the versions it published unlogged, and the repair does not add them")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOG_GAP)
+def test_versions_published_by_a_killed_run_reach_the_change_log(
+    world: World, tmp_path: Path
+) -> None:
+    root = copy_root(world.pending, tmp_path / "root")
+    crash(root, RUN_BOTH, "publish:retention:itemInfo#1")  # the last step before the log
+    run_both(root, keep_history=KEEP)
+    log = change_log(root).read_text(encoding="utf-8")
+    for table in CHANGED:
+        assert f"saved {annotations(root)[table]}" in log, table

@@ -134,7 +134,7 @@ def test_history_json_reports_exactly_the_runs(history: tuple[Path, list[Any]]) 
 
 
 def test_history_limit_and_table(history: tuple[Path, list[Any]]) -> None:
-    root, results = history
+    root, _ = history
     newest = json.loads(cli("history", "--root", str(root), "--json", "--limit", "2").stdout)
     assert [r["overall_status"] for r in newest] == ["success", "partial_success"]
     text = cli("history", "--root", str(root)).stdout

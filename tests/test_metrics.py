@@ -185,7 +185,7 @@ def _big_ledger(path: Path, result: dict[str, Any], runs: int) -> None:
 def test_after_run_work_is_cheap_with_1000_runs(history: tuple[Path, list[Any]],
                                                 tmp_path: Path) -> None:
     """The ledger, .prom and dashboard after a run read a bounded window, fast, stdlib only."""
-    root, results = history
+    _, results = history
     paths = resolve_paths(load_settings(root_dir=str(tmp_path)))
     _big_ledger(ledger_path(tmp_path), results[2], 1000)
     snap = Ledger(ledger_path(tmp_path)).snapshot(limit=200)

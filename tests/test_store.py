@@ -42,7 +42,8 @@ from storetools import (
 from dpo.demo import write_xlsx
 from dpo.errors import DpoError, ErrorType, IntegrityError
 from dpo.frames import content_hash
-from dpo.fsio import TMP_MARK, read_verified
+from dpo.fsio import TMP_MARK
+from dpo.parquetio import read_verified
 
 
 @pytest.fixture

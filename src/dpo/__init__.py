@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from dpo.health import pipeline_health_check
     from dpo.load import DataLoaderAgent
     from dpo.notify import MockNotificationHandler
-    from dpo.review import ManualReviewNotifier
     from dpo.orchestrator import DataPipelineOrchestrator
+    from dpo.review import ManualReviewNotifier
 
 # Imported on first use so `dpo --help` and `dpo health` do not pay for pandas/pyarrow.
 _HOMES = {

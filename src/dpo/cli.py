@@ -34,6 +34,24 @@ Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (out
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+class _NoPandas:
+    """Import hook that makes `import pandas` fail in the CLI process.
+
+    pyarrow imports pandas on its first `pa.array`/`pa.scalar` call only to check whether it
+    was handed pandas objects; the CLI never hands it any, and that import alone costs more
+    than a whole no-change run (BENCHMARKS.md). The Python API is not affected.
+    """
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is not used by the dpo command", name=name)
+
+
+def _without_pandas() -> None:
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())  # type: ignore[arg-type]
+
+
 def _setup_logging(verbose: bool) -> None:
     from loguru import logger
 
@@ -109,6 +127,7 @@ def run(
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
     _setup_logging(verbose)
+    _without_pandas()
 
     def go() -> dict[str, Any]:
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,

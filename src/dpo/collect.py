@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,59 +12,25 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo.config import Paths
-from dpo.errors import CellErrors, DpoError, ErrorType
+from dpo.errors import CellErrors, DpoError
 from dpo.excel import RawSheet, first_data_row, read_sheet
-from dpo.frames import (
-    META_HASH,
-    META_SOURCES,
-    META_TABLE,
-    arrow_schema,
-    content_hash,
-    empty_table,
-)
-from dpo.fsio import recorded_hash, write_parquet
+from dpo.frames import arrow_schema, content_hash, empty_table
 from dpo.incremental import Fingerprint, TableCache, folder_size
 from dpo.merge import duplicate_mask
+from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, Origin, Source, normalize_table, quarantine_table
-from dpo.results import CollectorResult, HealingAction, Status, TableResult, phase_status
+from dpo.parquetio import recorded_hash, write_parquet
+from dpo.results import (
+    CollectorResult,
+    HealingAction,
+    Progress,
+    Status,
+    TableResult,
+    phase_status,
+)
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, Schema, TableSpec, load_schema
-
-Progress = Callable[[str, dict[str, object]], None]
-_DATE_IN_NAME = re.compile(r"^[^_]*_(\d{6,8})")
-
-
-def discover(spec: TableSpec, folder: Path) -> list[Path]:
-    """Source files of a dynamic table, oldest first (by the date in the name, then name)."""
-    if not folder.is_dir():
-        raise DpoError(f"source folder not found: {folder}", error_type=ErrorType.FILE_NOT_FOUND,
-                       table=spec.name, file=str(folder))
-    files = [
-        p for p in folder.iterdir()
-        if p.name.startswith(spec.name_start) and p.name.endswith(spec.extension)
-        and not p.name.startswith(("~$", ".")) and p.is_file()
-    ]
-    if not files:
-        raise DpoError(
-            f"no {spec.name_start}*{spec.extension} files in {folder}",
-            error_type=ErrorType.FILE_NOT_FOUND, table=spec.name, file=str(folder),
-        )
-    _refuse_escaping_links(files, folder, spec.name)
-    return sorted(files, key=_date_key)
-
-
-def _date_key(path: Path) -> tuple[int, str, str]:
-    # YYYYMM and YYMMDD both sort chronologically as digit strings of equal length.
-    match = _DATE_IN_NAME.match(path.name)
-    return (0, match.group(1), path.name) if match else (1, "", path.name)
-
-
-def _refuse_escaping_links(files: list[Path], folder: Path, table: str) -> None:
-    root = folder.resolve()
-    for path in files:
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            raise DpoError(f"{path.name}: symlink points outside the source folder; refused",
-                           error_type=ErrorType.FILE_READ_ERROR, table=table, file=path.name)
+from dpo.sources import discover
 
 
 @dataclass
@@ -193,31 +157,33 @@ class DataCollector:
     # -- reading, with the per-file cache -------------------------------------------------------
     def _parts(self, run: _TableRun, cache: TableCache | None) -> list[pa.Table]:
         """Each file's normalised rows, in file order: from the cache, or read and normalised."""
-        parts: list[pa.Table | None] = [None] * len(run.files)
         fingerprints = [Fingerprint.of(p) for p in run.files]
-        if cache is not None:
-            for i, (path, fp) in enumerate(zip(run.files, fingerprints, strict=True)):
-                parts[i] = _cached_part(cache, path, fp, run.spec)
-            self._emit("file_done", table=run.spec.name, count=sum(p is not None for p in parts))
+        parts: list[pa.Table | None] = (
+            _cached_parts(cache, run.files, fingerprints, run.spec) if cache is not None
+            else [None] * len(run.files))
+        self._emit("file_done", table=run.spec.name, count=sum(p is not None for p in parts))
         todo = [i for i, part in enumerate(parts) if part is None]
+        dirty: set[str] = set()
         if todo:
             sheets = self._read_files(run, [run.files[i] for i in todo])
             norm = self._normalize(run, sheets)
-            for j, (i, table) in enumerate(zip(todo, _split(norm, len(todo)), strict=True)):
+            dirty = {cell.file for cell in norm.cells}
+            for i, table in zip(todo, _split(norm, len(todo)), strict=True):
                 parts[i] = table
-                clean = not any(c.file == sheets[j].source.file for c in norm.cells)
-                if cache is not None and clean:
-                    cache.store(run.files[i], fingerprints[i], _ipc_bytes(table), table.num_rows)
-        return [p for p in parts if p is not None]
+        tables = [p for p in parts if p is not None]
+        if cache is not None and todo:
+            clean = [(path, fp, table) for path, fp, table in
+                     zip(run.files, fingerprints, tables, strict=True) if path.name not in dirty]
+            cache.replace(_ipc_bytes(run.spec, [t for _, _, t in clean]),
+                          [(path, fp, t.num_rows) for path, fp, t in clean])
+        return tables
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
         """Read files (on `workers` threads: the reader releases the GIL), in file order."""
-        numeric = frozenset(c for c in run.spec.columns if run.spec.kind_of(c) != "string")
-
         def one(path: Path) -> RawSheet:
             sheet = with_retries(
                 lambda: read_sheet(path, run.spec.sheet_name, run.spec.columns, RENAMES,
-                                   numeric=numeric),
+                                   numeric=run.spec.float_columns),
                 max_retries=self.max_retries, what=path.name, base_wait=self.retry_wait,
                 on_retry=lambda msg: run.healing.append(
                     HealingAction("retry", run.spec.name, True, msg)),
@@ -313,32 +279,38 @@ def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> 
 def _split(norm: Normalized, count: int) -> list[pa.Table]:
     """The normalised table cut back into its files (bad rows already dropped)."""
     bad = np.asarray(norm.bad_rows, dtype=np.int64)
-    starts = list(norm.origin.starts) + [norm.table.num_rows + len(bad)]
+    starts = [*norm.origin.starts, norm.table.num_rows + len(bad)]
     kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
     return [norm.table.slice(kept_before[i], kept_before[i + 1] - kept_before[i])
             for i in range(count)]
 
 
-def _cached_part(cache: TableCache, path: Path, fp: Fingerprint, spec: TableSpec) -> pa.Table | None:
-    record = cache.lookup(path, fp)
-    data = cache.entry_bytes(record) if record is not None else None
+def _cached_parts(
+    cache: TableCache, files: list[Path], fingerprints: list[Fingerprint], spec: TableSpec
+) -> list[pa.Table | None]:
+    """Rows of unchanged files from the cache blob; None where a file must be read."""
+    records = [cache.lookup(p, fp) for p, fp in zip(files, fingerprints, strict=True)]
+    data = cache.blob() if any(r is not None for r in records) else None
     if data is None:
-        return None
+        return [None] * len(files)
     try:
-        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        rows = pa.ipc.open_file(pa.py_buffer(data)).read_all()
     except pa.ArrowInvalid:
-        cache.forget(path.name)  # corrupt entry: rebuild from the source, never trust it
-        return None
-    if table.schema != arrow_schema(spec) or table.num_rows != record.get("rows"):
-        cache.forget(path.name)
-        return None
-    return table
+        cache.forget_all()  # corrupt: rebuild from the sources, never trust it
+        return [None] * len(files)
+    if rows.schema != arrow_schema(spec):
+        cache.forget_all()
+        return [None] * len(files)
+    return [None if r is None or r["offset"] + r["rows"] > rows.num_rows
+            else rows.slice(r["offset"], r["rows"]) for r in records]
 
 
-def _ipc_bytes(table: pa.Table) -> bytes:
+def _ipc_bytes(spec: TableSpec, tables: list[pa.Table]) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_file(sink, arrow_schema(spec), options=options) as writer:
+        for table in tables:
+            writer.write_table(table)
     return bytes(sink.getvalue())
 
 

@@ -27,7 +27,7 @@ from dpo.metrics import (
 
 STATUS_COLORS = {"success": "#2e7d32", "partial_success": "#f9a825", "failed": "#c62828",
                  "interrupted": "#6a1b9a", "running": "#1565c0"}
-PHASE_COLORS = {"collector": "#1f77b4", "loader": "#ff7f0e", "other": "#9e9e9e"}
+PHASE_COLORS = {"collector": "#283593", "loader": "#ef6c00", "other": "#9e9e9e"}
 EVENT_COLORS = {"rollback ok": "#00897b", "rollback failed": "#c62828",
                 "notification sent": "#5e35b1", "notification failed": "#d81b60"}
 LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -110,23 +110,22 @@ Parts = Callable[[dict[str, Any]], tuple[float, ...]]
 def _stacked(runs: list[dict[str, Any]], titles: list[str], parts: Parts,
              colors: dict[str, str], height: int, unit: str) -> list[str]:
     """Stacked bars, one per run; `parts` gives one value per colour, in order."""
-    top, plot = 6.0, height - 12.0
+    top, plot = 6, height - 12
     stacks = [parts(r) for r in runs]
-    maximum = max((sum(s) for s in stacks), default=0.0) or 1.0
+    scale = plot / (max((sum(s) for s in stacks), default=0.0) or 1.0)
     step, width = _slots(len(runs))
     fills = list(colors.values())
-    body = _axis(top, plot, maximum, unit)
+    body = _axis(top, plot, plot / scale, unit)
+    bar = f'" width="{width:.1f}" height="'
     for i, (stack, title) in enumerate(zip(stacks, titles, strict=True)):
-        if not any(stack):
-            continue
-        y, x, bars = top + plot, PAD + i * step, []
+        bottom, x, bars = float(top + plot), f'<rect x="{PAD + i * step:.1f}" y="', []
         for fill, value in zip(fills, stack, strict=True):
-            h = plot * value / maximum
-            if h > 0:
-                y -= h
-                bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{h:.1f}" '
-                            f'fill="{fill}"/>')
-        body.append(f"<g>{title}{''.join(bars)}</g>")
+            if value > 0:  # whole pixels: crisp edges, and cheap to format
+                h = max(1, round(value * scale))
+                bottom -= h
+                bars.append(f'{x}{bottom:.0f}{bar}{h}" fill="{fill}"/>')
+        if bars:
+            body.append(f"<g>{title}{''.join(bars)}</g>")
     return body
 
 
@@ -149,8 +148,23 @@ def events(runs: list[dict[str, Any]], titles: list[str]) -> str:
                 "rollbacks and notifications") + _legend(EVENT_COLORS)
 
 
+def _segments(values: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Runs of consecutive points (a run without the table breaks the line), keeping only the
+    ends of flat stretches: most tables keep their row count for many runs."""
+    segments: list[list[tuple[int, int]]] = []
+    for k, (i, v) in enumerate(values):
+        if not segments or i != values[k - 1][0] + 1:
+            segments.append([(i, v)])
+            continue
+        following = values[k + 1] if k + 1 < len(values) else None
+        if values[k - 1][1] == v and following == (i + 1, v):
+            continue  # inside a flat stretch
+        segments[-1].append((i, v))
+    return segments
+
+
 def table_rows(snap: Snapshot, runs: list[dict[str, Any]]) -> str:
-    """A sparkline per table: its row count in each run (gaps where the table failed)."""
+    """A sparkline per table: its row count in each run (a gap where the table failed)."""
     series: dict[str, list[tuple[int, int]]] = {}
     for i, run in enumerate(runs):  # oldest first
         for name, counts in snap.table_stats.get(run["run_id"], {}).items():
@@ -167,18 +181,21 @@ def table_rows(snap: Snapshot, runs: list[dict[str, Any]]) -> str:
     for k, name in enumerate(sorted(series)):
         values = series[name]
         hi = (h - 8) / (max((v for _, v in values), default=0) or 1)
-        xy = [(4 + span * i, h - 4 - hi * v) for i, v in values]
         color = LINE_COLORS[k % len(LINE_COLORS)]
-        if len(xy) > 1:
-            coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-            shape = f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="3"/>'
-        else:
-            shape = "".join(f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" '
-                            f'fill="{color}"/>' for x, y in xy)
+        shapes = []
+        for seg in _segments(values):
+            xy = [(4 + span * i, h - 4 - hi * v) for i, v in seg]
+            if len(xy) > 1:
+                coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+                shapes.append(f'<polyline points="{coords}" fill="none" stroke="{color}" '
+                              'stroke-width="3"/>')
+            else:
+                shapes.append(f'<rect x="{xy[0][0] - 3:.1f}" y="{xy[0][1] - 3:.1f}" width="6" '
+                              f'height="6" fill="{color}"/>')
         latest = f"{values[-1][1]:,} rows" if values else "no rows"
         cells.append(f'<div class="spark"><div><b>{_e(name)}</b> {latest}</div>'
                      f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-                     f'aria-label="rows of {_e(name)}">{shape}</svg></div>')
+                     f'aria-label="rows of {_e(name)}">{"".join(shapes)}</svg></div>')
     return '<div class="grid">' + "".join(cells) + "</div>"
 
 
@@ -198,7 +215,7 @@ def _errors(snap: Snapshot) -> str:
     else:
         parts.append(f'<p class="none">The last run ({_e(last)}) reported no errors.</p>')
     if heal:
-        parts.append("<h2>Last run's healing actions</h2><table><tr><th>action</th><th>table</th>"
+        parts.append("<h2>Healing actions of the last run</h2><table><tr><th>action</th><th>table</th>"
                      "<th>ok</th><th>detail</th></tr>" + "".join(
                          f"<tr><td>{_e(h['action'])}</td><td>{_e(h['table_name'])}</td>"
                          f"<td>{'yes' if h['success'] else 'NO'}</td><td>{_e(h['detail'])}</td></tr>"
@@ -215,8 +232,7 @@ def _cards(m: dict[str, Any]) -> str:
              ("loader ok", _pct(m["phase_success_rates"]["loader"])),
              ("rollback frequency", _pct(m["rollback_frequency"])),
              ("manual reviews", _pct(m["notification_triggers"]["rate"])),
-             ("median run", _fmt(total["median"], " s")), ("p95 run", _fmt(total["p95"], " s")),
-             ("runs shown", str(m["window"]["runs"]))]
+             ("median run", _fmt(total["median"], " s")), ("p95 run", _fmt(total["p95"], " s"))]
     return '<div class="cards">' + "".join(
         f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>"
 
@@ -236,7 +252,7 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
          durations(runs, titles) if runs else empty),
         ("Rows per table over time", table_rows(snap, runs) if runs else empty),
         ("Rollbacks and notifications per run", events(runs, titles) if runs else empty),
-        ("Last run's errors", _errors(snap)),
+        ("Errors of the last run", _errors(snap)),
     ]
     body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -21,11 +21,6 @@ from dpo.schema import TableSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-# Keys of the Parquet key-value metadata dpo writes beside the pandas metadata.
-META_HASH = b"dpo.content_hash"
-META_ROWS = b"dpo.rows"
-META_TABLE = b"dpo.table"
-META_SOURCES = b"dpo.sources"
 
 # schema dtype -> (Arrow type, pandas_type in the metadata)
 _TYPES: dict[str, tuple[pa.DataType, str]] = {

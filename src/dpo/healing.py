@@ -8,7 +8,8 @@ from loguru import logger
 
 from dpo.config import Paths
 from dpo.errors import DpoError
-from dpo.fsio import copy_durably, is_intact, recorded_hash
+from dpo.fsio import copy_durably
+from dpo.parquetio import is_intact, recorded_hash
 from dpo.results import HealingAction
 from dpo.store import VersionStore
 

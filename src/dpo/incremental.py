@@ -23,7 +23,6 @@ from dpo import __version__
 from dpo.fsio import atomic_write_bytes
 
 
-
 @dataclass(frozen=True)
 class Fingerprint:
     size: int
@@ -44,16 +43,21 @@ def sha256_of(path: Path) -> str:
 
 
 class TableCache:
-    """The cache of one dynamic table: `<cache_dir>/collect/<table>/`."""
+    """The cache of one dynamic table: `<cache_dir>/collect/<table>/`.
+
+    One blob holds the normalised rows of every clean source file, back to back; the manifest
+    says which rows belong to which file (offset, rows) and the blob's CRC.
+    """
 
     def __init__(self, cache_dir: Path, table: str, schema_fingerprint: str) -> None:
         self.folder = cache_dir / "collect" / table
         self.manifest_path = self.folder / "manifest.json"
+        self.blob_path = self.folder / "rows.arrow"
         self.key = f"{__version__}:{schema_fingerprint}"
         self.manifest = self._load()
 
     def _load(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"key": self.key, "files": {}, "output": None}
+        empty: dict[str, Any] = {"key": self.key, "files": {}, "crc32": None, "output": None}
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -71,28 +75,34 @@ class TableCache:
         if record.get("mtime_ns") != fp.mtime_ns:
             if record.get("sha256") != sha256_of(path):
                 return None
-            record["mtime_ns"] = fp.mtime_ns  # same bytes, touched: keep using the entry
+            record["mtime_ns"] = fp.mtime_ns  # same bytes, touched: keep using the rows
         return record
 
-    def entry_bytes(self, record: dict[str, Any]) -> bytes | None:
-        """The cached bytes of a file's result, or None if missing or corrupt."""
+    def blob(self) -> bytes | None:
+        """The cached rows, or None if missing or corrupt (then every file is read again)."""
         try:
-            data = (self.folder / str(record["entry"])).read_bytes()
-        except (OSError, KeyError):
+            data = self.blob_path.read_bytes()
+        except OSError:
             return None
-        return data if zlib.crc32(data) == record.get("crc32") else None
+        return data if zlib.crc32(data) == self.manifest.get("crc32") else None
 
-    def store(self, path: Path, fp: Fingerprint, data: bytes, rows: int) -> None:
-        digest = sha256_of(path)
-        entry = f"{digest[:32]}.arrow"
-        atomic_write_bytes(self.folder / entry, data, point="cache:entry", durable=False)
-        self.manifest["files"][path.name] = {
-            "size": fp.size, "mtime_ns": fp.mtime_ns, "sha256": digest, "entry": entry,
-            "crc32": zlib.crc32(data), "rows": rows,
-        }
+    def replace(self, data: bytes, files: list[tuple[Path, Fingerprint, int]]) -> None:
+        """A new blob holding `files`' rows in this order (path, fingerprint, rows)."""
+        atomic_write_bytes(self.blob_path, data, point="cache:rows", durable=False)
+        offset = 0
+        records: dict[str, Any] = {}
+        for path, fp, rows in files:
+            old = self.manifest["files"].get(path.name) or {}
+            same = (old.get("size"), old.get("mtime_ns")) == (fp.size, fp.mtime_ns)
+            digest = old["sha256"] if same and "sha256" in old else sha256_of(path)
+            records[path.name] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "sha256": digest,
+                                  "offset": offset, "rows": rows}
+            offset += rows
+        self.manifest["files"] = records
+        self.manifest["crc32"] = zlib.crc32(data)
 
-    def forget(self, name: str) -> None:
-        self.manifest["files"].pop(name, None)
+    def forget_all(self) -> None:
+        self.manifest["files"] = {}
 
     # -- the table's output -------------------------------------------------------------------
     def record_output(self, files: list[str], output: Path, summary: dict[str, Any]) -> None:
@@ -117,15 +127,7 @@ class TableCache:
         return dict(recorded)
 
     def save(self) -> None:
-        self._prune()
         write_if_changed(self.manifest_path, self.manifest, point="cache:manifest")
-
-    def _prune(self) -> None:
-        """Delete entries no manifest record names (sources removed or replaced)."""
-        keep = {r["entry"] for r in self.manifest["files"].values()} | {"manifest.json"}
-        for path in self.folder.glob("*.arrow") if self.folder.is_dir() else ():
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
 
 
 def write_if_changed(path: Path, data: dict[str, Any], point: str) -> None:

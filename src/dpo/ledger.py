@@ -8,8 +8,9 @@ dashboard) read a consistent snapshot while a run writes.
 Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
-                       counts (records, rollbacks, notifications, errors), the full result JSON
-    run_tables         (run_id, phase, table_name): status, rows, duplicates, rejected, changed
+                       counts (records, rollbacks, notifications, errors), `table_stats` (the
+                       per-table counts in compact JSON, for the dashboard), the result JSON
+    run_tables         (run_id, table_name, phase): status, rows, duplicates, rejected, changed
     run_healing        (run_id, seq): healing actions (rollbacks...) and whether they worked
     run_notifications  (run_id, seq): component, outcome (sent | failed | disabled), channel
     run_errors         (run_id, seq): phase, error type, table, file, sheet, row, column
@@ -39,18 +40,11 @@ TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, chan
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS runs (
-           run_id TEXT PRIMARY KEY,
-           started_at TEXT NOT NULL,
-           finished_at TEXT,
+           run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
            state TEXT NOT NULL,              -- running | finished | interrupted
            overall_status TEXT,              -- success | partial_success | failed | interrupted
-           collector_status TEXT,
-           loader_status TEXT,
-           duration_s REAL,
-           collector_s REAL,
-           loader_s REAL,
-           pid INTEGER,
-           result_json TEXT
+           collector_status TEXT, loader_status TEXT,
+           duration_s REAL, collector_s REAL, loader_s REAL, pid INTEGER, result_json TEXT
        )""",
     "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
 ]
@@ -220,7 +214,6 @@ def _write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any
             [(run_id, *row) for row in rows])
 
 
-
 @dataclass(frozen=True)
 class Snapshot:
     """A consistent read of the newest runs (newest first) and their child rows."""
@@ -253,6 +246,8 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 class Ledger:
+    """The run ledger at `path`: written by the run holding the run lock, read by anyone."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         # A run's connection, held from start() until close(): closing the last connection

@@ -10,15 +10,15 @@ from pathlib import Path
 import pyarrow as pa
 from loguru import logger
 
-from dpo.collect import Progress
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
-from dpo.frames import META_HASH, META_SOURCES, META_TABLE, arrow_schema, content_hash
-from dpo.fsio import read_verified, recorded_hash
+from dpo.frames import arrow_schema, content_hash
 from dpo.incremental import LoaderState
+from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import normalize_table
-from dpo.results import HealingAction, LoaderResult, Status, TableResult, phase_status
+from dpo.parquetio import read_verified, recorded_hash
+from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, Schema, TableSpec, load_schema
 from dpo.store import VersionStore
@@ -155,13 +155,14 @@ class DataLoaderAgent:
                            f"{self.paths.relative(spec.path)}", table=spec.name,
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
         try:
-            raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES)
+            raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES,
+                             numeric=spec.float_columns)
         except DpoError as exc:
             # SPEC §3: a static table's column problems are SCHEMA_MISMATCH, column named.
             if exc.error_type is ErrorType.MISSING_FIELDS:
                 exc.error_type = ErrorType.SCHEMA_MISMATCH
             raise
-        norm = normalize_table(raw.table, spec, raw.source)
+        norm = normalize_table(raw.table, spec, raw.source, raw.exact)
         if norm.cells:
             error = CellErrors(list(norm.cells), table=spec.name)
             error.error_type = ErrorType.SCHEMA_MISMATCH

@@ -19,16 +19,14 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from dpo import __version__
-from dpo.collect import DataCollector, Progress
 from dpo.config import Paths, Settings, load_settings, resolve_paths
 from dpo.errors import DpoError, ErrorInfo, ErrorType
-from dpo.healing import rollback_table
-from dpo.load import DataLoaderAgent
+from dpo.fastpath import unchanged_run
 from dpo.lock import run_lock
 from dpo.notify import (
     AppriseNotificationHandler,
@@ -36,17 +34,22 @@ from dpo.notify import (
     NotificationHandler,
     NotificationOutcome,
 )
-from dpo.review import ManualReviewNotifier
 from dpo.report import ReportWriter, render_final, render_phase_success
 from dpo.results import (
     CollectorResult,
     LoaderResult,
     PipelineResult,
+    Progress,
     Status,
     TableResult,
 )
-from dpo.schema import load_schema
+from dpo.review import ManualReviewNotifier
+from dpo.schema import Schema, load_schema
 from dpo.store import VersionStore
+
+if TYPE_CHECKING:
+    from dpo.collect import DataCollector
+    from dpo.load import DataLoaderAgent
 
 
 class DataPipelineOrchestrator:
@@ -111,23 +114,13 @@ class DataPipelineOrchestrator:
         ledger = Ledger(self.output_dir / "runs.sqlite")
         ledger.start(run_id, started)
         schema = load_schema(self.paths.schema_path, self.paths.root)
-        store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
-        workers = self.settings.workers or min(4, os.cpu_count() or 1)
-
-        logger.info("📊 Phase 1: DataCollector")
-        collector = self._phase1(DataCollector(
-            self.paths, schema=schema, on_bad_rows=on_bad_rows, max_retries=retries,
-            workers=workers, progress=self.progress))
-        collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
-        loader: LoaderResult | None = None
-        skip_reason = ""
-        if collector.status is Status.ERROR and not _all_rolled_back(collector):
-            skip_reason = "Phase 1 failed and rollback did not restore every failed table"
-            logger.error("❌ Phase 2 skipped: {}", skip_reason)
+        unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
+        if unchanged is not None:
+            logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
+            collector, loader = unchanged
+            skip_reason = ""
         else:
-            logger.info("📊 Phase 2: DataLoaderAgent")
-            loader = self._phase2(DataLoaderAgent(self.paths, schema=schema, store=store,
-                                                  max_retries=retries, progress=self.progress))
+            collector, loader, skip_reason = self._run_phases(schema, retries, on_bad_rows)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
@@ -138,6 +131,30 @@ class DataPipelineOrchestrator:
         icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result
+
+    def _run_phases(
+        self, schema: Schema, retries: int, on_bad_rows: str
+    ) -> tuple[CollectorResult, LoaderResult | None, str]:
+        """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
+        from dpo.collect import DataCollector
+        from dpo.load import DataLoaderAgent
+
+        store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
+        workers = self.settings.workers or min(4, os.cpu_count() or 1)
+        logger.info("📊 Phase 1: DataCollector")
+        collector = self._phase1(DataCollector(
+            self.paths, schema=schema, on_bad_rows=on_bad_rows, max_retries=retries,
+            workers=workers, incremental=self.settings.incremental, progress=self.progress))
+        collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
+        if collector.status is Status.ERROR and not _all_rolled_back(collector):
+            reason = "Phase 1 failed and rollback did not restore every failed table"
+            logger.error("❌ Phase 2 skipped: {}", reason)
+            return collector, None, reason
+        logger.info("📊 Phase 2: DataLoaderAgent")
+        loader = self._phase2(DataLoaderAgent(
+            self.paths, schema=schema, store=store, max_retries=retries,
+            incremental=self.settings.incremental, progress=self.progress))
+        return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
         started = time.perf_counter()
@@ -170,6 +187,8 @@ class DataPipelineOrchestrator:
         if not failed:
             return collector
         logger.warning("⚠️ Phase 1 failed for {}; rolling back", ", ".join(failed))
+        from dpo.healing import rollback_table
+
         actions = tuple(rollback_table(self.paths, store, table) for table in failed)
         return _replace(collector, healing_actions=collector.healing_actions + actions)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dpo.fsio import append_line_block, atomic_write_text, move_durably, next_stamp
+from dpo.fsio import append_line_block, atomic_write_text, fsync_dir, move_durably, next_stamp
 
 RULE = "=" * 72
 _REPORT_RE = re.compile(r"^(\d{8}_\d{4}(?:-\d+)?)_.+\.txt$")
@@ -113,8 +113,11 @@ class ReportWriter:
         moved = []
         for path in sorted(self.newest.glob("*.txt")) if self.newest.is_dir() else ():
             dst = self.history / path.name
-            move_durably(path, dst, point="report:archive")
+            move_durably(path, dst, point="report:archive", sync=False)
             moved.append(dst)
+        if moved:  # one fsync per folder for the whole batch
+            fsync_dir(self.history)
+            fsync_dir(self.newest)
         return moved
 
     def stamp(self, base: str) -> str:
@@ -127,8 +130,9 @@ class ReportWriter:
         written = []
         for name, text in reports.items():
             path = self.newest / f"{stamp}_{name}.txt"
-            atomic_write_text(path, text, point=f"report:{name}")
+            atomic_write_text(path, text, point=f"report:{name}", sync_dir=False)
             written.append(path)
+        fsync_dir(self.newest)
         return written
 
     def log(self, block: str) -> None:

@@ -5,12 +5,16 @@ Statuses are compared as enums everywhere in dpo; they become lower-case strings
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from dpo.errors import ErrorInfo
+
+# Live progress events ("table_started", "file_done", "table_done") for the CLI's display.
+Progress = Callable[[str, dict[str, object]], None]
 
 
 class Status(StrEnum):

@@ -60,6 +60,12 @@ class TableSpec:
     def kind_of(self, column: str) -> str:
         return DTYPE_KINDS[self.dtype_of(column)]
 
+    @property
+    def float_columns(self) -> frozenset[str]:
+        """Columns read a second time as floats. The reader's text of a number keeps 9
+        decimals: exact for whole numbers and serial dates, not for measured quantities."""
+        return frozenset(c for c in self.columns if self.kind_of(c) == "float")
+
 
 @dataclass(frozen=True)
 class Schema:

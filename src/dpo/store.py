@@ -20,23 +20,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType, IntegrityError
 from dpo.faults import checkpoint
-from dpo.frames import META_HASH, META_ROWS
-from dpo.fsio import (
-    TMP_MARK,
-    append_line_block,
-    atomic_write_json,
-    move_durably,
-    next_stamp,
-    parquet_meta,
-    read_verified,
-    write_parquet,
-)
+from dpo.fsio import TMP_MARK, append_line_block, atomic_write_json, move_durably, next_stamp
+from dpo.metakeys import META_HASH, META_ROWS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _VERSION_RE = re.compile(r"^(\d{8}_\d{4}(?:-\d+)?)_(.+)\.parquet$")
 
@@ -99,7 +92,7 @@ class VersionStore:
 
     def current_hash(self, table: str) -> str | None:
         path = self.current_path(table)
-        meta = parquet_meta(path) if path else None
+        meta = _parquet_meta(path) if path else None
         value = meta.get(META_HASH) if meta else None
         return value.decode() if value else None
 
@@ -112,7 +105,7 @@ class VersionStore:
                 match = _VERSION_RE.match(path.name)
                 if not match or match.group(2) != table:
                     continue
-                meta = parquet_meta(path) or {}
+                meta = _parquet_meta(path) or {}
                 rows = meta.get(META_ROWS)
                 digest = meta.get(META_HASH)
                 found.append(VersionInfo(
@@ -124,6 +117,24 @@ class VersionStore:
         return sorted(found, key=lambda v: _stamp_key(v.stamp))
 
     # -- repair ------------------------------------------------------------------------------
+    def leftovers(self) -> list[Path]:
+        """What a crash left that recover() would act on: temp files, unreferenced versions.
+
+        Stdlib only and cheap (a few directory listings): the no-change fast path asks it.
+        """
+        notes = self.paths.annotation_path.parent
+        found = set(notes.glob(f"{TMP_MARK}*")) if notes.is_dir() else set()
+        for base in (self.paths.loader_dir, self.paths.collector_dir, self.paths.cache_dir):
+            if base.is_dir():
+                found.update(base.rglob(f"{TMP_MARK}*"))
+        try:
+            referenced = {self.resolve(p).resolve() for p in self.annotations().values()}
+        except IntegrityError:
+            referenced = set()
+        if self.newest.is_dir():
+            found.update(p for p in self.newest.glob("*.parquet") if p.resolve() not in referenced)
+        return sorted(found)
+
     def recover(self) -> list[str]:
         """Undo what a crash left: temp files removed, unreferenced current files archived,
         history trimmed back to `keep_history` versions per table."""
@@ -160,6 +171,8 @@ class VersionStore:
         self, tables: Mapping[str, tuple[pa.Table, Mapping[bytes, bytes]]]
     ) -> PublishOutcome:
         """Publish new versions of `tables` all-or-nothing (see the module docstring)."""
+        from dpo.parquetio import write_parquet
+
         outcome = PublishOutcome()
         if not tables:
             return outcome
@@ -209,6 +222,8 @@ class VersionStore:
     # -- rollback ----------------------------------------------------------------------------
     def rollback(self, targets: Mapping[str, str]) -> list[VersionInfo]:
         """Point each table at the named version, after proving the file's hash; all at once."""
+        from dpo.parquetio import read_verified
+
         chosen: dict[str, VersionInfo] = {}
         for table, stamp in targets.items():
             match = [v for v in self.list_versions(table) if v.stamp == stamp]
@@ -259,6 +274,12 @@ class VersionStore:
         when = self.clock().strftime("%Y-%m-%d %H:%M:%S")
         body = "".join(f"  - {line}\n" for line in lines)
         append_line_block(self.change_log, f"[{when}] {title}\n{body}\n")
+
+
+def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:
+    from dpo.parquetio import parquet_meta  # pyarrow only once a data file is opened
+
+    return parquet_meta(path)
 
 
 def _stamp_key(stamp: str) -> tuple[str, int]:

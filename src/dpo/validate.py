@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpo.collect import discover
 from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.excel import read_sheet
 from dpo.normalize import normalize_table
 from dpo.schema import RENAMES, TableSpec, load_schema
+from dpo.sources import discover
 
 
 def validate_sources(paths: Paths) -> list[dict[str, Any]]:
@@ -31,10 +31,10 @@ def _check(spec: TableSpec, path: Any) -> dict[str, Any]:
     if not path.is_file():
         return _row(spec, path.name, "error", 0, f"{path.name}: file not found")
     try:
-        raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES)
+        raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns)
     except DpoError as exc:
         return _row(spec, path.name, "error", 0, exc.message)
-    norm = normalize_table(raw.table, spec, raw.source)
+    norm = normalize_table(raw.table, spec, raw.source, raw.exact)
     if norm.cells:
         shown = "; ".join(c.describe() for c in norm.cells[:5])
         more = f" (+{len(norm.cells) - 5} more)" if len(norm.cells) > 5 else ""

@@ -1,0 +1,44 @@
+"""Finding a dynamic table's source files (stdlib only: a no-change run needs just this)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dpo.errors import DpoError, ErrorType
+from dpo.schema import TableSpec
+
+_DATE_IN_NAME = re.compile(r"^[^_]*_(\d{6,8})")
+
+
+def discover(spec: TableSpec, folder: Path) -> list[Path]:
+    """Source files of a dynamic table, oldest first (by the date in the name, then name)."""
+    if not folder.is_dir():
+        raise DpoError(f"source folder not found: {folder}", error_type=ErrorType.FILE_NOT_FOUND,
+                       table=spec.name, file=str(folder))
+    files = [
+        p for p in folder.iterdir()
+        if p.name.startswith(spec.name_start) and p.name.endswith(spec.extension)
+        and not p.name.startswith(("~$", ".")) and p.is_file()
+    ]
+    if not files:
+        raise DpoError(
+            f"no {spec.name_start}*{spec.extension} files in {folder}",
+            error_type=ErrorType.FILE_NOT_FOUND, table=spec.name, file=str(folder),
+        )
+    _refuse_escaping_links(files, folder, spec.name)
+    return sorted(files, key=_date_key)
+
+
+def _date_key(path: Path) -> tuple[int, str, str]:
+    # YYYYMM and YYMMDD both sort chronologically as digit strings of equal length.
+    match = _DATE_IN_NAME.match(path.name)
+    return (0, match.group(1), path.name) if match else (1, "", path.name)
+
+
+def _refuse_escaping_links(files: list[Path], folder: Path, table: str) -> None:
+    root = folder.resolve()
+    for path in files:
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise DpoError(f"{path.name}: symlink points outside the source folder; refused",
+                           error_type=ErrorType.FILE_READ_ERROR, table=table, file=path.name)
