@@ -23,8 +23,8 @@ from dpo.config import Paths, load_settings, resolve_paths
 from dpo.demo import SCHEMA, generate_plant, write_xlsx
 from dpo.frames import content_hash
 from dpo.fsio import TMP_MARK
-from dpo.parquetio import read_verified, recorded_hash
 from dpo.load import DataLoaderAgent
+from dpo.parquetio import read_verified, recorded_hash
 from dpo.results import CollectorResult, LoaderResult
 from dpo.store import VersionStore
 

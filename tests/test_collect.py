@@ -25,11 +25,11 @@ from conftest import (
     write_source,
 )
 
-from dpo.sources import discover
 from dpo.errors import ErrorType
 from dpo.fsio import TMP_MARK
 from dpo.results import Status
 from dpo.schema import load_schema
+from dpo.sources import discover
 
 TS = pd.Timestamp
 

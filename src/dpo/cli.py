@@ -49,7 +49,7 @@ class _NoPandas:
 
 def _without_pandas() -> None:
     if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())  # type: ignore[arg-type]
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -108,8 +108,8 @@ def _orchestrator(root: Path | None, config: Path | None, source: str | None,
     paths = {k: v for k, v in {"dynamic_db_source_dir": source, "databaseSchemas_path": schema,
                                "annotation_path": annotations, "default_dir": default_dir}.items()
              if v is not None}
-    return DataPipelineOrchestrator(root_dir=root, config_file=config, **paths,
-                                    **{k: v for k, v in options.items() if v is not None})
+    settings: dict[str, Any] = {**paths, **{k: v for k, v in options.items() if v is not None}}
+    return DataPipelineOrchestrator(root_dir=root, config_file=config, **settings)
 
 
 @app.command()
@@ -256,7 +256,8 @@ def rollback(
         store = _store(root, config, annotations, default_dir)
         targets = store.versions_at(to) if all_tables else {str(table): to}
         with run_lock(store.paths.output_dir):
-            return store.rollback(targets)
+            restored: list[Any] = store.rollback(targets)
+        return restored
 
     for version in _guard(verbose, go):
         typer.echo(f"{version.table}: now at {version.stamp} ({version.rows} rows, "

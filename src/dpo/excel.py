@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import fastexcel
 import pyarrow as pa
@@ -81,12 +82,14 @@ def _source_names(columns: tuple[str, ...], renames: Mapping[str, str]) -> set[s
 
 
 def _load(
-    reader: fastexcel.ExcelReader, sheet: str, wanted: set[str], dtype: str, name: str
+    reader: fastexcel.ExcelReader, sheet: str, wanted: set[str],
+    dtype: Literal["string", "float"], name: str,
 ) -> pa.RecordBatch:
+    def use(column: fastexcel.ColumnInfoNoDtype) -> bool:  # type: ignore[name-defined]
+        return column.name in wanted
+
     try:
-        batch: pa.RecordBatch = reader.load_sheet(
-            sheet, dtypes=dtype, use_columns=lambda col: col.name in wanted  # type: ignore[arg-type]
-        ).to_arrow()
+        batch: pa.RecordBatch = reader.load_sheet(sheet, dtypes=dtype, use_columns=use).to_arrow()
     except fastexcel.FastExcelError as exc:
         raise _read_error(name, exc, sheet) from exc
     return batch
@@ -162,7 +165,8 @@ def first_data_row(path: Path, sheet: str) -> int:
     from python_calamine import CalamineError, CalamineWorkbook
 
     try:
-        start_row, _ = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet).start
+        start = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet).start
+        start_row = start[0] if start else 0
     except (CalamineError, OSError, ValueError, TypeError):
         return 2
     return int(start_row) + 2

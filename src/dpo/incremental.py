@@ -198,4 +198,4 @@ class LoaderState:
             fp = Fingerprint.of(annotation_path)
         except OSError:
             return False
-        return self.annotations == [fp.size, fp.mtime_ns]
+        return bool(self.annotations == [fp.size, fp.mtime_ns])

@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,10 +116,10 @@ class DataPipelineOrchestrator:
         ledger.start(run_id, started)
         schema = load_schema(self.paths.schema_path, self.paths.root)
         unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
+        loader: LoaderResult | None
         if unchanged is not None:
             logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
-            collector, loader = unchanged
-            skip_reason = ""
+            collector, loader, skip_reason = unchanged[0], unchanged[1], ""
         else:
             collector, loader, skip_reason = self._run_phases(schema, retries, on_bad_rows)
         overall = decide(collector, loader)
@@ -190,7 +191,7 @@ class DataPipelineOrchestrator:
         from dpo.healing import rollback_table
 
         actions = tuple(rollback_table(self.paths, store, table) for table in failed)
-        return _replace(collector, healing_actions=collector.healing_actions + actions)
+        return replace(collector, healing_actions=collector.healing_actions + actions)
 
     # -- telling people ----------------------------------------------------------------------
     def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
@@ -213,11 +214,11 @@ class DataPipelineOrchestrator:
             note, outcome = notifier.notify(phase, run_context=context, send=notify)
             reports[f"{short}_manual_review_notification"] = note.message
             outcomes.append(outcome)
-        done = _replace(result, notifications=tuple(o.to_dict() for o in outcomes))
+        done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
         reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
         paths = writer.write(stamp, reports)
         writer.log(_change_block(done, run_id, paths))
-        return _replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+        return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
 
     def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -258,10 +259,6 @@ def _explicit_paths(*values: str) -> dict[str, str]:
     return {n: v for n, v in zip(names, values, strict=True) if v != DEFAULTS[n]}
 
 
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
 
 
 def _change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> str:
