@@ -345,9 +345,6 @@ def test_float_values_keep_full_precision(records_root: Path) -> None:
     assert _read(records_root)["weight"].tolist() == values
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader limitation: fastexcel (and python-calamine) return a formula error cell such as "
-    "#DIV/0! as an empty cell, so it becomes NA instead of a row-level error"))
 def test_formula_error_cell_is_reported(records_root: Path) -> None:
     import xlsxwriter
 
@@ -364,6 +361,24 @@ def test_formula_error_cell_is_reported(records_root: Path) -> None:
     assert error is not None
     assert error.error_type is ErrorType.DATA_PROCESSING_ERROR
     assert error.column == "quantity"
+    assert (error.row, error.cells[0].value) == (2, "#DIV/0!")
+    assert "Excel error" in error.cells[0].reason
+
+
+@pytest.mark.parametrize("formula", [True, False])
+def test_xlsb_error_cells_are_reported_with_row_and_column(
+    records_root: Path, formula: bool
+) -> None:
+    from dpo.xlsb import ExcelError, write_xlsb
+
+    write_schema(records_root, {"records": dynamic_entry(extension=".xlsb")})
+    rows = [good_row(i) for i in range(4)]
+    rows[2][3] = ExcelError("#N/A", formula=formula)
+    write_xlsb(source_dir(records_root) / "records_201811.xlsb", "Sheet1", SOURCE_HEADER, rows)
+    error = table_result(collect(records_root), "records").error
+    assert error is not None
+    assert (error.file, error.row, error.column) == ("records_201811.xlsb", 4, "quantity")
+    assert error.cells[0].value == "#N/A"
 
 
 @pytest.mark.parametrize(

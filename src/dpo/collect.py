@@ -204,12 +204,13 @@ class DataCollector:
     def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
         """Normalise all new files in one pass; bad cells fail the table or are quarantined."""
         raw, origin, exact = _concat(sheets)
-        norm = normalize_table(raw, run.spec, origin, exact)
+        flagged = _error_cells(sheets, origin)
+        norm = normalize_table(raw, run.spec, origin, exact, flagged)
         if norm.cells:
             # Locate rows exactly only when something is wrong: a sheet's used range may not
             # start at row 1, and finding that out costs a second parse.
             origin = _exact_origin(run.files, sheets, origin)
-            norm = normalize_table(raw, run.spec, origin, exact)
+            norm = normalize_table(raw, run.spec, origin, exact, flagged)
             if self.on_bad_rows != "quarantine":
                 raise CellErrors(list(norm.cells), table=run.spec.name)
             self._quarantine(run, raw, norm)
@@ -257,7 +258,7 @@ class DataCollector:
 
 def _concat(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.Array]]:
     """One raw table for many files, with where each row came from and the exact floats."""
-    starts = tuple(int(x) for x in np.cumsum([0] + [s.table.num_rows for s in sheets])[:-1])
+    starts = tuple(int(x) for x in np.cumsum([0, *(s.table.num_rows for s in sheets)])[:-1])
     origin = Origin(tuple(s.source for s in sheets), starts)
     raw = pa.concat_tables([s.table for s in sheets]) if len(sheets) > 1 else sheets[0].table
     exact: dict[str, pa.Array] = {}
@@ -266,6 +267,15 @@ def _concat(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.Arra
                   for s in sheets]
         exact[column] = pa.concat_arrays([pa.chunked_array([p]).combine_chunks() for p in pieces])
     return raw, origin, exact
+
+
+def _error_cells(sheets: list[RawSheet], origin: Origin) -> dict[str, dict[int, str]]:
+    """Excel error cells of all sheets, by column, at their position in the concatenation."""
+    flagged: dict[str, dict[int, str]] = {}
+    for sheet, start in zip(sheets, origin.starts, strict=True):
+        for column, cells in sheet.flagged(start).items():
+            flagged.setdefault(column, {}).update(cells)
+    return flagged
 
 
 def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> Origin:

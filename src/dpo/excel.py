@@ -20,6 +20,7 @@ from typing import Literal
 import fastexcel
 import pyarrow as pa
 
+from dpo.cellerrors import find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.normalize import Source
 
@@ -37,6 +38,16 @@ class RawSheet:
     # Per numeric column, each cell's float as the reader holds it (null for text cells): the
     # reader's text of a number keeps only 9 decimals, so 1.5e-10 would read as "0".
     exact: dict[str, pa.Array] = field(default_factory=dict)
+    # Excel error cells (#DIV/0!...), which the reader returns as empty: (row position in
+    # `table`, canonical column, error text).
+    error_cells: tuple[tuple[int, str, str], ...] = ()
+
+    def flagged(self, offset: int = 0) -> dict[str, dict[int, str]]:
+        """The error cells by column, as {row position + offset: error text}."""
+        found: dict[str, dict[int, str]] = {}
+        for position, column, text in self.error_cells:
+            found.setdefault(column, {})[offset + position] = text
+        return found
 
 
 def read_sheet(
@@ -73,7 +84,24 @@ def read_sheet(
         raise TransientError(f"{name}: file changed while it was read (still being copied?)",
                              error_type=ErrorType.FILE_READ_ERROR, file=name)
     table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
-    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact)
+    errors = _error_cells(path, reader, sheet_name, set(columns), renames)
+    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact,
+                    error_cells=errors)
+
+
+def _error_cells(
+    path: Path, reader: fastexcel.ExcelReader, sheet: str, columns: set[str],
+    renames: Mapping[str, str],
+) -> tuple[tuple[int, str, str], ...]:
+    found = find_error_cells(str(path), sheet)
+    if not found:
+        return ()
+    start_row, start_col = range_start(path, sheet)
+    by_index = {info.absolute_index + start_col: renames.get(info.name, info.name)
+                for info in reader.load_sheet(sheet, n_rows=0).available_columns()}
+    return tuple(
+        (cell.row - start_row - 1, by_index[cell.col], cell.text) for cell in found
+        if by_index.get(cell.col) in columns and cell.row > start_row)
 
 
 def _source_names(columns: tuple[str, ...], renames: Mapping[str, str]) -> set[str]:
@@ -162,11 +190,15 @@ def first_data_row(path: Path, sheet: str) -> int:
 
     Only asked on the error path, so the happy path reads each file once.
     """
+    return range_start(path, sheet)[0] + 2
+
+
+def range_start(path: Path, sheet: str) -> tuple[int, int]:
+    """(row, column), 0-based, where the sheet's used range (its header row) starts."""
     from python_calamine import CalamineError, CalamineWorkbook
 
     try:
         start = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet).start
-        start_row = start[0] if start else 0
     except (CalamineError, OSError, ValueError, TypeError):
-        return 2
-    return int(start_row) + 2
+        return 0, 0
+    return (int(start[0]), int(start[1])) if start else (0, 0)

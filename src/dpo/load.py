@@ -162,7 +162,8 @@ class DataLoaderAgent:
             if exc.error_type is ErrorType.MISSING_FIELDS:
                 exc.error_type = ErrorType.SCHEMA_MISMATCH
             raise
-        norm = normalize_table(raw.table, spec, raw.source, raw.exact)
+        norm = normalize_table(raw.table, spec, raw.source, raw.exact,
+                           raw.flagged())
         if norm.cells:
             error = CellErrors(list(norm.cells), table=spec.name)
             error.error_type = ErrorType.SCHEMA_MISMATCH

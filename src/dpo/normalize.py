@@ -9,7 +9,7 @@ nothing is silently changed or dropped.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,11 +299,13 @@ SPECIAL: dict[str, Callable[[pa.Array], pa.Array]] = {"workingShift": upper_shif
 def normalize_table(
     raw: pa.Table, spec: TableSpec, origin: Origin | Source,
     exact: dict[str, pa.Array] | None = None,
+    error_cells: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Normalized:
     """Convert every column of `raw` (already renamed and ordered) to the spec's types.
 
     `exact` holds, per numeric column, the reader's float value of each cell (null for text
-    cells): the text rendering of a number is rounded, the float is not.
+    cells): the text rendering of a number is rounded, the float is not. `error_cells` holds,
+    per column, the positions of Excel error cells (which the reader returns as empty).
     """
     if isinstance(origin, Source):
         origin = Origin.single(origin)
@@ -315,6 +317,9 @@ def normalize_table(
         values = raw.column(field.name).combine_chunks()
         kind = spec.kind_of(field.name)
         errors = excel_errors(values)
+        flagged = (error_cells or {}).get(field.name, {})
+        if flagged:
+            errors[list(flagged)] = True
         values = null_like(values)
         floats = (exact or {}).get(field.name)
         out, failed = CONVERTERS[kind](values, field.type, floats)
@@ -323,14 +328,16 @@ def normalize_table(
         failed = failed | errors
         if failed.any():
             bad |= failed
-            cells.extend(_cells(values, failed, errors, field.name, REASONS[kind], origin))
+            cells.extend(_cells(values, failed, errors, field.name, REASONS[kind], origin,
+                                flagged))
         columns.append(pc.cast(out, field.type))
     table = pa.Table.from_arrays(columns, schema=schema)
     return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), origin=origin)
 
 
 def _cells(
-    raw: pa.Array, failed: np.ndarray, errors: np.ndarray, column: str, reason: str, origin: Origin
+    raw: pa.Array, failed: np.ndarray, errors: np.ndarray, column: str, reason: str, origin: Origin,
+    flagged: Mapping[int, str],
 ) -> list[CellError]:
     positions = np.flatnonzero(failed)
     texts = _as_text(raw.take(pa.array(positions))).to_pylist()
@@ -339,7 +346,7 @@ def _cells(
         source, row = origin.locate(int(pos))
         cells.append(CellError(
             file=source.file, sheet=source.sheet, row=row, column=column,
-            value="" if text is None else str(text),
+            value=flagged.get(int(pos), "" if text is None else str(text)),
             reason="is an Excel error value" if errors[pos] else reason,
         ))
     return cells

@@ -34,7 +34,8 @@ def _check(spec: TableSpec, path: Any) -> dict[str, Any]:
         raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns)
     except DpoError as exc:
         return _row(spec, path.name, "error", 0, exc.message)
-    norm = normalize_table(raw.table, spec, raw.source, raw.exact)
+    norm = normalize_table(raw.table, spec, raw.source, raw.exact,
+                           raw.flagged())
     if norm.cells:
         shown = "; ".join(c.describe() for c in norm.cells[:5])
         more = f" (+{len(norm.cells) - 5} more)" if len(norm.cells) > 5 else ""

@@ -23,13 +23,28 @@ import math
 import struct
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import xlsxwriter
 
-CellValue = str | int | float | bool | dt.date | dt.datetime | None
 
-__all__ = ["CellValue", "check_value", "excel_serial", "write_xlsb", "write_xlsx"]
+@dataclass(frozen=True)
+class ExcelError:
+    """An Excel error value (#N/A, #DIV/0!, ...), written as a formula that failed (or, with
+    `formula=False`, as a plain error cell): what a broken upstream workbook exports."""
+
+    text: str = "#N/A"
+    formula: bool = True
+
+
+CellValue = str | int | float | bool | dt.date | dt.datetime | ExcelError | None
+
+__all__ = ["CellValue", "ExcelError", "check_value", "excel_serial", "write_xlsb", "write_xlsx"]
+_ERROR_CODES = {"#NULL!": 0x00, "#DIV/0!": 0x07, "#VALUE!": 0x0F, "#REF!": 0x17, "#NAME?": 0x1D,
+                "#NUM!": 0x24, "#N/A": 0x2A}
+# The formula 1/0 as BIFF12 tokens: PtgInt 1, PtgInt 0, PtgDiv.
+_RGCE_1_DIV_0 = bytes([0x1E, 1, 0, 0x1E, 0, 0, 0x06])
 
 # Excel's day 0. Serials before 1900-03-01 are skewed by Excel's fictitious 1900-02-29.
 _EPOCH = dt.datetime(1899, 12, 30)
@@ -54,6 +69,10 @@ def check_value(value: object) -> CellValue:
     ``.xlsb``: infinities, integers beyond 2**53, tz-aware datetimes, too-long text and dates
     before 1900-03-01 are refused rather than stored differently from what was asked.
     """
+    if isinstance(value, ExcelError):
+        if value.text not in _ERROR_CODES:
+            raise ValueError(f"unknown Excel error value {value.text!r}")
+        return value
     if value is None or isinstance(value, str | bool | int):
         if isinstance(value, str) and len(value) > _MAX_TEXT:
             raise ValueError(f"text longer than {_MAX_TEXT} characters cannot be stored")
@@ -136,7 +155,9 @@ def _row_records(
         value = check_value(raw)
         if value is None:
             continue
-        if isinstance(value, str):
+        if isinstance(value, ExcelError):
+            cells.append(_error_record(col, value))
+        elif isinstance(value, str):
             cells.append(_CELL_ISST.pack(7, 12, col, _XF_GENERAL, sst.get(value)))
         elif isinstance(value, bool):
             cells.append(_CELL_BOOL.pack(4, 9, col, _XF_GENERAL, value))
@@ -152,6 +173,16 @@ def _row_records(
     # BrtRowHdr: rw, ixfe, miyRw=300 twips, 3 flag bytes, one BrtColSpan (first..last column).
     parts.append(_rec(0x00, struct.pack("<IIHBBBIII", row_idx, 0, 300, 0, 0, 0, 1, first, last)))
     parts.extend(cells)
+
+
+def _error_record(col: int, value: ExcelError) -> bytes:
+    code = _ERROR_CODES[value.text]
+    if not value.formula:  # BrtCellError: col, iStyleRef, bErr
+        return struct.pack("<BBIIB", 3, 9, col, _XF_GENERAL, code)
+    # BrtFmlaError: col, iStyleRef, bErr, grbitFlags, cce, rgce, cb (no extra data)
+    body = struct.pack("<IIBHI", col, _XF_GENERAL, code, 0, len(_RGCE_1_DIV_0))
+    body += _RGCE_1_DIV_0 + struct.pack("<I", 0)
+    return _rec(11, body)
 
 
 def _sheet_head(n_rows: int, n_cols: int) -> bytes:
@@ -335,7 +366,10 @@ def write_xlsx(
             value = check_value(raw)
             if value is None:
                 continue
-            if isinstance(value, str):
+            if isinstance(value, ExcelError):
+                ws.write_formula(r, c, "=1/0" if value.text == "#DIV/0!" else "=NA()", None,
+                                 value.text)
+            elif isinstance(value, str):
                 ws.write_string(r, c, value)
             elif isinstance(value, bool):
                 ws.write_boolean(r, c, value)

@@ -1,0 +1,190 @@
+"""Excel error cells (#N/A, #DIV/0!, ...) found in the workbook itself.
+
+calamine, under every Python reader, returns an error cell as an empty cell, so a formula that
+failed upstream would load as NA without a word. This module looks at the sheet's own bytes:
+`t="e"` cells in .xlsx XML, BrtCellError/BrtFmlaError records in .xlsb. The common case (no
+error anywhere) costs one byte search per sheet; sheets that have errors are parsed fully.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import struct
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
+               0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
+_BRT_ROW, _BRT_CELL_ERROR, _BRT_FMLA_ERROR, _BRT_BUNDLE_SH = 0x00, 0x03, 0x0B, 0x9C
+_XLSX_ERROR_CELL = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>(?:(?!</c>).)*?<v>([^<]*)</v>', re.S)
+_CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
+# Record headers an error cell would start with: type 3 size 9; type 11 with a one-byte size
+# of at least 19 (formula errors longer than 127 bytes are not expected in data exports).
+_CELL_ERROR_HEADER = re.compile(rb"\x03\x09")
+_FMLA_ERROR_HEADER = re.compile(rb"\x0b[\x13-\x7f]")
+
+
+@dataclass(frozen=True)
+class ErrorCell:
+    row: int  # 0-based sheet row
+    col: int  # 0-based sheet column
+    text: str  # e.g. "#DIV/0!"
+
+
+def find_error_cells(path: str, sheet: str) -> list[ErrorCell]:
+    """Error cells of `sheet`; empty when there are none (or the file is not a zip)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            part = _sheet_part(archive, sheet)
+            if part is None:
+                return []
+            data = archive.read(part)
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return []  # the reader reports unreadable files; this is only a second look
+    if part.endswith(".bin"):
+        return _xlsb_errors(data)
+    return _xlsx_errors(data)
+
+
+# -- locating the sheet's part ------------------------------------------------------------------
+def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
+    names = set(archive.namelist())
+    if "xl/workbook.xml" in names:
+        rel_id = _xlsx_rel_id(archive.read("xl/workbook.xml"), sheet)
+        rels = "xl/_rels/workbook.xml.rels"
+    elif "xl/workbook.bin" in names:
+        rel_id = _xlsb_rel_id(archive.read("xl/workbook.bin"), sheet)
+        rels = "xl/_rels/workbook.bin.rels"
+    else:
+        return None
+    if rel_id is None or rels not in names:
+        return None
+    for attrs in re.findall(rb"<Relationship\b([^>]*)>", archive.read(rels)):
+        found = dict(re.findall(rb'(\w+)="([^"]*)"', attrs))
+        if found.get(b"Id", b"").decode() == rel_id:
+            target = found.get(b"Target", b"").decode()
+            return target.lstrip("/") if target.startswith("/") else str(
+                PurePosixPath("xl") / target)
+    return None
+
+
+def _xlsx_rel_id(workbook: bytes, sheet: str) -> str | None:
+    for attrs in re.findall(rb"<sheet\b([^>]*)>", workbook):
+        found = dict(re.findall(rb'([\w:]+)="([^"]*)"', attrs))
+        if html.unescape(found.get(b"name", b"").decode("utf-8")) == sheet:
+            return found.get(b"r:id", b"").decode()
+    return None
+
+
+def _xlsb_rel_id(workbook: bytes, sheet: str) -> str | None:
+    for rtype, start, size in _records(workbook):
+        if rtype != _BRT_BUNDLE_SH:
+            continue
+        rel_id, offset = _wide_string(workbook, start + 8)
+        name, _ = _wide_string(workbook, offset)
+        if name == sheet:
+            return rel_id
+    return None
+
+
+def _wide_string(data: bytes, offset: int) -> tuple[str, int]:
+    (count,) = struct.unpack_from("<I", data, offset)
+    if count == 0xFFFFFFFF:  # a nullable string that is null
+        return "", offset + 4
+    end = offset + 4 + 2 * count
+    return data[offset + 4:end].decode("utf-16-le"), end
+
+
+# -- .xlsx ----------------------------------------------------------------------------------------
+def _xlsx_errors(data: bytes) -> list[ErrorCell]:
+    if b't="e"' not in data:
+        return []
+    found = []
+    for match in _XLSX_ERROR_CELL.finditer(data):
+        ref = _CELL_REF.search(match.group(0))
+        if ref is None:
+            continue
+        found.append(ErrorCell(int(ref.group(2)) - 1, _column_index(ref.group(1).decode()),
+                               html.unescape(match.group(1).decode("utf-8"))))
+    return found
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - 64
+    return index - 1
+
+
+# -- .xlsb ----------------------------------------------------------------------------------------
+def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(record type, payload start, payload size) of each BIFF12 record."""
+    i, n = 0, len(data)
+    while i < n:
+        byte = data[i]
+        i += 1
+        rtype = byte & 0x7F
+        if byte & 0x80 and i < n:
+            byte = data[i]
+            i += 1
+            rtype |= (byte & 0x7F) << 7
+        size, shift = 0, 0
+        for _ in range(4):
+            if i >= n:
+                return
+            byte = data[i]
+            i += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        yield rtype, i, size
+        i += size
+
+
+def _xlsb_errors(data: bytes) -> list[ErrorCell]:
+    if not _may_hold_errors(data):
+        return []
+    found, row = [], 0
+    for rtype, start, size in _records(data):
+        if rtype == _BRT_ROW and size >= 4:
+            (row,) = struct.unpack_from("<I", data, start)
+        elif rtype in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and size >= 9:
+            (col,) = struct.unpack_from("<I", data, start)
+            found.append(ErrorCell(row, col, ERROR_CODES.get(data[start + 8], "#ERROR")))
+    return found
+
+
+def _may_hold_errors(data: bytes) -> bool:
+    """A cheap test that rules out error records in almost every sheet without parsing it.
+
+    Looks at each place an error record could start and checks its layout: a column below
+    16,384, a known error code and, for formula errors, sizes that add up.
+    """
+    for match in _CELL_ERROR_HEADER.finditer(data):
+        if _plausible_error(data, match.end(), 9):
+            return True
+    for match in _FMLA_ERROR_HEADER.finditer(data):
+        if _plausible_formula_error(data, match.end(), data[match.end() - 1]):
+            return True
+    return False
+
+
+def _plausible_error(data: bytes, start: int, size: int) -> bool:
+    if start + size > len(data):
+        return False
+    (col,) = struct.unpack_from("<I", data, start)
+    return col < 16384 and data[start + 8] in ERROR_CODES
+
+
+def _plausible_formula_error(data: bytes, start: int, size: int) -> bool:
+    if start + size > len(data) or not _plausible_error(data, start, size):
+        return False
+    (cce,) = struct.unpack_from("<I", data, start + 11)
+    if 15 + cce + 4 > size:
+        return False
+    (cb,) = struct.unpack_from("<I", data, start + 15 + cce)
+    return 19 + cce + cb == size
