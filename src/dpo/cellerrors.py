@@ -73,14 +73,14 @@ def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
 
 def _xlsx_rel_id(workbook: bytes, sheet: str) -> str | None:
     for attrs in re.findall(rb"<sheet\b([^>]*)>", workbook):
-        found = dict(re.findall(rb'([\w:]+)="([^"]*)"', attrs))
+        found: dict[bytes, bytes] = dict(re.findall(rb'([\w:]+)="([^"]*)"', attrs))
         if html.unescape(found.get(b"name", b"").decode("utf-8")) == sheet:
             return found.get(b"r:id", b"").decode()
     return None
 
 
 def _xlsb_rel_id(workbook: bytes, sheet: str) -> str | None:
-    for rtype, start, size in _records(workbook):
+    for rtype, start, _size in _records(workbook):
         if rtype != _BRT_BUNDLE_SH:
             continue
         rel_id, offset = _wide_string(workbook, start + 8)
@@ -187,4 +187,4 @@ def _plausible_formula_error(data: bytes, start: int, size: int) -> bool:
     if 15 + cce + 4 > size:
         return False
     (cb,) = struct.unpack_from("<I", data, start + 15 + cce)
-    return 19 + cce + cb == size
+    return bool(19 + cce + cb == size)
