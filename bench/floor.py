@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 
 def main(root: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    database = root / "database"
-    files = sorted(database.rglob("*.xls*"))
+    files = sorted((root / "database").rglob("*.xls*"))
     for i, path in enumerate(files):
         table = pa.Table.from_batches([fastexcel.read_excel(path).load_sheet(0).to_arrow()])
         pq.write_table(table, out / f"{i:04d}.parquet")

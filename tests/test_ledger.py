@@ -245,9 +245,17 @@ def test_readers_are_not_blocked_by_a_writer(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_a_broken_ledger_never_fails_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["folder", "garbage"])
+def test_a_broken_ledger_never_fails_the_run(tmp_path: Path, damage: str) -> None:
     generate_plant(tmp_path, months=1, rows_per_month=20)
-    ledger_path(tmp_path).mkdir(parents=True)  # a folder where the database should be
+    path = ledger_path(tmp_path)
+    if damage == "folder":
+        path.mkdir(parents=True)  # a folder where the database should be
+    else:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"not a database" * 100)
     result = run(tmp_path)  # the ledger and the metrics log their errors
     assert result["overall_status"] == "success"
     assert result["loader_result"]["tables_created"] > 0
+    if damage == "garbage":
+        assert "unreadable" in cli("history", "--root", str(tmp_path), expect=1).stderr

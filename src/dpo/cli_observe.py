@@ -1,7 +1,8 @@
 """`dpo history`, `dpo metrics` and `dpo dashboard`: the run ledger from the command line.
 
 Registered on the main app by `dpo.cli` (`register(app)`). Imports stay inside the commands so
-`dpo --help` stays fast. Exit codes: 0 done, 2 bad usage or configuration.
+`dpo --help` stays fast. Exit codes: 0 done, 1 ledger unreadable or output not writable,
+2 bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a tabl
 EXIT_USAGE = 2
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+    return typer.Exit(code)
 
 
 def _context(root: Path | None, config: Path | None, default_dir: str | None) -> tuple[Any, Any]:
@@ -47,10 +48,17 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
-def _ledger(paths: Any) -> Any:
+def _snapshot(paths: Any, **query: Any) -> Any:
+    """The ledger's runs (Ledger.snapshot), or exit 1 naming an unreadable ledger."""
+    import sqlite3
+
     from dpo.ledger import Ledger
 
-    return Ledger(paths.output_dir / "runs.sqlite")
+    ledger = Ledger(paths.output_dir / "runs.sqlite")
+    try:
+        return ledger.snapshot(**query)
+    except sqlite3.Error as exc:
+        raise _fail(f"run ledger {ledger.path} is unreadable: {exc}", 1) from exc
 
 
 _RENAME = {"table_name": "table", "n_rows": "rows", "excel_row": "row", "column_name": "column"}
@@ -88,7 +96,7 @@ def history(
 ) -> None:
     """The recorded runs, newest first: status per phase, durations, rollbacks, errors."""
     paths, _ = _context(root, config, default_dir)
-    records = history_records(_ledger(paths).snapshot(limit=limit, detail=True))
+    records = history_records(_snapshot(paths, limit=limit, detail=True))
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
@@ -140,7 +148,7 @@ def metrics(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     paths, _ = _context(root, config, default_dir)
-    snap = _ledger(paths).snapshot(since_epoch=start)
+    snap = _snapshot(paths, since_epoch=start)
     m = compute(snap, window=f"runs of the last {since}" if since else "all runs")
     if prometheus:
         typer.echo(prometheus_text(m), nl=False)
@@ -207,12 +215,12 @@ def dashboard(
     from dpo.metrics import RECENT_RUNS, compute
 
     paths, _ = _context(root, config, default_dir)
-    snap = _ledger(paths).snapshot(limit=RECENT_RUNS)
+    snap = _snapshot(paths, limit=RECENT_RUNS)
     target = out_file or paths.output_dir / "dashboard.html"
     try:
         write_dashboard(target, render(snap, compute(snap, window=f"the newest {RECENT_RUNS} runs")))
     except (DpoError, OSError) as exc:
-        raise _fail(f"cannot write {target}: {exc}") from exc
+        raise _fail(f"cannot write {target}: {exc}", 1) from exc
     typer.echo(str(target))
 
 

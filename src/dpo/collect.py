@@ -317,7 +317,7 @@ def _cached_parts(
 
 def _ipc_bytes(spec: TableSpec, tables: list[pa.Table]) -> bytes:
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_file(sink, arrow_schema(spec), options=options) as writer:
         for table in tables:
             writer.write_table(table)

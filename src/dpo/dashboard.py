@@ -2,8 +2,9 @@
 
 One file, no network: inline CSS and server-drawn inline SVG (no scripts, a CSP that forbids
 loading anything). Charts: status timeline, phase durations, rows per table over time,
-rollbacks and notifications per run, and the newest run's errors. Stdlib only (html, string
-building): it is refreshed after every run and must cost milliseconds.
+rollbacks and notifications per run, and the newest run's errors. Stdlib string building
+(no template engine, no plotting library): it is refreshed after every run and must cost
+milliseconds. The file is written through dpo.fsio, which a run has imported already.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ def _errors(snap: Snapshot) -> str:
     if rows:
         cols = ("phase", "error_type", "table_name", "file", "sheet", "excel_row", "column_name",
                 "message")
-        parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + "".join(
+        heads = ("phase", "error type", "table", "file", "sheet", "row", "column", "message")
+        parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in heads) + "</tr>" + "".join(
             "<tr>" + "".join(f"<td>{_e(e[c])}</td>" for c in cols) + "</tr>" for e in rows)
             + "</table>")
     else:

@@ -8,16 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from loguru import logger
 
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
 from dpo.frames import arrow_schema, content_hash
-from dpo.incremental import LoaderState
+from dpo.incremental import Fingerprint, LoaderState, TableCache
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import normalize_table
-from dpo.parquetio import read_verified, recorded_hash
+from dpo.parquetio import parquet_meta, read_verified, recorded_hash
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, Schema, TableSpec, load_schema
@@ -27,10 +28,11 @@ from dpo.store import VersionStore
 @dataclass(frozen=True)
 class _Loaded:
     spec: TableSpec
-    table: pa.Table | None  # None: the input is unchanged since it was last loaded
+    table: pa.Table | None  # None: unchanged since last loaded, or published by copying
     digest: str
     source: str
     rows: int
+    copy_from: Path | None = None  # Phase 1's file, proven by this run's collector: copy it
 
 
 class DataLoaderAgent:
@@ -71,12 +73,14 @@ class DataLoaderAgent:
             results += [self._unchanged(item, published=False) for item in loaded]
             return self._summary(results, 0, (), healing, started)
         changed = [item for item in loaded
-                   if item.table is not None and item.digest != self.store.current_hash(item.spec.name)]
+                   if (item.table is not None or item.copy_from is not None)
+                   and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
-            item.spec.name: (item.table, {META_TABLE: item.spec.name.encode(),
-                                          META_SOURCES: item.source.encode(),
-                                          META_HASH: item.digest.encode()})
-            for item in changed if item.table is not None
+            item.spec.name: (item.copy_from or item.table,
+                             {META_TABLE: item.spec.name.encode(),
+                              META_SOURCES: item.source.encode(),
+                              META_HASH: item.digest.encode()})
+            for item in changed if item.copy_from is not None or item.table is not None
         })
         for item in loaded:
             path = outcome.written.get(item.spec.name)
@@ -122,6 +126,9 @@ class DataLoaderAgent:
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
             return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"])
         if spec.kind == "dynamic":
+            trusted = self._written_this_run(spec, path)
+            if trusted is not None:
+                return trusted
             table = self._from_phase1(spec, path)
             digest = recorded_hash(path) or content_hash(table)  # read_verified proved it
         else:
@@ -130,6 +137,28 @@ class DataLoaderAgent:
             digest = content_hash(table)
         table = table.replace_schema_metadata(arrow_schema(spec).metadata)
         return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
+
+    def _written_this_run(self, spec: TableSpec, path: Path) -> _Loaded | None:
+        """Phase 1's output as the collector recorded it (same bytes, hash and schema): no need
+        to read and re-hash 100,000 rows that were hashed seconds ago; publish a copy."""
+        if self.state is None:
+            return None
+        record = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint).manifest
+        output = record.get("output") or {}
+        try:
+            fp = Fingerprint.of(path)
+        except OSError:
+            return None
+        if (output.get("size"), output.get("mtime_ns")) != (fp.size, fp.mtime_ns):
+            return None
+        meta = parquet_meta(path) or {}
+        schema = pq.read_schema(path)
+        if (meta.get(META_HASH, b"").decode() != output.get("hash")
+                or schema.names != list(spec.columns)
+                or [f.type for f in schema] != [f.type for f in arrow_schema(spec)]):
+            return None
+        return _Loaded(spec, None, output["hash"], self.paths.relative(path), output["rows"],
+                       copy_from=path)
 
     def _from_phase1(self, spec: TableSpec, path: Path) -> pa.Table:
         if not path.exists():

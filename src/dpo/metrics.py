@@ -15,7 +15,8 @@ A run has *ended* when it is finished or interrupted; runs still running are not
 - notification_triggers: ended runs that asked for manual review / ended runs, and the
   notifications sent, failed and disabled (run with notifications off), per component.
 
-Stdlib only: the `.prom` file is written after every run (no prometheus_client at run time).
+Stdlib only (the exposition is written by hand, no prometheus_client): the `.prom` file is
+written after every run.
 """
 
 from __future__ import annotations

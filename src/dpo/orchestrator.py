@@ -126,7 +126,7 @@ class DataPipelineOrchestrator:
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
         ledger.finish(run_id, result.to_dict())
-        from dpo.dashboard import publish_observability  # stdlib-only; logs, never raises
+        from dpo.dashboard import publish_observability  # .prom + dashboard; never raises
 
         publish_observability(self.paths, self.settings, ledger)
         icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType, IntegrityError
 from dpo.faults import checkpoint
-from dpo.fsio import TMP_MARK, append_line_block, atomic_write_json, move_durably, next_stamp
+from dpo.fsio import (
+    TMP_MARK,
+    append_line_block,
+    atomic_write_json,
+    copy_durably,
+    move_durably,
+    next_stamp,
+)
 from dpo.metakeys import META_HASH, META_ROWS
 
 if TYPE_CHECKING:
@@ -168,9 +175,12 @@ class VersionStore:
 
     # -- publishing --------------------------------------------------------------------------
     def publish(
-        self, tables: Mapping[str, tuple[pa.Table, Mapping[bytes, bytes]]]
+        self, tables: Mapping[str, tuple[pa.Table | Path, Mapping[bytes, bytes]]]
     ) -> PublishOutcome:
-        """Publish new versions of `tables` all-or-nothing (see the module docstring)."""
+        """Publish new versions of `tables` all-or-nothing (see the module docstring).
+
+        A table given as a Path is a finished Parquet file (with its own metadata): copied.
+        """
         from dpo.parquetio import write_parquet
 
         outcome = PublishOutcome()
@@ -182,7 +192,10 @@ class VersionStore:
         new = dict(old)
         for name, (table, meta) in tables.items():
             path = self.newest / f"{stamp}_{name}.parquet"
-            write_parquet(path, table, meta, point=f"publish:write:{name}")
+            if isinstance(table, Path):
+                copy_durably(table, path, point=f"publish:write:{name}")
+            else:
+                write_parquet(path, table, meta, point=f"publish:write:{name}")
             outcome.written[name] = path
             new[name] = self.paths.relative(path)
         atomic_write_json(self.paths.annotation_path, new, point="publish:annotations")

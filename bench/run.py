@@ -1,0 +1,150 @@
+"""dpo benchmarks: whole-process medians on generated plants, as ratios to the reading floor.
+
+    .venv/bin/python bench/run.py [--repeat 5] [--out bench/out]
+
+Plants (made with dpo's own demo generator, deterministic):
+  * `plant`: 120 monthly .xlsb reports x ~700 rows + 120 purchase-order .xlsx + 6 master tables
+  * `big`:   one 200,000-row monthly report (+ one PO file and the master tables)
+
+Figures, each the median of --repeat whole-process runs measured in this one session:
+  floor        bench/floor.py: read every source file with fastexcel, write Parquet, nothing else
+  fresh        `dpo run` with an empty output folder
+  nochange     `dpo run` again with nothing changed
+  onechanged   `dpo run` after one monthly report was rewritten with other values
+  help         `dpo --help`
+  read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
+  big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
+Peak RSS is the child's ru_maxrss (os.wait4). Nothing here is asserted: it prints and writes
+bench/out/results.json; BENCHMARKS.md records a run with the command that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+DPO = [PYTHON, "-m", "dpo.cli"]
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stdout of one whole-process run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 3):
+        raise SystemExit(f"benchmark command failed ({status}): {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss * 1024, out.decode()
+
+
+def median_of(repeat: int, cmd: list[str], before: Any = None,
+              env: dict[str, str] | None = None) -> dict[str, float]:
+    runs = []
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        runs.append(timed(cmd, env))
+    return {"seconds": statistics.median(r[0] for r in runs),
+            "min_seconds": min(r[0] for r in runs),
+            "peak_rss_mb": max(r[1] for r in runs) / 1e6}
+
+
+def make_plants(out: Path) -> tuple[Path, Path]:
+    from dpo.demo import generate_plant, write_monthly_report
+
+    plant, big = out / "plant", out / "big"
+    if not (plant / "database").exists():
+        generate_plant(plant, months=120, rows_per_month=700, po_files=120, seed=1)
+    if not (big / "database").exists():
+        generate_plant(big, months=1, rows_per_month=10, po_files=1, seed=2)
+        report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
+        write_monthly_report(report, month="2018-11", n_rows=200_000, seed=3)
+    return plant, big
+
+
+def reset(root: Path) -> None:
+    shutil.rmtree(root / "agents", ignore_errors=True)
+
+
+def phase1_seconds(repeat: int, root: Path, workers: int) -> float:
+    """Phase 1's own time in a fresh, non-incremental run with `workers` reader threads."""
+    env = {"DPO_WORKERS": str(workers), "DPO_INCREMENTAL": "0"}
+    values = []
+    for _ in range(repeat):
+        reset(root)
+        _, _, out = timed([*DPO, "run", "--root", str(root), "--no-notify", "--json"], env)
+        values.append(json.loads(out)["collector_result"]["execution_seconds"])
+    return statistics.median(values)
+
+
+def measure(repeat: int, out: Path) -> dict[str, Any]:
+    plant, big = make_plants(out)
+    run = [*DPO, "run", "--root", str(plant), "--no-notify"]
+    floor_out = out / "floor"
+    results: dict[str, Any] = {}
+    results["floor"] = median_of(repeat, [PYTHON, str(HERE / "floor.py"), str(plant),
+                                          str(floor_out)])
+    results["fresh"] = median_of(repeat, run, before=lambda: reset(plant))
+    results["nochange"] = median_of(repeat, run)
+    months = sorted((plant / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
+    counter = iter(range(10_000))
+
+    def change_one() -> None:
+        from dpo.demo import write_monthly_report
+
+        write_monthly_report(months[-1], month="2028-10", n_rows=700, seed=100 + next(counter))
+
+    results["onechanged"] = median_of(repeat, run, before=change_one)
+    results["help"] = median_of(repeat, [*DPO, "--help"])
+    results["read_1w"] = {"seconds": phase1_seconds(repeat, plant, 1)}
+    results["read_2w"] = {"seconds": phase1_seconds(repeat, plant, 2)}
+    report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
+    results["big_fastexcel"] = median_of(repeat, [PYTHON, str(HERE / "read_one.py"), str(report)])
+    results["big_fresh"] = median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
+                                     before=lambda: reset(big))
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    floor = results["floor"]["seconds"]
+    lines = [f"{'figure':<14} {'median s':>9} {'x floor':>8} {'peak RSS MB':>12}"]
+    for name in ("floor", "fresh", "nochange", "onechanged", "help"):
+        r = results[name]
+        lines.append(f"{name:<14} {r['seconds']:>9.3f} {r['seconds'] / floor:>8.2f} "
+                     f"{r['peak_rss_mb']:>12.0f}")
+    one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
+    lines.append(f"{'phase1 1 thread':<18} {one:.3f} s; 2 threads {two:.3f} s; "
+                 f"speed-up {one / two:.2f}x")
+    fe, big = results["big_fastexcel"], results["big_fresh"]
+    lines.append(f"200k rows: fastexcel alone {fe['seconds']:.3f} s, dpo run {big['seconds']:.3f} s "
+                 f"({big['seconds'] / fe['seconds']:.2f}x), dpo peak RSS {big['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = measure(args.repeat, args.out)
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                          "load_avg_at_end": os.getloadavg()}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
