@@ -206,7 +206,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 2
+    assert ledger.version() == SCHEMA_VERSION == 3
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
     assert migrated["overall_status"] == "partial_success"
@@ -225,7 +225,25 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 2
+    assert ledger.version() == 3
+
+
+def test_early_v2_ledger_without_table_stats_is_repaired(
+        tmp_path: Path, history: tuple[Path, list[Any]]) -> None:
+    _, results = history
+    path = tmp_path / "runs.sqlite"
+    ledger = Ledger(path)
+    ledger.start("old", datetime.now())
+    ledger.finish("old", results[2])
+    ledger.close()
+    with sqlite3.connect(path) as conn:  # what an early build of schema v2 left behind
+        conn.execute("ALTER TABLE runs DROP COLUMN table_stats")
+        conn.execute("PRAGMA user_version=2")
+    conn.close()
+    snap = Ledger(path).snapshot()
+    assert Ledger(path).version() == SCHEMA_VERSION
+    assert snap.table_stats["old"]["productRecords"][4] == 1  # backfilled: failed in Phase 1
+    assert snap.runs[0]["rollbacks"] == 1
 
 
 def test_readers_are_not_blocked_by_a_writer(tmp_path: Path) -> None:

@@ -202,9 +202,30 @@ def test_after_run_work_is_cheap_with_1000_runs(history: tuple[Path, list[Any]],
     assert (paths.output_dir / "dashboard.html").stat().st_size > 10_000
 
 
-def test_after_run_modules_import_nothing_heavy() -> None:
-    code = ("import sys, dpo.ledger, dpo.metrics, dpo.dashboard, dpo.cli_observe\n"
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
+def test_after_run_work_imports_nothing_heavy(history: tuple[Path, list[Any]],
+                                              tmp_path: Path) -> None:
+    """Ledger writes, .prom and dashboard, in a fresh process: no pandas, pyarrow, numpy..."""
+    _, results = history
+    code = f"""
+import json, sys
+from datetime import datetime
+from pathlib import Path
+import dpo.cli_observe
+from dpo.config import load_settings, resolve_paths
+from dpo.dashboard import publish_observability
+from dpo.ledger import Ledger
+settings = load_settings(root_dir=sys.argv[1])
+paths = resolve_paths(settings)
+ledger = Ledger(paths.output_dir / "runs.sqlite")
+ledger.start("one", datetime.now())
+ledger.finish("one", json.loads(Path(sys.argv[2]).read_text()))
+publish_observability(paths, settings, ledger)
+assert (paths.output_dir / "dpo.prom").exists() and (paths.output_dir / "dashboard.html").exists()
+print([m for m in {HEAVY!r} if m in sys.modules])
+"""
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps(results[2]))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "root"), str(result)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

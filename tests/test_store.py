@@ -228,7 +228,7 @@ def test_recover_removes_temp_files_and_archives_unreferenced(published: Path) -
     assert annotations_file(published).read_bytes() == notes
     assert_consistent(published)
     log = change_log(published).read_text(encoding="utf-8")
-    assert "recovery" in log and "archived unreferenced 20000101_0000_itemInfo.parquet" in log
+    assert "recovery" in log and "archived superseded 20000101_0000_itemInfo.parquet" in log
 
     before = tree_state(loader_dir(published))
     assert store.recover() == []  # nothing left to do: nothing written, not even the log

@@ -4,7 +4,7 @@ One file, no network: inline CSS and server-drawn inline SVG (no scripts, a CSP 
 loading anything). Charts: status timeline, phase durations, rows per table over time,
 rollbacks and notifications per run, and the newest run's errors. Stdlib string building
 (no template engine, no plotting library): it is refreshed after every run and must cost
-milliseconds. The file is written through dpo.fsio, which a run has imported already.
+milliseconds. The file is replaced atomically through dpo.fsio.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from dpo.cellerrors import find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
+from dpo.faults import pause_point
 from dpo.normalize import Source
 
 # Decompression-bomb bounds: an export of a plant's month is a few MB unpacked.
@@ -67,6 +68,7 @@ def read_sheet(
     before = _stat(path, name)
     _check_bomb(path, name)
     reader = _open(path, name, before.st_mtime)
+    pause_point(f"read:{name}")  # test-only: lets a test change the file while it is read
     sheet_name = sheet if sheet is not None else reader.sheet_names[0]
     if sheet_name not in reader.sheet_names:
         found = ", ".join(repr(s) for s in reader.sheet_names)
@@ -74,17 +76,21 @@ def read_sheet(
             f"{name}: sheet {sheet_name!r} not found; the file has {found}",
             error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
         )
-    batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name)
-    exact: dict[str, pa.Array] = {}
-    wanted = _source_names(tuple(numeric), renames)
-    if wanted & set(batch.schema.names):
-        floats = _load(reader, sheet_name, wanted, "float", name)
-        exact = {renames.get(n, n): floats.column(n) for n in floats.schema.names}
-    if _stat(path, name).st_mtime_ns != before.st_mtime_ns:
-        raise TransientError(f"{name}: file changed while it was read (still being copied?)",
-                             error_type=ErrorType.FILE_READ_ERROR, file=name)
+    try:
+        batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name)
+        exact: dict[str, pa.Array] = {}
+        wanted = _source_names(tuple(numeric), renames)
+        if wanted & set(batch.schema.names):
+            floats = _load(reader, sheet_name, wanted, "float", name)
+            exact = {renames.get(n, n): floats.column(n) for n in floats.schema.names}
+        errors = _error_cells(path, reader, sheet_name, set(columns), renames)
+    except DpoError:
+        _check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
+        raise
+    # The reader reads lazily through its open handle, and the error-cell scan opens the path
+    # again: the same file (inode), untouched (size, mtime, ctime), or the passes may mix two.
+    _check_unchanged(path, name, before)
     table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
-    errors = _error_cells(path, reader, sheet_name, set(columns), renames)
     return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact,
                     error_cells=errors)
 
@@ -132,6 +138,14 @@ def _stat(path: Path, name: str) -> os.stat_result:
     except PermissionError as exc:
         raise TransientError(f"{name}: permission denied", error_type=ErrorType.FILE_READ_ERROR,
                              file=name) from exc
+
+
+def _check_unchanged(path: Path, name: str, before: os.stat_result) -> None:
+    now = _stat(path, name)
+    if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+            before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        raise TransientError(f"{name}: file changed while it was read (still being copied?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name)
 
 
 def _check_bomb(path: Path, name: str) -> None:

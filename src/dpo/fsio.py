@@ -88,6 +88,17 @@ def atomic_write_json(path: Path, data: Any, point: str, *, durable: bool = True
     atomic_write_text(path, text, point, durable=durable)
 
 
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files (TMP_MARK) that a killed process left anywhere below `folder`.
+
+    Only safe while holding the run lock: a running process's temp files look the same.
+    """
+    found = sorted(folder.rglob(f"{TMP_MARK}*")) if folder.is_dir() else []
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
 def append_line_block(path: Path, text: str) -> None:
     """Append to a log file and fsync; logs are append-only, so no temp file is needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +106,7 @@ def append_line_block(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    checkpoint(f"append:{path.parent.name}/{path.name}")
 
 
 def copy_durably(src: Path, dst: Path, point: str) -> None:

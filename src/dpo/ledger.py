@@ -5,7 +5,9 @@ between stays `running` until the next run starts (holding the run lock, so no o
 be alive) and marks it `interrupted`. WAL mode lets readers (`dpo history`, `dpo metrics`, the
 dashboard) read a consistent snapshot while a run writes.
 
-Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order):
+Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order:
+v1 the `runs` table; v2 the summary columns and child tables, backfilled from each run's result
+JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
                        counts (records, rollbacks, notifications, errors), `table_stats` (the
@@ -32,7 +34,9 @@ from typing import Any
 
 from loguru import logger
 
-SCHEMA_VERSION = 2
+from dpo.faults import checkpoint
+
+SCHEMA_VERSION = 3
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
 # A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
 ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
@@ -116,7 +120,8 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
             _write_children(conn, run_id, result)
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2}
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -313,7 +318,9 @@ class Ledger:
         try:
             self.close()
             self._held = self._open()
-            return self._start(run_id, started_at)
+            stale = self._start(run_id, started_at)
+            checkpoint("ledger:start")
+            return stale
         except (sqlite3.Error, OSError) as exc:
             self.close()
             logger.error("❌ run ledger {}: cannot record the start of run {}: {}",
@@ -340,6 +347,7 @@ class Ledger:
         """
         try:
             self._finish(run_id, result)
+            checkpoint("ledger:finish")
         except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
             self.close()
             logger.error("❌ run ledger {}: cannot record the end of run {}: {}",

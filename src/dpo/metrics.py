@@ -255,7 +255,7 @@ def replace_text(path: Path, text: str, point: str) -> None:
     staged as `<name>.tmp` first, so no temp name ends in `.prom`: node_exporter's textfile
     collector reads every *.prom file and must never see a partial one.
     """
-    from dpo.fsio import atomic_write_text  # imports pyarrow: loaded already in a run
+    from dpo.fsio import atomic_write_text
 
     staged = path.with_name(path.name + ".tmp")
     atomic_write_text(staged, text, point, durable=False)

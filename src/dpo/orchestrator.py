@@ -28,6 +28,7 @@ from dpo import __version__
 from dpo.config import Paths, Settings, load_settings, resolve_paths
 from dpo.errors import DpoError, ErrorInfo, ErrorType
 from dpo.fastpath import unchanged_run
+from dpo.fsio import remove_temp_files
 from dpo.lock import run_lock
 from dpo.notify import (
     AppriseNotificationHandler,
@@ -110,6 +111,9 @@ class DataPipelineOrchestrator:
         started = self.clock()
         run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
         logger.info("🚀 pipeline run {} started (root {})", run_id, self.paths.root)
+        for leftover in remove_temp_files(self.output_dir):  # reports a killed run left half-done
+            logger.info("🔧 removed temp file {} left by an interrupted run",
+                        self.paths.relative(leftover))
         from dpo.ledger import Ledger
 
         ledger = Ledger(self.output_dir / "runs.sqlite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -27,7 +28,21 @@ def discover(spec: TableSpec, folder: Path) -> list[Path]:
             error_type=ErrorType.FILE_NOT_FOUND, table=spec.name, file=str(folder),
         )
     _refuse_escaping_links(files, folder, spec.name)
+    _refuse_undecodable_names(files, spec.name)
     return sorted(files, key=_date_key)
+
+
+def _refuse_undecodable_names(files: list[Path], table: str) -> None:
+    """A name that is not valid text (bytes the file system's encoding cannot decode) cannot be
+    opened by the reader, nor written into reports, Parquet metadata or the run ledger."""
+    for path in files:
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path.name).decode("utf-8", errors="backslashreplace")
+            raise DpoError(f"{shown}: file name is not valid UTF-8; rename the file",
+                           error_type=ErrorType.FILE_READ_ERROR, table=table,
+                           file=shown) from None
 
 
 def _date_key(path: Path) -> tuple[int, str, str]:

@@ -129,49 +129,91 @@ class VersionStore:
 
         Stdlib only and cheap (a few directory listings): the no-change fast path asks it.
         """
+        try:
+            current = self.annotations()
+        except IntegrityError:
+            current = {}
+        return sorted(self._temp_files() + self._unreferenced(current))
+
+    def _temp_files(self) -> list[Path]:
         notes = self.paths.annotation_path.parent
         found = set(notes.glob(f"{TMP_MARK}*")) if notes.is_dir() else set()
-        for base in (self.paths.loader_dir, self.paths.collector_dir, self.paths.cache_dir):
-            if base.is_dir():
-                found.update(base.rglob(f"{TMP_MARK}*"))
-        try:
-            referenced = {self.resolve(p).resolve() for p in self.annotations().values()}
-        except IntegrityError:
-            referenced = set()
-        if self.newest.is_dir():
-            found.update(p for p in self.newest.glob("*.parquet") if p.resolve() not in referenced)
-        return sorted(found)
-
-    def recover(self) -> list[str]:
-        """Undo what a crash left: temp files removed, unreferenced current files archived,
-        history trimmed back to `keep_history` versions per table."""
-        actions: list[str] = []
-        notes = self.paths.annotation_path.parent
-        temps = set(notes.glob(f"{TMP_MARK}*")) if notes.is_dir() else set()
         # Any depth: versions, history, Phase 1 output, quarantine/, the incremental caches.
         for base in (self.paths.loader_dir, self.paths.collector_dir, self.paths.cache_dir):
             if base.is_dir():
-                temps.update(base.rglob(f"{TMP_MARK}*"))
-        for tmp in sorted(temps):
+                found.update(base.rglob(f"{TMP_MARK}*"))
+        return sorted(found)
+
+    def _unreferenced(self, current: Mapping[str, str]) -> list[Path]:
+        referenced = {self.resolve(p).resolve() for p in current.values()}
+        if not self.newest.is_dir():
+            return []
+        return sorted(p for p in self.newest.glob("*.parquet") if p.resolve() not in referenced)
+
+    def recover(self) -> list[str]:
+        """Undo what a crash left (module docstring): temp files removed; a committed publish
+        missing from the change log is logged; an unreferenced version that was never
+        published (not in the change log, newer than its table's current one) is removed, any
+        other is archived; history trimmed back to `keep_history` versions per table."""
+        actions: list[str] = []
+        for tmp in self._temp_files():
             tmp.unlink(missing_ok=True)
             actions.append(f"removed temp file {self.paths.relative(tmp)}")
-        referenced = {self.resolve(p).resolve() for p in self.annotations().values()}
-        for path in sorted(self.newest.glob("*.parquet")) if self.newest.is_dir() else ():
-            if path.resolve() not in referenced:
+        current = self.annotations()
+        self._log_unlogged_publish(current)
+        logged = self._change_log_text()
+        for path in self._unreferenced(current):
+            if path.name not in logged and self._newer_than_current(path, current):
+                path.unlink()
+                checkpoint("recover:unpublished")
+                actions.append(f"removed {path.name}: written by a run that crashed before "
+                               "publishing it")
+            else:
                 move_durably(path, self.history / path.name, point="recover:archive")
-                actions.append(f"archived unreferenced {path.name} to historical_db/")
-        # A crash between the commit and retention leaves history over its bound; counting
-        # names is cheap, so only tables over the bound pay for a full listing.
+                actions.append(f"archived superseded {path.name} to historical_db/")
+        actions += self._trim_history()
+        if actions:
+            self._log_block("recovery", actions)
+        return actions
+
+    def _change_log_text(self) -> str:
+        try:
+            return self.change_log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def _newer_than_current(self, path: Path, current: Mapping[str, str]) -> bool:
+        """A version newer than its table's current one: with no change-log entry either, it
+        was written by a publish that was killed before its commit."""
+        match = _VERSION_RE.match(path.name)
+        pointer = current.get(match.group(2)) if match else None
+        if match is None or pointer is None:
+            return match is not None
+        now = _VERSION_RE.match(Path(pointer).name)
+        return now is not None and _stamp_key(match.group(1)) > _stamp_key(now.group(1))
+
+    def _log_unlogged_publish(self, current: Mapping[str, str]) -> None:
+        """A run killed between its commit and its change-log block: write the block now."""
+        stamps = {m.group(1): m for p in current.values() if (m := _VERSION_RE.match(Path(p).name))}
+        if not stamps:
+            return
+        newest = max(stamps, key=_stamp_key)
+        if f"publish {newest}" in self._change_log_text():
+            return
+        saved = [f"saved {stored}" for stored in current.values() if f"/{newest}_" in f"/{stored}"]
+        self._log_block(f"publish {newest} (logged by recovery: the publishing run was killed "
+                        "after its commit)", saved)
+
+    def _trim_history(self) -> list[str]:
+        """A crash between the commit and retention leaves history over its bound; counting
+        names is cheap, so only tables over the bound pay for a full listing."""
         counts = Counter(m.group(2) for p in self.history.glob("*.parquet")
                          if (m := _VERSION_RE.match(p.name))) if self.history.is_dir() else {}
         pruned = PublishOutcome()
         self._enforce_retention(sorted(t for t, n in counts.items() if n > self.keep_history),
                                 pruned)
-        actions += [f"deleted {p.name} (history beyond {self.keep_history} versions)"
-                    for p in pruned.deleted]
-        if actions:
-            self._log_block("recovery", actions)
-        return actions
+        return [f"deleted {p.name} (history beyond {self.keep_history} versions)"
+                for p in pruned.deleted]
 
     # -- publishing --------------------------------------------------------------------------
     def publish(
