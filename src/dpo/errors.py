@@ -47,8 +47,17 @@ class CellError:
     def describe(self) -> str:
         return (
             f"{self.file} [{self.sheet}] row {self.row}, column {self.column}: "
-            f"{self.value!r} {self.reason}"
+            f"{shown(self.value)} {self.reason}"
         )
+
+
+def shown(value: object, limit: int = 100) -> str:
+    """A value as a message quotes it: long text (a 100,000-character cell) cut in the middle,
+    with its length, so that reports and notifications stay readable."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit // 2] + '…' + text[-limit // 2:]!r} ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)

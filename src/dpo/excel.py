@@ -168,6 +168,8 @@ def _check_bomb(path: Path, name: str) -> None:
 
 def _open(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
     try:
+        with open(path, "rb"):
+            pass  # the reader would report "permission denied" as an unreadable Excel file
         return fastexcel.read_excel(path)
     except PermissionError as exc:
         raise TransientError(f"{name}: permission denied (locked?)",

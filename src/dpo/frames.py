@@ -60,15 +60,20 @@ def content_hash(table: pa.Table) -> str:
     digest.update(f"{table.num_rows}\x1e".encode())
     for field, column in zip(table.schema, table.columns, strict=True):
         digest.update(f"{field.name}\x1f{field.type}\x1e".encode())
-        for part in _canonical_parts(column.combine_chunks() if column.num_chunks != 1
-                                     else column.chunk(0)):
-            digest.update(part)
+        # One stream per kind of bytes, fed chunk by chunk: each stream is then the same
+        # concatenation however the column is chunked, and no chunks are copied together.
+        streams = [hashlib.blake2b(digest_size=20) for _ in range(3)]
+        for chunk in column.chunks:
+            for stream, part in zip(streams, _canonical_parts(chunk), strict=True):
+                stream.update(part)
+        for stream in streams:
+            digest.update(stream.digest())
     return digest.hexdigest()
 
 
 def _canonical_parts(arr: pa.Array) -> list[bytes]:
-    """The array as bytes that depend only on its values: validity, then the values."""
-    nulls = np.packbits(arr.is_null().to_numpy(zero_copy_only=False)).tobytes()
+    """The array as bytes that depend only on its values: validity, values, string bodies."""
+    nulls = arr.is_null().to_numpy(zero_copy_only=False).view(np.uint8).tobytes()
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         filled = pc.fill_null(arr, "")
         lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -84,7 +89,7 @@ def _canonical_parts(arr: pa.Array) -> list[bytes]:
     elif pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.uint8())
     zero = pa.scalar(0, arr.type)
-    return [nulls, pc.fill_null(arr, zero).to_numpy(zero_copy_only=False).tobytes()]
+    return [nulls, pc.fill_null(arr, zero).to_numpy(zero_copy_only=False).tobytes(), b""]
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:

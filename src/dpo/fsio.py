@@ -46,8 +46,12 @@ def atomic_file(
     """Yield a temp file beside `path`; on success it replaces `path` (fsynced if `durable`:
     caches that are checked on read and rebuilt when wrong skip the fsync). `sync_dir=False`
     leaves the folder's fsync to a caller that writes several files there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_MARK, suffix=path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_MARK, suffix=path.suffix, dir=path.parent)
+    except OSError as exc:  # read-only folder, disk full: a write error like any other
+        raise DpoError(f"cannot write {path}: {exc.strerror or exc}",
+                       error_type=ErrorType.WRITE_ERROR, file=str(path)) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -71,7 +75,8 @@ def atomic_file(
 
 
 def atomic_write_bytes(
-    path: Path, data: bytes, point: str, *, durable: bool = True, sync_dir: bool = True
+    path: Path, data: bytes | memoryview, point: str, *, durable: bool = True,
+    sync_dir: bool = True,
 ) -> None:
     with atomic_file(path, point, durable=durable, sync_dir=sync_dir) as handle:
         handle.write(data)
@@ -99,14 +104,17 @@ def remove_temp_files(folder: Path) -> list[Path]:
     return found
 
 
-def append_line_block(path: Path, text: str) -> None:
-    """Append to a log file and fsync; logs are append-only, so no temp file is needed."""
+def append_line_block(path: Path, text: str, point: str | None = None) -> None:
+    """Append to a log file and fsync; logs are append-only, so no temp file is needed.
+
+    `point`: the crash point (dpo.faults) reached once the block is durable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    checkpoint(f"append:{path.parent.name}/{path.name}")
+    if point:
+        checkpoint(point)
 
 
 def copy_durably(src: Path, dst: Path, point: str) -> None:

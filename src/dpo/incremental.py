@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,24 +47,29 @@ def sha256_of(path: Path) -> str:
 class TableCache:
     """The cache of one dynamic table: `<cache_dir>/collect/<table>/`.
 
-    One blob holds the normalised rows of every clean source file, back to back; the manifest
-    says which rows belong to which file (offset, rows) and the blob's CRC.
+    Normalised rows live in segment files (Arrow IPC, uncompressed so reading them is a copy,
+    not a decode); each run that reads new files adds one segment for just those files, so a
+    daily run writes a few kilobytes, not the whole table. The manifest says which segment,
+    offset and row count hold each file, and each segment's size and CRC. Past MAX_SEGMENTS
+    the collector compacts everything into one.
     """
+
+    MAX_SEGMENTS = 8
 
     def __init__(self, cache_dir: Path, table: str, schema_fingerprint: str) -> None:
         self.folder = cache_dir / "collect" / table
         self.manifest_path = self.folder / "manifest.json"
-        self.blob_path = self.folder / "rows.arrow"
         self.key = f"{__version__}:{schema_fingerprint}"
         self.manifest = self._load()
 
     def _load(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"key": self.key, "files": {}, "crc32": None, "output": None}
+        empty: dict[str, Any] = {"key": self.key, "files": {}, "segments": {}, "next": 1,
+                                 "output": None}
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return empty
-        if not isinstance(data, dict) or data.get("key") != self.key:
+        if not isinstance(data, dict) or data.get("key") != self.key or "segments" not in data:
             return empty  # another dpo version or schema: nothing in here can be trusted
         return data
 
@@ -78,31 +85,56 @@ class TableCache:
             record["mtime_ns"] = fp.mtime_ns  # same bytes, touched: keep using the rows
         return record
 
-    def blob(self) -> bytes | None:
-        """The cached rows, or None if missing or corrupt (then every file is read again)."""
-        try:
-            data = self.blob_path.read_bytes()
-        except OSError:
+    def segment_bytes(self, name: str) -> mmap.mmap | None:
+        """A segment's bytes (memory-mapped: no copy), or None if missing or corrupt (its
+        files are then read again)."""
+        expected = self.manifest["segments"].get(name)
+        if not expected or not expected["size"]:
             return None
-        return data if zlib.crc32(data) == self.manifest.get("crc32") else None
+        try:
+            with open(self.folder / name, "rb") as handle:
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        if len(data) != expected["size"] or zlib.crc32(data) != expected["crc32"]:
+            data.close()
+            return None
+        return data
 
-    def replace(self, data: bytes, files: list[tuple[Path, Fingerprint, int]]) -> None:
-        """A new blob holding `files`' rows in this order (path, fingerprint, rows)."""
-        atomic_write_bytes(self.blob_path, data, point="cache:rows", durable=False)
+    def add_segment(self, data: bytes | memoryview, files: list[tuple[Path, Fingerprint, int]],
+                    digests: Mapping[str, str] | None = None, *, replace_all: bool = False
+                    ) -> None:
+        """A new segment holding `files`' rows in this order (path, fingerprint, rows).
+
+        `digests`: sha256 of files taken before they were read (see DataCollector._parts), so
+        a file replaced after it was read is read again next time, never served stale."""
+        name = f"segment-{self.manifest['next']:06d}.arrow"
+        self.manifest["next"] += 1
+        atomic_write_bytes(self.folder / name, data, point="cache:rows", durable=False)
+        if replace_all:
+            self.manifest["files"], self.manifest["segments"] = {}, {}
+        self.manifest["segments"][name] = {"size": data.nbytes if isinstance(data, memoryview)
+                                           else len(data), "crc32": zlib.crc32(data)}
         offset = 0
-        records: dict[str, Any] = {}
         for path, fp, rows in files:
-            old = self.manifest["files"].get(path.name) or {}
-            same = (old.get("size"), old.get("mtime_ns")) == (fp.size, fp.mtime_ns)
-            digest = old["sha256"] if same and "sha256" in old else sha256_of(path)
-            records[path.name] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "sha256": digest,
-                                  "offset": offset, "rows": rows}
+            known = (digests or {}).get(path.name)
+            self.manifest["files"][path.name] = {
+                "size": fp.size, "mtime_ns": fp.mtime_ns,
+                "sha256": known or sha256_of(path), "segment": name, "offset": offset,
+                "rows": rows}
             offset += rows
-        self.manifest["files"] = records
-        self.manifest["crc32"] = zlib.crc32(data)
 
-    def forget_all(self) -> None:
-        self.manifest["files"] = {}
+    def keep_only(self, names: set[str]) -> None:
+        """Forget files that are no longer among the sources (or could not be served)."""
+        self.manifest["files"] = {n: r for n, r in self.manifest["files"].items() if n in names}
+
+    def forget(self, names: set[str]) -> None:
+        self.manifest["files"] = {n: r for n, r in self.manifest["files"].items()
+                                  if n not in names}
+
+    @property
+    def needs_compaction(self) -> bool:
+        return len(self.manifest["segments"]) >= self.MAX_SEGMENTS
 
     # -- the table's output -------------------------------------------------------------------
     def record_output(self, files: list[str], output: Path, summary: dict[str, Any]) -> None:
@@ -127,7 +159,14 @@ class TableCache:
         return dict(recorded)
 
     def save(self) -> None:
+        """Write the manifest; delete segments no file refers to any more."""
+        live = {r["segment"] for r in self.manifest["files"].values()}
+        self.manifest["segments"] = {n: v for n, v in self.manifest["segments"].items()
+                                     if n in live}
         write_if_changed(self.manifest_path, self.manifest, point="cache:manifest")
+        for path in self.folder.glob("segment-*.arrow") if self.folder.is_dir() else ():
+            if path.name not in live:
+                path.unlink(missing_ok=True)
 
 
 def write_if_changed(path: Path, data: dict[str, Any], point: str) -> None:

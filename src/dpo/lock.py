@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -34,19 +34,24 @@ def _holder(info: Path) -> str:
 @contextmanager
 def run_lock(folder: Path, *, timeout: float = 0.0) -> Iterator[None]:
     """Hold the run lock of `folder`; wait up to `timeout` seconds, then raise PipelineLocked."""
-    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / ".dpo.lock", timeout=timeout)
     info = folder / ".dpo.lock.json"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout as exc:
         raise PipelineLocked(
             f"another dpo run holds {folder} ({_holder(info)}); wait for it to finish "
             "or use --wait SECONDS", file=str(folder),
         ) from exc
+    except OSError as exc:  # a read-only output folder: say so, before anything is read
+        raise DpoError(f"cannot take the run lock in {folder}: {exc.strerror or exc}; the output "
+                       "folder must be writable by this user", error_type=ErrorType.WRITE_ERROR,
+                       file=str(folder)) from exc
     try:
         holder = {"pid": os.getpid(), "started_at": datetime.now().isoformat(timespec="seconds")}
-        info.write_text(json.dumps(holder), encoding="utf-8")
+        with suppress(OSError):  # only names the holder in a second run's message (disk full?)
+            info.write_text(json.dumps(holder), encoding="utf-8")
         yield
     finally:
         info.unlink(missing_ok=True)

@@ -15,10 +15,12 @@ def duplicate_mask(table: pa.Table) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if n < 2:
         return mask
-    codes = np.empty((n, table.num_columns), dtype=np.int64)
+    codes = np.empty((n, table.num_columns), dtype=np.int32)
     for j, column in enumerate(table.columns):
-        encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
-        codes[:, j] = encoded.indices.to_numpy(zero_copy_only=False)
+        # One dictionary for all chunks (the kernel shares it), so codes compare across files.
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        codes[:, j] = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False)
+                                      for chunk in encoded.chunks])
     key = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(codes.shape[1]):

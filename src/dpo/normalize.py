@@ -31,7 +31,9 @@ _ISO_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
 _ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
                 "%Y-%m-%d")
 _EXCEL_EPOCH_NS = -25569 * 86_400 * 10**9  # serial day 0 = 1899-12-30, as ns from 1970-01-01
-_MAX_SERIAL = 2_958_465  # 9999-12-31
+# The last whole day datetime64[ns] can hold is 2262-04-10 (Excel goes on to 9999-12-31): a
+# later serial would wrap around to the 1600s, so it is an error instead.
+_MAX_SERIAL = 132_319
 _TRUE = ("true", "1", "yes", "y")
 _FALSE = ("false", "0", "no", "n")
 
@@ -224,7 +226,8 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
     text = _as_text(arr)
     numbers = _numeric_cells(text, exact)
     serial_text = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
-    days = _cast_each(pc.if_else(serial_text, text, None), pa.float64())
+    days = _cast_each(pc.if_else(serial_text, pc.utf8_trim_whitespace(text), None),
+                      pa.float64())
     if numbers is not None and exact is not None:
         days = pc.if_else(numbers, exact, days)  # serial numbers, exact to the millisecond
         serial_text = pc.or_(serial_text, numbers)
@@ -235,7 +238,7 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
 
 
 def _from_serial(days: pa.Array) -> pa.Array:
-    valid = pc.and_(pc.greater_equal(days, 0), pc.less_equal(days, _MAX_SERIAL))
+    valid = pc.and_(pc.greater_equal(days, 0), pc.less(days, _MAX_SERIAL + 1))
     # Excel keeps time to the millisecond; round there so 10:31 is not 10:30:59.999999.
     ms = pc.round(pc.multiply(pc.if_else(valid, days, None), 86_400_000.0))
     ns = pc.add(pc.multiply(pc.cast(ms, pa.int64()), 1_000_000), _EXCEL_EPOCH_NS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from typing import Protocol
 from urllib.parse import unquote
 
 from loguru import logger
+
+from dpo.faults import checkpoint
+from dpo.fsio import TMP_MARK
 
 _EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 # Query keys whose values only route or format a message; any other value may be a secret.
@@ -142,12 +146,21 @@ class FileNotificationHandler:
                 f"Date: {now.isoformat(timespec='seconds')}\n\n{message}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # O_EXCL: never overwrite an earlier notification; 0o600 from creation on
             path = self.folder / f"{now:%Y%m%d_%H%M%S_%f}_{slug}.txt"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                os.fchmod(fh.fileno(), 0o600)  # umask can only narrow it; be explicit anyway
-                fh.write(text)
+            # Written whole under a temp name (mkstemp: 0o600 from creation on), then linked in:
+            # a crash never leaves a partial notification, and link() never overwrites one.
+            fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, suffix=".txt", dir=self.folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    os.fchmod(fh.fileno(), 0o600)  # umask can only narrow it; be explicit
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                checkpoint("notify:file:written")
+                os.link(tmp, path)
+                checkpoint("notify:file:linked")
+            finally:
+                os.unlink(tmp)
         except OSError as exc:
             logger.error("❌ Could not write notification into {}: {}", self.folder, exc)
             return False

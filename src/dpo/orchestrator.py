@@ -166,7 +166,10 @@ class DataPipelineOrchestrator:
         try:
             return collector.process_all_data()
         except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
-            logger.exception("❌ Phase 1 crashed")
+            if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
+                logger.error("❌ Phase 1 failed: {}", exc.message)
+            else:
+                logger.exception("❌ Phase 1 crashed")
             return CollectorResult(
                 status=Status.ERROR, tables=(), files_processed=0, files_failed=0,
                 records_count=0, duplicates_removed=0, data_updated=False,
@@ -178,7 +181,10 @@ class DataPipelineOrchestrator:
         try:
             return loader.process_all_data()
         except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
-            logger.exception("❌ Phase 2 crashed")
+            if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
+                logger.error("❌ Phase 2 failed: {}", exc.message)
+            else:
+                logger.exception("❌ Phase 2 crashed")
             return LoaderResult(status=Status.ERROR, tables=(), tables_processed=0,
                                 tables_changed=0, tables_created=0,
                                 seconds=time.perf_counter() - started,

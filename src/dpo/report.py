@@ -136,4 +136,4 @@ class ReportWriter:
         return written
 
     def log(self, block: str) -> None:
-        append_line_block(self.change_log, block)
+        append_line_block(self.change_log, block, point="report:log")

@@ -8,6 +8,7 @@ from typing import Any
 
 from loguru import logger
 
+from dpo.errors import shown as shown_value
 from dpo.notify import (
     Notification,
     NotificationHandler,
@@ -142,9 +143,9 @@ def _error_block(n: int, err: dict[str, Any], actions: list[dict[str, Any]]) -> 
     cells, shown = err.get("cells") or [], _MAX_CELLS_SHOWN
     total = int(err.get("cells_total") or len(cells))
     if cells:
-        lines.append(f"  {'Bad values':<20} : {total:,} (first: {cells[0].get('value')!r})")
+        lines.append(f"  {'Bad values':<20} : {total:,} (first: {shown_value(cells[0].get('value'))})")
         lines += [f"    - {_cell_place(c, err)}row {c.get('row')}, column {c.get('column')}: "
-                  f"{c.get('value')!r} {c.get('reason')}" for c in cells[:shown]]
+                  f"{shown_value(c.get('value'))} {c.get('reason')}" for c in cells[:shown]]
         if total > min(len(cells), shown):
             lines.append(f"    ... and {total - min(len(cells), shown):,} more")
     mine = [a for a in actions if err.get("table") and a.get("table") == err["table"]]

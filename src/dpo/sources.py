@@ -17,11 +17,16 @@ def discover(spec: TableSpec, folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DpoError(f"source folder not found: {folder}", error_type=ErrorType.FILE_NOT_FOUND,
                        table=spec.name, file=str(folder))
-    files = [
-        p for p in folder.iterdir()
-        if p.name.startswith(spec.name_start) and p.name.endswith(spec.extension)
-        and not p.name.startswith(("~$", ".")) and p.is_file()
-    ]
+    try:
+        files = [
+            p for p in folder.iterdir()
+            if p.name.startswith(spec.name_start) and p.name.endswith(spec.extension)
+            and not p.name.startswith(("~$", ".")) and p.is_file()
+        ]
+    except OSError as exc:  # e.g. a folder this user may not list
+        raise DpoError(f"cannot list source folder {folder}: {exc.strerror or exc}",
+                       error_type=ErrorType.FILE_READ_ERROR, table=spec.name,
+                       file=str(folder)) from exc
     if not files:
         raise DpoError(
             f"no {spec.name_start}*{spec.extension} files in {folder}",

@@ -323,12 +323,12 @@ class VersionStore:
         lines += [f"moved {s.name} -> historical_db/" for s, _ in outcome.moved]
         lines += [f"deleted {p.name} (history beyond {self.keep_history} versions)"
                   for p in outcome.deleted]
-        self._log_block(f"publish {outcome.stamp}", lines)
+        self._log_block(f"publish {outcome.stamp}", lines, point="publish:log")
 
-    def _log_block(self, title: str, lines: list[str]) -> None:
+    def _log_block(self, title: str, lines: list[str], point: str | None = None) -> None:
         when = self.clock().strftime("%Y-%m-%d %H:%M:%S")
         body = "".join(f"  - {line}\n" for line in lines)
-        append_line_block(self.change_log, f"[{when}] {title}\n{body}\n")
+        append_line_block(self.change_log, f"[{when}] {title}\n{body}\n", point)
 
 
 def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:
