@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,15 +10,17 @@ import numpy as np
 import pyarrow as pa
 from loguru import logger
 
+from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError
-from dpo.excel import RawSheet, first_data_row, read_sheet
-from dpo.frames import arrow_schema, content_hash, empty_table
+from dpo.excel import RawSheet, first_data_row
+from dpo.frames import content_hash, empty_table
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, Origin, Source, normalize_table, quarantine_table
 from dpo.parquetio import recorded_hash, write_parquet
+from dpo.readers import read_files
 from dpo.results import (
     CollectorResult,
     HealingAction,
@@ -28,8 +29,7 @@ from dpo.results import (
     TableResult,
     phase_status,
 )
-from dpo.retry import with_retries
-from dpo.schema import RENAMES, Schema, TableSpec, load_schema
+from dpo.schema import Schema, TableSpec, load_schema
 from dpo.sources import discover
 
 
@@ -42,6 +42,7 @@ class _TableRun:
     warnings: list[str] = field(default_factory=list)
     healing: list[HealingAction] = field(default_factory=list)
     rejected: int = 0
+    files_read: int = 0
 
 
 class DataCollector:
@@ -151,18 +152,19 @@ class DataCollector:
             table=run.spec.name, status=status, rows=rows, files=names,
             duplicates_removed=dups[0], duplicates_by_file=dups[1], rows_rejected=run.rejected,
             changed=changed, content_hash=digest, output=self.paths.relative(out),
-            warnings=tuple(run.warnings),
+            warnings=tuple(run.warnings), files_read=run.files_read,
         )
 
     # -- reading, with the per-file cache -------------------------------------------------------
-    def _parts(self, run: _TableRun, cache: TableCache | None) -> list[_Piece]:
+    def _parts(self, run: _TableRun, cache: TableCache | None) -> list[Piece]:
         """Each file's normalised rows, in file order: from the cache, or read and normalised."""
         fingerprints = [Fingerprint.of(p) for p in run.files]
-        parts: list[_Piece | None] = (
-            _cached_parts(cache, run.files, fingerprints, run.spec) if cache is not None
+        parts: list[Piece | None] = (
+            cached_parts(cache, run.files, fingerprints, run.spec) if cache is not None
             else [None] * len(run.files))
         self._emit("file_done", table=run.spec.name, count=sum(p is not None for p in parts))
         todo = [i for i, part in enumerate(parts) if part is None]
+        run.files_read = len(todo)
         dirty: set[str] = set()
         # The content hash the cache records must be of the bytes that were read: taken before
         # the read, a file replaced after it is read again next time, never served stale.
@@ -172,31 +174,21 @@ class DataCollector:
             norm = self._normalize(run, sheets)
             dirty = {cell.file for cell in norm.cells}
             for i, table in zip(todo, _split(norm, len(todo)), strict=True):
-                parts[i] = _Piece(table, 0, table.num_rows)
+                parts[i] = Piece(table, 0, table.num_rows)
         pieces = [p for p in parts if p is not None]
         if cache is not None:
-            _update_cache(cache, run, fingerprints, [p.view() for p in pieces], todo, dirty,
-                          digests)
+            update_cache(cache, run.spec, run.files, fingerprints, [p.view() for p in pieces],
+                         todo, dirty, digests)
         return pieces
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
-        """Read files (on `workers` threads: the reader releases the GIL), in file order."""
-        def one(path: Path) -> RawSheet:
-            sheet = with_retries(
-                lambda: read_sheet(path, run.spec.sheet_name, run.spec.columns, RENAMES,
-                                   numeric=run.spec.float_columns),
-                max_retries=self.max_retries, what=path.name, base_wait=self.retry_wait,
-                on_retry=lambda msg: run.healing.append(
-                    HealingAction("retry", run.spec.name, True, msg)),
-            )
-            self._emit("file_done", table=run.spec.name, file=path.name)
-            return sheet
-
-        if self.workers > 1 and len(files) > 1:
-            with ThreadPoolExecutor(min(self.workers, len(files))) as pool:
-                sheets = list(pool.map(one, files))
-        else:
-            sheets = [one(p) for p in files]
+        """Read files (in `workers` processes when there are many), in file order."""
+        sheets = read_files(
+            files, run.spec, workers=self.workers, max_retries=self.max_retries,
+            retry_wait=self.retry_wait,
+            on_retry=lambda msg: run.healing.append(
+                HealingAction("retry", run.spec.name, True, msg)),
+            on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
         for path, sheet in zip(files, sheets, strict=True):
             if sheet.table.num_rows == 0:
                 run.warnings.append(f"{path.name}: headers only, no data rows")
@@ -306,99 +298,14 @@ def _split(norm: Normalized, count: int) -> list[pa.Table]:
             for i in range(count)]
 
 
-def _cached_parts(
-    cache: TableCache, files: list[Path], fingerprints: list[Fingerprint], spec: TableSpec
-) -> list[_Piece | None]:
-    """Rows of unchanged files from the cache segments; None where a file must be read."""
-    records = [cache.lookup(p, fp) for p, fp in zip(files, fingerprints, strict=True)]
-    names = {r["segment"] for r in records if r is not None}
-    segments = {name: _segment(cache, name, spec) for name in names}
-    parts: list[_Piece | None] = []
-    for record in records:
-        rows = segments.get(record["segment"]) if record is not None else None
-        if rows is None or record is None or record["offset"] + record["rows"] > rows.num_rows:
-            parts.append(None)
-        else:
-            parts.append(_Piece(rows, record["offset"], record["rows"]))
-    return parts
-
-
-def _segment(cache: TableCache, name: str, spec: TableSpec) -> pa.Table | None:
-    data = cache.segment_bytes(name)
-    if data is None:
-        return None  # missing or corrupt: its files are read again, never trusted
-    try:
-        rows = pa.ipc.open_file(pa.py_buffer(data)).read_all()
-    except pa.ArrowInvalid:
-        return None
-    return rows if rows.schema == arrow_schema(spec) else None
-
-
-def _update_cache(
-    cache: TableCache, run: _TableRun, fingerprints: list[Fingerprint], tables: list[pa.Table],
-    todo: list[int], dirty: set[str], digests: dict[str, str],
-) -> None:
-    """Add this run's newly read clean files as one segment (or compact all into one)."""
-    cache.keep_only({p.name for p in run.files} - dirty)
-    entries = list(zip(run.files, fingerprints, tables, strict=True))
-    if cache.needs_compaction:
-        clean = [e for e in entries if e[0].name not in dirty]
-        replace_all = True
-        known = {name: r["sha256"] for name, r in cache.manifest["files"].items()}
-        digests = {**known, **digests}
-    else:
-        clean = [entries[i] for i in todo if run.files[i].name not in dirty]
-        replace_all = False
-    if clean:
-        cache.add_segment(_ipc_bytes(run.spec, [t for _, _, t in clean]),
-                          [(path, fp, t.num_rows) for path, fp, t in clean], digests,
-                          replace_all=replace_all)
-
-
-def _ipc_bytes(spec: TableSpec, tables: list[pa.Table]) -> memoryview:
-    """Uncompressed Arrow IPC: reading it back is a copy, not a decode (zstd cost 0.3 s)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, arrow_schema(spec)) as writer:
-        # One record batch: read back as one chunk, so files sliced from it coalesce (_coalesce).
-        writer.write_table(pa.concat_tables(tables).combine_chunks(), max_chunksize=1 << 30)
-    return memoryview(sink.getvalue())
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """One file's rows: `rows` rows from `offset` of `table` (a cache segment, or the file's
-    own freshly normalised rows)."""
-
-    table: pa.Table
-    offset: int
-    rows: int
-
-    def view(self) -> pa.Table:
-        return self.table.slice(self.offset, self.rows)
-
-
-def _coalesce(pieces: list[_Piece]) -> list[pa.Table]:
-    """Fewer, longer chunks: files cached back to back in one segment become one slice, so
-    hashing and dictionary-encoding make one pass per segment instead of one per file."""
-    runs: list[_Piece] = []
-    for piece in pieces:
-        last = runs[-1] if runs else None
-        if last is not None and last.table is piece.table and \
-                last.offset + last.rows == piece.offset:
-            runs[-1] = _Piece(last.table, last.offset, last.rows + piece.rows)
-        else:
-            runs.append(piece)
-    return [run.view() for run in runs]
-
-
 def _merge(
-    spec: TableSpec, parts: list[_Piece], names: tuple[str, ...]
+    spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
 ) -> tuple[pa.Table, int, tuple[tuple[str, int], ...]]:
     """Concatenate in file order; drop exact duplicate rows, counted by the file they were in."""
     pieces = [p for p in parts if p.rows]
     if not pieces:
         return empty_table(spec), 0, ()
-    merged = pa.concat_tables(_coalesce(pieces))  # chunked: nothing downstream needs one copy
+    merged = pa.concat_tables(coalesce(pieces))  # chunked: nothing downstream needs one copy
     duplicated = duplicate_mask(merged)
     if not duplicated.any():
         return merged, 0, ()

@@ -54,6 +54,7 @@ class TableResult:
     rows: int = 0
     files: tuple[str, ...] = ()
     files_failed: tuple[str, ...] = ()
+    files_read: int = 0  # source files actually parsed this run (the rest came from the cache)
     duplicates_removed: int = 0
     duplicates_by_file: tuple[tuple[str, int], ...] = ()
     rows_rejected: int = 0
@@ -70,6 +71,7 @@ class TableResult:
             "rows": self.rows,
             "files": list(self.files),
             "files_failed": list(self.files_failed),
+            "files_read": self.files_read,
             "duplicates_removed": self.duplicates_removed,
             "duplicates_by_file": dict(self.duplicates_by_file),
             "rows_rejected": self.rows_rejected,
