@@ -6,13 +6,14 @@ module is the Arrow side, used only when some data must actually be read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from dpo.frames import arrow_schema
-from dpo.incremental import Fingerprint, TableCache
+from dpo.incremental import ByteSink, Fingerprint, TableCache
 from dpo.schema import TableSpec
 
 
@@ -88,17 +89,19 @@ def update_cache(
         clean = [entries[i] for i in todo if files[i].name not in dirty]
         replace_all = False
     if clean:
-        cache.add_segment(_ipc_bytes(spec, [t for _, _, t in clean]),
+        cache.add_segment(_ipc_writer(spec, [t for _, _, t in clean]),
                           [(path, fp, t.num_rows) for path, fp, t in clean], digests,
                           replace_all=replace_all)
 
 
-def _ipc_bytes(spec: TableSpec, tables: list[pa.Table]) -> memoryview:
-    """Uncompressed Arrow IPC: reading it back is a copy, not a decode (zstd cost 0.3 s)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, arrow_schema(spec)) as writer:
-        # One record batch: read back as one chunk, so files sliced from it coalesce (_coalesce).
-        writer.write_table(pa.concat_tables(tables).combine_chunks(), max_chunksize=1 << 30)
-    return memoryview(sink.getvalue())
+def _ipc_writer(spec: TableSpec, tables: list[pa.Table]) -> Callable[[ByteSink], None]:
+    """Uncompressed Arrow IPC (reading it back is a map, not a decode: zstd cost 0.3 s), as
+    one record batch so that files sliced from it coalesce (coalesce())."""
+    def write(handle: ByteSink) -> None:
+        rows = pa.concat_tables(tables).combine_chunks()
+        with pa.ipc.new_file(pa.PythonFile(handle, mode="w"), arrow_schema(spec)) as writer:
+            writer.write_table(rows, max_chunksize=1 << 30)
+
+    return write
 
 

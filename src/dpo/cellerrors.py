@@ -39,7 +39,7 @@ def find_error_cells(path: str, sheet: str) -> list[ErrorCell]:
     try:
         with zipfile.ZipFile(path) as archive:
             part = _sheet_part(archive, sheet)
-            if part is None:
+            if part is None or not _may_have_errors(archive, part):
                 return []
             data = archive.read(part)
     except (zipfile.BadZipFile, OSError, KeyError):
@@ -47,6 +47,23 @@ def find_error_cells(path: str, sheet: str) -> list[ErrorCell]:
     if part.endswith(".bin"):
         return _xlsb_errors(data)
     return _xlsx_errors(data)
+
+
+_CHUNK = 4 << 20
+_OVERLAP = 512  # longer than any error record or `t="e"` cell tag that could straddle chunks
+
+
+def _may_have_errors(archive: zipfile.ZipFile, part: str) -> bool:
+    """Stream the sheet through the cheap test, 4 MiB at a time: a 60 MB sheet is never held
+    in memory twice (once here, once in the reader) unless it really has error cells."""
+    test = _may_hold_errors if part.endswith(".bin") else (lambda block: b't="e"' in block)
+    tail = b""
+    with archive.open(part) as stream:
+        while block := stream.read(_CHUNK):
+            if test(tail + block):
+                return True
+            tail = block[-_OVERLAP:]
+    return False
 
 
 # -- locating the sheet's part ------------------------------------------------------------------
@@ -100,8 +117,6 @@ def _wide_string(data: bytes, offset: int) -> tuple[str, int]:
 
 # -- .xlsx ----------------------------------------------------------------------------------------
 def _xlsx_errors(data: bytes) -> list[ErrorCell]:
-    if b't="e"' not in data:
-        return []
     found = []
     for match in _XLSX_ERROR_CELL.finditer(data):
         ref = _CELL_REF.search(match.group(0))
@@ -146,8 +161,6 @@ def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _xlsb_errors(data: bytes) -> list[ErrorCell]:
-    if not _may_hold_errors(data):
-        return []
     found, row = [], 0
     for rtype, start, size in _records(data):
         if rtype == _BRT_ROW and size >= 4:
@@ -165,12 +178,35 @@ def _may_hold_errors(data: bytes) -> bool:
     16,384, a known error code and, for formula errors, sizes that add up.
     """
     for match in _CELL_ERROR_HEADER.finditer(data):
-        if _plausible_error(data, match.end(), 9):
+        if _plausible_error(data, match.end(), 9) and _record_starts(data, match.end() + 9):
             return True
     for match in _FMLA_ERROR_HEADER.finditer(data):
-        if _plausible_formula_error(data, match.end(), data[match.end() - 1]):
+        size = data[match.end() - 1]
+        if _plausible_formula_error(data, match.end(), size) and \
+                _record_starts(data, match.end() + size):
             return True
     return False
+
+
+# Cell records of fixed size (type -> payload size); the other cell and row records vary.
+_FIXED_CELLS = {0x01: 8, 0x02: 12, 0x03: 9, 0x04: 9, 0x05: 16, 0x07: 12}
+_VARIABLE = {0x00, 0x06, 0x08, 0x09, 0x0A, 0x0B}
+_END_SHEET_DATA = b"\x92\x03"  # BrtEndSheetData, after the last cell
+
+
+def _record_starts(data: bytes, position: int) -> bool:
+    """Does a plausible record start at `position` (what must follow a real error record)?
+
+    Ruling out candidates this way keeps the full parse for sheets that really have errors:
+    bytes that merely look like an error record occur by chance in large sheets."""
+    if position + 2 > len(data):
+        return position == len(data)
+    kind, size = data[position], data[position + 1]
+    if data[position:position + 2] == _END_SHEET_DATA:
+        return True
+    if kind in _FIXED_CELLS:
+        return size == _FIXED_CELLS[kind]
+    return kind in _VARIABLE and size >= 8
 
 
 def _plausible_error(data: bytes, start: int, size: int) -> bool:

@@ -16,13 +16,13 @@ import json
 import mmap
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from dpo import __version__
-from dpo.fsio import atomic_write_bytes
+from dpo.fsio import atomic_file, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ class TableCache:
             return None
         return data
 
-    def add_segment(self, data: bytes | memoryview, files: list[tuple[Path, Fingerprint, int]],
+    def add_segment(self, write: Callable[[ByteSink], None],
+                    files: list[tuple[Path, Fingerprint, int]],
                     digests: Mapping[str, str] | None = None, *, replace_all: bool = False
                     ) -> None:
         """A new segment holding `files`' rows in this order (path, fingerprint, rows).
@@ -110,11 +111,12 @@ class TableCache:
         a file replaced after it was read is read again next time, never served stale."""
         name = f"segment-{self.manifest['next']:06d}.arrow"
         self.manifest["next"] += 1
-        atomic_write_bytes(self.folder / name, data, point="cache:rows", durable=False)
+        with atomic_file(self.folder / name, point="cache:rows", durable=False) as handle:
+            counted = _CrcWriter(handle)
+            write(counted)  # straight to disk: a 200,000-row segment is never held in memory
         if replace_all:
             self.manifest["files"], self.manifest["segments"] = {}, {}
-        self.manifest["segments"][name] = {"size": data.nbytes if isinstance(data, memoryview)
-                                           else len(data), "crc32": zlib.crc32(data)}
+        self.manifest["segments"][name] = {"size": counted.size, "crc32": counted.crc}
         offset = 0
         for path, fp, rows in files:
             known = (digests or {}).get(path.name)
@@ -167,6 +169,44 @@ class TableCache:
         for path in self.folder.glob("segment-*.arrow") if self.folder.is_dir() else ():
             if path.name not in live:
                 path.unlink(missing_ok=True)
+
+
+class ByteSink(Protocol):
+    def write(self, data: bytes | memoryview) -> int: ...
+    def flush(self) -> None: ...
+    def tell(self) -> int: ...
+
+
+class _CrcWriter:
+    """A write-only file that keeps the CRC and size of what went through it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.crc = 0
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        count = memoryview(data).nbytes
+        self.size += count
+        self.handle.write(data)
+        return count
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """The real file is closed by its owner (atomic_file)."""
 
 
 def write_if_changed(path: Path, data: dict[str, Any], point: str) -> None:

@@ -111,6 +111,19 @@ def excel_errors(arr: pa.Array) -> np.ndarray:
     return _mask(hit)
 
 
+def _screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """excel_errors() and null_like() in one pass over the trimmed text (the hot loop)."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return np.zeros(len(arr), dtype=bool), null_like(arr)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    if pc.any(pc.starts_with(trimmed, "#")).as_py():
+        errors = _mask(pc.is_in(trimmed, value_set=text_array(EXCEL_ERRORS, arr.type)))
+    else:
+        errors = np.zeros(len(arr), dtype=bool)
+    is_null = pc.is_in(pc.utf8_lower(trimmed), value_set=text_array(NULL_TOKENS, arr.type))
+    return errors, pc.if_else(is_null, pa.scalar(None, arr.type), arr)
+
+
 def _mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -151,11 +164,22 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
         whole = pc.if_else(pc.and_(numbers, _whole_in_int64(exact)), exact, None)
         out = _cast_each(pc.cast(whole, pa.int64(), safe=False), target)
     if _has_text_cells(text, numbers):
-        ok = pc.match_substring_regex(text, _INT_RE)
-        digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
-        parsed = _cast_each(pc.if_else(ok, digits, None), target)
+        parsed = _plain_cast(text, target)  # the reader's own "12": one strict kernel pass
+        if parsed is None:
+            ok = pc.match_substring_regex(text, _INT_RE)
+            digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
+            parsed = _cast_each(pc.if_else(ok, digits, None), target)
         out = parsed if numbers is None else pc.if_else(numbers, out, parsed)
     return out, _failed(arr, out)
+
+
+def _plain_cast(text: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """Arrow's strict parse of the whole column, or None when any value needs a closer look
+    (then the regex path finds exactly which cells fail and why)."""
+    try:
+        return pc.cast(text, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 _BOOL_TEXT = ("true", "false")
@@ -319,11 +343,10 @@ def normalize_table(
     for field in schema:
         values = raw.column(field.name).combine_chunks()
         kind = spec.kind_of(field.name)
-        errors = excel_errors(values)
+        errors, values = _screen(values)
         flagged = (error_cells or {}).get(field.name, {})
         if flagged:
             errors[list(flagged)] = True
-        values = null_like(values)
         floats = (exact or {}).get(field.name)
         out, failed = CONVERTERS[kind](values, field.type, floats)
         if field.name in SPECIAL:
