@@ -6,7 +6,6 @@ import base64
 import email
 import json
 import logging
-import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from loguru import logger
+from pipelinetools import free_port
 
 from dpo.errors import CellError, ErrorInfo, ErrorType
 from dpo.notify import (
@@ -47,12 +47,6 @@ SMTP_PASSWORD = "SECRETPASS-5mtp"
 WEBHOOK_PASSWORD = "HOOKPASS-j50n"
 WEBHOOK_TOKEN = "tok3nMattermost42"
 DEAD_TOKEN = "DEADTOKEN-c0ffee"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ----------------------------------------------------------------------------- fixtures

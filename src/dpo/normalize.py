@@ -176,6 +176,8 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
 def _plain_cast(text: pa.Array, target: pa.DataType) -> pa.Array | None:
     """Arrow's strict parse of the whole column, or None when any value needs a closer look
     (then the regex path finds exactly which cells fail and why)."""
+    if pc.any(pc.match_substring(text, "x", ignore_case=True)).as_py():
+        return None  # Arrow also reads hex: "0x1F" -> 31, "0xFFFFFFFFFFFFFFFF" -> -1
     try:
         return pc.cast(text, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

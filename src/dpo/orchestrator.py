@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
@@ -162,33 +162,19 @@ class DataPipelineOrchestrator:
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
-        started = time.perf_counter()
-        try:
-            return collector.process_all_data()
-        except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
-            if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
-                logger.error("❌ Phase 1 failed: {}", exc.message)
-            else:
-                logger.exception("❌ Phase 1 crashed")
-            return CollectorResult(
-                status=Status.ERROR, tables=(), files_processed=0, files_failed=0,
-                records_count=0, duplicates_removed=0, data_updated=False,
-                seconds=time.perf_counter() - started, disk_usage_bytes=0,
-                errors=(_unexpected(exc),))
+        return _phase_boundary("Phase 1", collector.process_all_data, lambda seconds, error:
+                               CollectorResult(
+                                   status=Status.ERROR, tables=(), files_processed=0,
+                                   files_failed=0, records_count=0, duplicates_removed=0,
+                                   data_updated=False, seconds=seconds, disk_usage_bytes=0,
+                                   errors=(error,)))
 
     def _phase2(self, loader: DataLoaderAgent) -> LoaderResult:
-        started = time.perf_counter()
-        try:
-            return loader.process_all_data()
-        except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
-            if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
-                logger.error("❌ Phase 2 failed: {}", exc.message)
-            else:
-                logger.exception("❌ Phase 2 crashed")
-            return LoaderResult(status=Status.ERROR, tables=(), tables_processed=0,
-                                tables_changed=0, tables_created=0,
-                                seconds=time.perf_counter() - started,
-                                errors=(_unexpected(exc),))
+        return _phase_boundary("Phase 2", loader.process_all_data, lambda seconds, error:
+                               LoaderResult(
+                                   status=Status.ERROR, tables=(), tables_processed=0,
+                                   tables_changed=0, tables_created=0, seconds=seconds,
+                                   errors=(error,)))
 
     def _heal(
         self, collector: CollectorResult, store: VersionStore, dynamic: list[str]
@@ -239,6 +225,22 @@ class DataPipelineOrchestrator:
             "max_retries": self.settings.max_retries, "dpo_version": __version__,
             "host": socket.gethostname(),
         }
+
+
+R = TypeVar("R")
+
+
+def _phase_boundary(name: str, run: Callable[[], R], failed: Callable[[float, ErrorInfo], R]) -> R:
+    """Run a phase; whatever escapes it becomes a failed phase result, never a crash."""
+    started = time.perf_counter()
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
+        if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
+            logger.error("❌ {} failed: {}", name, exc.message)
+        else:
+            logger.exception("❌ {} crashed", name)
+        return failed(time.perf_counter() - started, _unexpected(exc))
 
 
 def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:

@@ -44,9 +44,11 @@ def read_files(
         sheets = []
         for path in files:
             retries: list[str] = []
-            sheets.append(read_one(path, spec, max_retries, retry_wait, retries))
-            for message in retries:
-                on_retry(message)
+            try:
+                sheets.append(read_one(path, spec, max_retries, retry_wait, retries))
+            finally:  # a file that failed after its retries still reports them
+                for message in retries:
+                    on_retry(message)
             on_done(1)
         return sheets
     size = -(-len(files) // workers)
