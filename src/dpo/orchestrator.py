@@ -145,7 +145,7 @@ class DataPipelineOrchestrator:
         from dpo.load import DataLoaderAgent
 
         store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
-        workers = self.settings.workers or min(4, os.cpu_count() or 1)
+        workers = self.settings.workers or default_workers()
         logger.info("📊 Phase 1: DataCollector")
         collector = self._phase1(DataCollector(
             self.paths, schema=schema, on_bad_rows=on_bad_rows, max_retries=retries,
@@ -241,6 +241,14 @@ def _phase_boundary(name: str, run: Callable[[], R], failed: Callable[[float, Er
         else:
             logger.exception("❌ {} crashed", name)
         return failed(time.perf_counter() - started, _unexpected(exc))
+
+
+def default_workers() -> int:
+    """Reader processes when the setting is 0. A pool pays only with real cores to spare: on
+    a 2-vCPU machine two CPU-bound processes ran 1.14x faster than one in total (BENCHMARKS.md)
+    and the pool's own cost ate that, so below 4 CPUs dpo reads serially."""
+    cpus = os.cpu_count() or 1
+    return min(4, cpus) if cpus >= 4 else 1
 
 
 def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
