@@ -12,7 +12,8 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   nochange     `dpo run` again with nothing changed
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
-  read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
+  read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader processes
+  cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
 Peak RSS is the child's ru_maxrss (os.wait4). Nothing here is asserted: it prints and writes
 bench/out/results.json; BENCHMARKS.md records a run with the command that made it.
@@ -59,6 +60,26 @@ def median_of(repeat: int, cmd: list[str], before: Any = None,
     return {"seconds": statistics.median(r[0] for r in runs),
             "min_seconds": min(r[0] for r in runs),
             "peak_rss_mb": max(r[1] for r in runs) / 1e6}
+
+
+def _burn(n: int) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i
+    return time.perf_counter() - started
+
+
+def cpu_ceiling(n: int = 5_000_000) -> float:
+    """How much faster two CPU-bound processes finish than one doing both: the most any
+    2-worker reader can gain on this machine (2.0 on two real cores)."""
+    import multiprocessing
+
+    alone = _burn(n) + _burn(n)
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_burn, [n, n])
+    return alone / (time.perf_counter() - started)
 
 
 def make_plants(out: Path) -> tuple[Path, Path]:
@@ -108,6 +129,7 @@ def measure(repeat: int, out: Path) -> dict[str, Any]:
 
     results["onechanged"] = median_of(repeat, run, before=change_one)
     results["help"] = median_of(repeat, [*DPO, "--help"])
+    results["cpu_ceiling_2_processes"] = statistics.median(cpu_ceiling() for _ in range(3))
     results["read_1w"] = {"seconds": phase1_seconds(repeat, plant, 1)}
     results["read_2w"] = {"seconds": phase1_seconds(repeat, plant, 2)}
     report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
@@ -125,8 +147,9 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"{name:<14} {r['seconds']:>9.3f} {r['seconds'] / floor:>8.2f} "
                      f"{r['peak_rss_mb']:>12.0f}")
     one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
-    lines.append(f"{'phase1 1 thread':<18} {one:.3f} s; 2 threads {two:.3f} s; "
-                 f"speed-up {one / two:.2f}x")
+    lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; 2 workers {two:.3f} s; "
+                 f"speed-up {one / two:.2f}x (this machine's ceiling for 2 processes: "
+                 f"{results['cpu_ceiling_2_processes']:.2f}x)")
     fe, big = results["big_fastexcel"], results["big_fresh"]
     lines.append(f"200k rows: fastexcel alone {fe['seconds']:.3f} s, dpo run {big['seconds']:.3f} s "
                  f"({big['seconds'] / fe['seconds']:.2f}x), dpo peak RSS {big['peak_rss_mb']:.0f} MB")
