@@ -557,8 +557,6 @@ def test_formula_without_cached_result_is_reported(good: Path, tmp_path: Path) -
     assert result["overall_status"] == PARTIAL
 
 
-@pytest.mark.xfail(strict=True, reason="gap: one source file emptied to headers only drops its "
-                   "rows from the table (with a warning) instead of keeping the last good data")
 def test_one_source_emptied_to_headers_only_keeps_the_good_data(good: Path, tmp_path: Path
                                                                 ) -> None:
     root = tmp_path / "plant"
@@ -570,8 +568,6 @@ def test_one_source_emptied_to_headers_only_keeps_the_good_data(good: Path, tmp_
     assert phase1_bytes(root) == before  # fails: purchaseOrders lost this file's rows
 
 
-@pytest.mark.xfail(strict=True, reason="gap: a duplicated required header is not reported; the "
-                   "first column of that name is loaded and the other silently ignored")
 def test_duplicated_column_with_conflicting_values_is_reported(good: Path, tmp_path: Path
                                                                ) -> None:
     root = tmp_path / "plant"

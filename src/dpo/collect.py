@@ -17,9 +17,9 @@ from dpo.excel import RawSheet, first_data_row
 from dpo.frames import content_hash, empty_table
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
-from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
+from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, Origin, Source, normalize_table, quarantine_table
-from dpo.parquetio import recorded_hash, write_parquet
+from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
 from dpo.readers import read_files
 from dpo.results import (
     CollectorResult,
@@ -43,6 +43,7 @@ class _TableRun:
     healing: list[HealingAction] = field(default_factory=list)
     rejected: int = 0
     files_read: int = 0
+    emptied: list[str] = field(default_factory=list)  # files read this run with headers only
 
 
 class DataCollector:
@@ -122,6 +123,12 @@ class DataCollector:
         if merged.num_rows == 0:
             run.warnings.append("no data rows in any file (headers only); existing output kept")
             return self._table_result(run, Status.WARNING, 0, names, changed=False, out=out)
+        if run.emptied and out.exists():
+            # A file that lost its rows must not take them out of the table unnoticed.
+            run.warnings.append(f"{', '.join(run.emptied)}: headers only; existing output kept "
+                                "until the file has rows again or is removed")
+            kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
+            return self._table_result(run, Status.WARNING, kept, names, changed=False, out=out)
         digest = content_hash(merged)
         changed = recorded_hash(out) != digest
         if changed:
@@ -191,6 +198,7 @@ class DataCollector:
             on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
         for path, sheet in zip(files, sheets, strict=True):
             if sheet.table.num_rows == 0:
+                run.emptied.append(path.name)
                 run.warnings.append(f"{path.name}: headers only, no data rows")
         return sheets
 

@@ -77,7 +77,10 @@ def read_sheet(
             error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
         )
     try:
-        batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name)
+        headers: list[str] = []
+        batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name,
+                      headers)
+        _refuse_duplicates(headers, columns, renames, name, sheet_name)
         exact: dict[str, pa.Array] = {}
         wanted = _source_names(tuple(numeric), renames)
         if wanted & set(batch.schema.names):
@@ -117,9 +120,11 @@ def _source_names(columns: tuple[str, ...], renames: Mapping[str, str]) -> set[s
 
 def _load(
     reader: fastexcel.ExcelReader, sheet: str, wanted: set[str],
-    dtype: Literal["string", "float"], name: str,
+    dtype: Literal["string", "float"], name: str, headers: list[str] | None = None,
 ) -> pa.RecordBatch:
     def use(column: fastexcel.ColumnInfoNoDtype) -> bool:  # type: ignore[name-defined]
+        if headers is not None:
+            headers.append(column.name)  # every header, also those not loaded
         return column.name in wanted
 
     try:
@@ -185,6 +190,24 @@ def _read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DpoError(f"{name}: not a readable Excel file ({first})",
                     error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
+
+
+def _refuse_duplicates(
+    headers: list[str], columns: tuple[str, ...], renames: Mapping[str, str], name: str,
+    sheet: str,
+) -> None:
+    """A required column given twice (`poNo` twice, or `plasticResine` beside `plasticResin`)
+    is ambiguous: loading either copy would silently drop the other's values."""
+    present = set(headers)
+    for column in columns:
+        spellings = {column} | {src for src, dst in renames.items() if dst == column}
+        found = [h for h in headers if h in spellings or (
+            "_" in h and h.rsplit("_", 1)[0] in spellings & present and h.rsplit("_", 1)[1].isdigit())]
+        if len(found) > 1:
+            raise DpoError(
+                f"{name} [{sheet}]: column {column} appears {len(found)} times "
+                f"({', '.join(found)}); keep one", error_type=ErrorType.SCHEMA_MISMATCH,
+                file=name, sheet=sheet, column=column)
 
 
 def _select(

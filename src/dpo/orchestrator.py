@@ -193,9 +193,6 @@ class DataPipelineOrchestrator:
     def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
         data = result.to_dict()
         context = self._context(run_id, data)
-        writer = ReportWriter(self.output_dir)
-        writer.archive_previous()
-        stamp = writer.stamp(f"{result.started_at:%Y%m%d_%H%M}")
         reports: dict[str, str] = {}
         outcomes: list[NotificationOutcome] = []
         notifier = ManualReviewNotifier(self.notification_handler,
@@ -212,9 +209,20 @@ class DataPipelineOrchestrator:
             outcomes.append(outcome)
         done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
         reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
-        paths = writer.write(stamp, reports)
-        writer.log(_change_block(done, run_id, paths))
+        try:
+            paths = self._write_reports(result, run_id, done, reports)
+        except DpoError as exc:  # e.g. disk full at the very end: the data is already safe
+            logger.error("❌ reports not written: {}", exc.message)
+            return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
         return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+
+    def _write_reports(self, result: PipelineResult, run_id: str, done: PipelineResult,
+                       reports: dict[str, str]) -> list[Path]:
+        writer = ReportWriter(self.output_dir)
+        writer.archive_previous()
+        paths = writer.write(writer.stamp(f"{result.started_at:%Y%m%d_%H%M}"), reports)
+        writer.log(_change_block(done, run_id, paths))
+        return paths
 
     def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
