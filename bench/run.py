@@ -12,7 +12,8 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   nochange     `dpo run` again with nothing changed
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
-  read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader processes
+  files_1w/2w  the 120-file read alone (dpo.readers.read_files) with 1 and 2 threads
+  read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
   cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
 Peak RSS is the child's ru_maxrss (os.wait4). Nothing here is asserted: it prints and writes
@@ -82,6 +83,22 @@ def cpu_ceiling(n: int = 5_000_000) -> float:
     return alone / (time.perf_counter() - started)
 
 
+def read_seconds(repeat: int, root: Path, workers: int) -> float:
+    """The 120-file read alone (dpo.readers.read_files, every monthly report), in process."""
+    from dpo.readers import read_files
+    from dpo.schema import load_schema
+
+    spec = load_schema(root / "database/databaseSchemas.json", root).table("productRecords")
+    files = sorted((root / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        read_files(files, spec, workers=workers, max_retries=0, retry_wait=0,
+                   on_retry=print, on_done=lambda _n: None)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def make_plants(out: Path) -> tuple[Path, Path]:
     from dpo.demo import generate_plant, write_monthly_report
 
@@ -130,6 +147,8 @@ def measure(repeat: int, out: Path) -> dict[str, Any]:
     results["onechanged"] = median_of(repeat, run, before=change_one)
     results["help"] = median_of(repeat, [*DPO, "--help"])
     results["cpu_ceiling_2_processes"] = statistics.median(cpu_ceiling() for _ in range(3))
+    results["files_1w"] = {"seconds": read_seconds(repeat, plant, 1)}
+    results["files_2w"] = {"seconds": read_seconds(repeat, plant, 2)}
     results["read_1w"] = {"seconds": phase1_seconds(repeat, plant, 1)}
     results["read_2w"] = {"seconds": phase1_seconds(repeat, plant, 2)}
     report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
@@ -147,6 +166,9 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"{name:<14} {r['seconds']:>9.3f} {r['seconds'] / floor:>8.2f} "
                      f"{r['peak_rss_mb']:>12.0f}")
     one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
+    r1, r2 = results["files_1w"]["seconds"], results["files_2w"]["seconds"]
+    lines.append(f"{'120-file read':<18} 1 thread {r1:.3f} s; 2 threads {r2:.3f} s; "
+                 f"speed-up {r1 / r2:.2f}x")
     lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; 2 workers {two:.3f} s; "
                  f"speed-up {one / two:.2f}x (this machine's ceiling for 2 processes: "
                  f"{results['cpu_ceiling_2_processes']:.2f}x)")

@@ -41,7 +41,7 @@ class Settings:
     max_retries: int = 3
     on_bad_rows: str = "fail"  # or "quarantine"
     keep_history: int = 30  # historical versions kept per table
-    workers: int = 0  # reader processes; 0: size to the machine (orchestrator.default_workers)
+    workers: int = 0  # reader threads; 0: size to the machine (orchestrator.default_workers)
     notify_urls: tuple[str, ...] = field(default_factory=tuple)
     recipient: str = "plant-data-team"
     lock_timeout: float = 0.0  # seconds to wait for another run's lock

@@ -252,11 +252,9 @@ def _phase_boundary(name: str, run: Callable[[], R], failed: Callable[[float, Er
 
 
 def default_workers() -> int:
-    """Reader processes when the setting is 0. A pool pays only with real cores to spare: on
-    a 2-vCPU machine two CPU-bound processes ran 1.14x faster than one in total (BENCHMARKS.md)
-    and the pool's own cost ate that, so below 4 CPUs dpo reads serially."""
-    cpus = os.cpu_count() or 1
-    return min(4, cpus) if cpus >= 4 else 1
+    """Reader threads when the setting is 0: one per CPU, at most 4 (a plant's reports are
+    small files; beyond 4 threads the serial part of a run dominates)."""
+    return min(4, os.cpu_count() or 1)
 
 
 def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
