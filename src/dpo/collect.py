@@ -180,8 +180,8 @@ class DataCollector:
             sheets = self._read_files(run, [run.files[i] for i in todo])
             norm = self._normalize(run, sheets)
             dirty = {cell.file for cell in norm.cells}
-            for i, table in zip(todo, _split(norm, len(todo)), strict=True):
-                parts[i] = Piece(table, 0, table.num_rows)
+            for i, piece in zip(todo, _split(norm, len(todo)), strict=True):
+                parts[i] = piece
         pieces = [p for p in parts if p is not None]
         if cache is not None:
             update_cache(cache, run.spec, run.files, fingerprints, [p.view() for p in pieces],
@@ -297,12 +297,13 @@ def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> 
     return Origin(sources, origin.starts)
 
 
-def _split(norm: Normalized, count: int) -> list[pa.Table]:
-    """The normalised table cut back into its files (bad rows already dropped)."""
+def _split(norm: Normalized, count: int) -> list[Piece]:
+    """The normalised table cut back into its files (bad rows already dropped), as pieces of
+    the one table, so that consecutive files coalesce again when merged."""
     bad = np.asarray(norm.bad_rows, dtype=np.int64)
     starts = [*norm.origin.starts, norm.table.num_rows + len(bad)]
     kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
-    return [norm.table.slice(kept_before[i], kept_before[i + 1] - kept_before[i])
+    return [Piece(norm.table, kept_before[i], kept_before[i + 1] - kept_before[i])
             for i in range(count)]
 
 
