@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import base64
-import email
 import json
 import logging
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from loguru import logger
-from pipelinetools import free_port
+from pipelinetools import SmtpSink, free_port, smtp_receiver
 
 from dpo.errors import CellError, ErrorInfo, ErrorType
 from dpo.notify import (
@@ -51,37 +45,10 @@ DEAD_TOKEN = "DEADTOKEN-c0ffee"
 
 # ----------------------------------------------------------------------------- fixtures
 
-@dataclass
-class SmtpSink:
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        self.messages.append(email.message_from_bytes(raw, _class=EmailMessage,
-                                                      policy=default_policy))
-        return "250 Message accepted for delivery"
-
-    def authenticate(self, server: SMTPServer, session: Session, envelope: Envelope,
-                     mechanism: str, auth_data: Any) -> AuthResult:
-        assert isinstance(auth_data, LoginPassword)
-        login = (auth_data.login.decode(), auth_data.password.decode())
-        self.logins.append(login)
-        return AuthResult(success=login == ("dpo", SMTP_PASSWORD))
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpSink]:
-    sink = SmtpSink(free_port())
-    # Plain SMTP with AUTH allowed without TLS: what apprise's mailto:// speaks on a custom port.
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
-                            authenticator=sink.authenticate, auth_require_tls=False)
-    controller.start()
-    try:
+    with smtp_receiver("dpo", SMTP_PASSWORD) as sink:
         yield sink
-    finally:
-        controller.stop()
 
 
 @dataclass
