@@ -578,8 +578,6 @@ def test_duplicated_column_with_conflicting_values_is_reported(good: Path, tmp_p
     assert result["overall_status"] == PARTIAL
 
 
-@pytest.mark.xfail(strict=True, reason="gap: blank rows between data rows (or above a stray "
-                   "cell far below the data) load as an all-NA record instead of being skipped")
 def test_blank_rows_do_not_become_records(good: Path, tmp_path: Path) -> None:
     root = tmp_path / "plant"
     shutil.copytree(good, root)

@@ -144,3 +144,33 @@ def test_many_runs_compact_the_cache(plant: Path, tmp_path: Path) -> None:
     plain = fresh_copy(root, tmp_path / "plain")
     collect(plain, incremental=False)
     assert output_bytes(root) == output_bytes(plain)
+
+
+def test_quarantined_and_blank_rows_keep_the_other_files_aligned(
+    plant: Path, tmp_path: Path
+) -> None:
+    """Rows removed from the first file (quarantined, blank) must not shift the rows every
+    later file contributes: the output equals the same data without those rows."""
+    from pipelinetools import set_cell
+
+    root = fresh_copy(plant, tmp_path / "root")
+    first = months(root)[0]
+    set_cell(first, 3, "moldShot", "abc")  # quarantined
+    paths = resolve_paths(load_settings(root_dir=str(root)))
+    result = DataCollector(paths, on_bad_rows="quarantine", max_retries=0).process_all_data()
+    assert table(result, "productRecords").rows_rejected == 1
+    clean = fresh_copy(plant, tmp_path / "clean")
+    from pipelinetools import read_book
+    from dpo.demo import write_xlsb
+
+    sheet, header, rows = read_book(months(clean)[0])
+    write_xlsb(months(clean)[0], sheet, header, rows[:3] + rows[4:])  # the same, minus that row
+    collect(clean)
+    assert output_bytes(root)["productRecords"] == output_bytes(clean)["productRecords"]
+    # Then a change elsewhere: the cache (cut at file boundaries) must serve the right rows.
+    for target in (root, clean):
+        write_monthly_report(months(target)[5], month="2019-04", n_rows=80, seed=42)
+    again = DataCollector(paths, on_bad_rows="quarantine", max_retries=0).process_all_data()
+    assert table(again, "productRecords").files_read == 2  # the changed file + the dirty one
+    collect(clean, incremental=False)
+    assert output_bytes(root)["productRecords"] == output_bytes(clean)["productRecords"]

@@ -18,7 +18,14 @@ from dpo.frames import content_hash, empty_table
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
-from dpo.normalize import Normalized, Origin, Source, normalize_table, quarantine_table
+from dpo.normalize import (
+    Normalized,
+    Origin,
+    Source,
+    blank_rows,
+    normalize_table,
+    quarantine_table,
+)
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
 from dpo.readers import read_files
 from dpo.results import (
@@ -215,8 +222,11 @@ class DataCollector:
             if self.on_bad_rows != "quarantine":
                 raise CellErrors(list(norm.cells), table=run.spec.name)
             self._quarantine(run, raw, norm)
-            norm = norm.without_bad_rows()
-        return norm
+        blank = blank_rows(raw)
+        if blank.size:
+            logger.info("{}: {} blank row(s) skipped", run.spec.name, blank.size)
+        removed = np.union1d(norm.bad_rows, blank) if norm.cells else blank
+        return norm.without(removed) if removed.size or norm.cells else norm
 
     def _quarantine(self, run: _TableRun, raw: pa.Table, norm: Normalized) -> None:
         table = quarantine_table(raw, norm)

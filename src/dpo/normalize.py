@@ -75,10 +75,16 @@ class Normalized:
     origin: Origin
 
     def without_bad_rows(self) -> Normalized:
+        return self.without(self.bad_rows)
+
+    def without(self, positions: np.ndarray) -> Normalized:
+        """The table without the rows at `positions` (raw positions, which `bad_rows` then
+        holds, so the table can still be cut back into its files). The cells stay: they say
+        which files were not clean (and must not be cached)."""
         keep = np.ones(self.table.num_rows, dtype=bool)
-        keep[self.bad_rows] = False
-        return Normalized(self.table.filter(pa.array(keep)), (), np.array([], dtype=np.int64),
-                          self.origin)
+        keep[positions] = False
+        return Normalized(self.table.filter(pa.array(keep)), self.cells,
+                          np.asarray(positions, dtype=np.int64), self.origin)
 
 
 def text_array(values: tuple[str, ...], arrow_type: pa.DataType) -> pa.Array:
@@ -109,6 +115,20 @@ def excel_errors(arr: pa.Array) -> np.ndarray:
         return np.zeros(len(arr), dtype=bool)
     hit = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=text_array(EXCEL_ERRORS, arr.type))
     return _mask(hit)
+
+
+def blank_rows(raw: pa.Table) -> np.ndarray:
+    """Positions of rows with nothing in any column (empty or whitespace only): gaps in the
+    sheet, not records."""
+    blank = np.ones(raw.num_rows, dtype=bool)
+    for column in raw.columns:
+        values = column.combine_chunks()
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            values = pc.if_else(pc.equal(pc.utf8_trim_whitespace(values), ""), None, values)
+        blank &= _mask(pc.is_null(values))
+        if not blank.any():
+            break
+    return np.flatnonzero(blank)
 
 
 def _screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
