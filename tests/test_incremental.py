@@ -161,6 +161,7 @@ def test_quarantined_and_blank_rows_keep_the_other_files_aligned(
     assert table(result, "productRecords").rows_rejected == 1
     clean = fresh_copy(plant, tmp_path / "clean")
     from pipelinetools import read_book
+
     from dpo.demo import write_xlsb
 
     sheet, header, rows = read_book(months(clean)[0])
