@@ -16,7 +16,6 @@ from dpo.normalize import (
     excel_errors,
     normalize_table,
     null_like,
-    quarantine_table,
     to_boolean,
     to_datetime,
     to_float,
@@ -24,6 +23,7 @@ from dpo.normalize import (
     to_text,
     upper_shift,
 )
+from dpo.rejects import quarantine_table
 from dpo.schema import TableSpec
 
 TS = dt.datetime

@@ -18,16 +18,10 @@ from dpo.frames import content_hash, empty_table
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
-from dpo.normalize import (
-    Normalized,
-    Origin,
-    Source,
-    blank_rows,
-    normalize_table,
-    quarantine_table,
-)
+from dpo.normalize import Normalized, Origin, Source, normalize_table
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
 from dpo.readers import read_files
+from dpo.rejects import blank_rows, quarantine_table
 from dpo.results import (
     CollectorResult,
     HealingAction,

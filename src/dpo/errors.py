@@ -112,8 +112,8 @@ class DpoError(Exception):
         self.column = column
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Errors cross process boundaries (parallel reading); keep every field, whatever the
-        # subclass's constructor looks like.
+        # Errors cross process boundaries (a run in a worker process reports back); keep every field,
+        # whatever the subclass's constructor looks like.
         return (_rebuild, (type(self), self.args, self.__dict__))
 
     def info(self, table: str | None = None) -> ErrorInfo:

@@ -92,7 +92,7 @@ def text_array(values: tuple[str, ...], arrow_type: pa.DataType) -> pa.Array:
     return pa.array(np.array(values, dtype=object), type=arrow_type)
 
 
-def _as_text(arr: pa.Array) -> pa.Array:
+def as_text(arr: pa.Array) -> pa.Array:
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return arr
     return pc.cast(arr, pa.large_string())
@@ -114,21 +114,7 @@ def excel_errors(arr: pa.Array) -> np.ndarray:
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return np.zeros(len(arr), dtype=bool)
     hit = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=text_array(EXCEL_ERRORS, arr.type))
-    return _mask(hit)
-
-
-def blank_rows(raw: pa.Table) -> np.ndarray:
-    """Positions of rows with nothing in any column (empty or whitespace only): gaps in the
-    sheet, not records."""
-    blank = np.ones(raw.num_rows, dtype=bool)
-    for column in raw.columns:
-        values = column.combine_chunks()
-        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            values = pc.if_else(pc.equal(pc.utf8_trim_whitespace(values), ""), None, values)
-        blank &= _mask(pc.is_null(values))
-        if not blank.any():
-            break
-    return np.flatnonzero(blank)
+    return as_mask(hit)
 
 
 def _screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -137,20 +123,20 @@ def _screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
         return np.zeros(len(arr), dtype=bool), null_like(arr)
     trimmed = pc.utf8_trim_whitespace(arr)
     if pc.any(pc.starts_with(trimmed, "#")).as_py():
-        errors = _mask(pc.is_in(trimmed, value_set=text_array(EXCEL_ERRORS, arr.type)))
+        errors = as_mask(pc.is_in(trimmed, value_set=text_array(EXCEL_ERRORS, arr.type)))
     else:
         errors = np.zeros(len(arr), dtype=bool)
     is_null = pc.is_in(pc.utf8_lower(trimmed), value_set=text_array(NULL_TOKENS, arr.type))
     return errors, pc.if_else(is_null, pa.scalar(None, arr.type), arr)
 
 
-def _mask(arr: pa.Array) -> np.ndarray:
+def as_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _failed(raw: pa.Array, out: pa.Array) -> np.ndarray:
     """Cells that held a value but came out null: the conversion failed there."""
-    return _mask(pc.and_(pc.is_valid(raw), pc.is_null(out)))
+    return as_mask(pc.and_(pc.is_valid(raw), pc.is_null(out)))
 
 
 def _whole_in_int64(arr: pa.Array) -> pa.Array:
@@ -177,7 +163,7 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
         exact, arr = arr, pc.cast(arr, pa.large_string())
     if pa.types.is_integer(arr.type):
         arr = pc.cast(arr, pa.large_string())
-    text = _as_text(arr)
+    text = as_text(arr)
     numbers = _numeric_cells(text, exact)
     out: pa.Array = pa.nulls(len(text), target)
     if numbers is not None and exact is not None:
@@ -247,7 +233,7 @@ def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array |
         out = pc.cast(arr, target)
         out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
         return out, _failed(arr, out)
-    text = _as_text(arr)
+    text = as_text(arr)
     numbers = _numeric_cells(text, exact)
     out = pa.nulls(len(text), target)
     if numbers is not None and exact is not None:
@@ -269,7 +255,7 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         out = _from_serial(pc.cast(arr, pa.float64()))
         return out, _failed(arr, out)
-    text = _as_text(arr)
+    text = as_text(arr)
     numbers = _numeric_cells(text, exact)
     serial_text = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
     days = _cast_each(pc.if_else(serial_text, pc.utf8_trim_whitespace(text), None),
@@ -315,7 +301,7 @@ def to_boolean(arr: pa.Array) -> Converted:
     """true/false, 1/0, yes/no (any case)."""
     if pa.types.is_boolean(arr.type):
         return arr, np.zeros(len(arr), dtype=bool)
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(_as_text(to_text(arr)[0])))
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(as_text(to_text(arr)[0])))
     is_true = pc.is_in(folded, value_set=text_array(_TRUE, folded.type))
     is_false = pc.is_in(folded, value_set=text_array(_FALSE, folded.type))
     out = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
@@ -388,7 +374,7 @@ def _cells(
     flagged: Mapping[int, str],
 ) -> list[CellError]:
     positions = np.flatnonzero(failed)
-    texts = _as_text(raw.take(pa.array(positions))).to_pylist()
+    texts = as_text(raw.take(pa.array(positions))).to_pylist()
     cells = []
     for pos, text in zip(positions, texts, strict=True):
         source, row = origin.locate(int(pos))
@@ -398,24 +384,3 @@ def _cells(
             reason="is an Excel error value" if errors[pos] else reason,
         ))
     return cells
-
-
-def quarantine_table(raw: pa.Table, norm: Normalized) -> pa.Table:
-    """The raw text of rejected rows, with where they came from and why they were rejected."""
-    reasons: dict[tuple[str, int], list[str]] = {}
-    for cell in norm.cells:
-        reasons.setdefault((cell.file, cell.row), []).append(
-            f"{cell.column}: {cell.value!r} {cell.reason}")
-    located = [norm.origin.locate(int(p)) for p in norm.bad_rows]
-    picked = raw.take(pa.array(norm.bad_rows, pa.int64()))
-    text_cols = [_as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
-    extra = {
-        "_source_file": pa.array([src.file for src, _ in located], pa.large_string()),
-        "_sheet": pa.array([src.sheet for src, _ in located], pa.large_string()),
-        "_excel_row": pa.array([row for _, row in located], pa.int64()),
-        "_reason": pa.array(["; ".join(reasons[(src.file, row)]) for src, row in located],
-                            pa.large_string()),
-    }
-    return pa.Table.from_arrays(
-        [*text_cols, *extra.values()], names=[*picked.column_names, *extra.keys()]
-    )
