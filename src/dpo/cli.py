@@ -80,10 +80,6 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings(root: Path | None, config: Path | None, **given: Any) -> dict[str, Any]:
-    return {"root_dir": str(root) if root else None, "config_file": config, **given}
-
-
 def _guard(verbose: bool, action: Any) -> Any:
     """Run `action`; turn dpo errors into one clear line and the documented exit code."""
     from dpo.errors import ConfigError, DpoError, ErrorType

@@ -10,7 +10,6 @@ whole no-change run is allowed to take (see BENCHMARKS.md).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -112,10 +111,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [dpo] must be a table", file=str(path))
     return section
-
-
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)

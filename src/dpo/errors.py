@@ -111,11 +111,6 @@ class DpoError(Exception):
         self.row = row
         self.column = column
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Errors cross process boundaries (a run in a worker process reports back); keep every field,
-        # whatever the subclass's constructor looks like.
-        return (_rebuild, (type(self), self.args, self.__dict__))
-
     def info(self, table: str | None = None) -> ErrorInfo:
         return ErrorInfo(
             error_type=self.error_type,
@@ -175,10 +170,3 @@ class CellErrors(DpoError):
 
     def cells(self) -> tuple[CellError, ...]:
         return self._cells
-
-
-def _rebuild(cls: type[DpoError], args: tuple[object, ...], state: dict[str, object]) -> DpoError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, *args)
-    error.__dict__.update(state)
-    return error

@@ -10,17 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.schema import TableSpec
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 # schema dtype -> (Arrow type, pandas_type in the metadata)
 _TYPES: dict[str, tuple[pa.DataType, str]] = {
@@ -90,9 +85,3 @@ def _canonical_parts(arr: pa.Array) -> list[bytes]:
         arr = arr.cast(pa.uint8())
     zero = pa.scalar(0, arr.type)
     return [nulls, pc.fill_null(arr, zero).to_numpy(zero_copy_only=False).tobytes(), b""]
-
-
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """The public-API frame: pandas nullable dtypes exactly as the schema says."""
-    frame: pd.DataFrame = table.to_pandas()
-    return frame

@@ -130,10 +130,6 @@ class TableCache:
         """Forget files that are no longer among the sources (or could not be served)."""
         self.manifest["files"] = {n: r for n, r in self.manifest["files"].items() if n in names}
 
-    def forget(self, names: set[str]) -> None:
-        self.manifest["files"] = {n: r for n, r in self.manifest["files"].items()
-                                  if n not in names}
-
     @property
     def needs_compaction(self) -> bool:
         return len(self.manifest["segments"]) >= self.MAX_SEGMENTS

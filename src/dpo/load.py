@@ -15,7 +15,7 @@ from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
 from dpo.frames import arrow_schema, content_hash
-from dpo.incremental import Fingerprint, LoaderState, TableCache
+from dpo.incremental import Fingerprint, LoaderState, TableCache, folder_size
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import normalize_table
 from dpo.parquetio import parquet_meta, read_verified, recorded_hash
@@ -211,12 +211,6 @@ class DataLoaderAgent:
             tables_processed=len(results), tables_changed=sum(r.changed for r in results),
             tables_created=written, seconds=time.perf_counter() - started,
             peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            disk_usage_bytes=_folder_size(self.paths.loader_dir), files_moved=moved,
+            disk_usage_bytes=folder_size(self.paths.loader_dir), files_moved=moved,
             healing_actions=tuple(healing), errors=errors,
         )
-
-
-def _folder_size(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -100,27 +100,21 @@ def as_text(arr: pa.Array) -> pa.Array:
 
 def null_like(arr: pa.Array) -> pa.Array:
     """Empty/whitespace text and nan/null/none/n/a/na (any case) become null, before any cast."""
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        if pa.types.is_floating(arr.type):
-            return pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-        return arr
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
-    is_null = pc.is_in(folded, value_set=text_array(NULL_TOKENS, arr.type))
-    return pc.if_else(is_null, pa.scalar(None, arr.type), arr)
+    return screen(arr)[1]
 
 
 def excel_errors(arr: pa.Array) -> np.ndarray:
     """Mask of cells holding an Excel error value such as #N/A or #DIV/0!."""
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return np.zeros(len(arr), dtype=bool)
-    hit = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=text_array(EXCEL_ERRORS, arr.type))
-    return as_mask(hit)
+    return screen(arr)[0]
 
 
-def _screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """excel_errors() and null_like() in one pass over the trimmed text (the hot loop)."""
+def screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """excel_errors() and null_like() together, in one pass over the trimmed text."""
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return np.zeros(len(arr), dtype=bool), null_like(arr)
+        no_errors = np.zeros(len(arr), dtype=bool)
+        if pa.types.is_floating(arr.type):
+            return no_errors, pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        return no_errors, arr
     trimmed = pc.utf8_trim_whitespace(arr)
     if pc.any(pc.starts_with(trimmed, "#")).as_py():
         errors = as_mask(pc.is_in(trimmed, value_set=text_array(EXCEL_ERRORS, arr.type)))
@@ -351,7 +345,7 @@ def normalize_table(
     for field in schema:
         values = raw.column(field.name).combine_chunks()
         kind = spec.kind_of(field.name)
-        errors, values = _screen(values)
+        errors, values = screen(values)
         flagged = (error_cells or {}).get(field.name, {})
         if flagged:
             errors[list(flagged)] = True
