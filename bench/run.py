@@ -16,7 +16,10 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
   cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
-Peak RSS is the child's ru_maxrss (os.wait4). Nothing here is asserted: it prints and writes
+Peak RSS is the child's ru_maxrss (os.wait4), the child started from a small forkserver
+process: Linux carries ru_maxrss across exec, so a child forked from this (large) process would
+report this process's size. dpo's modules are byte-compiled first, as an installed package
+is. Nothing here is asserted: it prints and writes
 bench/out/results.json; BENCHMARKS.md records a run with the command that made it.
 """
 
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +42,23 @@ PYTHON = sys.executable
 DPO = [PYTHON, "-m", "dpo.cli"]
 
 
+_SPAWNER: Any = None
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes) and stdout of one whole-process run."""
+    """Wall seconds, peak RSS (bytes) and stdout of one whole-process run, started from a small
+    process so that its ru_maxrss is its own."""
+    global _SPAWNER
+    if _SPAWNER is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _SPAWNER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+    result: tuple[float, int, str] = _SPAWNER.submit(_timed, cmd, env).result()
+    return result
+
+
+def _timed(cmd: list[str], env: dict[str, str] | None) -> tuple[float, int, str]:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
@@ -47,7 +66,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0, 3):
-        raise SystemExit(f"benchmark command failed ({status}): {' '.join(cmd)}")
+        raise RuntimeError(f"benchmark command failed ({status}): {' '.join(cmd)}")
     return seconds, usage.ru_maxrss * 1024, out.decode()
 
 
@@ -127,15 +146,10 @@ def phase1_seconds(repeat: int, root: Path, workers: int) -> float:
     return statistics.median(values)
 
 
-def measure(repeat: int, out: Path) -> dict[str, Any]:
+def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, Any]:
+    """Every figure (or those named in `only`), each measured in this one session."""
     plant, big = make_plants(out)
     run = [*DPO, "run", "--root", str(plant), "--no-notify"]
-    floor_out = out / "floor"
-    results: dict[str, Any] = {}
-    results["floor"] = median_of(repeat, [PYTHON, str(HERE / "floor.py"), str(plant),
-                                          str(floor_out)])
-    results["fresh"] = median_of(repeat, run, before=lambda: reset(plant))
-    results["nochange"] = median_of(repeat, run)
     months = sorted((plant / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
     counter = iter(range(10_000))
 
@@ -144,37 +158,53 @@ def measure(repeat: int, out: Path) -> dict[str, Any]:
 
         write_monthly_report(months[-1], month="2028-10", n_rows=700, seed=100 + next(counter))
 
-    results["onechanged"] = median_of(repeat, run, before=change_one)
-    results["help"] = median_of(repeat, [*DPO, "--help"])
-    results["cpu_ceiling_2_processes"] = statistics.median(cpu_ceiling() for _ in range(3))
-    results["files_1w"] = {"seconds": read_seconds(repeat, plant, 1)}
-    results["files_2w"] = {"seconds": read_seconds(repeat, plant, 2)}
-    results["read_1w"] = {"seconds": phase1_seconds(repeat, plant, 1)}
-    results["read_2w"] = {"seconds": phase1_seconds(repeat, plant, 2)}
     report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
-    results["big_fastexcel"] = median_of(repeat, [PYTHON, str(HERE / "read_one.py"), str(report)])
-    results["big_fresh"] = median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
-                                     before=lambda: reset(big))
-    return results
+    figures: dict[str, Callable[[], Any]] = {
+        "floor": lambda: median_of(repeat, [PYTHON, str(HERE / "floor.py"), str(plant),
+                                            str(out / "floor")]),
+        "fresh": lambda: median_of(repeat, run, before=lambda: reset(plant)),
+        "nochange": lambda: median_of(repeat, run),
+        "onechanged": lambda: median_of(repeat, run, before=change_one),
+        "help": lambda: median_of(repeat, [*DPO, "--help"]),
+        "cpu_ceiling_2_processes": lambda: statistics.median(cpu_ceiling() for _ in range(3)),
+        "files_1w": lambda: {"seconds": read_seconds(repeat, plant, 1)},
+        "files_2w": lambda: {"seconds": read_seconds(repeat, plant, 2)},
+        "read_1w": lambda: {"seconds": phase1_seconds(repeat, plant, 1)},
+        "read_2w": lambda: {"seconds": phase1_seconds(repeat, plant, 2)},
+        "big_fastexcel": lambda: median_of(repeat, [PYTHON, str(HERE / "read_one.py"),
+                                                    str(report)]),
+        "big_fresh": lambda: median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
+                                       before=lambda: reset(big)),
+    }
+    if only is not None:  # a no-change or one-changed run needs a fresh run before it
+        only |= {"fresh"} if only & {"nochange", "onechanged"} else set()
+    return {name: measure_one() for name, measure_one in figures.items()
+            if only is None or name in only}
 
 
 def report(results: dict[str, Any]) -> str:
-    floor = results["floor"]["seconds"]
+    floor = results.get("floor", {}).get("seconds")
     lines = [f"{'figure':<14} {'median s':>9} {'x floor':>8} {'peak RSS MB':>12}"]
     for name in ("floor", "fresh", "nochange", "onechanged", "help"):
-        r = results[name]
-        lines.append(f"{name:<14} {r['seconds']:>9.3f} {r['seconds'] / floor:>8.2f} "
-                     f"{r['peak_rss_mb']:>12.0f}")
-    one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
-    r1, r2 = results["files_1w"]["seconds"], results["files_2w"]["seconds"]
-    lines.append(f"{'120-file read':<18} 1 thread {r1:.3f} s; 2 threads {r2:.3f} s; "
-                 f"speed-up {r1 / r2:.2f}x")
-    lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; 2 workers {two:.3f} s; "
-                 f"speed-up {one / two:.2f}x (this machine's ceiling for 2 processes: "
-                 f"{results['cpu_ceiling_2_processes']:.2f}x)")
-    fe, big = results["big_fastexcel"], results["big_fresh"]
-    lines.append(f"200k rows: fastexcel alone {fe['seconds']:.3f} s, dpo run {big['seconds']:.3f} s "
-                 f"({big['seconds'] / fe['seconds']:.2f}x), dpo peak RSS {big['peak_rss_mb']:.0f} MB")
+        if name in results:
+            r = results[name]
+            ratio = f"{r['seconds'] / floor:>8.2f}" if floor else f"{'':>8}"
+            lines.append(f"{name:<14} {r['seconds']:>9.3f} {ratio} {r['peak_rss_mb']:>12.0f}")
+    if "files_1w" in results and "files_2w" in results:
+        r1, r2 = results["files_1w"]["seconds"], results["files_2w"]["seconds"]
+        lines.append(f"{'120-file read':<18} 1 thread {r1:.3f} s; 2 threads {r2:.3f} s; "
+                     f"speed-up {r1 / r2:.2f}x")
+    if "read_1w" in results and "read_2w" in results:
+        one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
+        ceiling = results.get("cpu_ceiling_2_processes", float("nan"))
+        lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; 2 workers {two:.3f} s; "
+                     f"speed-up {one / two:.2f}x (this machine's ceiling for 2 processes: "
+                     f"{ceiling:.2f}x)")
+    if "big_fresh" in results:
+        big = results["big_fresh"]
+        fe = results.get("big_fastexcel", {}).get("seconds", float("nan"))
+        lines.append(f"200k rows: fastexcel alone {fe:.3f} s, dpo run {big['seconds']:.3f} s "
+                     f"({big['seconds'] / fe:.2f}x), dpo peak RSS {big['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
@@ -182,9 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--only", help="comma-separated figures, e.g. fresh,big_fresh")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = measure(args.repeat, args.out)
+    timed([PYTHON, "-c", "pass"])  # start the spawner while this process is still small
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(HERE.parent / "src")], check=True)
+    results = measure(args.repeat, args.out, set(args.only.split(",")) if args.only else None)
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                           "load_avg_at_end": os.getloadavg()}
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -20,6 +20,7 @@ from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, Origin, Source, normalize_table
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
+from dpo.rawtables import concat_raw
 from dpo.readers import read_files
 from dpo.rejects import blank_rows, quarantine_table
 from dpo.results import (
@@ -205,7 +206,7 @@ class DataCollector:
 
     def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
         """Normalise all new files in one pass; bad cells fail the table or are quarantined."""
-        raw, origin, exact = _concat(sheets)
+        raw, origin, exact = concat_raw(sheets)
         flagged = _error_cells(sheets, origin)
         norm = normalize_table(raw, run.spec, origin, exact, flagged)
         if norm.cells:
@@ -269,19 +270,6 @@ def _digests(files: list[Path]) -> dict[str, str]:
         except OSError:
             continue  # gone or unreadable: the read reports it
     return found
-
-
-def _concat(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.Array]]:
-    """One raw table for many files, with where each row came from and the exact floats."""
-    starts = tuple(int(x) for x in np.cumsum([0, *(s.table.num_rows for s in sheets)])[:-1])
-    origin = Origin(tuple(s.source for s in sheets), starts)
-    raw = pa.concat_tables([s.table for s in sheets]) if len(sheets) > 1 else sheets[0].table
-    exact: dict[str, pa.Array] = {}
-    for column in {c for s in sheets for c in s.exact}:
-        pieces = [s.exact[column] if column in s.exact else pa.nulls(s.table.num_rows, pa.float64())
-                  for s in sheets]
-        exact[column] = pa.concat_arrays([pa.chunked_array([p]).combine_chunks() for p in pieces])
-    return raw, origin, exact
 
 
 def _error_cells(sheets: list[RawSheet], origin: Origin) -> dict[str, dict[int, str]]:

@@ -1,10 +1,13 @@
-"""Excel (.xlsx/.xlsb) -> Arrow text columns, with reader errors translated into dpo errors.
+"""Excel (.xlsx/.xlsb) -> Arrow columns, with reader errors translated into dpo errors.
 
-Every column is read as text (fastexcel `dtypes="string"`): readers that guess a column's type
-from its first rows silently null later values that do not fit (a code column numeric for 1,000
-rows and then `9917349N15`). Text keeps every value; normalize.py turns it into schema types
-and reports what does not fit. fastexcel renders a whole number stored as a number as its
-integer text (`10190.0` -> `"10190"`) and a date as ISO text.
+Types are forced from the schema: text columns are read as text (fastexcel `dtypes="string"`),
+so a code numeric for 1,000 rows and then `9917349N15` keeps every value. The other columns
+are read as the cells are (numbers as float64, dates as timestamps), but only when every cell
+of the column has one type, checked over *all* rows (`schema_sample_rows=None`,
+`dtype_coercion="strict"`): a number column with one text cell anywhere would otherwise be
+coerced. When any column mixes types, the whole sheet is read again as text, and
+normalize.py parses it and reports what does not fit. Typed reading is faster (no number ->
+text -> number round trip) and exact (the reader's text of a number keeps only 9 decimals).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Literal
 import fastexcel
 import pyarrow as pa
 
-from dpo.cellerrors import find_error_cells
+from dpo.cellerrors import ErrorCell, scan_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.normalize import Source
@@ -58,11 +61,14 @@ def read_sheet(
     renames: Mapping[str, str],
     *,
     numeric: frozenset[str] = frozenset(),
+    text: frozenset[str] | None = None,
     display_name: str | None = None,
 ) -> RawSheet:
-    """Read `columns` (canonical names) of one sheet as text; extra columns are dropped.
+    """Read `columns` (canonical names) of one sheet; extra columns are dropped.
 
-    Columns in `numeric` are read a second time as floats, for their exact values.
+    Columns in `text` are read as text, the others typed (see the module's docstring);
+    `text=None` reads everything as text. When the sheet is read as text, columns in `numeric`
+    are read a second time as floats, for their exact values.
     """
     name = display_name or path.name
     before = _stat(path, name)
@@ -77,16 +83,8 @@ def read_sheet(
             error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
         )
     try:
-        headers: list[str] = []
-        batch = _load(reader, sheet_name, _source_names(columns, renames), "string", name,
-                      headers)
-        _refuse_duplicates(headers, columns, renames, name, sheet_name)
-        exact: dict[str, pa.Array] = {}
-        wanted = _source_names(tuple(numeric), renames)
-        if wanted & set(batch.schema.names):
-            floats = _load(reader, sheet_name, wanted, "float", name)
-            exact = {renames.get(n, n): floats.column(n) for n in floats.schema.names}
-        errors = _error_cells(path, reader, sheet_name, set(columns), renames)
+        batch, exact, errors = _read_columns(reader, path, sheet_name, columns, renames,
+                                             numeric=numeric, text=text, name=name)
     except DpoError:
         _check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
         raise
@@ -98,11 +96,33 @@ def read_sheet(
                     error_cells=errors)
 
 
+def _read_columns(
+    reader: fastexcel.ExcelReader, path: Path, sheet: str, columns: tuple[str, ...],
+    renames: Mapping[str, str], *, numeric: frozenset[str], text: frozenset[str] | None,
+    name: str,
+) -> tuple[pa.RecordBatch, dict[str, pa.Array], tuple[tuple[int, str, str], ...]]:
+    """The wanted columns (typed when possible, else as text with exact floats), and the
+    sheet's error cells."""
+    headers: list[str] = []
+    wanted = _source_names(columns, renames)
+    batch = None if text is None else _load_typed(
+        reader, sheet, wanted, _source_names(tuple(text), renames), name, headers)
+    scan = scan_cells(str(path), sheet, null_text=batch is not None)
+    exact: dict[str, pa.Array] = {}
+    if batch is None or scan.null_text:
+        headers.clear()
+        batch = _load(reader, sheet, wanted, "string", name, headers)
+        exact = _exact_floats(reader, sheet, batch, _source_names(tuple(numeric), renames),
+                              renames, name)
+    _refuse_duplicates(headers, columns, renames, name, sheet)
+    return batch, exact, _error_cells(path, reader, sheet, scan.errors, set(columns), renames)
+
+
 def _error_cells(
-    path: Path, reader: fastexcel.ExcelReader, sheet: str, columns: set[str],
-    renames: Mapping[str, str],
+    path: Path, reader: fastexcel.ExcelReader, sheet: str, found: list[ErrorCell],
+    columns: set[str], renames: Mapping[str, str],
 ) -> tuple[tuple[int, str, str], ...]:
-    found = find_error_cells(str(path), sheet)
+    """(row position, canonical column, text) of the error cells in `columns`."""
     if not found:
         return ()
     start_row, start_col = range_start(path, sheet)
@@ -132,6 +152,46 @@ def _load(
     except fastexcel.FastExcelError as exc:
         raise _read_error(name, exc, sheet) from exc
     return batch
+
+
+# What a column read typed may come back as; anything else (durations...) is read as text.
+def _typed_ok(arrow_type: pa.DataType) -> bool:
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_floating(arrow_type)
+                or pa.types.is_integer(arrow_type) or pa.types.is_timestamp(arrow_type)
+                or pa.types.is_date(arrow_type) or pa.types.is_boolean(arrow_type)
+                or pa.types.is_null(arrow_type))
+
+
+def _load_typed(
+    reader: fastexcel.ExcelReader, sheet: str, wanted: set[str], text: set[str], name: str,
+    headers: list[str],
+) -> pa.RecordBatch | None:
+    """The sheet with text columns as text and the others as their cells' one type; None when
+    a column mixes types (a number column holding one text cell) and must be read as text."""
+    def use(column: fastexcel.ColumnInfoNoDtype) -> bool:  # type: ignore[name-defined]
+        headers.append(column.name)
+        return column.name in wanted
+
+    try:
+        batch: pa.RecordBatch = reader.load_sheet(
+            sheet, use_columns=use, dtypes={n: "string" for n in text & wanted},
+            schema_sample_rows=None, dtype_coercion="strict").to_arrow()
+    except fastexcel.UnsupportedColumnTypeCombinationError:
+        return None
+    except fastexcel.FastExcelError as exc:
+        raise _read_error(name, exc, sheet) from exc
+    return batch if all(_typed_ok(t) for t in batch.schema.types) else None
+
+
+def _exact_floats(
+    reader: fastexcel.ExcelReader, sheet: str, batch: pa.RecordBatch, numeric: set[str],
+    renames: Mapping[str, str], name: str,
+) -> dict[str, pa.Array]:
+    """Each number cell's float, for the columns in `numeric` that a text read rounded."""
+    if not numeric & set(batch.schema.names):
+        return {}
+    floats = _load(reader, sheet, numeric, "float", name)
+    return {renames.get(n, n): floats.column(n) for n in floats.schema.names}
 
 
 def _stat(path: Path, name: str) -> os.stat_result:

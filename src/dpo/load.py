@@ -185,7 +185,8 @@ class DataLoaderAgent:
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
         try:
             raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES,
-                             numeric=spec.float_columns)
+                             numeric=spec.float_columns,
+                             text=spec.text_columns)
         except DpoError as exc:
             # SPEC §3: a static table's column problems are SCHEMA_MISMATCH, column named.
             if exc.error_type is ErrorType.MISSING_FIELDS:

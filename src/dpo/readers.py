@@ -24,7 +24,8 @@ def read_one(path: Path, spec: TableSpec, max_retries: int, retry_wait: float,
              retries: list[str]) -> RawSheet:
     return with_retries(
         lambda: read_sheet(path, spec.sheet_name, spec.columns, RENAMES,
-                           numeric=spec.float_columns),
+                           numeric=spec.float_columns,
+                             text=spec.text_columns),
         max_retries=max_retries, what=path.name, base_wait=retry_wait, on_retry=retries.append)
 
 

@@ -61,9 +61,16 @@ class TableSpec:
         return DTYPE_KINDS[self.dtype_of(column)]
 
     @property
+    def text_columns(self) -> frozenset[str]:
+        """Columns read as text whatever their cells hold (codes, names, notes)."""
+        return frozenset(c for c in self.columns if self.kind_of(c) == "string")
+
+    @property
     def float_columns(self) -> frozenset[str]:
-        """Columns read a second time as floats. The reader's text of a number keeps 9
-        decimals: exact for whole numbers and serial dates, not for measured quantities."""
+        """Columns whose number cells are read a second time as floats when a sheet has to be
+        read as text: the reader's text of a number keeps 9 decimals (1e-10 reads as "0").
+        Only float columns: a float read also parses numeric text ("1e3" -> 1000), which an
+        integer or date column must reject as text, so their cells are taken from the text."""
         return frozenset(c for c in self.columns if self.kind_of(c) == "float")
 
 

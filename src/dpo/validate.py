@@ -31,7 +31,8 @@ def _check(spec: TableSpec, path: Any) -> dict[str, Any]:
     if not path.is_file():
         return _row(spec, path.name, "error", 0, f"{path.name}: file not found")
     try:
-        raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns)
+        raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns,
+                             text=spec.text_columns)
     except DpoError as exc:
         return _row(spec, path.name, "error", 0, exc.message)
     norm = normalize_table(raw.table, spec, raw.source, raw.exact,
