@@ -21,7 +21,7 @@ from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, Origin, Source, normalize_table
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
 from dpo.rawtables import concat_raw
-from dpo.readers import read_files
+from dpo.readers import ReadAhead
 from dpo.rejects import blank_rows, quarantine_table
 from dpo.results import (
     CollectorResult,
@@ -71,6 +71,7 @@ class DataCollector:
         self.retry_wait = retry_wait
         self.incremental = incremental
         self.progress = progress
+        self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
 
     def output_path(self, table: str) -> Path:
         return self.paths.collector_dir / f"{table}.parquet"
@@ -82,11 +83,34 @@ class DataCollector:
         started = time.perf_counter()
         results: list[TableResult] = []
         healing: list[HealingAction] = []
-        for spec in self.schema.dynamic:
-            run = _TableRun(spec)
-            results.append(self._collect_guarded(run))
-            healing.extend(run.healing)
+        with ReadAhead(workers=self.workers, max_retries=self.max_retries,
+                       retry_wait=self.retry_wait) as self._reads:
+            for spec in self.schema.dynamic:  # while one table is merged, the next is read
+                self._reads.prefetch(self._to_read(spec), spec)
+            for spec in self.schema.dynamic:
+                run = _TableRun(spec)
+                results.append(self._collect_guarded(run))
+                healing.extend(run.healing)
         return self._summary(results, healing, time.perf_counter() - started)
+
+    def _to_read(self, spec: TableSpec) -> list[Path]:
+        """The files of `spec` that the cache does not hold (a first guess: the table's own
+        pass decides, and reads whatever was not read ahead)."""
+        try:
+            files = discover(spec, self.paths.source_dir / spec.path.name)
+        except DpoError:
+            return []  # reported when the table is collected
+        if not self.incremental:
+            return files
+        cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
+        todo = []
+        for path in files:
+            try:
+                if cache.lookup(path, Fingerprint.of(path)) is None:
+                    todo.append(path)
+            except OSError:
+                continue
+        return todo
 
     def _collect_guarded(self, run: _TableRun) -> TableResult:
         spec = run.spec
@@ -191,10 +215,9 @@ class DataCollector:
         return pieces
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
-        """Read files (in `workers` processes when there are many), in file order."""
-        sheets = read_files(
-            files, run.spec, workers=self.workers, max_retries=self.max_retries,
-            retry_wait=self.retry_wait,
+        """Read files (in the reading pool, or ahead of need), in file order."""
+        sheets = self._reads.read(
+            files, run.spec,
             on_retry=lambda msg: run.healing.append(
                 HealingAction("retry", run.spec.name, True, msg)),
             on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))

@@ -1,18 +1,25 @@
 """Reading many source files at once: a thread per worker, results kept in file order.
 
 fastexcel releases the GIL for most of a parse, so threads overlap: on this project's 2-core
-machine two threads read the 120-report plant 1.7x faster than one, where two forked
+machine two threads read the 120-report plant 1.6x faster than one, where two forked
 processes managed 1.2x (shipping the tables back costs more than it saves; BENCHMARKS.md).
 A file that fails raises exactly as it would have serially, its retries reported.
+
+`ReadAhead` lets Phase 1 ask for every table's files at its start: while the collector
+normalises, merges and writes one table, the pool already reads the next table's files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
+from dpo.errors import DpoError
 from dpo.excel import RawSheet, read_sheet
+from dpo.incremental import Fingerprint
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, TableSpec
 
@@ -24,27 +31,95 @@ def read_one(path: Path, spec: TableSpec, max_retries: int, retry_wait: float,
              retries: list[str]) -> RawSheet:
     return with_retries(
         lambda: read_sheet(path, spec.sheet_name, spec.columns, RENAMES,
-                           numeric=spec.float_columns,
-                             text=spec.text_columns),
+                           numeric=spec.float_columns, text=spec.text_columns),
         max_retries=max_retries, what=path.name, base_wait=retry_wait, on_retry=retries.append)
+
+
+@dataclass
+class _Outcome:
+    """One file's read, done ahead: the sheet or the error, and the retries it took."""
+
+    sheet: RawSheet | None = None
+    error: DpoError | None = None
+    retries: list[str] = field(default_factory=list)
+
+
+class ReadAhead:
+    """A reading pool shared by a phase's tables; reads asked for early are done early.
+
+    A read done ahead is used only if the file still has the size and mtime it had when the
+    read was asked for; otherwise the file is read again, when it is needed.
+    """
+
+    def __init__(self, *, workers: int, max_retries: int, retry_wait: float) -> None:
+        self.max_retries = max_retries
+        self.retry_wait = retry_wait
+        self._pool = ThreadPoolExecutor(workers) if workers >= 2 else None
+        self._ahead: dict[tuple[Path, Fingerprint], Future[_Outcome]] = {}
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._pool is not None:  # reads nobody asked for again are not waited for
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def prefetch(self, files: list[Path], spec: TableSpec) -> None:
+        """Start reading `files` now, in the background (no-op without a pool)."""
+        if self._pool is None:
+            return
+        for path in files:
+            try:
+                key = (path, Fingerprint.of(path))
+            except OSError:
+                continue  # gone: reported when the file is needed
+            if key not in self._ahead:
+                self._ahead[key] = self._pool.submit(self._read, path, spec)
+
+    def read(self, files: list[Path], spec: TableSpec, *, on_retry: Callable[[str], None],
+             on_done: Callable[[int], None]) -> list[RawSheet]:
+        """Every file's raw sheet, in the order given; the first failure raises."""
+        if self._pool is None or (len(files) < MIN_FILES_FOR_POOL and not self._ahead):
+            return [self._deliver(self._read(path, spec), on_retry, on_done) for path in files]
+        futures = [self._future(path, spec) for path in files]
+        return [self._deliver(future.result(), on_retry, on_done) for future in futures]
+
+    def _future(self, path: Path, spec: TableSpec) -> Future[_Outcome]:
+        try:
+            ahead = self._ahead.pop((path, Fingerprint.of(path)), None)
+        except OSError:
+            ahead = None
+        if ahead is not None:
+            return ahead
+        assert self._pool is not None
+        return self._pool.submit(self._read, path, spec)
+
+    def _read(self, path: Path, spec: TableSpec) -> _Outcome:
+        outcome = _Outcome()
+        try:
+            outcome.sheet = read_one(path, spec, self.max_retries, self.retry_wait,
+                                     outcome.retries)
+        except DpoError as exc:
+            outcome.error = exc
+        return outcome
+
+    @staticmethod
+    def _deliver(outcome: _Outcome, on_retry: Callable[[str], None],
+                 on_done: Callable[[int], None]) -> RawSheet:
+        for message in outcome.retries:  # a file that failed after retries still reports them
+            on_retry(message)
+        on_done(1)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.sheet is not None
+        return outcome.sheet
 
 
 def read_files(
     files: list[Path], spec: TableSpec, *, workers: int, max_retries: int, retry_wait: float,
     on_retry: Callable[[str], None], on_done: Callable[[int], None],
 ) -> list[RawSheet]:
-    """Every file's raw sheet, in the order given."""
-
-    def one(path: Path) -> RawSheet:
-        retries: list[str] = []
-        try:
-            return read_one(path, spec, max_retries, retry_wait, retries)
-        finally:  # a file that failed after its retries still reports them
-            for message in retries:
-                on_retry(message)
-            on_done(1)
-
-    if workers < 2 or len(files) < MIN_FILES_FOR_POOL:
-        return [one(path) for path in files]
-    with ThreadPoolExecutor(min(workers, len(files))) as pool:
-        return list(pool.map(one, files))
+    """Every file's raw sheet, in the order given (a pool of `workers` threads)."""
+    with ReadAhead(workers=workers, max_retries=max_retries, retry_wait=retry_wait) as pool:
+        return pool.read(files, spec, on_retry=on_retry, on_done=on_done)
