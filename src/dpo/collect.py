@@ -14,7 +14,7 @@ from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError
 from dpo.excel import RawSheet, first_data_row
-from dpo.frames import content_hash, empty_table
+from dpo.frames import content_hash, empty_table, older_hash_if_same
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
@@ -130,8 +130,9 @@ class DataCollector:
                                 "until the file has rows again or is removed")
             kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
             return self._table_result(run, Status.WARNING, kept, names, changed=False, out=out)
-        digest = content_hash(merged)
-        changed = recorded_hash(out) != digest
+        recorded = recorded_hash(out)
+        digest = older_hash_if_same(recorded, merged, content_hash(merged))
+        changed = recorded != digest
         if changed:
             meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
                     META_HASH: digest.encode()}
