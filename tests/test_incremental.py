@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from pipelinetools import read_book
 
+from dpo.cacheio import HASH_COLUMN, cached_parts
 from dpo.collect import DataCollector
 from dpo.config import load_settings, resolve_paths
-from dpo.demo import generate_plant, write_monthly_report
+from dpo.demo import generate_plant, write_monthly_report, write_xlsb
+from dpo.incremental import Fingerprint, TableCache
 from dpo.results import CollectorResult, Status, TableResult
+from dpo.rowhash import row_hashes
+from dpo.schema import TableSpec, load_schema
 
 MONTHLY = "database/dynamicDatabase/monthlyReports_history"
 OUTPUTS = ("productRecords", "purchaseOrders")
@@ -175,3 +185,127 @@ def test_quarantined_and_blank_rows_keep_the_other_files_aligned(
     assert table(again, "productRecords").files_read == 2  # the changed file + the dirty one
     collect(clean, incremental=False)
     assert output_bytes(root)["productRecords"] == output_bytes(clean)["productRecords"]
+
+
+# -- row hashes kept with the cached rows ------------------------------------------------------
+def _cache_of(root: Path) -> tuple[TableCache, TableSpec, list[Path]]:
+    paths = resolve_paths(load_settings(root_dir=str(root)))
+    schema = load_schema(paths.schema_path, paths.root)
+    cache = TableCache(paths.cache_dir, "productRecords", schema.fingerprint)
+    return cache, schema.table("productRecords"), months(root)
+
+
+def test_cached_row_hashes_are_those_of_the_cached_rows(plant: Path, tmp_path: Path) -> None:
+    root = fresh_copy(plant, tmp_path / "root")
+    collect(root)
+    write_monthly_report(months(root)[2], month="2019-01", n_rows=80, seed=31)
+    collect(root)
+    cache, spec, files = _cache_of(root)
+    pieces = cached_parts(cache, files, [Fingerprint.of(p) for p in files], spec)
+    assert len({id(p.table) for p in pieces if p is not None}) == 2  # two segments
+    for piece in pieces:
+        assert piece is not None
+        assert piece.row_hashes().tolist() == row_hashes(piece.view()).tolist()
+
+
+def _rewrite_segment(root: Path, change: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace the cache segment by `change(its table)`, with a size and CRC that match: only
+    the content can tell that something is wrong."""
+    manifest = json.loads(_manifest(root).read_text(encoding="utf-8"))
+    [name] = manifest["segments"]
+    path = _manifest(root).parent / name
+    with pa.ipc.open_file(pa.py_buffer(path.read_bytes())) as reader:
+        table = change(reader.read_all())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    path.write_bytes(data)
+    manifest["segments"][name] = {"size": len(data), "crc32": zlib.crc32(data)}
+    _manifest(root).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _without_hashes(table: pa.Table) -> pa.Table:
+    return table.drop_columns([HASH_COLUMN])
+
+
+def _null_hash(table: pa.Table) -> pa.Table:
+    """A null in the (not-null) hash column: the schema still matches."""
+    hashes = table.column(HASH_COLUMN).to_pylist()
+    hashes[5] = None
+    return table.set_column(table.num_columns - 1, table.schema.field(HASH_COLUMN),
+                            pa.array(hashes, pa.uint64()))
+
+
+@pytest.mark.parametrize("change", [_without_hashes, _null_hash])
+def test_segment_without_sound_row_hashes_is_read_again(
+    plant: Path, tmp_path: Path, change: Callable[[pa.Table], pa.Table]
+) -> None:
+    root = fresh_copy(plant, tmp_path / "root")
+    collect(root)
+    _rewrite_segment(root, change)
+    write_monthly_report(months(root)[3], month="2019-02", n_rows=80, seed=7)
+    assert table(collect(root), "productRecords").files_read == 12  # nothing trusted
+    plain = fresh_copy(root, tmp_path / "plain")
+    collect(plain, incremental=False)
+    assert output_bytes(root) == output_bytes(plain)
+
+
+# -- duplicates across files -------------------------------------------------------------------
+def _near_duplicate_months(root: Path) -> None:
+    """Months 1-3 repeat rows of month 0: exactly, and differing in one cell only (a number,
+    a text, a blank where there was a value), within and across files."""
+    sheet, header, rows = read_book(months(root)[0])
+    qty, note = header.index("itemGoodQuantity"), header.index("poNote")
+
+    def changed(row: list[object], col: int, value: object) -> list[object]:
+        return [value if i == col else v for i, v in enumerate(row)]
+
+    near = [changed(rows[0], qty, int(rows[0][qty] or 0) + 1), changed(rows[1], note, None),
+            changed(rows[2], note, f"{rows[2][note]} "), changed(rows[3], note, "x")]
+    write_xlsb(months(root)[1], sheet, header, rows[:5] + near + rows[:2] + near[:1])
+    write_xlsb(months(root)[2], sheet, header, near + rows[5:9] + [near[3]])
+    write_xlsb(months(root)[3], sheet, header, rows[6:12] + near[1:3])
+
+
+def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
+    plant: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fresh, cached and with every row hash colliding: the same duplicates as dpo 0.1.0's
+    exact method, and the same output."""
+    from test_rowhash import old_duplicate_mask
+
+    import dpo.collect
+
+    roots = {kind: fresh_copy(plant, tmp_path / kind) for kind in ("cached", "exact", "collide")}
+    for root in roots.values():
+        _near_duplicate_months(root)
+
+    def run_all(step: int) -> dict[str, TableResult]:
+        found = {"cached": table(collect(roots["cached"]), "productRecords")}
+        with monkeypatch.context() as patch:
+            patch.setattr(dpo.collect, "duplicate_mask",
+                          lambda t, hashes=None: old_duplicate_mask(t))
+            found["exact"] = table(collect(roots["exact"], incremental=False), "productRecords")
+        with monkeypatch.context() as patch:
+            patch.setattr(dpo.collect, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
+            found["collide"] = table(collect(roots["collide"], incremental=False),
+                                     "productRecords")
+        assert found["cached"].files_read == (12 if step == 0 else 1)
+        return found
+
+    for step in range(2):
+        found = run_all(step)
+        assert found["cached"].duplicates_removed >= 12
+        for kind in ("exact", "collide"):
+            assert found[kind].duplicates_by_file == found["cached"].duplicates_by_file, kind
+            assert found[kind].rows == found["cached"].rows
+        assert output_bytes(roots["cached"]) == output_bytes(roots["exact"])
+        assert _data(roots["collide"]).equals(_data(roots["cached"]))
+        for root in roots.values():  # then one month changes: the cache serves the rest
+            sheet, header, rows = read_book(months(root)[2])
+            write_xlsb(months(root)[2], sheet, header, rows[1:] + rows[:1])
+
+
+def _data(root: Path) -> pa.Table:
+    return pq.read_table(root / "agents/shared_db/dynamicDatabase/productRecords.parquet")

@@ -14,7 +14,7 @@ from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError
 from dpo.excel import RawSheet, first_data_row
-from dpo.frames import content_hash, empty_table
+from dpo.frames import content_hash_of, empty_table, older_hash_if_same
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
@@ -31,6 +31,7 @@ from dpo.results import (
     TableResult,
     phase_status,
 )
+from dpo.rowhash import row_hashes
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.sources import discover
 
@@ -145,7 +146,7 @@ class DataCollector:
                                       dups=(summary["duplicates"],
                                             tuple(summary["duplicates_by_file"].items())))
         parts = self._parts(run, cache)
-        merged, dup_total, dup_by_file = _merge(spec, parts, names)
+        merged, digest, dup_total, dup_by_file = _merge(spec, parts, names)
         if merged.num_rows == 0:
             run.warnings.append("no data rows in any file (headers only); existing output kept")
             return self._table_result(run, Status.WARNING, 0, names, changed=False, out=out)
@@ -155,8 +156,9 @@ class DataCollector:
                                 "until the file has rows again or is removed")
             kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
             return self._table_result(run, Status.WARNING, kept, names, changed=False, out=out)
-        digest = content_hash(merged)
-        changed = recorded_hash(out) != digest
+        recorded = recorded_hash(out)
+        digest = older_hash_if_same(recorded, merged, digest)
+        changed = recorded != digest
         if changed:
             meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
                     META_HASH: digest.encode()}
@@ -210,8 +212,7 @@ class DataCollector:
                 parts[i] = piece
         pieces = [p for p in parts if p is not None]
         if cache is not None:
-            update_cache(cache, run.spec, run.files, fingerprints, [p.view() for p in pieces],
-                         todo, dirty, digests)
+            update_cache(cache, run.spec, run.files, fingerprints, pieces, todo, dirty, digests)
         return pieces
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
@@ -314,27 +315,36 @@ def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> 
 
 def _split(norm: Normalized, count: int) -> list[Piece]:
     """The normalised table cut back into its files (bad rows already dropped), as pieces of
-    the one table, so that consecutive files coalesce again when merged."""
+    the one table, so that consecutive files coalesce again when merged. Its row hashes are
+    computed here, once for all new files; the cache keeps them with the rows."""
     bad = np.asarray(norm.bad_rows, dtype=np.int64)
     starts = [*norm.origin.starts, norm.table.num_rows + len(bad)]
     kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
-    return [Piece(norm.table, kept_before[i], kept_before[i + 1] - kept_before[i])
+    hashes = row_hashes(norm.table)
+    return [Piece(norm.table, hashes, kept_before[i], kept_before[i + 1] - kept_before[i])
             for i in range(count)]
 
 
 def _merge(
     spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
-) -> tuple[pa.Table, int, tuple[tuple[str, int], ...]]:
-    """Concatenate in file order; drop exact duplicate rows, counted by the file they were in."""
+) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...]]:
+    """Concatenate in file order; drop exact duplicate rows, counted by the file they were in.
+    Returns the table, its content hash, and the duplicates (total, by file). Duplicates and
+    the hash come from the pieces' row hashes: no pass over the cached rows' values."""
     pieces = [p for p in parts if p.rows]
     if not pieces:
-        return empty_table(spec), 0, ()
-    merged = pa.concat_tables(coalesce(pieces))  # chunked: nothing downstream needs one copy
-    duplicated = duplicate_mask(merged)
+        empty = empty_table(spec)
+        return empty, content_hash_of(empty.schema, np.empty(0, np.uint64)), 0, ()
+    runs = coalesce(pieces)
+    merged = pa.concat_tables([run.view() for run in runs])  # chunked: nobody needs one copy
+    hashes = np.concatenate([run.row_hashes() for run in runs])
+    duplicated = duplicate_mask(merged, hashes)
     if not duplicated.any():
-        return merged, 0, ()
+        return merged, content_hash_of(merged.schema, hashes), 0, ()
     owners = [n for n, p in zip(names, parts, strict=True) if p.rows]
     owner = np.repeat(np.arange(len(pieces)), [p.rows for p in pieces])
     counts = np.bincount(owner[duplicated], minlength=len(pieces))
     by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
-    return merged.filter(pa.array(~duplicated)), int(duplicated.sum()), by_file
+    kept = ~duplicated
+    return (merged.filter(pa.array(kept)), content_hash_of(merged.schema, hashes[kept]),
+            int(duplicated.sum()), by_file)

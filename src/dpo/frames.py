@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.metakeys import HASH_PREFIX
+from dpo.rowhash import row_hashes
 from dpo.schema import TableSpec
 
 # schema dtype -> (Arrow type, pandas_type in the metadata)
@@ -50,7 +53,49 @@ def empty_table(spec: TableSpec) -> pa.Table:
 
 
 def content_hash(table: pa.Table) -> str:
-    """Hash of column names, types and values in row order; independent of chunks and layout."""
+    """Hash of row count, column names and types, and values in row order; independent of
+    chunks and layout."""
+    return content_hash_of(table.schema, row_hashes(table))
+
+
+def content_hash_of(schema: pa.Schema, hashes: np.ndarray) -> str:
+    """content_hash of a table with this schema whose rows have these row hashes: a table
+    built from cached rows is hashed without reading its data again."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{len(hashes)}\x1e".encode())
+    for field in schema:
+        digest.update(f"{field.name}\x1f{field.type}\x1e".encode())
+    digest.update(np.ascontiguousarray(hashes, dtype="<u8").data)
+    return HASH_PREFIX + digest.hexdigest()
+
+
+def hash_matches(table: pa.Table, recorded: str) -> bool:
+    """Whether `recorded` is the hash of `table` by the algorithm that made it (its prefix
+    says which): versions written by an older dpo still verify."""
+    if recorded.startswith(HASH_PREFIX):
+        return content_hash(table) == recorded
+    if _is_legacy(recorded):
+        return legacy_content_hash(table) == recorded
+    return False  # a format this dpo does not know (a newer one): it cannot vouch for it
+
+
+def older_hash_if_same(recorded: str | None, table: pa.Table, digest: str) -> str:
+    """`recorded` if it is a legacy hash of `table`'s very content, else `digest` (its
+    current hash): an upgrade alone must not make unchanged data look changed, which would
+    rewrite Phase 1's output and publish a new version of every table. Costs a legacy hash
+    only while the recorded hash is a legacy one."""
+    if recorded is not None and _is_legacy(recorded) and legacy_content_hash(table) == recorded:
+        return recorded
+    return digest
+
+
+def _is_legacy(recorded: str) -> bool:
+    return re.fullmatch("[0-9a-f]{40}", recorded) is not None
+
+
+def legacy_content_hash(table: pa.Table) -> str:
+    """The content hash of dpo <= 0.1.0 (blake2b over every column's bytes), kept to verify
+    what it recorded."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{table.num_rows}\x1e".encode())
     for field, column in zip(table.schema, table.columns, strict=True):

@@ -4,9 +4,10 @@ Stdlib only, so that deciding "nothing changed" costs no pandas/pyarrow import.
 
 A file is unchanged when its size and mtime match the manifest, or, when those differ, when
 its content hash (sha256) still matches (a copy that kept the bytes but not the mtime). The
-manifest is keyed by dpo's version and the schema's fingerprint: either changing drops the
-whole cache. Each cache entry carries a CRC of its bytes; an entry that fails it is rebuilt
-from the source file, never trusted.
+manifest is keyed by dpo's version, the schema's fingerprint and the cache's format (which
+includes the row-hash algorithm's version): any of them changing drops the whole cache.
+Each cache entry carries a CRC of its bytes; an entry that fails it is rebuilt from the
+source file, never trusted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any, BinaryIO, Protocol
 
 from dpo import __version__
 from dpo.fsio import atomic_file, atomic_write_bytes
+from dpo.metakeys import ROW_HASH_VERSION
+
+# 2: each segment carries its rows' dpo.rowhash hashes (cacheio.HASH_COLUMN). Hashes made by
+# another algorithm must never be compared with this one's, hence its version in the key.
+CACHE_FORMAT = f"segments-2.rowhash-{ROW_HASH_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class TableCache:
     def __init__(self, cache_dir: Path, table: str, schema_fingerprint: str) -> None:
         self.folder = cache_dir / "collect" / table
         self.manifest_path = self.folder / "manifest.json"
-        self.key = f"{__version__}:{schema_fingerprint}"
+        self.key = f"{__version__}:{schema_fingerprint}:{CACHE_FORMAT}"
         self.manifest = self._load()
 
     def _load(self) -> dict[str, Any]:
@@ -70,7 +76,7 @@ class TableCache:
         except (OSError, ValueError):
             return empty
         if not isinstance(data, dict) or data.get("key") != self.key or "segments" not in data:
-            return empty  # another dpo version or schema: nothing in here can be trusted
+            return empty  # another dpo, schema or format: nothing in here can be trusted
         return data
 
     # -- per file -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from loguru import logger
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
-from dpo.frames import arrow_schema, content_hash
+from dpo.frames import arrow_schema, content_hash, older_hash_if_same
 from dpo.incremental import Fingerprint, LoaderState, TableCache, folder_size
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import normalize_table
@@ -134,7 +134,8 @@ class DataLoaderAgent:
         else:
             table = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
                                  what=path.name, base_wait=self.retry_wait)
-            digest = content_hash(table)
+            digest = older_hash_if_same(self.store.current_hash(spec.name), table,
+                                        content_hash(table))
         table = table.replace_schema_metadata(arrow_schema(spec).metadata)
         return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpo.errors import DpoError, ErrorType, IntegrityError
-from dpo.frames import content_hash
+from dpo.frames import content_hash, hash_matches
 from dpo.fsio import atomic_file
 from dpo.metakeys import META_HASH, META_ROWS
 
@@ -51,13 +51,14 @@ def recorded_hash(path: Path) -> str | None:
 
 
 def read_verified(path: Path) -> pa.Table:
-    """Read a Parquet file and prove its data still matches the hash recorded when written."""
+    """Read a Parquet file and prove its data still matches the hash recorded when written
+    (by the algorithm that recorded it: older versions verify too)."""
     expected = recorded_hash(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise IntegrityError(f"{path}: unreadable Parquet ({exc})", file=str(path)) from exc
-    if expected is None or content_hash(table) != expected:
+    if expected is None or not hash_matches(table, expected):
         raise IntegrityError(f"{path}: content does not match its recorded hash", file=str(path))
     return table
 
