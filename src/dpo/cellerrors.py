@@ -1,13 +1,9 @@
-"""What the reader hides, found in the workbook's own bytes: error cells and null-like text.
+"""Excel error cells (#N/A, #DIV/0!, ...) found in the workbook itself.
 
 calamine, under every Python reader, returns an error cell as an empty cell, so a formula that
 failed upstream would load as NA without a word. This module looks at the sheet's own bytes:
 `t="e"` cells in .xlsx XML, BrtCellError/BrtFmlaError records in .xlsb. The common case (no
 error anywhere) costs one byte search per sheet; sheets that have errors are parsed fully.
-
-fastexcel also reads some text as empty in a column it reads typed (`#N/A`, `<NA>`,
-`-1.#IND`...: pandas' NA strings). The same pass looks for those strings in the sheet and in
-the shared-string table, so that such a sheet is read as text and the cell reported.
 """
 
 from __future__ import annotations
@@ -20,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import numpy as np
-
 ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
                0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
 _BRT_ROW, _BRT_CELL_ERROR, _BRT_FMLA_ERROR, _BRT_BUNDLE_SH = 0x00, 0x03, 0x0B, 0x9C
@@ -33,44 +27,6 @@ _CELL_ERROR_HEADER = re.compile(rb"\x03\x09")
 _FMLA_ERROR_HEADER = re.compile(rb"\x0b[\x13-\x7f]")
 
 
-# Text fastexcel reads as empty in a typed column, and normalize.py would not treat as empty.
-READER_NULL_TEXT = ("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-                    "1.#QNAN", "<NA>")
-# As a whole cell value: XML text between tags; BIFF12 count-prefixed UTF-16 (XLWideString).
-_XLSX_NULL_TEXT = re.compile(b"|".join(
-    re.escape(b">" + html.escape(t, quote=False).encode() + b"</") for t in READER_NULL_TEXT))
-_XLSX_HINTS = (b"#", b"-N", b"-n", b"&lt;NA")  # every token holds one; each is rare in a sheet
-_XLSB_TOKENS = {(len(t), t.encode("utf-16-le")) for t in READER_NULL_TEXT}
-_FIRST_CHARS = sorted({t.encode()[0] for t in READER_NULL_TEXT})
-
-
-def _holds_null_text(block: bytes, binary: bool) -> bool:
-    if binary:
-        return _xlsb_holds_null_text(block)
-    return any(hint in block for hint in _XLSX_HINTS) and \
-        _XLSX_NULL_TEXT.search(block) is not None
-
-
-def _xlsb_holds_null_text(block: bytes) -> bool:
-    """A token as an XLWideString: [count u32][UTF-16]. Found with numpy (a byte regex or
-    substring search over binary cell data is 10x slower): a token's first character as a
-    UTF-16 code unit at either byte alignment, then its count and text checked."""
-    a = np.frombuffer(block, dtype=np.uint8)
-    for align in (0, 1):
-        units = np.frombuffer(block, dtype="<u2", offset=align, count=(len(block) - align) // 2)
-        found = np.zeros(len(units), dtype=bool)
-        for first in _FIRST_CHARS:
-            found |= units == first
-        at = align + 2 * np.flatnonzero(found)
-        at = at[at >= 4]
-        at = at[(a[at - 1] == 0) & (a[at - 2] == 0) & (a[at - 3] == 0)]
-        for position in at.tolist():
-            count = block[position - 4]
-            if (count, block[position:position + 2 * count]) in _XLSB_TOKENS:
-                return True
-    return False
-
-
 @dataclass(frozen=True)
 class ErrorCell:
     row: int  # 0-based sheet row
@@ -78,61 +34,33 @@ class ErrorCell:
     text: str  # e.g. "#DIV/0!"
 
 
-@dataclass(frozen=True)
-class CellScan:
-    errors: list[ErrorCell]
-    null_text: bool  # a cell may hold READER_NULL_TEXT: read the sheet as text
-
-
-def scan_cells(path: str, sheet: str, *, null_text: bool = True) -> CellScan:
-    """Error cells of `sheet` (none when the file is not a zip), and whether any cell may hold
-    text the reader would empty (looked for only if `null_text`)."""
+def find_error_cells(path: str, sheet: str) -> list[ErrorCell]:
+    """Error cells of `sheet`; empty when there are none (or the file is not a zip)."""
     try:
         with zipfile.ZipFile(path) as archive:
             part = _sheet_part(archive, sheet)
-            if part is None:
-                return CellScan([], False)
-            binary = part.endswith(".bin")
-            # Found already (or not asked): the sheet pass looks for error cells only.
-            found = not null_text or _shared_strings_hold_null_text(archive, binary)
-            maybe_errors, in_sheet = _stream_sheet(archive, part, binary, found)
-            data = archive.read(part) if maybe_errors else b""
+            if part is None or not _may_have_errors(archive, part):
+                return []
+            data = archive.read(part)
     except (zipfile.BadZipFile, OSError, KeyError):
-        return CellScan([], False)  # the reader reports unreadable files; this is a second look
-    has_null_text = null_text and in_sheet
-    if not maybe_errors:
-        return CellScan([], has_null_text)
-    return CellScan(_xlsb_errors(data) if binary else _xlsx_errors(data), has_null_text)
+        return []  # the reader reports unreadable files; this is only a second look
+    if part.endswith(".bin"):
+        return _xlsb_errors(data)
+    return _xlsx_errors(data)
 
 
 _CHUNK = 4 << 20
-_OVERLAP = 512  # longer than any error record, `t="e"` cell tag or null text straddling blocks
+_OVERLAP = 512  # longer than any error record or `t="e"` cell tag that could straddle chunks
 
 
-def _stream_sheet(
-    archive: zipfile.ZipFile, part: str, binary: bool, null_text: bool
-) -> tuple[bool, bool]:
-    """(may have error cells, may hold null text), streamed 4 MiB at a time: a 60 MB sheet is
-    never held in memory twice (once here, once in the reader) unless it has error cells."""
-    test = _may_hold_errors if binary else (lambda block: b't="e"' in block)
-    errors, tail = False, b""
-    with archive.open(part) as stream:
-        while not (errors and null_text) and (block := stream.read(_CHUNK)):
-            window = tail + block
-            errors = errors or test(window)
-            null_text = null_text or _holds_null_text(window, binary)
-            tail = block[-_OVERLAP:]
-    return errors, null_text
-
-
-def _shared_strings_hold_null_text(archive: zipfile.ZipFile, binary: bool) -> bool:
-    name = "xl/sharedStrings.bin" if binary else "xl/sharedStrings.xml"
-    if name not in archive.namelist():
-        return False
+def _may_have_errors(archive: zipfile.ZipFile, part: str) -> bool:
+    """Stream the sheet through the cheap test, 4 MiB at a time: a 60 MB sheet is never held
+    in memory twice (once here, once in the reader) unless it really has error cells."""
+    test = _may_hold_errors if part.endswith(".bin") else (lambda block: b't="e"' in block)
     tail = b""
-    with archive.open(name) as stream:
+    with archive.open(part) as stream:
         while block := stream.read(_CHUNK):
-            if _holds_null_text(tail + block, binary):
+            if test(tail + block):
                 return True
             tail = block[-_OVERLAP:]
     return False

@@ -5,13 +5,16 @@ so a code numeric for 1,000 rows and then `9917349N15` keeps every value. The ot
 are read as the cells are (numbers as float64, dates as timestamps), but only when every cell
 of the column has one type, checked over *all* rows (`schema_sample_rows=None`,
 `dtype_coercion="strict"`): a number column with one text cell anywhere would otherwise be
-coerced. When any column mixes types, the whole sheet is read again as text, and
-normalize.py parses it and reports what does not fit. Typed reading is faster (no number ->
-text -> number round trip) and exact (the reader's text of a number keeps only 9 decimals).
+coerced. When any column mixes types, or the reader could not type a cell (an error cell, or
+text it reads as empty in a number column: `#N/A`, `<NA>`, `-1.#IND`...), the whole sheet is
+read again as text, and normalize.py parses it and reports what does not fit. Typed reading
+is faster (no number -> text -> number round trip) and exact (the reader's text of a number
+keeps only 9 decimals).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import zipfile
@@ -22,8 +25,9 @@ from typing import Literal
 
 import fastexcel
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from dpo.cellerrors import ErrorCell, scan_cells
+from dpo.cellerrors import find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.normalize import Source
@@ -107,22 +111,27 @@ def _read_columns(
     wanted = _source_names(columns, renames)
     batch = None if text is None else _load_typed(
         reader, sheet, wanted, _source_names(tuple(text), renames), name, headers)
-    scan = scan_cells(str(path), sheet, null_text=batch is not None)
     exact: dict[str, pa.Array] = {}
-    if batch is None or scan.null_text:
+    typed = batch is not None
+    if batch is None:
         headers.clear()
         batch = _load(reader, sheet, wanted, "string", name, headers)
         exact = _exact_floats(reader, sheet, batch, _source_names(tuple(numeric), renames),
                               renames, name)
     _refuse_duplicates(headers, columns, renames, name, sheet)
-    return batch, exact, _error_cells(path, reader, sheet, scan.errors, set(columns), renames)
+    if not typed or path.suffix.lower() == ".xlsb":
+        # A typed .xlsx read had no error cell (the reader reports them); an .xlsb formula
+        # that failed (BrtFmlaError) reads as empty even typed, so .xlsb is always looked at.
+        return batch, exact, _error_cells(path, reader, sheet, set(columns), renames)
+    return batch, exact, ()
 
 
 def _error_cells(
-    path: Path, reader: fastexcel.ExcelReader, sheet: str, found: list[ErrorCell],
-    columns: set[str], renames: Mapping[str, str],
+    path: Path, reader: fastexcel.ExcelReader, sheet: str, columns: set[str],
+    renames: Mapping[str, str],
 ) -> tuple[tuple[int, str, str], ...]:
     """(row position, canonical column, text) of the error cells in `columns`."""
+    found = find_error_cells(str(path), sheet)
     if not found:
         return ()
     start_row, start_col = range_start(path, sheet)
@@ -154,12 +163,16 @@ def _load(
     return batch
 
 
-# What a column read typed may come back as; anything else (durations...) is read as text.
-def _typed_ok(arrow_type: pa.DataType) -> bool:
-    return bool(pa.types.is_string(arrow_type) or pa.types.is_floating(arrow_type)
-                or pa.types.is_integer(arrow_type) or pa.types.is_timestamp(arrow_type)
-                or pa.types.is_date(arrow_type) or pa.types.is_boolean(arrow_type)
-                or pa.types.is_null(arrow_type))
+def _typed_ok(column: pa.Array) -> bool:
+    """A column read typed that needs no second look: of a type normalize.py converts (not a
+    duration...), and no NaN, which no Excel number is: the reader parsed text ("-nan")."""
+    kind = column.type
+    if pa.types.is_floating(kind):  # the sum of finite numbers is never NaN: one kernel call
+        total = pc.sum(column).as_py()
+        return total is None or not math.isnan(total)
+    return bool(pa.types.is_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_null(kind))
 
 
 def _load_typed(
@@ -173,14 +186,16 @@ def _load_typed(
         return column.name in wanted
 
     try:
-        batch: pa.RecordBatch = reader.load_sheet(
+        batch, failed = reader.load_sheet(
             sheet, use_columns=use, dtypes={n: "string" for n in text & wanted},
-            schema_sample_rows=None, dtype_coercion="strict").to_arrow()
+            schema_sample_rows=None, dtype_coercion="strict").to_arrow_with_errors()
     except fastexcel.UnsupportedColumnTypeCombinationError:
         return None
     except fastexcel.FastExcelError as exc:
         raise _read_error(name, exc, sheet) from exc
-    return batch if all(_typed_ok(t) for t in batch.schema.types) else None
+    if failed is not None and failed.errors:
+        return None  # a cell it read as empty: an error cell, or text such as "#N/A"
+    return batch if all(_typed_ok(c) for c in batch.columns) else None
 
 
 def _exact_floats(
@@ -257,16 +272,24 @@ def _refuse_duplicates(
     sheet: str,
 ) -> None:
     """A required column given twice (`poNo` twice, or `plasticResine` beside `plasticResin`)
-    is ambiguous: loading either copy would silently drop the other's values."""
+    is ambiguous: loading either copy would silently drop the other's values. The reader
+    names a repeated header `poNo_1`, `poNo_2`..."""
+    spelling = {column: column for column in columns}
+    spelling.update({src: dst for src, dst in renames.items() if dst in spelling})
     present = set(headers)
+    found: dict[str, list[str]] = {}
+    for header in headers:
+        column = spelling.get(header)
+        if column is None and "_" in header:
+            base, suffix = header.rsplit("_", 1)
+            column = spelling.get(base) if suffix.isdigit() and base in present else None
+        if column is not None:
+            found.setdefault(column, []).append(header)
     for column in columns:
-        spellings = {column} | {src for src, dst in renames.items() if dst == column}
-        found = [h for h in headers if h in spellings or (
-            "_" in h and h.rsplit("_", 1)[0] in spellings & present and h.rsplit("_", 1)[1].isdigit())]
-        if len(found) > 1:
+        if len(found.get(column, ())) > 1:
             raise DpoError(
-                f"{name} [{sheet}]: column {column} appears {len(found)} times "
-                f"({', '.join(found)}); keep one", error_type=ErrorType.SCHEMA_MISMATCH,
+                f"{name} [{sheet}]: column {column} appears {len(found[column])} times "
+                f"({', '.join(found[column])}); keep one", error_type=ErrorType.SCHEMA_MISMATCH,
                 file=name, sheet=sheet, column=column)
 
 
