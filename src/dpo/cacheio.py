@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from dpo.frames import arrow_schema
+from dpo.frames import arrow_schema, from_numpy
 from dpo.incremental import ByteSink, Fingerprint, TableCache
 from dpo.schema import TableSpec
 
@@ -127,7 +127,7 @@ def _ipc_writer(spec: TableSpec, pieces: list[Piece]) -> Callable[[ByteSink], No
     def write(handle: ByteSink) -> None:
         rows = pa.concat_tables([p.view() for p in pieces]).combine_chunks()
         hashes = np.concatenate([p.row_hashes() for p in pieces])
-        stored = rows.append_column(segment_schema(spec).field(HASH_COLUMN), pa.array(hashes))
+        stored = rows.append_column(segment_schema(spec).field(HASH_COLUMN), from_numpy(hashes))
         with pa.ipc.new_file(pa.PythonFile(handle, mode="w"), segment_schema(spec)) as writer:
             writer.write_table(stored, max_chunksize=1 << 30)
 

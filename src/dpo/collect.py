@@ -14,7 +14,7 @@ from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError
 from dpo.excel import RawSheet, first_data_row
-from dpo.frames import content_hash_of, empty_table, older_hash_if_same
+from dpo.frames import content_hash_of, empty_table, from_numpy, older_hash_if_same
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
@@ -346,5 +346,5 @@ def _merge(
     counts = np.bincount(owner[duplicated], minlength=len(pieces))
     by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
     kept = ~duplicated
-    return (merged.filter(pa.array(kept)), content_hash_of(merged.schema, hashes[kept]),
+    return (merged.filter(from_numpy(kept)), content_hash_of(merged.schema, hashes[kept]),
             int(duplicated.sum()), by_file)

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.frames import from_numpy
 from dpo.rowhash import row_hashes
 
 
@@ -90,6 +91,6 @@ def _take_sorted(column: pa.ChunkedArray, rows: np.ndarray) -> list[pa.Array]:
             local = rows[lo:hi] - start
             consecutive = int(local[-1] - local[0]) == hi - lo - 1  # rows are sorted, unique
             parts.append(chunk.slice(int(local[0]), hi - lo) if consecutive
-                         else chunk.take(pa.array(local)))
+                         else chunk.take(from_numpy(local)))
         start += len(chunk)
     return parts

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.errors import CellError
-from dpo.frames import arrow_schema
+from dpo.frames import arrow_schema, from_numpy
 from dpo.schema import TableSpec
 
 NULL_TOKENS = ("", "nan", "null", "none", "n/a", "na")
@@ -86,7 +86,7 @@ class Normalized:
         which files were not clean (and must not be cached)."""
         keep = np.ones(self.table.num_rows, dtype=bool)
         keep[positions] = False
-        return Normalized(self.table.filter(pa.array(keep)), self.cells,
+        return Normalized(self.table.filter(from_numpy(keep)), self.cells,
                           np.asarray(positions, dtype=np.int64), self.origin)
 
 
