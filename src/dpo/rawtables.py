@@ -25,8 +25,9 @@ def concat_raw(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.A
     names = sheets[0].table.column_names
     columns: list[pa.ChunkedArray] = []
     exact: dict[str, pa.Array] = {}
-    for name in names:
-        pieces = [s.table.column(name) for s in sheets]
+    by_position = list(zip(*(s.table.columns for s in sheets), strict=True))  # same order
+    for name, column in zip(names, by_position, strict=True):
+        pieces = list(column)
         floats = [s.exact.get(name) for s in sheets]
         target = _common_type(pieces)
         if target is not None and not any(f is not None for f in floats):
@@ -44,6 +45,9 @@ def concat_raw(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.A
 
 def _common_type(pieces: list[pa.ChunkedArray]) -> pa.DataType | None:
     """The one type of the pieces that hold any value (None if they disagree)."""
+    first = pieces[0].type
+    if all(p.type == first for p in pieces):
+        return first
     types = {p.type for p in pieces if p.null_count < len(p)}
     if len(types) > 1:
         return None
@@ -51,6 +55,8 @@ def _common_type(pieces: list[pa.ChunkedArray]) -> pa.DataType | None:
 
 
 def _as_type(pieces: list[pa.ChunkedArray], target: pa.DataType) -> pa.ChunkedArray:
+    if all(p.type == target for p in pieces):
+        return pa.chunked_array([c for p in pieces for c in p.chunks], target)
     chunks: list[pa.Array] = []
     for piece in pieces:  # a piece of another type is all empty: nulls of the common type
         chunks.extend(piece.chunks if piece.type == target else [pa.nulls(len(piece), target)])

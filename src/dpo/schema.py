@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,17 +56,23 @@ class TableSpec:
         return tuple(c for c, _ in self.dtypes)
 
     def dtype_of(self, column: str) -> str:
-        return dict(self.dtypes)[column]
+        return self._dtype_by_column[column]
 
     def kind_of(self, column: str) -> str:
-        return DTYPE_KINDS[self.dtype_of(column)]
+        return DTYPE_KINDS[self._dtype_by_column[column]]
 
-    @property
+    # Cached: asked for every column of every file read (a frozen dataclass keeps a cached
+    # property in its __dict__; equality and hashing still use the fields only).
+    @cached_property
+    def _dtype_by_column(self) -> dict[str, str]:
+        return dict(self.dtypes)
+
+    @cached_property
     def text_columns(self) -> frozenset[str]:
         """Columns read as text whatever their cells hold (codes, names, notes)."""
         return frozenset(c for c in self.columns if self.kind_of(c) == "string")
 
-    @property
+    @cached_property
     def float_columns(self) -> frozenset[str]:
         """Columns whose number cells are read a second time as floats when a sheet has to be
         read as text: the reader's text of a number keeps 9 decimals (1e-10 reads as "0").
