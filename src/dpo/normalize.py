@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, product
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,8 @@ from dpo.frames import arrow_schema, from_numpy
 from dpo.schema import TableSpec
 
 NULL_TOKENS = ("", "nan", "null", "none", "n/a", "na")
+_NULL_SPELLINGS = tuple(sorted({"".join(chars) for token in NULL_TOKENS
+                                for chars in product(*((c.lower(), c.upper()) for c in token))}))
 # Excel error values: a formula that failed upstream; never data, always reported.
 EXCEL_ERRORS = ("#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!",
                 "#GETTING_DATA", "#SPILL!", "#CALC!")
@@ -129,7 +131,10 @@ def screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
         errors = as_mask(pc.is_in(trimmed, value_set=text_array(EXCEL_ERRORS, arr.type)))
     else:
         errors = np.zeros(len(arr), dtype=bool)
-    is_null = pc.is_in(pc.utf8_lower(trimmed), value_set=text_array(NULL_TOKENS, arr.type))
+    # Every spelling of every token in the set, so no lower-cased copy of the column is made.
+    is_null = pc.is_in(trimmed, value_set=text_array(_NULL_SPELLINGS, arr.type))
+    if not pc.any(is_null).as_py():
+        return errors, arr  # the common case: no copy of the column's text
     return errors, pc.if_else(is_null, pa.scalar(None, arr.type), arr)
 
 
