@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from dpo.results import (
 from dpo.rowhash import row_hashes
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.sources import discover
+from dpo.steps import Finish, Finisher, done, nothing, then
 
 
 @dataclass
@@ -47,6 +50,13 @@ class _TableRun:
     rejected: int = 0
     files_read: int = 0
     emptied: list[str] = field(default_factory=list)  # files read this run with headers only
+
+
+@dataclass(frozen=True)
+class _Merged:
+    digest: str
+    duplicates: int
+    by_file: tuple[tuple[str, int], ...]
 
 
 class DataCollector:
@@ -73,6 +83,7 @@ class DataCollector:
         self.incremental = incremental
         self.progress = progress
         self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
+        self._discovered: dict[str, list[Path]] = {}
 
     def output_path(self, table: str) -> Path:
         return self.paths.collector_dir / f"{table}.parquet"
@@ -82,16 +93,16 @@ class DataCollector:
 
     def process_all_data(self) -> CollectorResult:
         started = time.perf_counter()
-        results: list[TableResult] = []
-        healing: list[HealingAction] = []
         with ReadAhead(workers=self.workers, max_retries=self.max_retries,
-                       retry_wait=self.retry_wait) as self._reads:
+                       retry_wait=self.retry_wait) as self._reads, \
+                Finisher(self._guarded, background=self._reads.pooled) as finisher:
             for spec in self.schema.dynamic:  # while one table is merged, the next is read
                 self._reads.prefetch(self._to_read(spec), spec)
-            for spec in self.schema.dynamic:
-                run = _TableRun(spec)
-                results.append(self._collect_guarded(run))
-                healing.extend(run.healing)
+            runs = [_TableRun(spec) for spec in self.schema.dynamic]
+            for run in runs:  # a table is written while the next one is merged
+                finisher.add(run, self._collect_guarded(run))
+            results = finisher.results()
+        healing = [action for run in runs for action in run.healing]
         return self._summary(results, healing, time.perf_counter() - started)
 
     def _to_read(self, spec: TableSpec) -> list[Path]:
@@ -101,6 +112,7 @@ class DataCollector:
             files = discover(spec, self.paths.source_dir / spec.path.name)
         except DpoError:
             return []  # reported when the table is collected
+        self._discovered[spec.name] = files  # one look at the folder per run
         if not self.incremental:
             return files
         cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
@@ -113,25 +125,37 @@ class DataCollector:
                 continue
         return todo
 
-    def _collect_guarded(self, run: _TableRun) -> TableResult:
-        spec = run.spec
-        logger.info("📊 collecting {}", spec.name)
+    def _collect_guarded(self, run: _TableRun) -> Finish:
+        """The table read, normalised and merged; what is left to do (writing) as a callable
+        that gives its result. A failure is the table's error result, never the phase's."""
+        logger.info("📊 collecting {}", run.spec.name)
         try:
-            result = self._collect(run)
-            self._emit("table_done", table=spec.name, status=str(result.status))
-            return result
+            return self._collect(run)
         except DpoError as exc:
-            self._emit("table_done", table=spec.name, status="error")
-            logger.error("❌ {}: {}", spec.name, exc.message)
-            return TableResult(
-                table=spec.name, status=Status.ERROR, files=tuple(p.name for p in run.files),
-                files_failed=(exc.file,) if exc.file else (), warnings=tuple(run.warnings),
-                error=exc.info(spec.name),
-            )
+            return partial(self._failed, run, exc)
 
-    def _collect(self, run: _TableRun) -> TableResult:
+    def _guarded(self, run: _TableRun, finish: Finish) -> TableResult:
+        try:
+            result = finish()
+        except DpoError as exc:
+            result = self._failed(run, exc)
+        if result.status is not Status.ERROR:
+            self._emit("table_done", table=run.spec.name, status=str(result.status))
+        return result
+
+    def _failed(self, run: _TableRun, exc: DpoError) -> TableResult:
+        self._emit("table_done", table=run.spec.name, status="error")
+        logger.error("❌ {}: {}", run.spec.name, exc.message)
+        return TableResult(
+            table=run.spec.name, status=Status.ERROR, files=tuple(p.name for p in run.files),
+            files_failed=(exc.file,) if exc.file else (), warnings=tuple(run.warnings),
+            error=exc.info(run.spec.name),
+        )
+
+    def _collect(self, run: _TableRun) -> Finish:
         spec = run.spec
-        run.files = discover(spec, self.paths.source_dir / spec.path.name)
+        run.files = self._discovered.pop(spec.name, []) or discover(
+            spec, self.paths.source_dir / spec.path.name)
         self._emit("table_started", table=spec.name, total=len(run.files))
         out = self.output_path(spec.name)
         names = tuple(p.name for p in run.files)
@@ -141,23 +165,34 @@ class DataCollector:
             logger.info("✅ {}: sources unchanged ({} rows), nothing read", spec.name,
                         summary["rows"])
             self._emit("file_done", table=spec.name, count=len(run.files))
-            return self._table_result(run, Status.SUCCESS, summary["rows"], names,
-                                      changed=False, out=out, digest=summary["hash"],
-                                      dups=(summary["duplicates"],
-                                            tuple(summary["duplicates_by_file"].items())))
-        parts = self._parts(run, cache)
+            return done(self._table_result(
+                run, Status.SUCCESS, summary["rows"], names, changed=False, out=out,
+                digest=summary["hash"], dups=(summary["duplicates"],
+                                              tuple(summary["duplicates_by_file"].items()))))
+        parts, cache_update = self._parts(run, cache)
         merged, digest, dup_total, dup_by_file = _merge(spec, parts, names)
         if merged.num_rows == 0:
             run.warnings.append("no data rows in any file (headers only); existing output kept")
-            return self._table_result(run, Status.WARNING, 0, names, changed=False, out=out)
+            return then(cache_update, self._table_result(run, Status.WARNING, 0, names,
+                                                          changed=False, out=out))
         if run.emptied and out.exists():
             # A file that lost its rows must not take them out of the table unnoticed.
             run.warnings.append(f"{', '.join(run.emptied)}: headers only; existing output kept "
                                 "until the file has rows again or is removed")
             kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
-            return self._table_result(run, Status.WARNING, kept, names, changed=False, out=out)
+            return then(cache_update, self._table_result(run, Status.WARNING, kept, names,
+                                                          changed=False, out=out))
+        return partial(self._write, run, cache, cache_update, merged,
+                       _Merged(digest, dup_total, dup_by_file))
+
+    def _write(self, run: _TableRun, cache: TableCache | None, cache_update: Callable[[], None],
+               merged: pa.Table, found: _Merged) -> TableResult:
+        """Write the table if its content changed, then the cache (the last step: a cache
+        never describes an output that is not on disk)."""
+        spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        cache_update()
         recorded = recorded_hash(out)
-        digest = older_hash_if_same(recorded, merged, digest)
+        digest = older_hash_if_same(recorded, merged, found.digest)
         changed = recorded != digest
         if changed:
             meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
@@ -171,12 +206,12 @@ class DataCollector:
         if cache is not None:
             if not run.rejected and not run.warnings:
                 cache.record_output(list(names), out, {
-                    "rows": merged.num_rows, "hash": digest, "duplicates": dup_total,
-                    "duplicates_by_file": dict(dup_by_file)})
+                    "rows": merged.num_rows, "hash": digest, "duplicates": found.duplicates,
+                    "duplicates_by_file": dict(found.by_file)})
             cache.save()
         status = Status.WARNING if run.rejected or run.warnings else Status.SUCCESS
         return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
-                                  digest=digest, dups=(dup_total, dup_by_file))
+                                  digest=digest, dups=(found.duplicates, found.by_file))
 
     def _table_result(
         self, run: _TableRun, status: Status, rows: int, names: tuple[str, ...], *,
@@ -191,8 +226,10 @@ class DataCollector:
         )
 
     # -- reading, with the per-file cache -------------------------------------------------------
-    def _parts(self, run: _TableRun, cache: TableCache | None) -> list[Piece]:
-        """Each file's normalised rows, in file order: from the cache, or read and normalised."""
+    def _parts(self, run: _TableRun, cache: TableCache | None
+               ) -> tuple[list[Piece], Callable[[], None]]:
+        """Each file's normalised rows, in file order: from the cache, or read and normalised;
+        and the cache's update with this run's new files, for the writing step to make."""
         fingerprints = [Fingerprint.of(p) for p in run.files]
         parts: list[Piece | None] = (
             cached_parts(cache, run.files, fingerprints, run.spec) if cache is not None
@@ -211,9 +248,10 @@ class DataCollector:
             for i, piece in zip(todo, _split(norm, len(todo)), strict=True):
                 parts[i] = piece
         pieces = [p for p in parts if p is not None]
-        if cache is not None:
-            update_cache(cache, run.spec, run.files, fingerprints, pieces, todo, dirty, digests)
-        return pieces
+        if cache is None:
+            return pieces, nothing
+        return pieces, partial(update_cache, cache, run.spec, run.files, fingerprints, pieces,
+                               todo, dirty, digests)
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
         """Read files (in the reading pool, or ahead of need), in file order."""

@@ -65,6 +65,10 @@ class ReadAhead:
         if self._pool is not None:  # reads nobody asked for again are not waited for
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def pooled(self) -> bool:
+        return self._pool is not None
+
     def prefetch(self, files: list[Path], spec: TableSpec) -> None:
         """Start reading `files` now, in the background (no-op without a pool)."""
         if self._pool is None:
