@@ -18,8 +18,10 @@ import math
 import os
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +29,7 @@ import fastexcel
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.cellerrors import find_error_cells
+from dpo.cellerrors import ErrorCell, find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.normalize import Source
@@ -37,6 +39,8 @@ MAX_UNPACKED_BYTES = 2 * 1024**3
 MAX_PACK_RATIO = 1000
 # A file modified this recently that fails to open is probably still being copied in.
 SETTLING_SECONDS = 5.0
+# From this size the error-cell scan runs beside the reader instead of after it.
+SCAN_AHEAD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ def _read_columns(
     sheet's error cells."""
     headers: list[str] = []
     wanted = _source_names(columns, renames)
+    binary = path.suffix.lower() == ".xlsb"
+    scan = _scan_soon(path, sheet, started=text is None or binary)
     batch = None if text is None else _load_typed(
         reader, sheet, wanted, _source_names(tuple(text), renames), name, headers)
     exact: dict[str, pa.Array] = {}
@@ -119,19 +125,33 @@ def _read_columns(
         exact = _exact_floats(reader, sheet, batch, _source_names(tuple(numeric), renames),
                               renames, name)
     _refuse_duplicates(headers, columns, renames, name, sheet)
-    if not typed or path.suffix.lower() == ".xlsb":
+    if not typed or binary:
         # A typed .xlsx read had no error cell (the reader reports them); an .xlsb formula
         # that failed (BrtFmlaError) reads as empty even typed, so .xlsb is always looked at.
-        return batch, exact, _error_cells(path, reader, sheet, set(columns), renames)
+        return batch, exact, _error_cells(path, reader, sheet, scan(), set(columns), renames)
     return batch, exact, ()
 
 
+def _scan_soon(path: Path, sheet: str, *, started: bool) -> Callable[[], list[ErrorCell]]:
+    """The sheet's error-cell scan: for a large file already `started` in a thread of its
+    own, where it overlaps the reader's parse (both release the GIL for most of their work)."""
+    try:
+        large = path.stat().st_size >= SCAN_AHEAD_BYTES
+    except OSError:
+        large = False  # gone: the reader says so
+    if not (started and large):
+        return partial(find_error_cells, str(path), sheet)
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(find_error_cells, str(path), sheet)
+    pool.shutdown(wait=False)  # the thread ends with the scan; the future keeps its result
+    return future.result
+
+
 def _error_cells(
-    path: Path, reader: fastexcel.ExcelReader, sheet: str, columns: set[str],
-    renames: Mapping[str, str],
+    path: Path, reader: fastexcel.ExcelReader, sheet: str, found: list[ErrorCell],
+    columns: set[str], renames: Mapping[str, str],
 ) -> tuple[tuple[int, str, str], ...]:
-    """(row position, canonical column, text) of the error cells in `columns`."""
-    found = find_error_cells(str(path), sheet)
+    """(row position, canonical column, text) of the error cells `found` in `columns`."""
     if not found:
         return ()
     start_row, start_col = range_start(path, sheet)

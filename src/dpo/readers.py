@@ -42,20 +42,22 @@ class _Outcome:
     sheet: RawSheet | None = None
     error: DpoError | None = None
     retries: list[str] = field(default_factory=list)
+    after: Fingerprint | None = None  # the file when the read ended (None: gone)
 
 
 class ReadAhead:
     """A reading pool shared by a phase's tables; reads asked for early are done early.
 
-    A read done ahead is used only if the file still has the size and mtime it had when the
-    read was asked for; otherwise the file is read again, when it is needed.
+    A read done ahead is used only if the file still has the size and mtime it had when that
+    read ended (read_sheet checks that the file did not change while it was read); otherwise
+    the file is read again, when it is needed.
     """
 
     def __init__(self, *, workers: int, max_retries: int, retry_wait: float) -> None:
         self.max_retries = max_retries
         self.retry_wait = retry_wait
         self._pool = ThreadPoolExecutor(workers) if workers >= 2 else None
-        self._ahead: dict[tuple[Path, Fingerprint], Future[_Outcome]] = {}
+        self._ahead: dict[Path, Future[_Outcome]] = {}
 
     def __enter__(self) -> ReadAhead:
         return self
@@ -74,12 +76,8 @@ class ReadAhead:
         if self._pool is None:
             return
         for path in files:
-            try:
-                key = (path, Fingerprint.of(path))
-            except OSError:
-                continue  # gone: reported when the file is needed
-            if key not in self._ahead:
-                self._ahead[key] = self._pool.submit(self._read, path, spec)
+            if path not in self._ahead:
+                self._ahead[path] = self._pool.submit(self._read, path, spec)
 
     def read(self, files: list[Path], spec: TableSpec, *, on_retry: Callable[[str], None],
              on_done: Callable[[int], None]) -> list[RawSheet]:
@@ -87,17 +85,19 @@ class ReadAhead:
         if self._pool is None or (len(files) < MIN_FILES_FOR_POOL and not self._ahead):
             return [self._deliver(self._read(path, spec), on_retry, on_done) for path in files]
         futures = [self._future(path, spec) for path in files]
-        return [self._deliver(future.result(), on_retry, on_done) for future in futures]
+        return [self._deliver(self._current(future.result(), path, spec), on_retry, on_done)
+                for path, future in zip(files, futures, strict=True)]
 
     def _future(self, path: Path, spec: TableSpec) -> Future[_Outcome]:
-        try:
-            ahead = self._ahead.pop((path, Fingerprint.of(path)), None)
-        except OSError:
-            ahead = None
+        ahead = self._ahead.pop(path) if path in self._ahead else None
         if ahead is not None:
             return ahead
         assert self._pool is not None
         return self._pool.submit(self._read, path, spec)
+
+    def _current(self, outcome: _Outcome, path: Path, spec: TableSpec) -> _Outcome:
+        """The outcome, if the file is still as it was when it was read; else a new read."""
+        return outcome if outcome.after == _fingerprint(path) else self._read(path, spec)
 
     def _read(self, path: Path, spec: TableSpec) -> _Outcome:
         outcome = _Outcome()
@@ -106,6 +106,7 @@ class ReadAhead:
                                      outcome.retries)
         except DpoError as exc:
             outcome.error = exc
+        outcome.after = _fingerprint(path)
         return outcome
 
     @staticmethod
@@ -118,6 +119,13 @@ class ReadAhead:
             raise outcome.error
         assert outcome.sheet is not None
         return outcome.sheet
+
+
+def _fingerprint(path: Path) -> Fingerprint | None:
+    try:
+        return Fingerprint.of(path)
+    except OSError:
+        return None
 
 
 def read_files(
