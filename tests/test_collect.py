@@ -712,3 +712,16 @@ def test_one_table_failing_does_not_stop_another(tmp_path: Path) -> None:
     assert result.failed_tables() == ["records"]
     assert _read(tmp_path, "orders")["itemCode"].tolist() == ["CODE-00002"]
     assert not output_path(tmp_path, "records").exists()
+
+
+def test_output_keeps_statistics_for_dates_and_numbers(records_root: Path) -> None:
+    """Readers filter a month by recordDate: its min/max are in the file. Text columns go
+    without (their statistics cost a fifth of the write)."""
+    write_source(records_root, "records_201811.xlsx", [good_row(i) for i in range(5)])
+    collect(records_root)
+    group = pq.ParquetFile(output_path(records_root, "records")).metadata.row_group(0)
+    by_name = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    dates = by_name["recordDate"].statistics
+    assert dates is not None and dates.has_min_max
+    assert by_name["quantity"].statistics.max == 104
+    assert by_name["itemCode"].statistics is None
