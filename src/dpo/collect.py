@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -15,14 +16,14 @@ from loguru import logger
 from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError
-from dpo.excel import RawSheet, first_data_row
+from dpo.excel import RawSheet
 from dpo.frames import content_hash_of, empty_table, from_numpy, older_hash_if_same
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
 from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
-from dpo.normalize import Normalized, Origin, Source, normalize_table
+from dpo.normalize import Normalized, normalize_table
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
-from dpo.rawtables import concat_raw
+from dpo.rawtables import concat_raw, error_cells, exact_origin
 from dpo.readers import ReadAhead
 from dpo.rejects import blank_rows, quarantine_table
 from dpo.results import (
@@ -50,6 +51,11 @@ class _TableRun:
     rejected: int = 0
     files_read: int = 0
     emptied: list[str] = field(default_factory=list)  # files read this run with headers only
+
+
+# From this many rows the cache segment is written beside the Parquet file (both encode in
+# Arrow's C++, without the GIL), not before it.
+SIDE_WRITE_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -189,18 +195,14 @@ class DataCollector:
                merged: pa.Table, found: _Merged) -> TableResult:
         """Write the table if its content changed, then the cache (the last step: a cache
         never describes an output that is not on disk)."""
-        spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
-        cache_update()
-        recorded = recorded_hash(out)
-        digest = older_hash_if_same(recorded, merged, found.digest)
-        changed = recorded != digest
-        if changed:
-            meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
-                    META_HASH: digest.encode()}
-            write_parquet(out, merged, meta, point=f"collect:{spec.name}")
-            logger.info("✅ {}: {} rows written to {}", spec.name, merged.num_rows, out.name)
-        else:
-            logger.info("✅ {}: unchanged ({} rows), nothing written", spec.name, merged.num_rows)
+        out, names = self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        with ThreadPoolExecutor(1) as side:  # the cache segment beside the Parquet encoding
+            segment = side.submit(cache_update) if merged.num_rows >= SIDE_WRITE_ROWS else None
+            if segment is None:
+                cache_update()
+            changed, digest = self._write_output(run, merged, found.digest)
+            if segment is not None:
+                segment.result()
         if not run.rejected:
             self._drop_stale_quarantine(run)
         if cache is not None:
@@ -212,6 +214,21 @@ class DataCollector:
         status = Status.WARNING if run.rejected or run.warnings else Status.SUCCESS
         return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
                                   digest=digest, dups=(found.duplicates, found.by_file))
+
+    def _write_output(self, run: _TableRun, merged: pa.Table, digest: str) -> tuple[bool, str]:
+        """(changed, content hash): the table written only if its content changed."""
+        spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        recorded = recorded_hash(out)
+        digest = older_hash_if_same(recorded, merged, digest)
+        changed = recorded != digest
+        if changed:
+            meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
+                    META_HASH: digest.encode()}
+            write_parquet(out, merged, meta, point=f"collect:{spec.name}")
+            logger.info("✅ {}: {} rows written to {}", spec.name, merged.num_rows, out.name)
+        else:
+            logger.info("✅ {}: unchanged ({} rows), nothing written", spec.name, merged.num_rows)
+        return changed, digest
 
     def _table_result(
         self, run: _TableRun, status: Status, rows: int, names: tuple[str, ...], *,
@@ -269,12 +286,12 @@ class DataCollector:
     def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
         """Normalise all new files in one pass; bad cells fail the table or are quarantined."""
         raw, origin, exact = concat_raw(sheets)
-        flagged = _error_cells(sheets, origin)
+        flagged = error_cells(sheets, origin)
         norm = normalize_table(raw, run.spec, origin, exact, flagged)
         if norm.cells:
             # Locate rows exactly only when something is wrong: a sheet's used range may not
             # start at row 1, and finding that out costs a second parse.
-            origin = _exact_origin(run.files, sheets, origin)
+            origin = exact_origin(run.files, sheets, origin)
             norm = normalize_table(raw, run.spec, origin, exact, flagged)
             if self.on_bad_rows != "quarantine":
                 raise CellErrors(list(norm.cells), table=run.spec.name)
@@ -332,23 +349,6 @@ def _digests(files: list[Path]) -> dict[str, str]:
         except OSError:
             continue  # gone or unreadable: the read reports it
     return found
-
-
-def _error_cells(sheets: list[RawSheet], origin: Origin) -> dict[str, dict[int, str]]:
-    """Excel error cells of all sheets, by column, at their position in the concatenation."""
-    flagged: dict[str, dict[int, str]] = {}
-    for sheet, start in zip(sheets, origin.starts, strict=True):
-        for column, cells in sheet.flagged(start).items():
-            flagged.setdefault(column, {}).update(cells)
-    return flagged
-
-
-def _exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> Origin:
-    by_name = {p.name: p for p in files}
-    sources = tuple(
-        Source(s.source.file, s.source.sheet, first_data_row(by_name[s.source.file], s.source.sheet))
-        for s in sheets)
-    return Origin(sources, origin.starts)
 
 
 def _split(norm: Normalized, count: int) -> list[Piece]:

@@ -8,12 +8,14 @@ fall back to text plus each number cell's exact float, the form normalize.py par
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.excel import RawSheet
-from dpo.normalize import Origin, to_text
+from dpo.excel import RawSheet, first_data_row
+from dpo.normalize import Origin, Source, to_text
 
 
 def concat_raw(sheets: list[RawSheet]) -> tuple[pa.Table, Origin, dict[str, pa.Array]]:
@@ -75,3 +77,22 @@ def _text_and_floats(
     if floats is not None:
         floats = pa.chunked_array([floats]).combine_chunks()
     return pa.chunked_array([text], pa.large_string()), floats
+
+
+def error_cells(sheets: list[RawSheet], origin: Origin) -> dict[str, dict[int, str]]:
+    """Excel error cells of all sheets, by column, at their position in the concatenation."""
+    flagged: dict[str, dict[int, str]] = {}
+    for sheet, start in zip(sheets, origin.starts, strict=True):
+        for column, cells in sheet.flagged(start).items():
+            flagged.setdefault(column, {}).update(cells)
+    return flagged
+
+
+def exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> Origin:
+    """`origin` with each sheet's real first data row (its used range may not start at row 1:
+    finding out costs a second parse, so it is done only when a cell must be reported)."""
+    by_name = {p.name: p for p in files}
+    sources = tuple(
+        Source(s.source.file, s.source.sheet, first_data_row(by_name[s.source.file], s.source.sheet))
+        for s in sheets)
+    return Origin(sources, origin.starts)
