@@ -200,7 +200,7 @@ class DataCollector:
             segment = side.submit(cache_update) if merged.num_rows >= SIDE_WRITE_ROWS else None
             if segment is None:
                 cache_update()
-            changed, digest = self._write_output(run, merged, found.digest)
+            changed, digest = self._write_output(run, cache, merged, found.digest)
             if segment is not None:
                 segment.result()
         if not run.rejected:
@@ -215,10 +215,11 @@ class DataCollector:
         return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
                                   digest=digest, dups=(found.duplicates, found.by_file))
 
-    def _write_output(self, run: _TableRun, merged: pa.Table, digest: str) -> tuple[bool, str]:
+    def _write_output(self, run: _TableRun, cache: TableCache | None, merged: pa.Table,
+                      digest: str) -> tuple[bool, str]:
         """(changed, content hash): the table written only if its content changed."""
         spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
-        recorded = recorded_hash(out)
+        recorded = (cache.output_hash(out) if cache is not None else None) or recorded_hash(out)
         digest = older_hash_if_same(recorded, merged, digest)
         changed = recorded != digest
         if changed:

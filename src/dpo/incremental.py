@@ -146,6 +146,19 @@ class TableCache:
         self.manifest["output"] = {"files": files, "size": fp.size, "mtime_ns": fp.mtime_ns,
                                    **summary}
 
+    def output_hash(self, output: Path) -> str | None:
+        """The content hash recorded for `output`, if it is still the file recorded (saves
+        reading the Parquet footer)."""
+        recorded = self.manifest.get("output")
+        try:
+            fp = Fingerprint.of(output)
+        except OSError:
+            return None
+        if not recorded or (fp.size, fp.mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
+            return None
+        digest = recorded.get("hash")
+        return digest if isinstance(digest, str) else None
+
     def unchanged_output(self, files: list[Path], output: Path) -> dict[str, Any] | None:
         """The recorded summary when neither the sources nor the output changed since."""
         recorded = self.manifest.get("output")
