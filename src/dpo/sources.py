@@ -17,22 +17,24 @@ def discover(spec: TableSpec, folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DpoError(f"source folder not found: {folder}", error_type=ErrorType.FILE_NOT_FOUND,
                        table=spec.name, file=str(folder))
-    try:
-        files = [
-            p for p in folder.iterdir()
-            if p.name.startswith(spec.name_start) and p.name.endswith(spec.extension)
-            and not p.name.startswith(("~$", ".")) and p.is_file()
-        ]
+    try:  # scandir: file types come with the listing, no stat per file
+        with os.scandir(folder) as listing:
+            entries = [
+                e for e in listing
+                if e.name.startswith(spec.name_start) and e.name.endswith(spec.extension)
+                and not e.name.startswith(("~$", ".")) and e.is_file()
+            ]
     except OSError as exc:  # e.g. a folder this user may not list
         raise DpoError(f"cannot list source folder {folder}: {exc.strerror or exc}",
                        error_type=ErrorType.FILE_READ_ERROR, table=spec.name,
                        file=str(folder)) from exc
+    files = [Path(e.path) for e in entries]
     if not files:
         raise DpoError(
             f"no {spec.name_start}*{spec.extension} files in {folder}",
             error_type=ErrorType.FILE_NOT_FOUND, table=spec.name, file=str(folder),
         )
-    _refuse_escaping_links(files, folder, spec.name)
+    _refuse_escaping_links([Path(e.path) for e in entries if e.is_symlink()], folder, spec.name)
     _refuse_undecodable_names(files, spec.name)
     return sorted(files, key=_date_key)
 
@@ -56,9 +58,9 @@ def _date_key(path: Path) -> tuple[int, str, str]:
     return (0, match.group(1), path.name) if match else (1, "", path.name)
 
 
-def _refuse_escaping_links(files: list[Path], folder: Path, table: str) -> None:
+def _refuse_escaping_links(links: list[Path], folder: Path, table: str) -> None:
     root = folder.resolve()
-    for path in files:
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
+    for path in links:
+        if not path.resolve().is_relative_to(root):
             raise DpoError(f"{path.name}: symlink points outside the source folder; refused",
                            error_type=ErrorType.FILE_READ_ERROR, table=table, file=path.name)
