@@ -1,8 +1,8 @@
 """Reading many source files at once: a thread per worker, results kept in file order.
 
-fastexcel releases the GIL for most of a parse, so threads overlap: on this project's 2-core
-machine two threads read the 120-report plant 1.6x faster than one, where two forked
-processes managed 1.2x (shipping the tables back costs more than it saves; BENCHMARKS.md).
+fastexcel's `to_arrow` runs without the GIL; its parse (`load_sheet`) holds it, so two threads
+read the 120-report plant ~1.5x faster than one (fastexcel alone: 1.53x). Forked processes
+managed 1.1-1.2x: shipping the tables back costs more than the parse gains (BENCHMARKS.md).
 A file that fails raises exactly as it would have serially, its retries reported.
 
 `ReadAhead` lets Phase 1 ask for every table's files at its start: while the collector
