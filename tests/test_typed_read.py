@@ -110,3 +110,18 @@ def test_a_date_past_2262_is_reported_not_wrapped(records_root: Path) -> None:
     assert error is not None
     assert (error.row, error.column) == (4, "recordDate")
 
+
+
+def test_an_empty_column_logs_no_reader_warning(
+    records_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fastexcel warns "Could not determine dtype for column 4, falling back to string" for a
+    column with no value; that reached the plant engineer's terminal, and is not news to dpo
+    (an empty column is fine, whatever its type)."""
+    rows = [good_row(i) for i in range(4)]
+    for row in rows:
+        row[SOURCE_HEADER.index("weight")] = None
+    path = write_source(records_root, "records_201811.xlsx", rows)
+    raw = _read(records_root, path)
+    assert raw.table.column("weight").null_count == 4
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fastexcel")] == []

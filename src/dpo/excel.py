@@ -14,6 +14,7 @@ keeps only 9 decimals).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -33,6 +34,11 @@ from dpo.cellerrors import ErrorCell, find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.normalize import Source
+
+# fastexcel logs a warning for a column whose type it cannot infer (an empty one: "falling
+# back to string"). dpo handles every such column (an empty column is fine whatever its type,
+# a mixed one sends the sheet to the text path): the warning was only noise on the terminal.
+logging.getLogger("fastexcel").setLevel(logging.ERROR)
 
 # Decompression-bomb bounds: an export of a plant's month is a few MB unpacked.
 MAX_UNPACKED_BYTES = 2 * 1024**3
