@@ -1,8 +1,8 @@
 """Reading many source files at once: a thread per worker, results kept in file order.
 
-fastexcel's `to_arrow` runs without the GIL; its parse (`load_sheet`) holds it, so two threads
-read the 120-report plant ~1.5x faster than one (fastexcel alone: 1.53x). Forked processes
-managed 1.1-1.2x: shipping the tables back costs more than the parse gains (BENCHMARKS.md).
+fastexcel's `to_arrow` runs without the GIL but its parse (`load_sheet`) holds it, so two
+threads read the 120-report plant ~1.45x faster than one (`bench/threads.py`). Forked
+processes managed 1.1-1.2x: shipping the tables back costs what the parse gains.
 A file that fails raises exactly as it would have serially, its retries reported.
 
 `ReadAhead` lets Phase 1 ask for every table's files at its start: while the collector
