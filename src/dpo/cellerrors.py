@@ -13,6 +13,7 @@ import re
 import struct
 import zipfile
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -34,14 +35,16 @@ class ErrorCell:
     text: str  # e.g. "#DIV/0!"
 
 
-def find_error_cells(path: str, sheet: str) -> list[ErrorCell]:
-    """Error cells of `sheet`; empty when there are none (or the file is not a zip)."""
+def find_error_cells(path: str, sheet: str, archive: zipfile.ZipFile | None = None
+                     ) -> list[ErrorCell]:
+    """Error cells of `sheet`; empty when there are none (or the file is not a zip).
+    `archive`: the file already opened as a zip (its directory is not read twice)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            part = _sheet_part(archive, sheet)
-            if part is None or not _may_have_errors(archive, part):
+        with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
+            part = _sheet_part(opened, sheet)
+            if part is None or not _may_have_errors(opened, part):
                 return []
-            data = archive.read(part)
+            data = opened.read(part)
     except (zipfile.BadZipFile, OSError, KeyError):
         return []  # the reader reports unreadable files; this is only a second look
     if part.endswith(".bin"):
@@ -68,6 +71,26 @@ def _may_have_errors(archive: zipfile.ZipFile, part: str) -> bool:
 
 # -- locating the sheet's part ------------------------------------------------------------------
 def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
+    """The zip member holding `sheet`. Files exported from one template share their workbook
+    and relationship parts: known by their CRCs, they are not parsed again."""
+    key = (sheet, *((info.filename, info.CRC, info.file_size) for info in archive.infolist()
+                    if info.filename in _WORKBOOK_PARTS))
+    known = _PARTS.get(key, "")  # no part is named "": "" means not known yet
+    if known != "":
+        return known
+    part = _find_sheet_part(archive, sheet)
+    if len(_PARTS) > 256:  # reading threads share it: a dict's single operations are atomic
+        _PARTS.clear()
+    _PARTS[key] = part
+    return part
+
+
+_WORKBOOK_PARTS = frozenset({"xl/workbook.xml", "xl/workbook.bin", "xl/_rels/workbook.xml.rels",
+                             "xl/_rels/workbook.bin.rels"})
+_PARTS: dict[tuple[object, ...], str | None] = {}
+
+
+def _find_sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
     names = set(archive.namelist())
     if "xl/workbook.xml" in names:
         rel_id = _xlsx_rel_id(archive.read("xl/workbook.xml"), sheet)

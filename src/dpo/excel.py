@@ -15,7 +15,6 @@ keeps only 9 decimals).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import zipfile
@@ -27,8 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 import fastexcel
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dpo.cellerrors import ErrorCell, find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
@@ -86,7 +85,20 @@ def read_sheet(
     """
     name = display_name or path.name
     before = _stat(path, name)
-    _check_bomb(path, name)
+    archive = _open_zip(path, name)  # bomb-checked; the error-cell scan reads it too
+    try:
+        return _read_sheet(path, sheet, columns, renames, numeric=numeric, text=text,
+                           name=name, before=before, archive=archive)
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def _read_sheet(
+    path: Path, sheet: str | None, columns: tuple[str, ...], renames: Mapping[str, str], *,
+    numeric: frozenset[str], text: frozenset[str] | None, name: str, before: os.stat_result,
+    archive: zipfile.ZipFile | None,
+) -> RawSheet:
     reader = _open(path, name, before.st_mtime)
     pause_point(f"read:{name}")  # test-only: lets a test change the file while it is read
     sheet_name = sheet if sheet is not None else reader.sheet_names[0]
@@ -98,12 +110,13 @@ def read_sheet(
         )
     try:
         batch, exact, errors = _read_columns(reader, path, sheet_name, columns, renames,
-                                             numeric=numeric, text=text, name=name)
+                                             numeric=numeric, text=text, name=name,
+                                             archive=archive)
     except DpoError:
         _check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
         raise
-    # The reader reads lazily through its open handle, and the error-cell scan opens the path
-    # again: the same file (inode), untouched (size, mtime, ctime), or the passes may mix two.
+    # The reader and the error-cell scan each open the file themselves: it must be the same
+    # file (inode), untouched (size, mtime, ctime) since `before`, or the passes may mix two.
     _check_unchanged(path, name, before)
     table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
     return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact,
@@ -113,14 +126,14 @@ def read_sheet(
 def _read_columns(
     reader: fastexcel.ExcelReader, path: Path, sheet: str, columns: tuple[str, ...],
     renames: Mapping[str, str], *, numeric: frozenset[str], text: frozenset[str] | None,
-    name: str,
+    name: str, archive: zipfile.ZipFile | None,
 ) -> tuple[pa.RecordBatch, dict[str, pa.Array], tuple[tuple[int, str, str], ...]]:
     """The wanted columns (typed when possible, else as text with exact floats), and the
     sheet's error cells."""
     headers: list[str] = []
     wanted = _source_names(columns, renames)
     binary = path.suffix.lower() == ".xlsb"
-    scan = _scan_soon(path, sheet, started=text is None or binary)
+    scan = _scan_soon(path, sheet, archive, started=text is None or binary)
     batch = None if text is None else _load_typed(
         reader, sheet, wanted, _source_names(tuple(text), renames), name, headers)
     exact: dict[str, pa.Array] = {}
@@ -138,7 +151,8 @@ def _read_columns(
     return batch, exact, ()
 
 
-def _scan_soon(path: Path, sheet: str, *, started: bool) -> Callable[[], list[ErrorCell]]:
+def _scan_soon(path: Path, sheet: str, archive: zipfile.ZipFile | None, *, started: bool
+               ) -> Callable[[], list[ErrorCell]]:
     """The sheet's error-cell scan: for a large file already `started` in a thread of its
     own, where it overlaps the reader's parse (both release the GIL for most of their work)."""
     try:
@@ -146,9 +160,9 @@ def _scan_soon(path: Path, sheet: str, *, started: bool) -> Callable[[], list[Er
     except OSError:
         large = False  # gone: the reader says so
     if not (started and large):
-        return partial(find_error_cells, str(path), sheet)
+        return partial(find_error_cells, str(path), sheet, archive)
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(find_error_cells, str(path), sheet)
+    future = pool.submit(find_error_cells, str(path), sheet, archive)
     pool.shutdown(wait=False)  # the thread ends with the scan; the future keeps its result
     return future.result
 
@@ -189,16 +203,24 @@ def _load(
     return batch
 
 
-def _typed_ok(column: pa.Array) -> bool:
-    """A column read typed that needs no second look: of a type normalize.py converts (not a
-    duration...), and no NaN, which no Excel number is: the reader parsed text ("-nan")."""
-    kind = column.type
-    if pa.types.is_floating(kind):  # the sum of finite numbers is never NaN: one kernel call
-        total = pc.sum(column).as_py()
-        return total is None or not math.isnan(total)
-    return bool(pa.types.is_string(kind) or pa.types.is_integer(kind)
-                or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
-                or pa.types.is_boolean(kind) or pa.types.is_null(kind))
+def _typed_ok(batch: pa.RecordBatch) -> bool:
+    """A sheet read typed that needs no second look: every column of a type normalize.py
+    converts (not a duration...), and no NaN, which no Excel number is: the reader parsed
+    text ("-nan"). The NaN test is one numpy pass over all float columns' value buffers (a
+    null's slot may hold anything: at worst the sheet is read as text, never wrongly typed)."""
+    floats = []
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_float64(kind):
+            values = column.buffers()[1]
+            if values is not None and len(column):
+                floats.append(np.frombuffer(values, dtype=np.float64,
+                                            count=len(column) + column.offset)[column.offset:])
+        elif not (pa.types.is_string(kind) or pa.types.is_integer(kind)
+                  or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+                  or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+            return False
+    return not floats or not np.isnan(np.concatenate(floats)).any()
 
 
 def _load_typed(
@@ -221,7 +243,7 @@ def _load_typed(
         raise _read_error(name, exc, sheet) from exc
     if failed is not None and failed.errors:
         return None  # a cell it read as empty: an error cell, or text such as "#N/A"
-    return batch if all(_typed_ok(c) for c in batch.columns) else None
+    return batch if _typed_ok(batch) else None
 
 
 def _exact_floats(
@@ -254,22 +276,26 @@ def _check_unchanged(path: Path, name: str, before: os.stat_result) -> None:
                              error_type=ErrorType.FILE_READ_ERROR, file=name)
 
 
-def _check_bomb(path: Path, name: str) -> None:
+def _open_zip(path: Path, name: str) -> zipfile.ZipFile | None:
+    """The file opened as a zip, refused if it is a decompression bomb; None if it is not a
+    zip at all (the reader will say what it is)."""
     if not zipfile.is_zipfile(path):
-        return  # not a zip: the reader will say what it is
+        return None
     try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-            packed = sum(info.compress_size for info in archive.infolist()) or 1
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DpoError(f"{name}: not a readable Excel file ({exc})",
                        error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    unpacked = sum(info.file_size for info in archive.infolist())
+    packed = sum(info.compress_size for info in archive.infolist()) or 1
     if unpacked > MAX_UNPACKED_BYTES or unpacked / packed > MAX_PACK_RATIO:
+        archive.close()
         raise DpoError(
             f"{name}: refused, unpacks to {unpacked:,} bytes (ratio {unpacked / packed:.0f}:1); "
             "looks like a decompression bomb",
             error_type=ErrorType.FILE_READ_ERROR, file=name,
         )
+    return archive
 
 
 def _open(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
