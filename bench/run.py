@@ -176,8 +176,10 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
         "big_fresh": lambda: median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
                                        before=lambda: reset(big)),
     }
-    if only is not None:  # a no-change or one-changed run needs a fresh run before it
+    if only is not None:  # what a figure needs: the run before it, what it is compared with
         only |= {"fresh"} if only & {"nochange", "onechanged"} else set()
+        only |= {"floor"} if only & {"fresh", "nochange", "onechanged", "help"} else set()
+        only |= {"big_fastexcel"} if "big_fresh" in only else set()
     return {name: measure_one() for name, measure_one in figures.items()
             if only is None or name in only}
 
