@@ -57,8 +57,6 @@ def _common_type(pieces: list[pa.ChunkedArray]) -> pa.DataType | None:
 
 
 def _as_type(pieces: list[pa.ChunkedArray], target: pa.DataType) -> pa.ChunkedArray:
-    if all(p.type == target for p in pieces):
-        return pa.chunked_array([c for p in pieces for c in p.chunks], target)
     chunks: list[pa.Array] = []
     for piece in pieces:  # a piece of another type is all empty: nulls of the common type
         chunks.extend(piece.chunks if piece.type == target else [pa.nulls(len(piece), target)])

@@ -89,7 +89,7 @@ class ReadAhead:
                 for path, future in zip(files, futures, strict=True)]
 
     def _future(self, path: Path, spec: TableSpec) -> Future[_Outcome]:
-        ahead = self._ahead.pop(path) if path in self._ahead else None
+        ahead = self._ahead.pop(path, None)
         if ahead is not None:
             return ahead
         assert self._pool is not None
