@@ -1,9 +1,13 @@
-"""Excel error cells (#N/A, #DIV/0!, ...) found in the workbook itself.
+"""What the reader does not say about a sheet, found in the workbook's own bytes.
 
-calamine, under every Python reader, returns an error cell as an empty cell, so a formula that
-failed upstream would load as NA without a word. This module looks at the sheet's own bytes:
-`t="e"` cells in .xlsx XML, BrtCellError/BrtFmlaError records in .xlsb. The common case (no
-error anywhere) costs one byte search per sheet; sheets that have errors are parsed fully.
+calamine, under every Python reader, returns an error cell (#N/A, #DIV/0!...) and a formula
+that was never calculated (no cached value: a workbook written by a script) as an empty cell,
+so either would load as NA without a word; and it does not say which cells are merged (all but
+the top-left one read as empty). This module looks at the sheet's bytes: `t="e"` cells,
+`<f>` cells without `<v>` and `<mergeCell>` in .xlsx XML; BrtCellError/BrtFmlaError and
+BrtMergeCell records in .xlsb. The common case (none of these anywhere) costs one streamed
+byte search per sheet; sheets that have any are parsed fully. (An .xlsb formula record always
+carries its value, so "not calculated" is an .xlsx matter.)
 """
 
 from __future__ import annotations
@@ -17,10 +21,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from dpo.errors import NOT_CALCULATED
+
 ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
                0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
 _BRT_ROW, _BRT_CELL_ERROR, _BRT_FMLA_ERROR, _BRT_BUNDLE_SH = 0x00, 0x03, 0x0B, 0x9C
+_BRT_MERGE_CELL = 0xB0
 _XLSX_ERROR_CELL = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>(?:(?!</c>).)*?<v>([^<]*)</v>', re.S)
+# A formula cell with no cached value: <c r="B5"><f>A5*2</f></c>, or a shared formula's
+# <f t="shared" si="0"/> alone (a calculated "" has <v></v>, and is an empty text, not this).
+_XLSX_UNCALCULATED = re.compile(rb'<c\b([^>]*[^/])?>\s*<f\b[^>]*(?:/>|>[^<]*</f>)\s*</c>')
+_XLSX_MERGE = re.compile(rb'<mergeCell\b[^>]*\bref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 _CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
 # Record headers an error cell would start with: type 3 size 9; type 11 with a one-byte size
 # of at least 19 (formula errors longer than 127 bytes are not expected in data exports).
@@ -32,34 +43,76 @@ _FMLA_ERROR_HEADER = re.compile(rb"\x0b[\x13-\x7f]")
 class ErrorCell:
     row: int  # 0-based sheet row
     col: int  # 0-based sheet column
-    text: str  # e.g. "#DIV/0!"
+    text: str  # e.g. "#DIV/0!", or NOT_CALCULATED
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merged range, 0-based and inclusive: what Excel shows in all of it is the top-left
+    cell's value."""
+
+    first_row: int
+    first_col: int
+    last_row: int
+    last_col: int
+
+    def ref(self) -> str:
+        return f"{cell_ref(self.first_row, self.first_col)}:{cell_ref(self.last_row, self.last_col)}"
+
+
+@dataclass(frozen=True)
+class SheetScan:
+    errors: tuple[ErrorCell, ...] = ()
+    merges: tuple[Merge, ...] = ()
+
+
+def cell_ref(row: int, col: int) -> str:
+    """A 0-based cell as Excel names it: (4, 1) -> "B5"."""
+    letters, col = "", col + 1
+    while col:
+        col, rest = divmod(col - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row + 1}"
+
+
+def scan_sheet(path: str, sheet: str, archive: zipfile.ZipFile | None = None) -> SheetScan:
+    """Error cells, uncalculated formulas and merged ranges of `sheet`; empty when there are
+    none (or the file is not a zip). `archive`: the file already opened as a zip (its
+    directory is not read twice)."""
+    try:
+        with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
+            part = _sheet_part(opened, sheet)
+            if part is None or not _may_have_findings(opened, part):
+                return SheetScan()
+            data = opened.read(part)
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return SheetScan()  # the reader reports unreadable files; this is only a second look
+    if part.endswith(".bin"):
+        return _xlsb_scan(data)
+    return SheetScan(tuple(_xlsx_errors(data)), tuple(_xlsx_merges(data)))
 
 
 def find_error_cells(path: str, sheet: str, archive: zipfile.ZipFile | None = None
                      ) -> list[ErrorCell]:
-    """Error cells of `sheet`; empty when there are none (or the file is not a zip).
-    `archive`: the file already opened as a zip (its directory is not read twice)."""
-    try:
-        with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
-            part = _sheet_part(opened, sheet)
-            if part is None or not _may_have_errors(opened, part):
-                return []
-            data = opened.read(part)
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return []  # the reader reports unreadable files; this is only a second look
-    if part.endswith(".bin"):
-        return _xlsb_errors(data)
-    return _xlsx_errors(data)
+    """The error cells (and uncalculated formulas) of `sheet`."""
+    return list(scan_sheet(path, sheet, archive).errors)
 
 
 _CHUNK = 4 << 20
 _OVERLAP = 512  # longer than any error record or `t="e"` cell tag that could straddle chunks
 
 
-def _may_have_errors(archive: zipfile.ZipFile, part: str) -> bool:
+_XLSX_MARKERS = (b't="e"', b"</f></c>", b"/></c>", b"<mergeCell ")
+
+
+def _xlsx_may_hold(block: bytes) -> bool:
+    return any(marker in block for marker in _XLSX_MARKERS)
+
+
+def _may_have_findings(archive: zipfile.ZipFile, part: str) -> bool:
     """Stream the sheet through the cheap test, 4 MiB at a time: a 60 MB sheet is never held
-    in memory twice (once here, once in the reader) unless it really has error cells."""
-    test = _may_hold_errors if part.endswith(".bin") else (lambda block: b't="e"' in block)
+    in memory twice (once here, once in the reader) unless it really has something to find."""
+    test = _may_hold_errors if part.endswith(".bin") else _xlsx_may_hold
     tail = b""
     with archive.open(part) as stream:
         while block := stream.read(_CHUNK):
@@ -147,7 +200,17 @@ def _xlsx_errors(data: bytes) -> list[ErrorCell]:
             continue
         found.append(ErrorCell(int(ref.group(2)) - 1, _column_index(ref.group(1).decode()),
                                html.unescape(match.group(1).decode("utf-8"))))
-    return found
+    for match in _XLSX_UNCALCULATED.finditer(data):
+        ref = _CELL_REF.search(match.group(0))
+        if ref is not None:
+            found.append(ErrorCell(int(ref.group(2)) - 1, _column_index(ref.group(1).decode()),
+                                   NOT_CALCULATED))
+    return sorted(found, key=lambda cell: (cell.row, cell.col))
+
+
+def _xlsx_merges(data: bytes) -> list[Merge]:
+    return [Merge(int(r1) - 1, _column_index(c1.decode()), int(r2) - 1, _column_index(c2.decode()))
+            for c1, r1, c2, r2 in _XLSX_MERGE.findall(data)]
 
 
 def _column_index(letters: str) -> int:
@@ -183,23 +246,29 @@ def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
         i += size
 
 
-def _xlsb_errors(data: bytes) -> list[ErrorCell]:
-    found, row = [], 0
+def _xlsb_scan(data: bytes) -> SheetScan:
+    found, merges, row = [], [], 0
     for rtype, start, size in _records(data):
         if rtype == _BRT_ROW and size >= 4:
             (row,) = struct.unpack_from("<I", data, start)
         elif rtype in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and size >= 9:
             (col,) = struct.unpack_from("<I", data, start)
             found.append(ErrorCell(row, col, ERROR_CODES.get(data[start + 8], "#ERROR")))
-    return found
+        elif rtype == _BRT_MERGE_CELL and size >= 16:
+            first, last, left, right = struct.unpack_from("<IIII", data, start)
+            merges.append(Merge(first, left, last, right))
+    return SheetScan(tuple(found), tuple(merges))
 
 
 def _may_hold_errors(data: bytes) -> bool:
     """A cheap test that rules out error records in almost every sheet without parsing it.
 
     Looks at each place an error record could start and checks its layout: a column below
-    16,384, a known error code and, for formula errors, sizes that add up.
+    16,384, a known error code and, for formula errors, sizes that add up. Merged ranges come
+    after the cells, behind one BrtBeginMergeCells record (type 177, size 4).
     """
+    if _BEGIN_MERGE_CELLS in data:
+        return True
     for match in _CELL_ERROR_HEADER.finditer(data):
         if _plausible_error(data, match.end(), 9) and _record_starts(data, match.end() + 9):
             return True
@@ -215,6 +284,7 @@ def _may_hold_errors(data: bytes) -> bool:
 _FIXED_CELLS = {0x01: 8, 0x02: 12, 0x03: 9, 0x04: 9, 0x05: 16, 0x07: 12}
 _VARIABLE = {0x00, 0x06, 0x08, 0x09, 0x0A, 0x0B}
 _END_SHEET_DATA = b"\x92\x03"  # BrtEndSheetData, after the last cell
+_BEGIN_MERGE_CELLS = b"\xb1\x01\x04"
 
 
 def _record_starts(data: bytes, position: int) -> bool:

@@ -14,8 +14,8 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo.cacheio import Piece, cached_parts, coalesce, update_cache
-from dpo.config import Paths
-from dpo.errors import CellErrors, DpoError
+from dpo.config import Paths, RowPolicy
+from dpo.errors import DpoError
 from dpo.excel import RawSheet
 from dpo.frames import content_hash_of, empty_table, from_numpy, older_hash_if_same
 from dpo.incremental import Fingerprint, TableCache, folder_size, sha256_of
@@ -23,9 +23,10 @@ from dpo.merge import duplicate_mask
 from dpo.metakeys import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.normalize import Normalized, normalize_table
 from dpo.parquetio import parquet_meta, recorded_hash, write_parquet
+from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.rawtables import concat_raw, error_cells, exact_origin
 from dpo.readers import ReadAhead
-from dpo.rejects import blank_rows, quarantine_table
+from dpo.rejects import screen_rows
 from dpo.results import (
     CollectorResult,
     HealingAction,
@@ -46,7 +47,8 @@ class _TableRun:
 
     spec: TableSpec
     files: list[Path] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[DataWarning] = field(default_factory=list)
+    blank_rows: int = 0
     healing: list[HealingAction] = field(default_factory=list)
     rejected: int = 0
     files_read: int = 0
@@ -74,6 +76,8 @@ class DataCollector:
         *,
         schema: Schema | None = None,
         on_bad_rows: str = "fail",
+        on_error_cells: str = "null",
+        drop_total_rows: bool = False,
         max_retries: int = 3,
         workers: int = 1,
         retry_wait: float = 0.5,
@@ -82,7 +86,7 @@ class DataCollector:
     ) -> None:
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
-        self.on_bad_rows = on_bad_rows
+        self.policy = RowPolicy(on_bad_rows, on_error_cells, drop_total_rows)
         self.max_retries = max_retries
         self.workers = max(1, workers)
         self.retry_wait = retry_wait
@@ -178,13 +182,15 @@ class DataCollector:
         parts, cache_update = self._parts(run, cache)
         merged, digest, dup_total, dup_by_file = _merge(spec, parts, names)
         if merged.num_rows == 0:
-            run.warnings.append("no data rows in any file (headers only); existing output kept")
+            run.warnings.append(note(WarningKind.HEADERS_ONLY, "no data rows in any file "
+                                     "(headers only); existing output kept"))
             return then(cache_update, self._table_result(run, Status.WARNING, 0, names,
                                                           changed=False, out=out))
         if run.emptied and out.exists():
             # A file that lost its rows must not take them out of the table unnoticed.
-            run.warnings.append(f"{', '.join(run.emptied)}: headers only; existing output kept "
-                                "until the file has rows again or is removed")
+            run.warnings.append(note(
+                WarningKind.HEADERS_ONLY, f"{', '.join(run.emptied)}: headers only; existing "
+                "output kept until the file has rows again or is removed"))
             kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
             return then(cache_update, self._table_result(run, Status.WARNING, kept, names,
                                                           changed=False, out=out))
@@ -211,7 +217,7 @@ class DataCollector:
                     "rows": merged.num_rows, "hash": digest, "duplicates": found.duplicates,
                     "duplicates_by_file": dict(found.by_file)})
             cache.save()
-        status = Status.WARNING if run.rejected or run.warnings else Status.SUCCESS
+        status = Status.WARNING if run.rejected or needs_review(run.warnings) else Status.SUCCESS
         return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
                                   digest=digest, dups=(found.duplicates, found.by_file))
 
@@ -240,7 +246,7 @@ class DataCollector:
             table=run.spec.name, status=status, rows=rows, files=names,
             duplicates_removed=dups[0], duplicates_by_file=dups[1], rows_rejected=run.rejected,
             changed=changed, content_hash=digest, output=self.paths.relative(out),
-            warnings=tuple(run.warnings), files_read=run.files_read,
+            warnings=tuple(run.warnings), files_read=run.files_read, blank_rows=run.blank_rows,
         )
 
     # -- reading, with the per-file cache -------------------------------------------------------
@@ -262,7 +268,8 @@ class DataCollector:
         if todo:
             sheets = self._read_files(run, [run.files[i] for i in todo])
             norm = self._normalize(run, sheets)
-            dirty = {cell.file for cell in norm.cells}
+            # A file with anything to say is read again next run, so it says it again.
+            dirty = {cell.file for cell in norm.cells} | {w.file for w in run.warnings if w.file}
             for i, piece in zip(todo, _split(norm, len(todo)), strict=True):
                 parts[i] = piece
         pieces = [p for p in parts if p is not None]
@@ -281,35 +288,36 @@ class DataCollector:
         for path, sheet in zip(files, sheets, strict=True):
             if sheet.table.num_rows == 0:
                 run.emptied.append(path.name)
-                run.warnings.append(f"{path.name}: headers only, no data rows")
+                run.warnings.append(note(WarningKind.HEADERS_ONLY,
+                                         f"{path.name}: headers only, no data rows", path.name))
         return sheets
 
     def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
-        """Normalise all new files in one pass; bad cells fail the table or are quarantined."""
+        """Normalise all new files in one pass, then the row policies (rejects.screen_rows)."""
         raw, origin, exact = concat_raw(sheets)
         flagged = error_cells(sheets, origin)
-        norm = normalize_table(raw, run.spec, origin, exact, flagged)
-        if norm.cells:
-            # Locate rows exactly only when something is wrong: a sheet's used range may not
-            # start at row 1, and finding that out costs a second parse.
-            origin = exact_origin(run.files, sheets, origin)
-            norm = normalize_table(raw, run.spec, origin, exact, flagged)
-            if self.on_bad_rows != "quarantine":
-                raise CellErrors(list(norm.cells), table=run.spec.name)
-            self._quarantine(run, raw, norm)
-        blank = blank_rows(raw)
-        if blank.size:
-            logger.info("{}: {} blank row(s) skipped", run.spec.name, blank.size)
-        removed = np.union1d(norm.bad_rows, blank) if norm.cells else blank
-        return norm.without(removed) if removed.size or norm.cells else norm
+        screened = screen_rows(
+            raw, run.spec, self.policy,
+            lambda where: normalize_table(raw, run.spec, where, exact, flagged,
+                                          self.policy.on_error_cells),
+            origin, lambda: exact_origin(run.files, sheets, origin))
+        for sheet in sheets:
+            run.warnings.extend(sheet.notes)
+        run.warnings.extend(screened.warnings)
+        run.blank_rows += screened.blank
+        if screened.blank:
+            logger.info("{}: {} blank row(s) skipped", run.spec.name, screened.blank)
+        if screened.quarantine is not None:
+            self._quarantine(run, screened.quarantine)
+        return screened.norm
 
-    def _quarantine(self, run: _TableRun, raw: pa.Table, norm: Normalized) -> None:
-        table = quarantine_table(raw, norm)
+    def _quarantine(self, run: _TableRun, table: pa.Table) -> None:
         run.rejected = table.num_rows
         path = self.quarantine_path(run.spec.name)
         write_parquet(path, table, {META_TABLE: run.spec.name.encode()},
                       point=f"quarantine:{run.spec.name}")
-        run.warnings.append(f"{table.num_rows} row(s) quarantined in {self.paths.relative(path)}")
+        run.warnings.append(note(WarningKind.QUARANTINE, f"{table.num_rows} row(s) quarantined "
+                                 f"in {self.paths.relative(path)}"))
         logger.warning("⚠️ {}: {} bad row(s) quarantined", run.spec.name, table.num_rows)
 
     def _drop_stale_quarantine(self, run: _TableRun) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dpo.errors import ConfigError
+from dpo.errors import CellError, ConfigError
 from dpo.schema import resolve_within
 
 DEFAULTS = {
@@ -26,6 +26,7 @@ DEFAULTS = {
     "default_dir": "agents/shared_db",
 }
 POLICIES = ("fail", "quarantine")
+ERROR_CELL_POLICIES = ("null", "fail", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Settings:
     default_dir: str = DEFAULTS["default_dir"]
     max_retries: int = 3
     on_bad_rows: str = "fail"  # or "quarantine"
+    on_error_cells: str = "null"  # Excel error / uncalculated formula: null | fail | quarantine
+    drop_total_rows: bool = False  # totals rows are kept, with a warning, unless this is set
     keep_history: int = 30  # historical versions kept per table
     workers: int = 0  # reader threads; 0: size to the machine (orchestrator.default_workers)
     notify_urls: tuple[str, ...] = field(default_factory=tuple)
@@ -53,6 +56,9 @@ class Settings:
             problems.append(f"max_retries must be 0..20, got {self.max_retries}")
         if self.on_bad_rows not in POLICIES:
             problems.append(f"on_bad_rows must be one of {POLICIES}, got {self.on_bad_rows!r}")
+        if self.on_error_cells not in ERROR_CELL_POLICIES:
+            problems.append(f"on_error_cells must be one of {ERROR_CELL_POLICIES}, "
+                            f"got {self.on_error_cells!r}")
         if self.keep_history < 1:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.workers < 0 or self.lock_timeout < 0:
@@ -61,7 +67,30 @@ class Settings:
             raise ConfigError("invalid settings: " + "; ".join(problems))
 
 
+    def row_policy(self, on_bad_rows: str | None = None, on_error_cells: str | None = None
+                   ) -> RowPolicy:
+        return RowPolicy(on_bad_rows or self.on_bad_rows, on_error_cells or self.on_error_cells,
+                         self.drop_total_rows)
+
+
 _FIELDS = {f.name: f for f in fields(Settings)}
+
+
+@dataclass(frozen=True)
+class RowPolicy:
+    """What to do with rows that cannot load as they are (docs/behaviour.md, "Policies")."""
+
+    on_bad_rows: str = "fail"  # a value that does not fit its type: fail | quarantine
+    on_error_cells: str = "null"  # an Excel error / uncalculated formula: null | fail | quarantine
+    drop_total_rows: bool = False  # totals rows are kept (and warned about) unless this is set
+
+    def quarantines(self, cell: CellError, *, bad_values: bool = True) -> bool:
+        """Does `cell`'s row go to quarantine (rather than fail the table)?"""
+        if cell.excel_error:
+            return self.on_error_cells == "quarantine"
+        return bad_values and self.on_bad_rows == "quarantine"
+
+
 
 
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:

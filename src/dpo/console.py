@@ -51,7 +51,7 @@ def print_summary(result: dict[str, Any]) -> None:
         if part["status"] == "skipped":
             table.add_row(phase, "-", _styled("skipped"), "", "", part.get("reason", ""))
         for row in part.get("details", []):
-            note = row["error"]["message"] if row.get("error") else "; ".join(row["warnings"])
+            note = row["error"]["message"] if row.get("error") else _warning_note(row)
             table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
                           "yes" if row["changed"] else "no", escape(note))
     out.print(table)
@@ -64,6 +64,16 @@ def print_summary(result: dict[str, Any]) -> None:
                   f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}")
     for path in result.get("reports", []):
         out.print(f"  report: {path}", soft_wrap=True)
+
+
+def _warning_note(row: dict[str, Any]) -> str:
+    """A count per table (the reports list every warning, grouped)."""
+    total = row.get("warnings_total", 0)
+    if not total:
+        return ""
+    kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in
+                      (row.get("warnings_by_kind") or {}).items())
+    return f"{total} warning{'s' if total != 1 else ''} ({kinds})"
 
 
 def _styled(status: str) -> str:

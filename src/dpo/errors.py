@@ -33,6 +33,10 @@ class ErrorType(StrEnum):
     UNEXPECTED_ERROR = "UNEXPECTED_ERROR"
 
 
+# The "error code" of a formula cell that has no cached value (never calculated).
+NOT_CALCULATED = "formula not calculated"
+
+
 @dataclass(frozen=True)
 class CellError:
     """One value that could not become its schema type, located as Excel shows it."""
@@ -43,6 +47,13 @@ class CellError:
     column: str
     value: str
     reason: str
+    # The Excel error the cell holds (#REF!, #N/A..., or NOT_CALCULATED); "" for a value that
+    # is there but does not fit its type. Error cells follow the on_error_cells policy.
+    excel_error: str = ""
+
+    @property
+    def not_calculated(self) -> bool:
+        return self.excel_error == NOT_CALCULATED
 
     def describe(self) -> str:
         return (
@@ -155,12 +166,14 @@ class CellErrors(DpoError):
 
     error_type = ErrorType.DATA_PROCESSING_ERROR
 
-    def __init__(self, cells: list[CellError], *, table: str | None = None) -> None:
+    def __init__(self, cells: list[CellError], *, table: str | None = None,
+                 error_type: ErrorType | None = None) -> None:
         self._cells = tuple(cells)
         first = cells[0]
         more = f" (and {len(cells) - 1} more)" if len(cells) > 1 else ""
         super().__init__(
             f"{len(cells)} bad value(s); first: {first.describe()}{more}",
+            error_type=error_type,
             table=table,
             file=first.file,
             sheet=first.sheet,

@@ -29,10 +29,13 @@ import fastexcel
 import numpy as np
 import pyarrow as pa
 
-from dpo.cellerrors import ErrorCell, find_error_cells
+from dpo.cellerrors import SheetScan, scan_sheet
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
+from dpo.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
+from dpo.merged import fill_merges
 from dpo.normalize import Source
+from dpo.quality import DataWarning, WarningKind, note
 
 # fastexcel logs a warning for a column whose type it cannot infer (an empty one: "falling
 # back to string"). dpo handles every such column (an empty column is fine whatever its type,
@@ -55,9 +58,11 @@ class RawSheet:
     # Per numeric column, each cell's float as the reader holds it (null for text cells): the
     # reader's text of a number keeps only 9 decimals, so 1.5e-10 would read as "0".
     exact: dict[str, pa.Array] = field(default_factory=dict)
-    # Excel error cells (#DIV/0!...), which the reader returns as empty: (row position in
-    # `table`, canonical column, error text).
+    # Excel error cells (#DIV/0!...) and formulas never calculated, which the reader returns
+    # as empty: (row position in `table`, canonical column, error text).
     error_cells: tuple[tuple[int, str, str], ...] = ()
+    header_row: int = 0  # rows above the header within the sheet's used range (a title block)
+    notes: tuple[DataWarning, ...] = ()  # loose headers, header row, merged cells
 
     def flagged(self, offset: int = 0) -> dict[str, dict[int, str]]:
         """The error cells by column, as {row position + offset: error text}."""
@@ -85,20 +90,44 @@ def read_sheet(
     """
     name = display_name or path.name
     before = _stat(path, name)
-    archive = _open_zip(path, name)  # bomb-checked; the error-cell scan reads it too
+    archive = _open_zip(path, name)  # bomb-checked; the sheet scan reads it too
     try:
-        return _read_sheet(path, sheet, columns, renames, numeric=numeric, text=text,
+        return _read_sheet(path, sheet, _Wanted(columns, renames, numeric, text),
                            name=name, before=before, archive=archive)
     finally:
         if archive is not None:
             archive.close()
 
 
-def _read_sheet(
-    path: Path, sheet: str | None, columns: tuple[str, ...], renames: Mapping[str, str], *,
-    numeric: frozenset[str], text: frozenset[str] | None, name: str, before: os.stat_result,
-    archive: zipfile.ZipFile | None,
-) -> RawSheet:
+@dataclass(frozen=True)
+class _Wanted:
+    """What to read: canonical columns, their other spellings, and how to type them."""
+
+    columns: tuple[str, ...]
+    renames: Mapping[str, str]
+    numeric: frozenset[str]
+    text: frozenset[str] | None
+
+    def headers(self, names: Mapping[str, str] | None) -> _Headers:
+        """The header names to load: as matched (`names`), else every exact spelling."""
+        if names is None:
+            spelled = spellings(self.columns, self.renames)
+            return _Headers(set(spelled), {h for h, c in spelled.items() if c in self.numeric},
+                            None if self.text is None else
+                            {h for h, c in spelled.items() if c in self.text})
+        return _Headers(set(names.values()), {names[c] for c in self.numeric if c in names},
+                        None if self.text is None else {names[c] for c in self.text})
+
+
+@dataclass(frozen=True)
+class _Headers:
+    load: set[str]
+    numeric: set[str]
+    text: set[str] | None
+
+
+def _read_sheet(path: Path, sheet: str | None, wanted: _Wanted, *, name: str,
+                before: os.stat_result, archive: zipfile.ZipFile | None) -> RawSheet:
     reader = _open(path, name, before.st_mtime)
     pause_point(f"read:{name}")  # test-only: lets a test change the file while it is read
     sheet_name = sheet if sheet is not None else reader.sheet_names[0]
@@ -109,87 +138,117 @@ def _read_sheet(
             error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet_name,
         )
     try:
-        batch, exact, errors = _read_columns(reader, path, sheet_name, columns, renames,
-                                             numeric=numeric, text=text, name=name,
-                                             archive=archive)
+        raw = _read_columns(reader, path, sheet_name, wanted, name=name, archive=archive)
     except DpoError:
         _check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
         raise
-    # The reader and the error-cell scan each open the file themselves: it must be the same
-    # file (inode), untouched (size, mtime, ctime) since `before`, or the passes may mix two.
+    # The reader and the sheet scan each open the file themselves: it must be the same file
+    # (inode), untouched (size, mtime, ctime) since `before`, or the passes may mix two.
     _check_unchanged(path, name, before)
-    table = _select(pa.Table.from_batches([batch]), columns, renames, name, sheet_name)
-    return RawSheet(table=table, source=Source(file=name, sheet=sheet_name), exact=exact,
-                    error_cells=errors)
+    return raw
 
 
 def _read_columns(
-    reader: fastexcel.ExcelReader, path: Path, sheet: str, columns: tuple[str, ...],
-    renames: Mapping[str, str], *, numeric: frozenset[str], text: frozenset[str] | None,
-    name: str, archive: zipfile.ZipFile | None,
-) -> tuple[pa.RecordBatch, dict[str, pa.Array], tuple[tuple[int, str, str], ...]]:
-    """The wanted columns (typed when possible, else as text with exact floats), and the
-    sheet's error cells."""
+    reader: fastexcel.ExcelReader, path: Path, sheet: str, wanted: _Wanted, *, name: str,
+    archive: zipfile.ZipFile | None,
+) -> RawSheet:
+    """The wanted columns (typed when possible, else as text with exact floats), the sheet's
+    error cells, and its merged ranges filled as Excel shows them."""
+    scan = _scan_soon(path, sheet, archive)
     headers: list[str] = []
-    wanted = _source_names(columns, renames)
-    binary = path.suffix.lower() == ".xlsb"
-    scan = _scan_soon(path, sheet, archive, started=text is None or binary)
-    batch = None if text is None else _load_typed(
-        reader, sheet, wanted, _source_names(tuple(text), renames), name, headers)
-    exact: dict[str, pa.Array] = {}
-    typed = batch is not None
-    if batch is None:
-        headers.clear()
-        batch = _load(reader, sheet, wanted, "string", name, headers)
-        exact = _exact_floats(reader, sheet, batch, _source_names(tuple(numeric), renames),
-                              renames, name)
-    _refuse_duplicates(headers, columns, renames, name, sheet)
-    if not typed or binary:
-        # A typed .xlsx read had no error cell (the reader reports them); an .xlsb formula
-        # that failed (BrtFmlaError) reads as empty even typed, so .xlsb is always looked at.
-        return batch, exact, _error_cells(path, reader, sheet, scan(), set(columns), renames)
-    return batch, exact, ()
+    batch, exact = _load_columns(reader, sheet, wanted.headers(None), 0, name, headers)
+    match = match_headers(headers, wanted.columns, wanted.renames, name, sheet)
+    header_row, notes = 0, []
+    if match.missing:
+        header_row, match = _header_further_down(reader, sheet, wanted, name, match)
+        notes.append(note(WarningKind.HEADER_ROW, f"{name} [{sheet}]: the header is row "
+                          f"{header_row + 1} of the table, not its first row (title rows "
+                          "above it are skipped)", name, sheet))
+    notes += [note(WarningKind.HEADER, f"{name} [{sheet}]: header {header!r} read as column "
+                   f"{column}", name, sheet, column) for header, column in match.loose]
+    if not match.exact or header_row:
+        batch, exact = _load_columns(reader, sheet, wanted.headers(match.names), header_row,
+                                     name, [])
+    table = _select(pa.Table.from_batches([batch]), wanted.columns, match.names)
+    exact = {column: exact[match.names[column]] for column in wanted.columns
+             if match.names[column] in exact}
+    found = scan()
+    if not (found.errors or found.merges):
+        return RawSheet(table, Source(name, sheet), exact, (), header_row, tuple(notes))
+    start_row, start_col = range_start(path, sheet)
+    columns_at = _columns_by_index(reader, sheet, header_row, match.names, start_col)
+    first_row = start_row + header_row + 1  # 0-based sheet row of the first data row
+    errors = tuple((cell.row - first_row, columns_at[cell.col], cell.text)
+                   for cell in found.errors if cell.col in columns_at and cell.row >= first_row)
+    table, exact, merged = fill_merges(table, exact, found.merges, columns_at, first_row,
+                                       Source(name, sheet))
+    return RawSheet(table, Source(name, sheet), exact, errors, header_row,
+                    (*notes, *merged))
 
 
-def _scan_soon(path: Path, sheet: str, archive: zipfile.ZipFile | None, *, started: bool
-               ) -> Callable[[], list[ErrorCell]]:
-    """The sheet's error-cell scan: for a large file already `started` in a thread of its
-    own, where it overlaps the reader's parse (both release the GIL for most of their work)."""
+def _header_further_down(reader: fastexcel.ExcelReader, sheet: str, wanted: _Wanted, name: str,
+                         first: HeaderMatch) -> tuple[int, HeaderMatch]:
+    """The header row below a title block (within the first rows), and its match; else the
+    first row's missing columns are the error."""
+    try:
+        top = reader.load_sheet(sheet, header_row=None, n_rows=HEADER_SEARCH_ROWS + 1,
+                                dtypes="string").to_arrow()
+    except fastexcel.FastExcelError as exc:
+        raise _read_error(name, exc, sheet) from exc
+    rows = [list(r.values()) for r in top.to_pylist()]
+    found = find_header_row(rows, wanted.columns, wanted.renames)
+    if found is None or found == 0:
+        raise DpoError(f"{name} [{sheet}]: missing required column(s): {', '.join(first.missing)}",
+                       error_type=ErrorType.MISSING_FIELDS, file=name, sheet=sheet,
+                       column=first.missing[0])
+    headers: list[str] = []
+    _load(reader, sheet, set(), "string", name, headers, header_row=found, n_rows=0)
+    return found, match_headers(headers, wanted.columns, wanted.renames, name, sheet)
+
+
+def _load_columns(reader: fastexcel.ExcelReader, sheet: str, wanted: _Headers, header_row: int,
+                  name: str, headers: list[str]) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
+    """The `wanted` headers typed when every column has one type, else as text plus exact
+    floats; keyed by header as written. `headers` receives every header of the sheet."""
+    batch = None if wanted.text is None else _load_typed(
+        reader, sheet, wanted.load, wanted.text, name, headers, header_row)
+    if batch is not None:
+        return batch, {}
+    headers.clear()
+    batch = _load(reader, sheet, wanted.load, "string", name, headers, header_row=header_row)
+    return batch, _exact_floats(reader, sheet, batch, wanted.numeric, name, header_row)
+
+
+def _scan_soon(path: Path, sheet: str, archive: zipfile.ZipFile | None
+               ) -> Callable[[], SheetScan]:
+    """The sheet's scan (error cells, uncalculated formulas, merges): for a large file in a
+    thread of its own, where it overlaps the reader's parse (both release the GIL for most of
+    their work)."""
     try:
         large = path.stat().st_size >= SCAN_AHEAD_BYTES
     except OSError:
         large = False  # gone: the reader says so
-    if not (started and large):
-        return partial(find_error_cells, str(path), sheet, archive)
+    if not large:
+        return partial(scan_sheet, str(path), sheet, archive)
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(find_error_cells, str(path), sheet, archive)
+    future = pool.submit(scan_sheet, str(path), sheet, archive)
     pool.shutdown(wait=False)  # the thread ends with the scan; the future keeps its result
     return future.result
 
 
-def _error_cells(
-    path: Path, reader: fastexcel.ExcelReader, sheet: str, found: list[ErrorCell],
-    columns: set[str], renames: Mapping[str, str],
-) -> tuple[tuple[int, str, str], ...]:
-    """(row position, canonical column, text) of the error cells `found` in `columns`."""
-    if not found:
-        return ()
-    start_row, start_col = range_start(path, sheet)
-    by_index = {info.absolute_index + start_col: renames.get(info.name, info.name)
-                for info in reader.load_sheet(sheet, n_rows=0).available_columns()}
-    return tuple(
-        (cell.row - start_row - 1, by_index[cell.col], cell.text) for cell in found
-        if by_index.get(cell.col) in columns and cell.row > start_row)
-
-
-def _source_names(columns: tuple[str, ...], renames: Mapping[str, str]) -> set[str]:
-    """The header names that may hold `columns` (either spelling of a renamed column)."""
-    return set(columns) | {src for src, dst in renames.items() if dst in columns}
+def _columns_by_index(reader: fastexcel.ExcelReader, sheet: str, header_row: int,
+                      names: Mapping[str, str], start_col: int) -> dict[int, str]:
+    """0-based sheet column -> canonical column, for the columns read."""
+    by_header = {header: column for column, header in names.items()}
+    infos = reader.load_sheet(sheet, n_rows=0, header_row=header_row).available_columns()
+    return {info.absolute_index + start_col: by_header[info.name] for info in infos
+            if info.name in by_header}
 
 
 def _load(
     reader: fastexcel.ExcelReader, sheet: str, wanted: set[str],
-    dtype: Literal["string", "float"], name: str, headers: list[str] | None = None,
+    dtype: Literal["string", "float"], name: str, headers: list[str] | None = None, *,
+    header_row: int = 0, n_rows: int | None = None,
 ) -> pa.RecordBatch:
     def use(column: fastexcel.ColumnInfoNoDtype) -> bool:  # type: ignore[name-defined]
         if headers is not None:
@@ -197,7 +256,9 @@ def _load(
         return column.name in wanted
 
     try:
-        batch: pa.RecordBatch = reader.load_sheet(sheet, dtypes=dtype, use_columns=use).to_arrow()
+        batch: pa.RecordBatch = reader.load_sheet(
+            sheet, dtypes=dtype, use_columns=use, header_row=header_row,
+            n_rows=n_rows).to_arrow()
     except fastexcel.FastExcelError as exc:
         raise _read_error(name, exc, sheet) from exc
     return batch
@@ -225,7 +286,7 @@ def _typed_ok(batch: pa.RecordBatch) -> bool:
 
 def _load_typed(
     reader: fastexcel.ExcelReader, sheet: str, wanted: set[str], text: set[str], name: str,
-    headers: list[str],
+    headers: list[str], header_row: int,
 ) -> pa.RecordBatch | None:
     """The sheet with text columns as text and the others as their cells' one type; None when
     a column mixes types (a number column holding one text cell) and must be read as text."""
@@ -236,7 +297,8 @@ def _load_typed(
     try:
         batch, failed = reader.load_sheet(
             sheet, use_columns=use, dtypes={n: "string" for n in text & wanted},
-            schema_sample_rows=None, dtype_coercion="strict").to_arrow_with_errors()
+            schema_sample_rows=None, dtype_coercion="strict",
+            header_row=header_row).to_arrow_with_errors()
     except fastexcel.UnsupportedColumnTypeCombinationError:
         return None
     except fastexcel.FastExcelError as exc:
@@ -248,13 +310,14 @@ def _load_typed(
 
 def _exact_floats(
     reader: fastexcel.ExcelReader, sheet: str, batch: pa.RecordBatch, numeric: set[str],
-    renames: Mapping[str, str], name: str,
+    name: str, header_row: int,
 ) -> dict[str, pa.Array]:
-    """Each number cell's float, for the columns in `numeric` that a text read rounded."""
+    """Each number cell's float, for the headers in `numeric` that a text read rounded (keyed
+    by header as written)."""
     if not numeric & set(batch.schema.names):
         return {}
-    floats = _load(reader, sheet, numeric, "float", name)
-    return {renames.get(n, n): floats.column(n) for n in floats.schema.names}
+    floats = _load(reader, sheet, numeric, "float", name, header_row=header_row)
+    return {n: floats.column(n) for n in floats.schema.names}
 
 
 def _stat(path: Path, name: str) -> os.stat_result:
@@ -319,52 +382,18 @@ def _read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
                     error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
 
 
-def _refuse_duplicates(
-    headers: list[str], columns: tuple[str, ...], renames: Mapping[str, str], name: str,
-    sheet: str,
-) -> None:
-    """A required column given twice (`poNo` twice, or `plasticResine` beside `plasticResin`)
-    is ambiguous: loading either copy would silently drop the other's values. The reader
-    names a repeated header `poNo_1`, `poNo_2`..."""
-    spelling = {column: column for column in columns}
-    spelling.update({src: dst for src, dst in renames.items() if dst in spelling})
-    present = set(headers)
-    found: dict[str, list[str]] = {}
-    for header in headers:
-        column = spelling.get(header)
-        if column is None and "_" in header:
-            base, suffix = header.rsplit("_", 1)
-            column = spelling.get(base) if suffix.isdigit() and base in present else None
-        if column is not None:
-            found.setdefault(column, []).append(header)
-    for column in columns:
-        if len(found.get(column, ())) > 1:
-            raise DpoError(
-                f"{name} [{sheet}]: column {column} appears {len(found[column])} times "
-                f"({', '.join(found[column])}); keep one", error_type=ErrorType.SCHEMA_MISMATCH,
-                file=name, sheet=sheet, column=column)
+def _select(table: pa.Table, columns: tuple[str, ...], names: Mapping[str, str]) -> pa.Table:
+    """The matched headers' columns, under their canonical names, in schema order."""
+    return pa.Table.from_arrays([table.column(names[c]) for c in columns], names=list(columns))
 
 
-def _select(
-    table: pa.Table, columns: tuple[str, ...], renames: Mapping[str, str], name: str, sheet: str
-) -> pa.Table:
-    present = {renames.get(c, c): c for c in reversed(table.column_names)}
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise DpoError(
-            f"{name} [{sheet}]: missing required column(s): {', '.join(missing)}",
-            error_type=ErrorType.MISSING_FIELDS, file=name, sheet=sheet, column=missing[0],
-        )
-    arrays = [table.column(present[c]) for c in columns]
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
-def first_data_row(path: Path, sheet: str) -> int:
-    """Excel row number of the first data row: the sheet's used range may not start at row 1.
+def first_data_row(path: Path, sheet: str, header_row: int = 0) -> int:
+    """Excel row number of the first data row: the sheet's used range may not start at row 1,
+    and a title block may stand above the header.
 
     Only asked on the error path, so the happy path reads each file once.
     """
-    return range_start(path, sheet)[0] + 2
+    return range_start(path, sheet)[0] + header_row + 2
 
 
 def range_start(path: Path, sheet: str) -> tuple[int, int]:

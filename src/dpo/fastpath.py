@@ -13,7 +13,8 @@ import time
 from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.incremental import LoaderState, TableCache, folder_size
-from dpo.results import CollectorResult, LoaderResult, Status, TableResult
+from dpo.quality import DataWarning, needs_review
+from dpo.results import CollectorResult, LoaderResult, Status, TableResult, phase_status
 from dpo.schema import Schema
 from dpo.sources import discover
 from dpo.store import VersionStore
@@ -36,7 +37,7 @@ def unchanged_run(paths: Paths, schema: Schema) -> tuple[CollectorResult, Loader
         duplicates_removed=sum(t.duplicates_removed for t in collected), data_updated=False,
         seconds=collect_s, disk_usage_bytes=folder_size(paths.collector_dir))
     loader = LoaderResult(
-        status=Status.SUCCESS, tables=tuple(loaded), tables_processed=len(loaded),
+        status=phase_status(loaded), tables=tuple(loaded), tables_processed=len(loaded),
         tables_changed=0, tables_created=0, seconds=time.perf_counter() - started - collect_s,
         disk_usage_bytes=folder_size(paths.loader_dir))
     return collector, loader
@@ -79,8 +80,10 @@ def _loader_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | None:
         stored = annotations.get(spec.name)
         if record is None or stored is None or not store.resolve(stored).is_file():
             return None
+        warnings = tuple(DataWarning.from_dict(w) for w in record.get("warnings") or ())
         results.append(TableResult(
-            table=spec.name, status=Status.SUCCESS, rows=record["rows"],
-            files=(paths.relative(source),), changed=False, content_hash=record["hash"],
-            output=stored))
+            table=spec.name, status=Status.WARNING if needs_review(warnings) else Status.SUCCESS,
+            rows=record["rows"], files=(paths.relative(source),), changed=False,
+            content_hash=record["hash"], output=stored, warnings=warnings,
+            blank_rows=record.get("blank_rows", 0)))
     return results

@@ -276,10 +276,13 @@ class LoaderState:
             return None
         return record
 
-    def record(self, table: str, source: Path, digest: str, rows: int) -> None:
+    def record(self, table: str, source: Path, digest: str, rows: int,
+               warnings: list[dict[str, Any]] | None = None, blank_rows: int = 0) -> None:
+        """What `table` was published from; its warnings are kept so that a run that does not
+        read the unchanged file again still says them."""
         fp = Fingerprint.of(source)
         self.tables[table] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "hash": digest,
-                              "rows": rows}
+                              "rows": rows, "warnings": warnings or [], "blank_rows": blank_rows}
 
     def save(self, annotation_path: Path) -> None:
         fp = Fingerprint.of(annotation_path) if annotation_path.exists() else None

@@ -11,14 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
-from dpo.config import Paths
-from dpo.errors import CellErrors, DpoError, ErrorType
-from dpo.excel import read_sheet
+from dpo.config import Paths, RowPolicy
+from dpo.errors import DpoError, ErrorType
+from dpo.excel import first_data_row, read_sheet
 from dpo.frames import arrow_schema, content_hash, older_hash_if_same
 from dpo.incremental import Fingerprint, LoaderState, TableCache, folder_size
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
-from dpo.normalize import normalize_table
-from dpo.parquetio import parquet_meta, read_verified, recorded_hash
+from dpo.normalize import Origin, Source, normalize_table
+from dpo.parquetio import parquet_meta, read_verified, recorded_hash, write_parquet
+from dpo.quality import DataWarning, WarningKind, needs_review, note
+from dpo.rejects import Screened, screen_rows
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.retry import with_retries
 from dpo.schema import RENAMES, Schema, TableSpec, load_schema
@@ -33,6 +35,8 @@ class _Loaded:
     source: str
     rows: int
     copy_from: Path | None = None  # Phase 1's file, proven by this run's collector: copy it
+    warnings: tuple[DataWarning, ...] = ()
+    blank_rows: int = 0
 
 
 class DataLoaderAgent:
@@ -42,8 +46,10 @@ class DataLoaderAgent:
         self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
         max_retries: int = 3, retry_wait: float = 0.5, store: VersionStore | None = None,
         progress: Progress | None = None, incremental: bool = True,
+        policy: RowPolicy | None = None,
     ) -> None:
         self.progress = progress
+        self.policy = policy or RowPolicy()
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
         self.state = LoaderState(paths.cache_dir, self.schema.fingerprint) if incremental else None
@@ -85,9 +91,10 @@ class DataLoaderAgent:
         for item in loaded:
             path = outcome.written.get(item.spec.name)
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
-                table=item.spec.name, status=Status.SUCCESS, rows=item.rows,
+                table=item.spec.name, status=_status(item), rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
-                output=self.paths.relative(path)))
+                output=self.paths.relative(path), warnings=item.warnings,
+                blank_rows=item.blank_rows))
         self._remember(loaded)
         if changed:
             logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
@@ -101,7 +108,8 @@ class DataLoaderAgent:
         if self.state is None:
             return
         for item in loaded:
-            self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows)
+            self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows,
+                              [w.to_dict() for w in item.warnings], item.blank_rows)
         self.state.save(self.paths.annotation_path)
 
     def _emit(self, event: str, **data: object) -> None:
@@ -111,9 +119,10 @@ class DataLoaderAgent:
     def _unchanged(self, item: _Loaded, *, published: bool) -> TableResult:
         current = self.store.current_path(item.spec.name)
         return TableResult(
-            table=item.spec.name, status=Status.SUCCESS, rows=item.rows,
+            table=item.spec.name, status=_status(item), rows=item.rows,
             files=(item.source,), changed=False, content_hash=item.digest,
-            output=self.paths.relative(current) if current and published else None)
+            output=self.paths.relative(current) if current and published else None,
+            warnings=item.warnings, blank_rows=item.blank_rows)
 
     def source_of(self, spec: TableSpec) -> Path:
         if spec.kind == "dynamic":
@@ -124,7 +133,8 @@ class DataLoaderAgent:
         path = self.source_of(spec)
         known = self.state.unchanged(spec.name, path) if self.state else None
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
-            return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"])
+            return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"],
+                           warnings=replayed(known), blank_rows=known.get("blank_rows", 0))
         if spec.kind == "dynamic":
             trusted = self._written_this_run(spec, path)
             if trusted is not None:
@@ -132,10 +142,13 @@ class DataLoaderAgent:
             table = self._from_phase1(spec, path)
             digest = recorded_hash(path) or content_hash(table)  # read_verified proved it
         else:
-            table = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
-                                 what=path.name, base_wait=self.retry_wait)
+            screened = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
+                                    what=path.name, base_wait=self.retry_wait)
+            table = screened.norm.table.replace_schema_metadata(arrow_schema(spec).metadata)
             digest = older_hash_if_same(self.store.current_hash(spec.name), table,
                                         content_hash(table))
+            return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows,
+                           warnings=screened.warnings, blank_rows=screened.blank)
         table = table.replace_schema_metadata(arrow_schema(spec).metadata)
         return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
 
@@ -179,27 +192,41 @@ class DataLoaderAgent:
                                table=spec.name, file=path.name, column=want.name)
         return table.select(expected.names)
 
-    def _from_excel(self, spec: TableSpec) -> pa.Table:
+    def _from_excel(self, spec: TableSpec) -> Screened:
+        """A static table read, normalised and screened (rejects.screen_rows). Its column
+        problems and bad values are SCHEMA_MISMATCH (docs/behaviour.md); error cells follow
+        the on_error_cells policy, a quarantine going beside Phase 1's."""
         if not spec.path.is_file():
             raise DpoError(f"{spec.path.name}: static file not found at "
                            f"{self.paths.relative(spec.path)}", table=spec.name,
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
         try:
             raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES,
-                             numeric=spec.float_columns,
-                             text=spec.text_columns)
+                             numeric=spec.float_columns, text=spec.text_columns)
         except DpoError as exc:
-            # SPEC §3: a static table's column problems are SCHEMA_MISMATCH, column named.
             if exc.error_type is ErrorType.MISSING_FIELDS:
-                exc.error_type = ErrorType.SCHEMA_MISMATCH
+                raise DpoError(exc.message, error_type=ErrorType.SCHEMA_MISMATCH, table=spec.name,
+                               file=exc.file, sheet=exc.sheet, column=exc.column) from exc
             raise
-        norm = normalize_table(raw.table, spec, raw.source, raw.exact,
-                           raw.flagged())
-        if norm.cells:
-            error = CellErrors(list(norm.cells), table=spec.name)
-            error.error_type = ErrorType.SCHEMA_MISMATCH
-            raise error
-        return norm.table
+        flagged = raw.flagged()
+        screened = screen_rows(
+            raw.table, spec, self.policy,
+            lambda where: normalize_table(raw.table, spec, where, raw.exact, flagged,
+                                          self.policy.on_error_cells),
+            Origin.single(raw.source),
+            lambda: Origin.single(Source(raw.source.file, raw.source.sheet, first_data_row(
+                spec.path, raw.source.sheet, raw.header_row))),
+            bad_values_quarantine=False, error_type=ErrorType.SCHEMA_MISMATCH)
+        warnings = (*raw.notes, *screened.warnings)
+        quarantine = self.paths.collector_dir / "quarantine" / f"{spec.name}.parquet"
+        if screened.quarantine is not None:
+            write_parquet(quarantine, screened.quarantine, {META_TABLE: spec.name.encode()},
+                          point=f"quarantine:{spec.name}")
+            warnings += (note(WarningKind.QUARANTINE, f"{screened.quarantine.num_rows} row(s) "
+                              f"quarantined in {self.paths.relative(quarantine)}"),)
+        elif quarantine.exists():
+            quarantine.unlink()
+        return Screened(screened.norm, warnings, screened.blank, screened.quarantine)
 
     def _summary(
         self, results: list[TableResult], written: int, moved: tuple[str, ...],
@@ -216,3 +243,14 @@ class DataLoaderAgent:
             disk_usage_bytes=folder_size(self.paths.loader_dir), files_moved=moved,
             healing_actions=tuple(healing), errors=errors,
         )
+
+
+def _status(item: _Loaded) -> Status:
+    return Status.WARNING if needs_review(item.warnings) else Status.SUCCESS
+
+
+def replayed(record: dict[str, object]) -> tuple[DataWarning, ...]:
+    """The warnings recorded with an input that is not read again."""
+    found = record.get("warnings")
+    return tuple(DataWarning.from_dict(w) for w in found if isinstance(w, dict)) \
+        if isinstance(found, list) else ()

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.errors import CellError
+from dpo.errors import NOT_CALCULATED, CellError
 from dpo.frames import arrow_schema, from_numpy
 from dpo.schema import TableSpec
 
@@ -78,6 +78,8 @@ class Normalized:
     cells: tuple[CellError, ...]
     bad_rows: np.ndarray  # positions (in the raw table) of rows with at least one bad cell
     origin: Origin
+    # Excel error cells loaded as NA under the "null" policy: each one becomes a warning.
+    nulled: tuple[CellError, ...] = ()
 
     def without_bad_rows(self) -> Normalized:
         return self.without(self.bad_rows)
@@ -89,7 +91,7 @@ class Normalized:
         keep = np.ones(self.table.num_rows, dtype=bool)
         keep[positions] = False
         return Normalized(self.table.filter(from_numpy(keep)), self.cells,
-                          np.asarray(positions, dtype=np.int64), self.origin)
+                          np.asarray(positions, dtype=np.int64), self.origin, self.nulled)
 
 
 @lru_cache(maxsize=32)
@@ -354,18 +356,22 @@ def normalize_table(
     raw: pa.Table, spec: TableSpec, origin: Origin | Source,
     exact: dict[str, pa.Array] | None = None,
     error_cells: Mapping[str, Mapping[int, str]] | None = None,
+    on_error_cells: str = "fail",
 ) -> Normalized:
     """Convert every column of `raw` (already renamed and ordered) to the spec's types.
 
     `exact` holds, per numeric column, the reader's float value of each cell (null for text
     cells): the text rendering of a number is rounded, the float is not. `error_cells` holds,
     per column, the positions of Excel error cells (which the reader returns as empty).
+    Excel error values (those and `#N/A`... text) are bad cells, or with `on_error_cells`
+    "null" NA cells listed in `nulled` (docs/behaviour.md, "Excel error values").
     """
     if isinstance(origin, Source):
         origin = Origin.single(origin)
     schema = arrow_schema(spec)
     columns: list[pa.Array] = []
     cells: list[CellError] = []
+    nulled: list[CellError] = []
     bad = np.zeros(raw.num_rows, dtype=bool)
     for field in schema:
         values = raw.column(field.name).combine_chunks()
@@ -374,6 +380,10 @@ def normalize_table(
         flagged = (error_cells or {}).get(field.name, {})
         if flagged:
             errors[list(flagged)] = True
+        if on_error_cells == "null" and errors.any():
+            nulled.extend(_cells(values, errors, errors, field.name, "", origin, flagged))
+            values = pc.if_else(from_numpy(errors), pa.scalar(None, values.type), values)
+            errors = np.zeros(len(values), dtype=bool)
         floats = (exact or {}).get(field.name)
         out, failed = CONVERTERS[kind](values, field.type, floats)
         if field.name in SPECIAL:
@@ -385,7 +395,8 @@ def normalize_table(
                                 flagged))
         columns.append(pc.cast(out, field.type))
     table = pa.Table.from_arrays(columns, schema=schema)
-    return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), origin=origin)
+    return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), origin=origin,
+                      nulled=tuple(nulled))
 
 
 def _cells(
@@ -397,9 +408,15 @@ def _cells(
     cells = []
     for pos, text in zip(positions, texts, strict=True):
         source, row = origin.locate(int(pos))
-        cells.append(CellError(
-            file=source.file, sheet=source.sheet, row=row, column=column,
-            value=flagged.get(int(pos), "" if text is None else str(text)),
-            reason="is an Excel error value" if errors[pos] else reason,
-        ))
+        value = flagged.get(int(pos), "" if text is None else str(text).strip())
+        if not errors[pos]:
+            cells.append(CellError(source.file, source.sheet, row, column,
+                                   "" if text is None else str(text), reason))
+        elif value == NOT_CALCULATED:
+            cells.append(CellError(source.file, source.sheet, row, column, "",
+                                   "is a formula that was never calculated (no cached value)",
+                                   excel_error=NOT_CALCULATED))
+        else:
+            cells.append(CellError(source.file, source.sheet, row, column, value,
+                                   "is an Excel error value", excel_error=value))
     return cells

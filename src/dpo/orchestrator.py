@@ -13,6 +13,7 @@ Decision matrix (SPEC §4, the seed's five Error Handling Scenarios):
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import uuid
@@ -25,8 +26,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from dpo import __version__
-from dpo.config import Paths, Settings, load_settings, resolve_paths
-from dpo.errors import DpoError, ErrorInfo, ErrorType
+from dpo.config import (
+    ERROR_CELL_POLICIES,
+    POLICIES,
+    Paths,
+    RowPolicy,
+    Settings,
+    load_settings,
+    resolve_paths,
+)
+from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType
 from dpo.fastpath import unchanged_run
 from dpo.fsio import remove_temp_files
 from dpo.lock import run_lock
@@ -36,6 +45,7 @@ from dpo.notify import (
     NotificationHandler,
     NotificationOutcome,
 )
+from dpo.quality import grouped_lines
 from dpo.report import ReportWriter, render_final, render_phase_success
 from dpo.results import (
     CollectorResult,
@@ -95,19 +105,21 @@ class DataPipelineOrchestrator:
     # -- the run -----------------------------------------------------------------------------
     def run_pipeline(
         self, max_retries: int | None = None, enable_notifications: bool = True,
-        on_bad_rows: str | None = None,
+        on_bad_rows: str | None = None, on_error_cells: str | None = None,
     ) -> dict[str, Any]:
-        """Run both phases and return the seed's result dict (JSON-serialisable)."""
+        """Run both phases and return the seed's result dict (JSON-serialisable). Bad input
+        or configuration (a schema edited into nonsense) is a failed result, not an exception;
+        another run holding the lock raises PipelineLocked."""
         retries = self.settings.max_retries if max_retries is None else max_retries
-        # A bad schema is a configuration error (SPEC §1): refuse it before the lock, the run
-        # ledger or any output exists, so it leaves no run stuck as "running" behind.
-        load_schema(self.paths.schema_path, self.paths.root)
+        policy = self.settings.row_policy(on_bad_rows, on_error_cells)
+        if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
+            raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
+                              f"on_error_cells={policy.on_error_cells!r}")
         with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
-            result = self._run_locked(retries, enable_notifications,
-                                      on_bad_rows or self.settings.on_bad_rows)
+            result = self._run_locked(retries, enable_notifications, policy)
         return result.to_dict()
 
-    def _run_locked(self, retries: int, notify: bool, on_bad_rows: str) -> PipelineResult:
+    def _run_locked(self, retries: int, notify: bool, policy: RowPolicy) -> PipelineResult:
         started = self.clock()
         run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
         logger.info("🚀 pipeline run {} started (root {})", run_id, self.paths.root)
@@ -118,14 +130,7 @@ class DataPipelineOrchestrator:
 
         ledger = Ledger(self.output_dir / "runs.sqlite")
         ledger.start(run_id, started)
-        schema = load_schema(self.paths.schema_path, self.paths.root)
-        unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
-        loader: LoaderResult | None
-        if unchanged is not None:
-            logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
-            collector, loader, skip_reason = unchanged[0], unchanged[1], ""
-        else:
-            collector, loader, skip_reason = self._run_phases(schema, retries, on_bad_rows)
+        collector, loader, skip_reason = self._phases(retries, policy)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
@@ -137,8 +142,22 @@ class DataPipelineOrchestrator:
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result
 
+    def _phases(self, retries: int, policy: RowPolicy
+                ) -> tuple[CollectorResult, LoaderResult | None, str]:
+        """Both phases' results: a refused configuration, the no-change run, or the phases."""
+        try:
+            schema = load_schema(self.paths.schema_path, self.paths.root)
+        except ConfigError as exc:  # edited between two runs: nothing is read or written
+            logger.error("❌ configuration: {}", exc.message)
+            return _config_failure(exc)
+        unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
+        if unchanged is None:
+            return self._run_phases(schema, retries, policy)
+        logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
+        return unchanged[0], unchanged[1], ""
+
     def _run_phases(
-        self, schema: Schema, retries: int, on_bad_rows: str
+        self, schema: Schema, retries: int, policy: RowPolicy
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect import DataCollector
@@ -148,8 +167,10 @@ class DataPipelineOrchestrator:
         workers = self.settings.workers or default_workers()
         logger.info("📊 Phase 1: DataCollector")
         collector = self._phase1(DataCollector(
-            self.paths, schema=schema, on_bad_rows=on_bad_rows, max_retries=retries,
-            workers=workers, incremental=self.settings.incremental, progress=self.progress))
+            self.paths, schema=schema, on_bad_rows=policy.on_bad_rows,
+            on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
+            max_retries=retries, workers=workers, incremental=self.settings.incremental,
+            progress=self.progress))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
             reason = "Phase 1 failed and rollback did not restore every failed table"
@@ -158,7 +179,7 @@ class DataPipelineOrchestrator:
         logger.info("📊 Phase 2: DataLoaderAgent")
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
-            incremental=self.settings.incremental, progress=self.progress))
+            incremental=self.settings.incremental, progress=self.progress, policy=policy))
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
@@ -193,6 +214,9 @@ class DataPipelineOrchestrator:
     def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
         data = result.to_dict()
         context = self._context(run_id, data)
+        tables = result.collector.tables + (result.loader.tables if result.loader else ())
+        context["warning_lines"] = {t.table: grouped_lines(t.warnings) for t in tables
+                                    if t.warnings}
         reports: dict[str, str] = {}
         outcomes: list[NotificationOutcome] = []
         notifier = ManualReviewNotifier(self.notification_handler,
@@ -269,6 +293,20 @@ def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
 def _all_rolled_back(collector: CollectorResult) -> bool:
     rollbacks = [h for h in collector.healing_actions if h.action == "rollback"]
     return bool(rollbacks) and all(h.success for h in rollbacks)
+
+
+def _config_failure(exc: ConfigError) -> tuple[CollectorResult, None, str]:
+    """A run refused for its configuration, as results: Phase 1 failed, Phase 2 skipped."""
+    found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
+    key = re.search(r"key '([^']+)'", exc.message)
+    info = ErrorInfo(ErrorType.CONFIG_ERROR, exc.message, table=found.group(1) if found else None,
+                     file=exc.file, column=key.group(1) if key else (
+                         found.group(2) if found else None))
+    collector = CollectorResult(status=Status.ERROR, tables=(), files_processed=0,
+                                files_failed=0, records_count=0, duplicates_removed=0,
+                                data_updated=False, seconds=0.0, disk_usage_bytes=0,
+                                errors=(info,))
+    return collector, None, "configuration error: nothing was read or written"
 
 
 def _unexpected(exc: BaseException) -> ErrorInfo:

@@ -91,6 +91,7 @@ def exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> O
     finding out costs a second parse, so it is done only when a cell must be reported)."""
     by_name = {p.name: p for p in files}
     sources = tuple(
-        Source(s.source.file, s.source.sheet, first_data_row(by_name[s.source.file], s.source.sheet))
+        Source(s.source.file, s.source.sheet,
+               first_data_row(by_name[s.source.file], s.source.sheet, s.header_row))
         for s in sheets)
     return Origin(sources, origin.starts)

@@ -42,7 +42,28 @@ def render_phase_success(phase: Mapping[str, Any], context: Mapping[str, Any]) -
     for action in phase.get("healing_actions", []):
         state = "succeeded" if action["success"] else "FAILED"
         lines.append(f"  {action['action']} {action['table']}: {state} — {action['detail']}")
+    lines += warning_section(phase.get("details", []), context)
     return "\n".join(lines) + "\n"
+
+
+def warning_lines(table: Mapping[str, Any], context: Mapping[str, Any]) -> list[str]:
+    """Every warning of a table, grouped: from the run's full list when the context has it (a
+    result dict lists only the first ones), else from the dict."""
+    full = (context.get("warning_lines") or {}).get(table["table"])
+    if full is not None:
+        return list(full)
+    return [w["message"] for w in table.get("warnings") or []]
+
+
+def warning_section(tables: list[Mapping[str, Any]], context: Mapping[str, Any]) -> list[str]:
+    """"DATA QUALITY WARNINGS": what was published differently from the sheet as written."""
+    lines: list[str] = []
+    for table in tables:
+        found = warning_lines(table, context)
+        if found:
+            lines += [f"  {table['table']} ({table.get('warnings_total', len(found))} "
+                      "warning(s)):", *(f"    - {line}" for line in found)]
+    return ["", "DATA QUALITY WARNINGS", "-" * 72, *lines] if lines else []
 
 
 def _table_line(table: Mapping[str, Any]) -> str:
@@ -52,7 +73,10 @@ def _table_line(table: Mapping[str, Any]) -> str:
         extra.append(f"{table['duplicates_removed']} duplicates removed")
     if table.get("rows_rejected"):
         extra.append(f"{table['rows_rejected']} rows quarantined")
-    extra += table.get("warnings", [])
+    if table.get("blank_rows_skipped"):
+        extra.append(f"{table['blank_rows_skipped']} blank rows skipped")
+    if table.get("warnings_total"):
+        extra.append(f"{table['warnings_total']} warning(s), listed below")
     tail = f" ({'; '.join(extra)})" if extra else ""
     where = f" -> {table['output']}" if table.get("output") else ""
     return f"  {table['table']:<28} {table['status']:<8} {table['rows']:>9,} rows, {change}{where}{tail}"
@@ -65,7 +89,7 @@ def render_final(result: Mapping[str, Any], context: Mapping[str, Any]) -> str:
              f"Run:             {context['run_id']}",
              f"Started:         {result['started_at']}",
              f"Finished:        {result['timestamp']}",
-             f"Overall status:  {result['overall_status'].upper()}",
+             f"Overall status:  {result['overall_status'].upper()}{_with_warnings(result)}",
              "",
              f"Phase 1 DataCollector:   {collector['status']:<8} ({collector['execution_time']}, "
              f"{collector['files_processed']} files, {collector['records_count']:,} records)"]
@@ -84,11 +108,20 @@ def render_final(result: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     if errors:
         lines += ["", "ERRORS"]
         lines += [f"  - [{e['error_type']}] {e['message']}" for e in errors]
+    tables = [*collector.get("details", []), *loader.get("details", [])]
+    lines += warning_section(tables, context)
     lines += ["", "NEXT STEPS", f"  {next_step(result['overall_status'])}"]
     for note in result.get("notifications", []):
         state = "sent" if note.get("sent") else f"NOT sent ({note.get('error') or 'disabled'})"
         lines.append(f"  Notification for {note['component']} via {note['channel']}: {state}")
     return "\n".join(lines) + "\n"
+
+
+def _with_warnings(result: Mapping[str, Any]) -> str:
+    total = (result.get("warnings") or {}).get("total", 0)
+    if not total or result["overall_status"] == "failed":
+        return ""
+    return f" (published with {total} warning{'s' if total != 1 else ''})"
 
 
 def next_step(overall: str) -> str:

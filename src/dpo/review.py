@@ -17,6 +17,7 @@ from dpo.notify import (
     _scrub,
     describe_handler,
 )
+from dpo.report import warning_lines
 
 _MAX_CELLS_SHOWN = 20
 _WIDTH = 80
@@ -161,14 +162,14 @@ def _cell_place(cell: dict[str, Any], err: dict[str, Any]) -> str:
     return "" if same else f"{cell.get('file')} [{cell.get('sheet')}] "
 
 
-def _error_details(res: dict[str, Any]) -> list[str]:
+def _error_details(res: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     actions = res.get("healing_actions") or []
     lines = [_rule("ERROR DETAILS")]
     for n, err in enumerate(_all_errors(res), 1):
         lines += _error_block(n, err, actions)
     warnings = []
     for d in res.get("details") or []:
-        warnings += [f"WARNING ({d.get('table')}): {w}" for w in d.get("warnings") or []]
+        warnings += [f"WARNING ({d.get('table')}): {w}" for w in warning_lines(d, ctx)]
         if d.get("rows_rejected"):
             warnings.append(f"WARNING ({d.get('table')}): {d['rows_rejected']:,} row(s) "
                             "quarantined; the other rows were loaded")
@@ -230,7 +231,7 @@ class ManualReviewNotifier:
                   *_line("Timestamp", now), *_line("Run ID", ctx.get("run_id")),
                   *_line("Overall status", str(ctx.get("overall_status") or "").upper()),
                   *_line("Reason", res.get("reason")), ""]
-        lines = [*header, *_summary(res), *_error_details(res), *_healing(res),
+        lines = [*header, *_summary(res), *_error_details(res, ctx), *_healing(res),
                  *_next_steps(res, ctx), *_metadata(res, ctx), "=" * _WIDTH]
         priority = {"warning": "medium", "success": "low"}.get(status, "high")
         # _scrub: a run_context value or error text could quote a channel URL with its secret
