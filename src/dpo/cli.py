@@ -142,12 +142,16 @@ def run(
                                   "quarantine" if quarantine else None, quiet=as_json)
 
     result = _guard(verbose, go)
+    refused = [e for e in result["collector_result"].get("errors", [])
+               if e["error_type"] == "CONFIG_ERROR"]
     if as_json:
         typer.echo(json.dumps(result, indent=2))
-    else:
+    elif not refused:
         from dpo.console import print_summary
 
         print_summary(result)
+    if refused:  # the run was refused for its configuration: recorded, but bad usage (exit 2)
+        raise _fail(refused[0]["message"], EXIT_USAGE)
     raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
 
 

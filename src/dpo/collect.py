@@ -37,7 +37,7 @@ from dpo.results import (
 )
 from dpo.rowhash import row_hashes
 from dpo.schema import Schema, TableSpec, load_schema
-from dpo.sources import discover
+from dpo.sources import discover_with_notes
 from dpo.steps import Finish, Finisher, done, nothing, then
 
 
@@ -93,7 +93,7 @@ class DataCollector:
         self.incremental = incremental
         self.progress = progress
         self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
-        self._discovered: dict[str, list[Path]] = {}
+        self._discovered: dict[str, tuple[list[Path], list[DataWarning]]] = {}
 
     def output_path(self, table: str) -> Path:
         return self.paths.collector_dir / f"{table}.parquet"
@@ -119,10 +119,10 @@ class DataCollector:
         """The files of `spec` that the cache does not hold (a first guess: the table's own
         pass decides, and reads whatever was not read ahead)."""
         try:
-            files = discover(spec, self.paths.source_dir / spec.path.name)
+            files, notes = discover_with_notes(spec, self.paths.source_dir / spec.path.name)
         except DpoError:
             return []  # reported when the table is collected
-        self._discovered[spec.name] = files  # one look at the folder per run
+        self._discovered[spec.name] = (files, notes)  # one look at the folder per run
         if not self.incremental:
             return files
         cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
@@ -164,8 +164,9 @@ class DataCollector:
 
     def _collect(self, run: _TableRun) -> Finish:
         spec = run.spec
-        run.files = self._discovered.pop(spec.name, []) or discover(
-            spec, self.paths.source_dir / spec.path.name)
+        run.files, notes = (self._discovered.pop(spec.name) if spec.name in self._discovered
+                            else discover_with_notes(spec, self.paths.source_dir / spec.path.name))
+        run.warnings.extend(notes)
         self._emit("table_started", table=spec.name, total=len(run.files))
         out = self.output_path(spec.name)
         names = tuple(p.name for p in run.files)

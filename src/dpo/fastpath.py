@@ -16,7 +16,7 @@ from dpo.incremental import LoaderState, TableCache, folder_size
 from dpo.quality import DataWarning, needs_review
 from dpo.results import CollectorResult, LoaderResult, Status, TableResult, phase_status
 from dpo.schema import Schema
-from dpo.sources import discover
+from dpo.sources import discover_with_notes
 from dpo.store import VersionStore
 
 
@@ -47,9 +47,11 @@ def _collector_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | No
     results = []
     for spec in schema.dynamic:
         try:
-            files = discover(spec, paths.source_dir / spec.path.name)
+            files, notes = discover_with_notes(spec, paths.source_dir / spec.path.name)
         except DpoError:
             return None
+        if notes:
+            return None  # a full run says them
         output = paths.collector_dir / f"{spec.name}.parquet"
         summary = TableCache(paths.cache_dir, spec.name, schema.fingerprint).unchanged_output(
             files, output)

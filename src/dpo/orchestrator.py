@@ -115,6 +115,16 @@ class DataPipelineOrchestrator:
         if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
             raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
                               f"on_error_cells={policy.on_error_cells!r}")
+        if not self.output_dir.exists():
+            # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
+            # for a configuration it refuses (an edit between two runs is recorded, see _phases).
+            try:
+                load_schema(self.paths.schema_path, self.paths.root)
+            except ConfigError as exc:
+                logger.error("❌ configuration: {}", exc.message)
+                now = self.clock()
+                collector, _, reason = _config_failure(exc)
+                return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
         with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
             result = self._run_locked(retries, enable_notifications, policy)
         return result.to_dict()
@@ -299,7 +309,10 @@ def _config_failure(exc: ConfigError) -> tuple[CollectorResult, None, str]:
     """A run refused for its configuration, as results: Phase 1 failed, Phase 2 skipped."""
     found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
     key = re.search(r"key '([^']+)'", exc.message)
-    info = ErrorInfo(ErrorType.CONFIG_ERROR, exc.message, table=found.group(1) if found else None,
+    problems = getattr(exc, "problems", None)
+    message = (f"schema {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
+               else exc.message)
+    info = ErrorInfo(ErrorType.CONFIG_ERROR, message, table=found.group(1) if found else None,
                      file=exc.file, column=key.group(1) if key else (
                          found.group(2) if found else None))
     collector = CollectorResult(status=Status.ERROR, tables=(), files_processed=0,
