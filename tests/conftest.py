@@ -83,9 +83,11 @@ def make_paths(root: Path) -> Paths:
     return resolve_paths(load_settings(root_dir=str(root)))
 
 
-def collect(root: Path, on_bad_rows: str = "fail") -> CollectorResult:
+def collect(root: Path, on_bad_rows: str = "fail", on_error_cells: str = "null"
+            ) -> CollectorResult:
     collector = DataCollector(
-        make_paths(root), on_bad_rows=on_bad_rows, max_retries=0, retry_wait=0.01
+        make_paths(root), on_bad_rows=on_bad_rows, on_error_cells=on_error_cells, max_retries=0,
+        retry_wait=0.01,
     )
     return collector.process_all_data()
 

@@ -27,6 +27,8 @@ from dpo.notify import (
     NotificationOutcome,
     redact_url,
 )
+from dpo.quality import WarningKind
+from dpo.quality import note as warning_note
 from dpo.results import (
     CollectorResult,
     HealingAction,
@@ -184,7 +186,8 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
 
 def test_warning_phase_is_medium_priority_and_absent_values_leave_no_placeholder() -> None:
     table = TableResult("machineInfo", Status.WARNING, rows=40,
-                        warnings=("sheet is empty (headers only); kept previous data",))
+                        warnings=(warning_note(WarningKind.HEADERS_ONLY,
+                                       "sheet is empty (headers only); kept previous data"),))
     result = LoaderResult(Status.WARNING, (table,), tables_processed=1, tables_changed=0,
                           tables_created=0, seconds=1.0).to_dict()
     note = ManualReviewNotifier(MockNotificationHandler(), recipient="ops").build_message(

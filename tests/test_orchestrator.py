@@ -48,7 +48,6 @@ from pipelinetools import (
     smtp_receiver,
 )
 
-from dpo.errors import SchemaError
 from dpo.health import pipeline_health_check
 from dpo.ledger import Ledger
 from dpo.notify import MockNotificationHandler
@@ -376,7 +375,8 @@ def test_notification_is_filled_from_the_real_failing_run(root: Path, clock: Clo
     (error,) = collector["errors"]
     (cell,) = error["cells"]
     assert cell == {"file": "monthlyReports_201812.xlsb", "sheet": "Sheet1", "row": excel_row,
-                    "column": "itemTotalQuantity", "value": "abc", "reason": cell["reason"]}
+                    "column": "itemTotalQuantity", "value": "abc", "reason": cell["reason"],
+                    "excel_error": ""}
     text = note["message"]
 
     def field(label: str, value: object) -> bool:
@@ -522,7 +522,10 @@ def test_health_check_reports_an_output_folder_that_cannot_be_written(root: Path
 
 def test_a_rejected_schema_writes_nothing_and_leaves_no_run_behind(root: Path) -> None:
     orch = orchestrator(root, databaseSchemas_path="database/missing.json")
-    with pytest.raises(SchemaError, match=r"missing\.json"):
-        orch.run_pipeline()
-    assert not (root / "agents").exists()
+    result = orch.run_pipeline()  # bad configuration is a result, never an exception
+    assert result["overall_status"] == "failed"
+    (error,) = result["collector_result"]["errors"]
+    assert error["error_type"] == "CONFIG_ERROR" and "missing.json" in error["message"]
+    assert result["loader_result"]["status"] == "skipped"
+    assert not (root / "agents").exists()  # a plant that never ran: nothing created
     assert pipeline_health_check(root_dir=str(root))["last_run"] is None

@@ -287,7 +287,7 @@ def test_real_workbooks_every_cell_exact_or_quarantined_with_its_place(
         body = [[r["recordDate"], shifts[i], r["itemCode"], r["quantity"], r["weight"], "PA"]
                 for i, r in enumerate(rows)]
         write_xlsx(source / "records_201811.xlsx", "Sheet1", HEADER, body)
-        result = collect(root, on_bad_rows="quarantine")
+        result = collect(root, on_bad_rows="quarantine", on_error_cells="quarantine")
         table = table_result(result, "records")
         quarantine = root / "agents" / "shared_db" / "dynamicDatabase" / "quarantine" / (
             "records.parquet")

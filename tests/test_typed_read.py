@@ -72,7 +72,7 @@ def test_text_the_reader_would_empty_is_reported(records_root: Path, ext: str, t
     rows = [good_row(i) for i in range(4)]
     rows[1][SOURCE_HEADER.index("quantity")] = token
     write_source(records_root, f"records_201811.{ext}", rows)
-    error = table_result(collect(records_root), "records").error
+    error = table_result(collect(records_root, on_error_cells="fail"), "records").error
     assert error is not None, token
     assert (error.row, error.column, error.cells[0].value) == (3, "quantity", token)
 

@@ -128,6 +128,12 @@ def run(
                                              "of failing the table.")] = False,
     wait: Annotated[float | None, typer.Option("--wait", help="Seconds to wait for another "
                                                "run's lock.")] = None,
+    on_error_cells: Annotated[str | None, typer.Option(
+        "--on-error-cells", help="Excel error cells (#REF!, #N/A...) and uncalculated formulas: "
+        "null (NA + a warning; the default), fail, or quarantine.")] = None,
+    drop_total_rows: Annotated[bool, typer.Option(
+        "--drop-total-rows", help="Drop rows that look like totals rows (default: keep, "
+        "with a warning).")] = False,
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
@@ -137,21 +143,22 @@ def run(
 
     def go() -> dict[str, Any]:
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
-                             lock_timeout=wait)
+                             lock_timeout=wait, on_error_cells=on_error_cells,
+                             drop_total_rows=drop_total_rows or None)
         return _run_with_progress(orch, max_retries, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
 
     result = _guard(verbose, go)
     refused = [e for e in result["collector_result"].get("errors", [])
                if e["error_type"] == "CONFIG_ERROR"]
+    if refused:  # the run was refused for its configuration (and recorded if the plant ran)
+        raise _fail(refused[0]["message"], EXIT_USAGE)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
-    elif not refused:
+    else:
         from dpo.console import print_summary
 
         print_summary(result)
-    if refused:  # the run was refused for its configuration: recorded, but bad usage (exit 2)
-        raise _fail(refused[0]["message"], EXIT_USAGE)
     raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
 
 
@@ -184,7 +191,7 @@ def demo(
                    f"master tables in {plant.root}")
     run(root=target, config=None, source_dir=None, schema=None, annotations=None,
         default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
-        as_json=as_json, verbose=verbose)
+        on_error_cells=None, drop_total_rows=False, as_json=as_json, verbose=verbose)
 
 
 @app.command()

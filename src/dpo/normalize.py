@@ -408,7 +408,7 @@ def _cells(
     cells = []
     for pos, text in zip(positions, texts, strict=True):
         source, row = origin.locate(int(pos))
-        value = flagged.get(int(pos), "" if text is None else str(text).strip())
+        value = flagged.get(int(pos), "" if text is None else str(text))
         if not errors[pos]:
             cells.append(CellError(source.file, source.sheet, row, column,
                                    "" if text is None else str(text), reason))

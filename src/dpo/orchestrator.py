@@ -120,8 +120,7 @@ class DataPipelineOrchestrator:
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
             try:
                 load_schema(self.paths.schema_path, self.paths.root)
-            except ConfigError as exc:
-                logger.error("❌ configuration: {}", exc.message)
+            except ConfigError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
                 collector, _, reason = _config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
