@@ -9,7 +9,8 @@ coerced. When any column mixes types, or the reader could not type a cell (an er
 text it reads as empty in a number column: `#N/A`, `<NA>`, `-1.#IND`...), the whole sheet is
 read again as text, and normalize.py parses it and reports what does not fit. Typed reading
 is faster (no number -> text -> number round trip) and exact (the reader's text of a number
-keeps only 9 decimals).
+keeps only 9 decimals). A number with more than 9 decimals in a column read as text (1.5e-10
+reads as "0") is found in the sheet's bytes and put back (numbercells.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dpo.cellerrors import ErrorCell, find_error_cells
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.normalize import Source
+from dpo.numbercells import lossy_texts, restore
 
 # fastexcel logs a warning for a column whose type it cannot infer (an empty one: "falling
 # back to string"). dpo handles every such column (an empty column is fine whatever its type,
@@ -144,6 +146,9 @@ def _read_columns(
         exact = _exact_floats(reader, sheet, batch, _source_names(tuple(numeric), renames),
                               renames, name)
     _refuse_duplicates(headers, columns, renames, name, sheet)
+    batch, restored = _restore_numbers(reader, path, sheet, batch, wanted - _source_names(
+        tuple(numeric), renames), renames, name, archive)
+    exact.update(restored)
     if not typed or binary:
         # A typed .xlsx read had no error cell (the reader reports them); an .xlsb formula
         # that failed (BrtFmlaError) reads as empty even typed, so .xlsb is always looked at.
@@ -255,6 +260,21 @@ def _exact_floats(
         return {}
     floats = _load(reader, sheet, numeric, "float", name)
     return {renames.get(n, n): floats.column(n) for n in floats.schema.names}
+
+
+def _restore_numbers(
+    reader: fastexcel.ExcelReader, path: Path, sheet: str, batch: pa.RecordBatch,
+    columns: set[str], renames: Mapping[str, str], name: str, archive: zipfile.ZipFile | None,
+) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
+    """`batch` with the number cells that its text-read `columns` hold rounded (1.5e-10 as
+    "0") in their General spelling, and their floats (numbercells.py): no second parse
+    unless the sheet has such a number."""
+    texts = lossy_texts(str(path), sheet, archive)
+    if not texts:
+        return batch, {}
+    batch, found = restore(batch, texts, [n for n in batch.schema.names if n in columns],
+                           lambda wanted: _load(reader, sheet, wanted, "float", name))
+    return batch, {renames.get(n, n): floats for n, floats in found.items()}
 
 
 def _stat(path: Path, name: str) -> os.stat_result:
