@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from dpo.demo import write_xlsx
 from dpo.normalize import EXCEL_ERRORS, NULL_TOKENS, Source, normalize_table
+from dpo.numbercells import general
 from dpo.parquetio import read_verified
 from dpo.schema import TableSpec
-from dpo.numbercells import general
 from dpo.xlsb import ExcelError, write_xlsb
 
 COLUMNS = {"code": "string", "qty": "Int64", "weight": "Float64", "when": "datetime64[ns]",
