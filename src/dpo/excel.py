@@ -9,7 +9,11 @@ coerced. When any column mixes types, or the reader could not type a cell (an er
 text it reads as empty in a number column: `#N/A`, `<NA>`, `-1.#IND`...), the whole sheet is
 read again as text, and normalize.py parses it and reports what does not fit. Typed reading
 is faster (no number -> text -> number round trip) and exact (the reader's text of a number
-keeps only 9 decimals).
+keeps only 9 decimals). A number with more than 9 decimals in a column read as text (1.5e-10
+reads as "0") is found in the sheet's bytes and put back (numbercells.py). Headers are matched
+as a person reads them (headers.py), merged cells filled (merged.py), and what the reader does
+not say (error cells, formulas never calculated, merges) found in the sheet's bytes
+(cellerrors.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dpo.faults import pause_point
 from dpo.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
 from dpo.merged import fill_merges
 from dpo.normalize import Source
+from dpo.numbercells import lossy_texts, restore
 from dpo.quality import DataWarning, WarningKind, note
 
 # fastexcel logs a warning for a column whose type it cannot infer (an empty one: "falling
@@ -166,9 +171,12 @@ def _read_columns(
                           "above it are skipped)", name, sheet))
     notes += [note(WarningKind.HEADER, f"{name} [{sheet}]: header {header!r} read as column "
                    f"{column}", name, sheet, column) for header, column in match.loose]
+    loaded = wanted.headers(match.names)
     if not match.exact or header_row:
-        batch, exact = _load_columns(reader, sheet, wanted.headers(match.names), header_row,
-                                     name, [])
+        batch, exact = _load_columns(reader, sheet, loaded, header_row, name, [])
+    batch, restored = _restore_numbers(reader, path, sheet, batch, loaded.load - loaded.numeric,
+                                       name, archive, header_row)
+    exact.update(restored)
     table = _select(pa.Table.from_batches([batch]), wanted.columns, match.names)
     exact = {column: exact[match.names[column]] for column in wanted.columns
              if match.names[column] in exact}
@@ -318,6 +326,21 @@ def _exact_floats(
         return {}
     floats = _load(reader, sheet, numeric, "float", name, header_row=header_row)
     return {n: floats.column(n) for n in floats.schema.names}
+
+
+def _restore_numbers(
+    reader: fastexcel.ExcelReader, path: Path, sheet: str, batch: pa.RecordBatch,
+    columns: set[str], name: str, archive: zipfile.ZipFile | None, header_row: int,
+) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
+    """`batch` with the number cells that its text-read `columns` hold rounded (1.5e-10 as
+    "0") in their General spelling, and their floats (numbercells.py): no second parse
+    unless the sheet has such a number. Keyed by header as written."""
+    texts = lossy_texts(str(path), sheet, archive)
+    if not texts:
+        return batch, {}
+    return restore(batch, texts, [n for n in batch.schema.names if n in columns],
+                   lambda wanted: _load(reader, sheet, wanted, "float", name,
+                                        header_row=header_row))
 
 
 def _stat(path: Path, name: str) -> os.stat_result:
