@@ -122,6 +122,31 @@ def _may_have_findings(archive: zipfile.ZipFile, part: str) -> bool:
     return False
 
 
+# -- the workbook's date system ------------------------------------------------------------------
+_DATE1904_XML = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
+_BRT_WB_PROP = 0x99
+
+
+def workbook_1904(archive: zipfile.ZipFile | None) -> bool:
+    """Does the workbook count dates from 1904-01-01 (Mac Excel, some exporters)? Its serial
+    numbers are then 1,462 days short of the 1900 system's. (Cells formatted as dates are
+    converted by the reader itself, which honours the flag; plain numbers in a date column
+    are dpo's to convert.)"""
+    if archive is None:
+        return False
+    try:
+        names = set(archive.namelist())
+        if "xl/workbook.xml" in names:
+            return _DATE1904_XML.search(archive.read("xl/workbook.xml")) is not None
+        if "xl/workbook.bin" in names:
+            data = archive.read("xl/workbook.bin")
+            return any(data[start] & 1 for rtype, start, size in _records(data)
+                       if rtype == _BRT_WB_PROP and size >= 4)
+    except (zipfile.BadZipFile, OSError, KeyError, IndexError):
+        return False
+    return False
+
+
 # -- locating the sheet's part ------------------------------------------------------------------
 def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
     """The zip member holding `sheet`. Files exported from one template share their workbook

@@ -10,6 +10,7 @@ milliseconds. The file is replaced atomically through dpo.fsio.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,26 @@ def _errors(snap: Snapshot) -> str:
     return "".join(parts)
 
 
+def quality(runs: list[dict[str, Any]]) -> str:
+    """Data-quality warnings per finished run (newest first), by kind: what was published
+    differently from the sheets as written (cells loaded as NA, loose headers, merges...)."""
+    finished = [r for r in runs if r["state"] == "finished"][:15]
+    if not finished:
+        return '<p class="none">No finished runs yet.</p>'
+    kinds = sorted({k for r in finished for k in json.loads(r.get("warnings_by_kind") or "{}")})
+    if not kinds:
+        return '<p class="none">No data-quality warnings in the recorded runs.</p>'
+    heads = ["run", "warnings", *(k.replace("_", " ") for k in kinds)]
+    rows = []
+    for run in finished:
+        found = json.loads(run.get("warnings_by_kind") or "{}")
+        cells = [run["run_id"], run.get("warnings_count") or 0, *(found.get(k, 0) for k in kinds)]
+        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr>" + "".join(rows)
+            + "</table><p class=\"sub\">Each warning names its file, sheet, row and column in "
+            "the run's final report.</p>")
+
+
 def _cards(m: dict[str, Any]) -> str:
     last = m["last_run"] or {}
     total = m["processing_time"]["total"]
@@ -234,7 +255,9 @@ def _cards(m: dict[str, Any]) -> str:
              ("loader ok", _pct(m["phase_success_rates"]["loader"])),
              ("rollback frequency", _pct(m["rollback_frequency"])),
              ("manual reviews", _pct(m["notification_triggers"]["rate"])),
-             ("median run", _fmt(total["median"], " s")), ("p95 run", _fmt(total["p95"], " s"))]
+             ("median run", _fmt(total["median"], " s")), ("p95 run", _fmt(total["p95"], " s")),
+             ("warnings (last run)", m["data_quality"]["warnings_latest"]
+              if m["data_quality"]["warnings_latest"] is not None else "–")]
     return '<div class="cards">' + "".join(
         f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>"
 
@@ -254,6 +277,7 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
          durations(runs, titles) if runs else empty),
         ("Rows per table over time", table_rows(snap, runs) if runs else empty),
         ("Rollbacks and notifications per run", events(runs, titles) if runs else empty),
+        ("Data quality warnings per run", quality(snap.runs)),
         ("Errors of the last run", _errors(snap)),
     ]
     body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)

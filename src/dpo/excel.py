@@ -33,7 +33,7 @@ import fastexcel
 import numpy as np
 import pyarrow as pa
 
-from dpo.cellerrors import SheetScan, scan_sheet
+from dpo.cellerrors import SheetScan, scan_sheet, workbook_1904
 from dpo.errors import DpoError, ErrorType, TransientError
 from dpo.faults import pause_point
 from dpo.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
@@ -180,18 +180,16 @@ def _read_columns(
     table = _select(pa.Table.from_batches([batch]), wanted.columns, match.names)
     exact = {column: exact[match.names[column]] for column in wanted.columns
              if match.names[column] in exact}
-    found = scan()
+    found, source = scan(), Source(name, sheet, date1904=workbook_1904(archive))
     if not (found.errors or found.merges):
-        return RawSheet(table, Source(name, sheet), exact, (), header_row, tuple(notes))
+        return RawSheet(table, source, exact, (), header_row, tuple(notes))
     start_row, start_col = range_start(path, sheet)
     columns_at = _columns_by_index(reader, sheet, header_row, match.names, start_col)
     first_row = start_row + header_row + 1  # 0-based sheet row of the first data row
     errors = tuple((cell.row - first_row, columns_at[cell.col], cell.text)
                    for cell in found.errors if cell.col in columns_at and cell.row >= first_row)
-    table, exact, merged = fill_merges(table, exact, found.merges, columns_at, first_row,
-                                       Source(name, sheet))
-    return RawSheet(table, Source(name, sheet), exact, errors, header_row,
-                    (*notes, *merged))
+    table, exact, merged = fill_merges(table, exact, found.merges, columns_at, first_row, source)
+    return RawSheet(table, source, exact, errors, header_row, (*notes, *merged))
 
 
 def _header_further_down(reader: fastexcel.ExcelReader, sheet: str, wanted: _Wanted, name: str,

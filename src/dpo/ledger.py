@@ -7,7 +7,8 @@ dashboard) read a consistent snapshot while a run writes.
 
 Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order:
 v1 the `runs` table; v2 the summary columns and child tables, backfilled from each run's result
-JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats):
+JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats;
+v4 the data-quality warning counts, backfilled likewise):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
                        counts (records, rollbacks, notifications, errors), `table_stats` (the
@@ -36,7 +37,7 @@ from loguru import logger
 
 from dpo.faults import checkpoint
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
 # A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
 ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
@@ -59,6 +60,8 @@ _V2_COLUMNS = [
     ("notifications_sent", "INTEGER"), ("notifications_failed", "INTEGER"),
     ("errors_count", "INTEGER"), ("table_stats", "TEXT"),
 ]
+# v4: data-quality warnings of the run: their number, and per kind (compact JSON).
+_V4_COLUMNS = [("warnings_count", "INTEGER"), ("warnings_by_kind", "TEXT")]
 _V2 = [
     """CREATE TABLE IF NOT EXISTS run_tables (
            run_id TEXT NOT NULL, phase TEXT NOT NULL, table_name TEXT NOT NULL,
@@ -83,7 +86,7 @@ _V2 = [
 # The columns `runs()` returns (everything but the bulky result JSON).
 RUN_COLUMNS = ("run_id", "started_at", "finished_at", "state", "overall_status",
                "collector_status", "loader_status", "duration_s", "collector_s", "loader_s",
-               "pid", *(name for name, _ in _V2_COLUMNS))
+               "pid", *(name for name, _ in (*_V2_COLUMNS, *_V4_COLUMNS)))
 _CHILDREN = {
     "run_tables": ("phase", "table_name", "status", "n_rows", "duplicates_removed",
                    "rows_rejected", "changed"),
@@ -120,8 +123,29 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
             _write_children(conn, run_id, result)
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in _V4_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    for run_id, result_json in conn.execute(
+            "SELECT run_id, result_json FROM runs WHERE result_json IS NOT NULL").fetchall():
+        try:
+            warnings = _warnings(json.loads(result_json))
+        except ValueError:
+            continue  # reported by the v2 backfill
+        conn.execute("UPDATE runs SET warnings_count=?, warnings_by_kind=? WHERE run_id=?",
+                     (*warnings, run_id))
+
+
+def _warnings(result: dict[str, Any]) -> tuple[int, str]:
+    found = result.get("warnings") or {}
+    return (int(found.get("total") or 0),
+            json.dumps(found.get("by_kind") or {}, separators=(",", ":"), sort_keys=True))
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2}
+    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2, 4: _migrate_v4}
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -153,6 +177,7 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
         "notifications_failed": sum(1 for n in notes if _outcome(n) == "failed"),
         "errors_count": sum(len((result.get(key) or {}).get("errors") or []) for _, key in PHASES),
         "table_stats": json.dumps(_table_stats(result), separators=(",", ":")),
+        **dict(zip(("warnings_count", "warnings_by_kind"), _warnings(result), strict=True)),
     }
 
 

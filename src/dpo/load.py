@@ -215,7 +215,7 @@ class DataLoaderAgent:
                                           self.policy.on_error_cells),
             Origin.single(raw.source),
             lambda: Origin.single(Source(raw.source.file, raw.source.sheet, first_data_row(
-                spec.path, raw.source.sheet, raw.header_row))),
+                spec.path, raw.source.sheet, raw.header_row), raw.source.date1904)),
             bad_values_quarantine=False, error_type=ErrorType.SCHEMA_MISMATCH)
         warnings = (*raw.notes, *screened.warnings)
         quarantine = self.paths.collector_dir / "quarantine" / f"{spec.name}.parquet"

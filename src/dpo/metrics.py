@@ -11,7 +11,8 @@ A run has *ended* when it is finished or interrupted; runs still running are not
   (nearest rank), mean, latest (the newest finished run), count and sum, in seconds.
 - data_quality: per table, its latest row count (published rows; the collector's when the
   loader did not load it), duplicates removed and rows rejected summed over the window, runs
-  in which it changed or failed; errors by type.
+  in which it changed or failed; errors by type; data-quality warnings by kind (summed over
+  the window's finished runs) and the newest finished run's count.
 - notification_triggers: ended runs that asked for manual review / ended runs, and the
   notifications sent, failed and disabled (run with notifications off), per component.
 
@@ -21,6 +22,7 @@ written after every run.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -138,9 +140,14 @@ def _quality(snap: Snapshot, finished: list[dict[str, Any]],
                      "changed_runs": t[2], "failed_runs": t[3], "runs": t[4]}
               for name, t in sorted(sums.items())}
     errors = Counter(str(e["error_type"]) for e in snap.errors if e["run_id"] in ended_ids)
+    warnings: Counter[str] = Counter()
+    for run in finished:
+        warnings.update(json.loads(run.get("warnings_by_kind") or "{}"))
     return {"tables": tables,
             "records_latest": finished[0]["records_count"] if finished else None,
-            "errors_by_type": dict(sorted(errors.items()))}
+            "errors_by_type": dict(sorted(errors.items())),
+            "warnings_by_kind": dict(sorted(warnings.items())),
+            "warnings_latest": finished[0].get("warnings_count") or 0 if finished else None}
 
 
 def _last(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -231,6 +238,13 @@ def prometheus_text(m: dict[str, Any]) -> str:
                [({}, dq["records_latest"])])
     out.family("errors", "gauge", "Errors in the window by type.",
                [({"error_type": t}, n) for t, n in dq["errors_by_type"].items()])
+    out.family("data_quality_warnings_total", "gauge",
+               "Data-quality warnings (cells loaded as NA, loose headers, merged cells, totals "
+               "rows...) in the window's finished runs, by kind.",
+               [({"kind": k}, n) for k, n in dq["warnings_by_kind"].items()])
+    out.family("last_run_data_quality_warnings", "gauge",
+               "Data-quality warnings of the newest finished run.",
+               [({}, dq["warnings_latest"])])
     nt = m["notification_triggers"]
     out.family("notifications", "gauge", "Manual-review notifications by outcome.",
                [({"outcome": o}, nt[o]) for o in ("sent", "failed", "disabled")])

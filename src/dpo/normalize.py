@@ -36,6 +36,7 @@ _ISO_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
 _ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
                 "%Y-%m-%d")
 _EXCEL_EPOCH_NS = -25569 * 86_400 * 10**9  # serial day 0 = 1899-12-30, as ns from 1970-01-01
+DAYS_1900_TO_1904 = 1462.0  # serial 0 of the 1904 system (1904-01-01) is 1462 in the 1900 one
 # The last whole day datetime64[ns] can hold is 2262-04-10 (Excel goes on to 9999-12-31): a
 # later serial would wrap around to the 1600s, so it is an error instead.
 _MAX_SERIAL = 132_319
@@ -52,6 +53,7 @@ class Source:
     file: str
     sheet: str
     first_row: int = 2  # Excel row number of the first data row
+    date1904: bool = False  # the workbook's serial numbers count from 1904-01-01
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,17 @@ class Origin:
     @staticmethod
     def single(source: Source) -> Origin:
         return Origin((source,), (0,))
+
+    def serial_shift(self, rows: int) -> pa.Array | None:
+        """Days to add to each row's serial numbers for the 1900 system (None: none to add)."""
+        if not any(s.date1904 for s in self.sources):
+            return None
+        shift = np.zeros(rows, dtype=np.float64)
+        ends = (*self.starts[1:], rows)
+        for source, start, end in zip(self.sources, self.starts, ends, strict=True):
+            if source.date1904:
+                shift[start:end] = DAYS_1900_TO_1904
+        return from_numpy(shift)
 
     def locate(self, position: int) -> tuple[Source, int]:
         """The sheet and Excel row number of raw row `position`."""
@@ -258,13 +271,15 @@ def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array |
     return out, _failed(arr, out)
 
 
-def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
-    """Real Excel dates, Excel serial numbers (day 0 = 1899-12-30) and ISO date text."""
+def to_datetime(arr: pa.Array, exact: pa.Array | None = None, shift: pa.Array | None = None
+                ) -> Converted:
+    """Real Excel dates, Excel serial numbers (day 0 = 1899-12-30; `shift` days added to each
+    row's serial, for workbooks in the 1904 system) and ISO date text."""
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
         out = _to_ns(arr)
         return out, _failed(arr, out)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        out = _from_serial(pc.cast(arr, pa.float64()))
+        out = _from_serial(_shifted(pc.cast(arr, pa.float64()), shift))
         return out, _failed(arr, out)
     text = as_text(arr)
     numbers = _numeric_cells(text, exact)
@@ -274,10 +289,14 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None) -> Converted:
     if numbers is not None and exact is not None:
         days = pc.if_else(numbers, exact, days)  # serial numbers, exact to the millisecond
         serial_text = pc.or_(serial_text, numbers)
-    out = _from_serial(days)
+    out = _from_serial(_shifted(days, shift))
     if bool(pc.any(pc.and_(pc.is_valid(text), pc.invert(serial_text))).as_py()):
         out = pc.if_else(serial_text, out, _from_iso(text))
     return out, _failed(arr, out)
+
+
+def _shifted(days: pa.Array, shift: pa.Array | None) -> pa.Array:
+    return days if shift is None else pc.add(days, shift)
 
 
 _NS_RANGE_MS = (-(2**63) // 10**6 + 1, (2**63 - 1) // 10**6)  # what datetime64[ns] can hold
@@ -385,7 +404,10 @@ def normalize_table(
             values = pc.if_else(from_numpy(errors), pa.scalar(None, values.type), values)
             errors = np.zeros(len(values), dtype=bool)
         floats = (exact or {}).get(field.name)
-        out, failed = CONVERTERS[kind](values, field.type, floats)
+        if kind == "datetime" and (shift := origin.serial_shift(raw.num_rows)) is not None:
+            out, failed = to_datetime(values, floats, shift)
+        else:
+            out, failed = CONVERTERS[kind](values, field.type, floats)
         if field.name in SPECIAL:
             out = SPECIAL[field.name](out)
         failed = failed | errors

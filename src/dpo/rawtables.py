@@ -92,6 +92,7 @@ def exact_origin(files: list[Path], sheets: list[RawSheet], origin: Origin) -> O
     by_name = {p.name: p for p in files}
     sources = tuple(
         Source(s.source.file, s.source.sheet,
-               first_data_row(by_name[s.source.file], s.source.sheet, s.header_row))
+               first_data_row(by_name[s.source.file], s.source.sheet, s.header_row),
+               s.source.date1904)
         for s in sheets)
     return Origin(sources, origin.starts)

@@ -48,6 +48,7 @@ _RGCE_1_DIV_0 = bytes([0x1E, 1, 0, 0x1E, 0, 0, 0x06])
 
 # Excel's day 0. Serials before 1900-03-01 are skewed by Excel's fictitious 1900-02-29.
 _EPOCH = dt.datetime(1899, 12, 30)
+_EPOCH_1904 = dt.datetime(1904, 1, 1)
 _FIRST_DATE = dt.date(1900, 3, 1)
 _MAX_TEXT = 32767  # Excel's limit on the length of a cell's text
 _MAX_EXACT_INT = 2**53  # cells hold IEEE doubles: larger integers would silently change
@@ -94,12 +95,14 @@ def check_value(value: object) -> CellValue:
     raise TypeError(f"unsupported cell value type {type(value).__name__}: {value!r}")
 
 
-def excel_serial(value: dt.date) -> float:
-    """Excel serial day number of a date or naive datetime (fractions are time of day)."""
+def excel_serial(value: dt.date, *, date1904: bool = False) -> float:
+    """Excel serial day number of a date or naive datetime (fractions are time of day), in the
+    1900 date system or, with `date1904`, the 1904 one (day 0 = 1904-01-01)."""
+    epoch = _EPOCH_1904 if date1904 else _EPOCH
     if isinstance(value, dt.datetime):
-        delta = value - _EPOCH
+        delta = value - epoch
         return delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400.0
-    return float((value - _EPOCH.date()).days)
+    return float((value - epoch.date()).days)
 
 
 def _varint(value: int) -> bytes:
@@ -146,7 +149,8 @@ class _SharedStrings:
 
 
 def _row_records(
-    row_idx: int, row: Sequence[object], sst: _SharedStrings, parts: list[bytes]
+    row_idx: int, row: Sequence[object], sst: _SharedStrings, parts: list[bytes],
+    date1904: bool = False,
 ) -> None:
     """Append BrtRowHdr and one cell record per non-empty value of ``row``."""
     cells: list[bytes] = []
@@ -165,7 +169,7 @@ def _row_records(
             cells.append(_CELL_REAL.pack(5, 16, col, _XF_GENERAL, float(value)))
         else:
             style = _XF_DATETIME if isinstance(value, dt.datetime) else _XF_DATE
-            cells.append(_CELL_REAL.pack(5, 16, col, style, excel_serial(value)))
+            cells.append(_CELL_REAL.pack(5, 16, col, style, excel_serial(value, date1904=date1904)))
         first = col if first < 0 else first
         last = col
     if not cells:
@@ -210,7 +214,7 @@ def _sheet_tail() -> bytes:
     return _rec(0x92) + _rec(0x1DC, margins) + _rec(0x82)  # EndSheetData, PageMargins, EndSheet
 
 
-def _workbook_bin(sheet: str) -> bytes:
+def _workbook_bin(sheet: str, date1904: bool = False) -> bytes:
     if not sheet or len(sheet) > 31 or any(c in sheet for c in "[]:*?/\\"):
         raise ValueError(f"invalid Excel sheet name {sheet!r}")
     version = bytes(16) + _wide("xl") + _wide("7") + _wide("7") + _wide("27328")
@@ -220,7 +224,7 @@ def _workbook_bin(sheet: str) -> bytes:
         [
             _rec(0x83),  # BrtBeginBook
             _rec(0x80, version),  # BrtFileVersion
-            _rec(0x99, struct.pack("<II", 0, 0) + _wide("")),  # BrtWbProp: 1900 date system
+            _rec(0x99, struct.pack("<II", int(date1904), 0) + _wide("")),  # BrtWbProp: bit 0 = 1904
             _rec(0x87),
             _rec(0x9E, book_view),  # BrtBookView
             _rec(0x88),
@@ -307,7 +311,8 @@ def _zinfo(name: str) -> zipfile.ZipInfo:
 
 
 def write_xlsb(
-    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]]
+    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]], *,
+    date1904: bool = False,
 ) -> Path:
     """Write a one-sheet ``.xlsb``: ``header`` as row 1 (text), then ``rows``.
 
@@ -321,7 +326,7 @@ def write_xlsb(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sst = _SharedStrings()
-    book = _workbook_bin(sheet)
+    book = _workbook_bin(sheet, date1904)
     with zipfile.ZipFile(path, "w", compresslevel=6) as zf:
         zf.writestr(_zinfo("[Content_Types].xml"), _CONTENT_TYPES)
         zf.writestr(_zinfo("_rels/.rels"), _ROOT_RELS)
@@ -333,7 +338,7 @@ def write_xlsb(
             parts: list[bytes] = [_sheet_head(n_rows, n_cols)]
             _row_records(0, header, sst, parts)
             for idx, row in enumerate(rows, start=1):
-                _row_records(idx, row, sst, parts)
+                _row_records(idx, row, sst, parts, date1904)
                 if len(parts) >= _FLUSH_RECORDS:
                     out.write(b"".join(parts))
                     parts.clear()
@@ -344,7 +349,8 @@ def write_xlsb(
 
 
 def write_xlsx(
-    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]]
+    path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]], *,
+    date1904: bool = False,
 ) -> Path:
     """Write a one-sheet .xlsx with xlsxwriter, typing each cell explicitly.
 
@@ -354,7 +360,7 @@ def write_xlsx(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False})
+    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "date_1904": date1904})
     book.set_properties({"created": dt.datetime(2000, 1, 1)})
     date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
     stamp_fmt = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
