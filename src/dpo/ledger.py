@@ -233,7 +233,9 @@ def _child_rows(result: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any]) -> None:
-    summary = _summary(result)
+    # An older schema's migration backfills only the columns it has (v4 adds its own later).
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    summary = {k: v for k, v in _summary(result).items() if k in present}
     conn.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in summary)} WHERE run_id=?",
                  (*summary.values(), run_id))
     for table, rows in _child_rows(result).items():
