@@ -206,9 +206,10 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 3
+    assert ledger.version() == SCHEMA_VERSION == 4
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
+    assert migrated["warnings_count"] == partial["warnings"]["total"]  # v4, from the result
     assert migrated["overall_status"] == "partial_success"
     assert (migrated["rollbacks"], migrated["rollbacks_failed"], migrated["errors_count"],
             migrated["notifications_sent"]) == (1, 0, 1, 1)
@@ -225,7 +226,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 3
+    assert ledger.version() == 4
 
 
 def test_early_v2_ledger_without_table_stats_is_repaired(
