@@ -12,6 +12,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from itertools import accumulate, product
 
@@ -93,6 +94,7 @@ class Normalized:
     origin: Origin
     # Excel error cells loaded as NA under the "null" policy: each one becomes a warning.
     nulled: tuple[CellError, ...] = ()
+    nulled_rows: np.ndarray = dataclass_field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def without_bad_rows(self) -> Normalized:
         return self.without(self.bad_rows)
@@ -105,6 +107,7 @@ class Normalized:
         keep[positions] = False
         return Normalized(self.table.filter(from_numpy(keep)), self.cells,
                           np.asarray(positions, dtype=np.int64), self.origin, self.nulled)
+        # nulled_rows (raw positions) are not carried: they serve only before rows are cut
 
 
 @lru_cache(maxsize=32)
@@ -392,6 +395,7 @@ def normalize_table(
     cells: list[CellError] = []
     nulled: list[CellError] = []
     bad = np.zeros(raw.num_rows, dtype=bool)
+    had_errors = np.zeros(raw.num_rows, dtype=bool)
     for field in schema:
         values = raw.column(field.name).combine_chunks()
         kind = spec.kind_of(field.name)
@@ -401,6 +405,7 @@ def normalize_table(
             errors[list(flagged)] = True
         if on_error_cells == "null" and errors.any():
             nulled.extend(_cells(values, errors, errors, field.name, "", origin, flagged))
+            had_errors |= errors
             values = pc.if_else(from_numpy(errors), pa.scalar(None, values.type), values)
             errors = np.zeros(len(values), dtype=bool)
         floats = (exact or {}).get(field.name)
@@ -418,7 +423,7 @@ def normalize_table(
         columns.append(pc.cast(out, field.type))
     table = pa.Table.from_arrays(columns, schema=schema)
     return Normalized(table=table, cells=tuple(cells), bad_rows=np.flatnonzero(bad), origin=origin,
-                      nulled=tuple(nulled))
+                      nulled=tuple(nulled), nulled_rows=np.flatnonzero(had_errors))
 
 
 def _cells(

@@ -102,7 +102,8 @@ def screen_rows(
     totals rows are warned about (and dropped if the policy says so). `exact()` gives the
     origin with each sheet's real first row, worked out only when a row must be named."""
     norm = normalize(origin)
-    totals = np.setdiff1d(total_rows(norm.table, spec), norm.bad_rows)
+    # A row whose cells were errors is a record with unknown values, not a totals row.
+    totals = np.setdiff1d(total_rows(norm.table, spec), np.union1d(norm.bad_rows, norm.nulled_rows))
     if norm.cells or norm.nulled or totals.size:
         norm = normalize(exact())
     quarantine = None
