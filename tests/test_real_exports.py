@@ -322,22 +322,16 @@ def test_blank_and_formula_blank_rows_of_a_master_table_are_skipped_and_counted(
     assert details(result, "items")["warnings"] == []
 
 
-@pytest.mark.parametrize("ext", [".xlsx"])
+@pytest.mark.parametrize("ext", [".xlsx", ".xlsb"])
 def test_merged_cells_take_their_top_left_value_with_a_warning(records_root: Path,
                                                                 ext: str) -> None:
-    import xlsxwriter
-
-    path = source_dir(records_root) / f"records_201811{ext}"
-    book = xlsxwriter.Workbook(str(path))
-    sheet = book.add_worksheet("Sheet1")
-    sheet.write_row(0, 0, SOURCE_HEADER)
-    date = book.add_format({"num_format": "yyyy-mm-dd"})
-    for i in range(4):
-        row = good_row(i)
-        sheet.write_datetime(i + 1, 0, row[0], date)
-        sheet.write_row(i + 1, 1, row[1:])
-    sheet.merge_range(2, 5, 4, 5, "PP-MERGED")  # plasticResine, Excel rows 3-5
-    book.close()
+    write_schema(records_root, {"records": dynamic_entry(extension=ext)})
+    rows = [good_row(i) for i in range(4)]
+    resin = SOURCE_HEADER.index("plasticResine")
+    rows[1][resin], rows[2][resin], rows[3][resin] = "PP-MERGED", None, None
+    writer = write_xlsb if ext == ".xlsb" else write_xlsx
+    writer(source_dir(records_root) / f"records_201811{ext}", "Sheet1", SOURCE_HEADER, rows,
+           merges=[(2, resin, 4, resin)])  # plasticResine, Excel rows 3-5
     table = table_result(collect(records_root), "records")
     out = pq.read_table(output_path(records_root, "records")).to_pylist()
     assert [r["plasticResin"] for r in out] == ["ABS-PA-758-T.NL", "PP-MERGED", "PP-MERGED",
@@ -345,6 +339,25 @@ def test_merged_cells_take_their_top_left_value_with_a_warning(records_root: Pat
     (warning,) = table.warnings
     assert warning.kind == "merged_cells" and warning.row == 3
     assert "merged cells F3:F5" in warning.message and "take the value of F3" in warning.message
+
+
+@pytest.mark.parametrize("ext", [".xlsx", ".xlsb"])
+def test_a_table_that_starts_in_column_c_names_its_error_cells_right(records_root: Path,
+                                                                    ext: str) -> None:
+    """The reader numbers columns from the sheet's column A, not from the used range."""
+    write_schema(records_root, {"records": dynamic_entry(extension=ext)})
+    rows: list[list[Any]] = [[None, None, *good_row(i)] for i in range(3)]
+    weight = 2 + SOURCE_HEADER.index("weight")
+    path = source_dir(records_root) / f"records_201811{ext}"
+    if ext == ".xlsx":
+        rows[1][weight] = Raw(' t="e"', "<f>1/0</f><v>#DIV/0!</v>")
+        raw_xlsx(path, "Sheet1", [None, None, *SOURCE_HEADER], rows)
+    else:
+        rows[1][weight] = ExcelError("#DIV/0!")
+        write_xlsb(path, "Sheet1", [None, None, *SOURCE_HEADER], rows)  # type: ignore[list-item]
+    table = table_result(collect(records_root, on_error_cells="fail"), "records")
+    assert table.error is not None
+    assert (table.error.row, table.error.column) == (3, "weight"), table.error.message
 
 
 @pytest.mark.parametrize("drop", [False, True])

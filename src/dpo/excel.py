@@ -183,8 +183,8 @@ def _read_columns(
     found, source = scan(), Source(name, sheet, date1904=workbook_1904(archive))
     if not (found.errors or found.merges):
         return RawSheet(table, source, exact, (), header_row, tuple(notes))
-    start_row, start_col = range_start(path, sheet)
-    columns_at = _columns_by_index(reader, sheet, header_row, match.names, start_col)
+    start_row = range_start(path, sheet)[0]
+    columns_at = _columns_by_index(reader, sheet, header_row, match.names)
     first_row = start_row + header_row + 1  # 0-based sheet row of the first data row
     errors = tuple((cell.row - first_row, columns_at[cell.col], cell.text)
                    for cell in found.errors if cell.col in columns_at and cell.row >= first_row)
@@ -243,11 +243,12 @@ def _scan_soon(path: Path, sheet: str, archive: zipfile.ZipFile | None
 
 
 def _columns_by_index(reader: fastexcel.ExcelReader, sheet: str, header_row: int,
-                      names: Mapping[str, str], start_col: int) -> dict[int, str]:
-    """0-based sheet column -> canonical column, for the columns read."""
+                      names: Mapping[str, str]) -> dict[int, str]:
+    """0-based sheet column -> canonical column, for the columns read (the reader's
+    absolute_index counts from column A, wherever the used range starts)."""
     by_header = {header: column for column, header in names.items()}
     infos = reader.load_sheet(sheet, n_rows=0, header_row=header_row).available_columns()
-    return {info.absolute_index + start_col: by_header[info.name] for info in infos
+    return {info.absolute_index: by_header[info.name] for info in infos
             if info.name in by_header}
 
 

@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import xlsxwriter
 
@@ -39,6 +40,9 @@ class ExcelError:
 
 
 CellValue = str | int | float | bool | dt.date | dt.datetime | ExcelError | None
+# A merged range, 0-based sheet coordinates (row 0 is the header): first row, first column,
+# last row, last column. The writers keep the top-left cell's value and leave the rest empty.
+Merge = tuple[int, int, int, int]
 
 __all__ = ["CellValue", "ExcelError", "check_value", "excel_serial", "write_xlsb", "write_xlsx"]
 _ERROR_CODES = {"#NULL!": 0x00, "#DIV/0!": 0x07, "#VALUE!": 0x0F, "#REF!": 0x17, "#NAME?": 0x1D,
@@ -209,9 +213,15 @@ def _sheet_head(n_rows: int, n_cols: int) -> bytes:
     )
 
 
-def _sheet_tail() -> bytes:
+def _sheet_tail(merges: Sequence[Merge] = ()) -> bytes:
     margins = struct.pack("<6d", 0.7, 0.7, 0.75, 0.75, 0.3, 0.3)
-    return _rec(0x92) + _rec(0x1DC, margins) + _rec(0x82)  # EndSheetData, PageMargins, EndSheet
+    merged = b""
+    if merges:  # BrtBeginMergeCells (count), a BrtMergeCell (RfX) per range, BrtEndMergeCells
+        merged = _rec(0xB1, struct.pack("<I", len(merges))) + b"".join(
+            _rec(0xB0, struct.pack("<IIII", r1, r2, c1, c2)) for r1, c1, r2, c2 in merges
+        ) + _rec(0xB2)
+    # EndSheetData, the merges, PageMargins, EndSheet
+    return _rec(0x92) + merged + _rec(0x1DC, margins) + _rec(0x82)
 
 
 def _workbook_bin(sheet: str, date1904: bool = False) -> bytes:
@@ -312,7 +322,7 @@ def _zinfo(name: str) -> zipfile.ZipInfo:
 
 def write_xlsb(
     path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]], *,
-    date1904: bool = False,
+    date1904: bool = False, merges: Sequence[Merge] = (),
 ) -> Path:
     """Write a one-sheet ``.xlsb``: ``header`` as row 1 (text), then ``rows``.
 
@@ -342,7 +352,7 @@ def write_xlsb(
                 if len(parts) >= _FLUSH_RECORDS:
                     out.write(b"".join(parts))
                     parts.clear()
-            parts.append(_sheet_tail())
+            parts.append(_sheet_tail(merges))
             out.write(b"".join(parts))
         zf.writestr(_zinfo("xl/sharedStrings.bin"), sst.payload())
     return path
@@ -350,7 +360,7 @@ def write_xlsb(
 
 def write_xlsx(
     path: Path, sheet: str, header: list[str], rows: Sequence[Sequence[object]], *,
-    date1904: bool = False,
+    date1904: bool = False, merges: Sequence[Merge] = (),
 ) -> Path:
     """Write a one-sheet .xlsx with xlsxwriter, typing each cell explicitly.
 
@@ -362,27 +372,33 @@ def write_xlsx(
     path.parent.mkdir(parents=True, exist_ok=True)
     book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "date_1904": date1904})
     book.set_properties({"created": dt.datetime(2000, 1, 1)})
-    date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
-    stamp_fmt = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    formats = (book.add_format({"num_format": "yyyy-mm-dd"}),
+               book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}))
     ws = book.add_worksheet(sheet)
     for c, name in enumerate(header):
         ws.write_string(0, c, name)
     for r, row in enumerate(rows, start=1):
         for c, raw in enumerate(row):
-            value = check_value(raw)
-            if value is None:
-                continue
-            if isinstance(value, ExcelError):
-                ws.write_formula(r, c, "=1/0" if value.text == "#DIV/0!" else "=NA()", None,
-                                 value.text)
-            elif isinstance(value, str):
-                ws.write_string(r, c, value)
-            elif isinstance(value, bool):
-                ws.write_boolean(r, c, value)
-            elif isinstance(value, int | float):
-                ws.write_number(r, c, value)
-            else:
-                ws.write_datetime(r, c, value,
-                                  stamp_fmt if isinstance(value, dt.datetime) else date_fmt)
+            _write_cell(ws, r, c, check_value(raw), formats)
+    for first_row, first_col, last_row, last_col in merges:
+        ws.merge_range(first_row, first_col, last_row, last_col, "")  # blanks the range
+        top = rows[first_row - 1] if 0 < first_row <= len(rows) else header
+        _write_cell(ws, first_row, first_col,
+                    check_value(top[first_col] if first_col < len(top) else None), formats)
     book.close()
     return path
+
+
+def _write_cell(ws: Any, r: int, c: int, value: CellValue, formats: tuple[Any, Any]) -> None:
+    if value is None:
+        return
+    if isinstance(value, ExcelError):
+        ws.write_formula(r, c, "=1/0" if value.text == "#DIV/0!" else "=NA()", None, value.text)
+    elif isinstance(value, str):
+        ws.write_string(r, c, value)
+    elif isinstance(value, bool):
+        ws.write_boolean(r, c, value)
+    elif isinstance(value, int | float):
+        ws.write_number(r, c, value)
+    else:
+        ws.write_datetime(r, c, value, formats[1] if isinstance(value, dt.datetime) else formats[0])
