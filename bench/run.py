@@ -149,11 +149,14 @@ def make_real_plant(out: Path) -> Path | None:
     report = next((dynamic / "monthlyReports_history").glob("*.xlsb"))
     for month in range(60):
         name = f"monthlyReports_{2014 + month // 12}{month % 12 + 1:02d}.xlsb"
-        shutil.copy2(report, report.with_name(name))
+        if name != report.name:
+            shutil.copy2(report, report.with_name(name))
     for order in sorted((dynamic / "purchaseOrders_history").glob("*.xlsx")):
         for day in range(60):
-            stamp = dt.date(2016, 1, 1) + dt.timedelta(days=day * 7 + len(order.name))
-            shutil.copy2(order, order.with_name(f"purchaseOrder_{stamp:%y%m%d}.xlsx"))
+            stamp = dt.date(2016, 1, 1) + dt.timedelta(days=day * 7 + int(order.stem[-1]))
+            target = order.with_name(f"purchaseOrder_{stamp:%y%m%d}.xlsx")
+            if not target.exists():
+                shutil.copy2(order, target)
     return real
 
 

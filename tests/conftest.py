@@ -18,11 +18,18 @@ from dpo.collect import DataCollector
 from dpo.config import Paths, load_settings, resolve_paths
 from dpo.results import CollectorResult
 
-# The plant's real sample exports: `shared/` beside the checkout (as CI lays it out), else the
-# development machine's copy. Tests that need them skip when neither exists.
-SAMPLES = next((p for p in (Path(__file__).resolve().parents[2] / "shared/samples/database",
-                            Path("/work/shared/samples/database")) if p.is_dir()),
-               Path("/work/shared/samples/database"))
+# `shared/` beside the checkout, as CI lays it out (and only there: a fallback elsewhere would
+# hide a mislocated checkout). The plant's real sample exports and the seed document.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLES = SHARED / "samples" / "database"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer's machine that lacks something; under CI (`CI` set) the same lack is
+    a failure, so a test can never pass by not running."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must have it")
+    pytest.skip(reason)
 
 # A focused dynamic table: one of each dtype the plant uses, including the special columns.
 SMALL_REQUIRED = ("recordDate", "workingShift", "itemCode", "quantity", "weight", "plasticResine")
@@ -111,7 +118,7 @@ def age(path: Path, seconds: float = 60.0) -> None:
 def samples_root(tmp_path: Path) -> Path:
     """A root holding a copy of the real sample inputs (in tmp_path, never in the repo)."""
     if not SAMPLES.is_dir():
-        pytest.skip("real samples not available")
+        skip_or_fail(f"the sample plant is not at {SAMPLES}")
     import shutil
 
     shutil.copytree(SAMPLES, tmp_path / "database")

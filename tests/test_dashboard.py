@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 from test_ledger import BAD_COLUMN, OUTPUT, cli, make_history
 
 from dpo.dashboard import EVENT_COLORS, LINE_COLORS, PHASE_COLORS, STATUS_COLORS, render
@@ -97,14 +98,15 @@ def chromium() -> str:
         if found := shutil.which(name):
             return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and cannot be installed (not root / no apt-get)")
+        skip_or_fail("chromium is not installed and cannot be installed (not root / no apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
                     ["apt-get", "install", "-y", "chromium"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode == 0 and shutil.which("chromium"):
             return str(shutil.which("chromium"))
-    pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    skip_or_fail(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    return ""  # not reached: skip_or_fail raises
 
 
 def screenshot(html: Path, png: Path, profile: Path) -> np.ndarray:

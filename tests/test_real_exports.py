@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from conftest import (
     dynamic_entry,
     good_row,
     output_path,
+    skip_or_fail,
     source_dir,
     table_result,
     write_schema,
@@ -65,9 +65,7 @@ def sheet_rows(path: Path) -> int:
 @pytest.fixture
 def sample_plant(tmp_path: Path) -> Path:
     if not SAMPLES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the sample plant is missing at {SAMPLES}: CI must have it")
-        pytest.skip("the sample plant (../shared/samples) is not beside this checkout")
+        skip_or_fail(f"the sample plant is not at {SAMPLES}")
     shutil.copytree(SAMPLES, tmp_path / "plant" / "database")
     return tmp_path / "plant"
 
