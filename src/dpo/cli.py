@@ -164,15 +164,19 @@ def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str
 @app.command()
 def demo(
     target: Annotated[Path, typer.Argument(help="Folder for the demo plant.")] = Path("build/demo"),
-    months: Annotated[int, typer.Option(help="Monthly reports to generate.")] = 3,
-    rows: Annotated[int, typer.Option(help="Rows per monthly report.")] = 700,
+    months: Annotated[int, typer.Option(min=1, help="Monthly reports to generate.")] = 3,
+    rows: Annotated[int, typer.Option(min=0, help="Rows per monthly report.")] = 700,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same plant).")] = 0,
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Generate a realistic demo plant in TARGET and run the pipeline on it."""
     _setup_logging(verbose)
-    from dpo.demo import generate_plant
+    from dpo.demo import demo_folder_refusal, generate_plant, mark_demo_folder
 
+    refusal = demo_folder_refusal(target)
+    if refusal:
+        raise _fail(f"refusing to write the demo plant: {refusal}", EXIT_USAGE)
+    mark_demo_folder(target)
     plant = generate_plant(target, months=months, rows_per_month=rows, seed=seed)
     if not as_json:
         typer.echo(f"demo plant: {len(plant.monthly_files)} monthly reports, "
