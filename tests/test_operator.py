@@ -4,10 +4,21 @@ subprocesses on real plants written by `dpo.demo`)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from pipelinetools import ANNOTATIONS, dpo, every_file, make_plant
+from pipelinetools import (
+    ANNOTATIONS,
+    ORDERS,
+    SHARED,
+    Clock,
+    dpo,
+    every_file,
+    make_plant,
+    run,
+    set_cell,
+)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -57,3 +68,97 @@ def test_demo_rejects_impossible_sizes_with_exit_2(tmp_path: Path) -> None:
     done = dpo("demo", tmp_path / "d", "--months", "0")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert not (tmp_path / "d").exists()
+
+
+# -- 2. a manual rollback holds until the sources change or it is released --------------------
+
+def _published_stamp(root: Path, table: str) -> str:
+    stored = json.loads((root / ANNOTATIONS).read_text(encoding="utf-8"))[table]
+    return Path(stored).name.split(f"_{table}")[0]
+
+
+def _two_versions(root: Path) -> Path:
+    """Publish purchaseOrders at 06:00 and, with one changed cell, at 06:05; the changed file."""
+    clock = Clock(datetime(2024, 5, 2, 6, 0))
+    run(root, clock=clock.at(6, 0))
+    order = sorted((root / ORDERS).iterdir())[-1]
+    set_cell(order, 2, "itemQuantity", 4242)
+    run(root, clock=clock.at(6, 5))
+    assert _published_stamp(root, "purchaseOrders") == "20240502_0605"
+    return order
+
+
+def _version_files(root: Path, table: str) -> list[str]:
+    return sorted(p.name for p in (root / SHARED / "DataLoaderAgent").rglob(f"*_{table}.parquet"))
+
+
+def test_a_rollback_holds_until_a_source_changes(root: Path) -> None:
+    order = _two_versions(root)
+    back = dpo("rollback", "purchaseOrders", "--to", "20240502_0600", "--root", root)
+    assert back.returncode == 0, back.stderr
+    assert "held until one of its sources changes" in back.stdout
+    files = _version_files(root, "purchaseOrders")
+
+    for _ in range(2):  # no source touched: the rollback holds, run after run, no new copy
+        done = dpo("run", "--root", root, "--json")
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["loader_result"]["tables_created"] == 0
+        assert _published_stamp(root, "purchaseOrders") == "20240502_0600"
+        assert _version_files(root, "purchaseOrders") == files
+    listed = json.loads(dpo("versions", "purchaseOrders", "--root", root, "--json").stdout)
+    (current,) = [v for v in listed if v["current"]]
+    assert current["version"] == "20240502_0600" and current["held_since"]
+    health = json.loads(dpo("health", "--root", root, "--json").stdout)
+    assert health["holds"]["purchaseOrders"]["version"] == "20240502_0600"
+    assert "held: purchaseOrders at 20240502_0600 since" in dpo("health", "--root", root).stdout
+
+    set_cell(order, 3, "itemQuantity", 777)  # a source changed: the hold ends, data published
+    done = dpo("run", "--root", root, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["loader_result"]["tables_created"] == 1
+    assert _published_stamp(root, "purchaseOrders") not in ("20240502_0600", "20240502_0605")
+    assert json.loads(dpo("health", "--root", root, "--json").stdout)["holds"] == {}
+
+
+def test_a_released_hold_lets_the_next_run_republish(root: Path) -> None:
+    _two_versions(root)
+    assert dpo("rollback", "purchaseOrders", "--to", "20240502_0600",
+               "--root", root).returncode == 0
+    assert dpo("run", "--root", root).returncode == 0
+    assert _published_stamp(root, "purchaseOrders") == "20240502_0600"
+
+    freed = dpo("rollback", "purchaseOrders", "--release", "--root", root)
+    assert freed.returncode == 0, freed.stderr
+    assert "released from 20240502_0600" in freed.stdout
+    done = dpo("run", "--root", root, "--json")
+    assert json.loads(done.stdout)["loader_result"]["tables_created"] == 1
+    assert _published_stamp(root, "purchaseOrders") != "20240502_0600"
+    again = dpo("run", "--root", root, "--json")  # and nothing more after that
+    assert json.loads(again.stdout)["loader_result"]["tables_created"] == 0
+
+
+# -- 7. unknown tables and versions are bad usage, and write nothing ---------------------------
+
+def test_unknown_table_or_version_exits_2_naming_what_exists(root: Path) -> None:
+    _two_versions(root)
+    before = snapshot(root)
+
+    wrong = dpo("versions", "purchaseOrder", "--root", root)
+    assert wrong.returncode == 2
+    assert "unknown table 'purchaseOrder' (did you mean 'purchaseOrders'?)" in wrong.stderr
+    assert "tables: itemCompositionSummary, itemInfo" in wrong.stderr
+    nope = dpo("rollback", "nope", "--to", "20240502_0600", "--root", root)
+    assert nope.returncode == 2 and "unknown table 'nope'" in nope.stderr
+    version = dpo("rollback", "purchaseOrders", "--to", "20240502_0601", "--root", root)
+    assert version.returncode == 2
+    assert ("no version 20240502_0601 of purchaseOrders; versions: 20240502_0600, "
+            "20240502_0605") in version.stderr
+    early = dpo("rollback", "--all", "--to", "20240101_0000", "--root", root)
+    assert early.returncode == 2
+    assert "no version at or before 20240101_0000" in early.stderr
+    garbled = dpo("rollback", "--all", "--to", "yesterday", "--root", root)
+    assert garbled.returncode == 2 and "version stamp" in garbled.stderr
+    for done in (wrong, nope, version, early, garbled):
+        assert "Traceback" not in done.stderr
+    assert snapshot(root) == before  # not even a change-log block or a ledger row

@@ -228,64 +228,10 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
     raise typer.Exit(0 if report["service_status"] == "healthy" else 1)
 
 
-@app.command()
-def versions(table: str, root: Root = None, config: Config = None, annotations: Annot = None,
-             default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
-    """List the stored versions of TABLE (newest last)."""
-    def go() -> list[dict[str, Any]]:
-        store = _store(root, config, annotations, default_dir)
-        return [v.to_dict() for v in store.list_versions(table)]
-
-    rows = _guard(verbose, go)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        from dpo.console import print_versions
-
-        print_versions(table, rows)
-    raise typer.Exit(0 if rows else 1)
-
-
-@app.command()
-def rollback(
-    table: Annotated[str | None, typer.Argument(help="Table to roll back.")] = None,
-    to: Annotated[str, typer.Option("--to", help="Version stamp, e.g. 20261127_0612.")] = "",
-    all_tables: Annotated[bool, typer.Option("--all", help="Roll back every table to its "
-                                             "version at or before --to.")] = False,
-    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
-    verbose: Verbose = False,
-) -> None:
-    """Point TABLE (or --all tables) back at an earlier, hash-verified version."""
-    _setup_logging(verbose)
-    if not to or (table is None) == (not all_tables):
-        raise _fail("give TABLE --to VERSION, or --all --to VERSION", EXIT_USAGE)
-
-    def go() -> list[Any]:
-        from dpo.lock import run_lock
-
-        store = _store(root, config, annotations, default_dir)
-        targets = store.versions_at(to) if all_tables else {str(table): to}
-        with run_lock(store.paths.output_dir):
-            restored: list[Any] = store.rollback(targets)
-        return restored
-
-    for version in _guard(verbose, go):
-        typer.echo(f"{version.table}: now at {version.stamp} ({version.rows} rows, "
-                   f"hash {str(version.content_hash)[:12]} verified)")
-
-
-def _store(root: Path | None, config: Path | None, annotations: str | None,
-           default_dir: str | None) -> Any:
-    from dpo.config import load_settings, resolve_paths
-    from dpo.store import VersionStore
-
-    settings = load_settings(config, root_dir=str(root) if root else None,
-                             annotation_path=annotations, default_dir=default_dir)
-    return VersionStore(resolve_paths(settings), keep_history=settings.keep_history)
-
-
 from dpo.cli_observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+from dpo.cli_store import register as _register_store  # noqa: E402 - versions/rollback/diff
 
+_register_store(app)
 _register_observe(app)
 
 

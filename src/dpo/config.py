@@ -165,3 +165,14 @@ def resolve_paths(settings: Settings) -> Paths:
         annotation_path=inside(settings.annotation_path, "annotation_path"),
         default_dir=inside(settings.default_dir, "default_dir"),
     )
+
+
+def plant_problem(paths: Paths) -> str | None:
+    """Why `paths` is no plant to look at, or None. Commands that only read (history, metrics,
+    dashboard, versions, diff) and rollback refuse a wrong --root instead of creating folders."""
+    if not paths.root.is_dir():
+        return f"no plant at {paths.root}: the folder does not exist"
+    if not paths.schema_path.is_file() and not paths.default_dir.is_dir():
+        return (f"no plant at {paths.root}: neither {paths.relative(paths.schema_path)} nor "
+                f"{paths.relative(paths.default_dir)} exists there (wrong --root?)")
+    return None

@@ -97,6 +97,9 @@ def print_health(report: dict[str, Any]) -> None:
     last = report["last_run"]
     out.print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
               if last else "  last run: none yet")
+    for table, hold in (report.get("holds") or {}).items():
+        out.print(f"  held: {table} at {hold['version']} since {hold['since']} (dpo rollback; "
+                  f"`dpo rollback {table} --release` ends it)", soft_wrap=True)
     for reason in report["reasons"]:
         out.print(f"  [red]- {reason}[/]")
 
@@ -109,3 +112,10 @@ def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
         table.add_row(row["version"], str(row["rows"]), str(row["content_hash"])[:12],
                       "*" if row["current"] else "")
     out.print(table)
+    if not rows:
+        out.print(f"no versions of {name} yet: no run has published it")
+    for row in rows:
+        if row.get("held_since"):
+            out.print(f"held at {row['version']} since {row['held_since']} (dpo rollback): runs "
+                      f"keep it until one of its sources changes or `dpo rollback {name} "
+                      "--release`", soft_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ from dpo.config import Paths
 from dpo.errors import CellErrors, DpoError, ErrorType
 from dpo.excel import read_sheet
 from dpo.frames import arrow_schema, content_hash, older_hash_if_same
+from dpo.holds import Hold, Holds
 from dpo.incremental import Fingerprint, LoaderState, TableCache, folder_size
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import normalize_table
@@ -72,8 +73,10 @@ class DataLoaderAgent:
             logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
             results += [self._unchanged(item, published=False) for item in loaded]
             return self._summary(results, 0, (), healing, started)
+        held = self._holds(loaded)
         changed = [item for item in loaded
                    if (item.table is not None or item.copy_from is not None)
+                   and item.spec.name not in held
                    and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
             item.spec.name: (item.copy_from or item.table,
@@ -84,6 +87,9 @@ class DataLoaderAgent:
         })
         for item in loaded:
             path = outcome.written.get(item.spec.name)
+            if item.spec.name in held:
+                results.append(self._held(item, held[item.spec.name]))
+                continue
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
                 table=item.spec.name, status=Status.SUCCESS, rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
@@ -95,6 +101,21 @@ class DataLoaderAgent:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
         return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _holds(self, loaded: list[_Loaded]) -> dict[str, Hold]:
+        """Tables a manual rollback holds (dpo.holds): not republished while their sources
+        give what they gave at the rollback."""
+        return Holds(self.paths.loader_dir).keep({i.spec.name: i.digest for i in loaded})
+
+    def _held(self, item: _Loaded, hold: Hold) -> TableResult:
+        result = self._unchanged(item, published=True)
+        note = (f"held at {hold.version} since {hold.since} by `{hold.command}`: not "
+                f"republished until a source changes or `dpo rollback {item.spec.name} "
+                "--release`")
+        version = next((v for v in self.store.list_versions(item.spec.name) if v.current), None)
+        return replace(result, content_hash=version.content_hash if version else None,
+                       rows=version.rows or 0 if version else 0,
+                       warnings=(*result.warnings, note))
 
     def _remember(self, loaded: list[_Loaded]) -> None:
         """Record what was published from, so an unchanged input is not read next time."""
