@@ -15,6 +15,7 @@ from pipelinetools import (
     Clock,
     dpo,
     every_file,
+    http_receiver,
     make_plant,
     run,
     set_cell,
@@ -162,3 +163,47 @@ def test_unknown_table_or_version_exits_2_naming_what_exists(root: Path) -> None
     for done in (wrong, nope, version, early, garbled):
         assert "Traceback" not in done.stderr
     assert snapshot(root) == before  # not even a change-log block or a ledger row
+
+
+# -- 3. <root>/dpo.toml is read; --config resolves against --root; no channel is said ---------
+
+def _break_an_order(root: Path) -> None:
+    set_cell(sorted((root / ORDERS).iterdir())[-1], 4, "itemQuantity", "lots")
+
+
+@pytest.mark.parametrize("how", ["root-option", "cwd", "config-relative-to-root"])
+def test_the_plants_dpo_toml_is_read_and_its_channel_fires(root: Path, tmp_path: Path,
+                                                          how: str) -> None:
+    assert dpo("run", "--root", root).returncode == 0
+    _break_an_order(root)
+    with http_receiver() as http:
+        body = f'[dpo]\nnotify_urls = ["json://127.0.0.1:{http.port}/hooks/plant"]\n'
+        if how == "config-relative-to-root":
+            (root / "conf").mkdir()
+            (root / "conf" / "alerts.toml").write_text(body, encoding="utf-8")
+            done = dpo("run", "--root", root, "--config", "conf/alerts.toml", "-v",
+                       cwd=tmp_path)
+        else:
+            (root / "dpo.toml").write_text(body, encoding="utf-8")
+            done = (dpo("run", "--root", root, "-v", cwd=tmp_path) if how == "root-option"
+                    else dpo("run", "-v", cwd=root))
+
+    assert done.returncode == 3, done.stderr
+    assert [r.path for r in http.requests] == ["/hooks/plant"]
+    assert "itemQuantity" in http.requests[0].body["message"]
+    assert "DEBUG" in done.stderr and "config file" in done.stderr
+    assert "no notification channel is configured" not in done.stderr
+
+
+def test_a_run_with_no_channel_says_once_where_notifications_went(root: Path) -> None:
+    assert dpo("run", "--root", root).returncode == 0
+    _break_an_order(root)
+
+    done = dpo("run", "--root", root)
+
+    assert done.returncode == 3
+    warned = [line for line in done.stderr.splitlines()
+              if "no notification channel is configured" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0]
+    folder = root / SHARED / "DataPipelineOrchestrator" / "notifications"
+    assert str(folder) in warned[0] and any(folder.iterdir())

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from dpo.errors import ConfigError
 from dpo.schema import resolve_within
 
@@ -64,12 +66,26 @@ class Settings:
 _FIELDS = {f.name: f for f in fields(Settings)}
 
 
+CONFIG_NAME = "dpo.toml"
+
+
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
-    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given)."""
+    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given).
+
+    The config file is `config_file` (a relative path resolves against the root, like every
+    other path), else `<root>/dpo.toml` when there is one.
+    """
     values: dict[str, Any] = {}
+    env = _from_env()
+    base = Path(explicit.get("root_dir") or env.get("root_dir") or os.getcwd())
     if config_file is not None:
-        values.update(_read_toml(Path(config_file)))
-    values.update(_from_env())
+        path = base / Path(config_file).expanduser()  # an absolute path stays as it is
+        values.update(_read_toml(path))
+        logger.debug("settings: config file {}", path)
+    elif (base / CONFIG_NAME).is_file():
+        values.update(_read_toml(base / CONFIG_NAME))
+        logger.debug("settings: config file {} (found in the root)", base / CONFIG_NAME)
+    values.update(env)
     values.update({k: v for k, v in explicit.items() if v is not None})
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:

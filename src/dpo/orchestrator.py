@@ -207,6 +207,7 @@ class DataPipelineOrchestrator:
             note, outcome = notifier.notify(phase, run_context=context, send=notify)
             reports[f"{short}_manual_review_notification"] = note.message
             outcomes.append(outcome)
+        self._say_where_notes_went(outcomes)
         done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
         reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
         try:
@@ -215,6 +216,15 @@ class DataPipelineOrchestrator:
             logger.error("❌ reports not written: {}", exc.message)
             return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
         return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+
+    def _say_where_notes_went(self, outcomes: list[NotificationOutcome]) -> None:
+        """No channel configured: alerts go to files nobody may read; say so, once a run."""
+        if not isinstance(self.notification_handler, FileNotificationHandler):
+            return
+        if any(o.sent for o in outcomes):
+            logger.warning("⚠️ no notification channel is configured (notify_urls in {} or "
+                           "DPO_NOTIFY_URLS): notifications were written to {} only",
+                           self.paths.root / "dpo.toml", self.notification_handler.folder)
 
     def _write_reports(self, result: PipelineResult, run_id: str, done: PipelineResult,
                        reports: dict[str, str]) -> list[Path]:
