@@ -167,7 +167,7 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         "20240501_0600_productRecords.parquet (hash verified)",
         "ERROR #2: FILE_NOT_FOUND",
         "rollback of purchaseOrders: FAILED — no earlier verified copy (first run)",
-        "--on-bad-rows quarantine",
+        "`dpo run --quarantine`",
         "Check the source folder /plant/database/dynamicDatabase/purchaseOrders_history",
         "Rollback of purchaseOrders failed",
         "Started at           : 2024-05-02 06:00:01",

@@ -1,4 +1,4 @@
-"""`dpo versions`, `dpo rollback` and `dpo diff`: the versioned store from the command line.
+"""`dpo versions` and `dpo rollback`: the versioned store from the command line.
 
 Registered on the main app by `dpo.cli` (`register(app)`); imports stay inside the commands so
 `dpo --help` stays fast. A wrong --root, an unknown table or version is bad usage (exit 2) and

@@ -98,8 +98,8 @@ def _next_step(err: dict[str, Any], ctx: dict[str, Any]) -> str:
                            "lack the expected sheet. Re-export it, then rerun.",
         "MISSING_FIELDS": f"Restore the missing column(s) {where}, or correct required_fields "
                           f"in {schema}.",
-        "DATA_PROCESSING_ERROR": f"Fix {cell} {where}, or "
-                                 "rerun with --on-bad-rows quarantine to load the good rows now.",
+        "DATA_PROCESSING_ERROR": f"Fix {cell} {where}, or rerun with `dpo run --quarantine` "
+                                 "to load the good rows now (bad rows go to quarantine/).",
         "SCHEMA_MISMATCH": f"Make {table}{' column ' + col if col else ''} in {file} match the "
                            f"dtype in {schema}.",
         "SCHEMA_INVALID": f"Correct {err.get('file') or schema} as listed above; no data "
@@ -108,7 +108,8 @@ def _next_step(err: dict[str, Any], ctx: dict[str, Any]) -> str:
         "WRITE_ERROR": "Check free disk space and write permission on "
                        f"{ctx.get('default_dir') or 'the output folder'}.",
         "INTEGRITY_ERROR": f"{file} of {table} no longer matches its recorded hash: restore a "
-                           "verified earlier version.",
+                           f"verified earlier version (`dpo versions {table}`, then "
+                           f"`dpo rollback {table} --to VERSION`).",
         "ROLLBACK_ERROR": f"No verified earlier copy of {table} exists: fix the error above "
                           "and rerun.",
         "LOCKED": f"{file} stayed locked{retries} (open in Excel or still copying): close it "
