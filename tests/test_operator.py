@@ -207,3 +207,24 @@ def test_a_run_with_no_channel_says_once_where_notifications_went(root: Path) ->
     assert len(warned) == 1 and "WARNING" in warned[0]
     folder = root / SHARED / "DataPipelineOrchestrator" / "notifications"
     assert str(folder) in warned[0] and any(folder.iterdir())
+
+
+# -- 6. read-only commands on a wrong --root: exit 2, nothing created --------------------------
+
+@pytest.mark.parametrize("command", [["history"], ["metrics"], ["dashboard"],
+                                     ["versions", "productRecords"]])
+def test_commands_on_a_root_that_does_not_exist_exit_2_and_create_nothing(
+        tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no" / "plant"
+
+    done = dpo(*command, "--root", missing)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"no plant at {missing}" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_commands_on_a_folder_that_holds_no_plant_exit_2(tmp_path: Path) -> None:
+    done = dpo("dashboard", "--root", tmp_path)
+    assert done.returncode == 2 and "no plant at" in done.stderr
+    assert list(tmp_path.iterdir()) == []

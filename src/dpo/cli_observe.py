@@ -27,16 +27,20 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _context(root: Path | None, config: Path | None, default_dir: str | None) -> tuple[Any, Any]:
-    """(Paths, Settings), or exit 2 with the configuration problem."""
-    from dpo.config import load_settings, resolve_paths
+    """(Paths, Settings), or exit 2 with the configuration problem or a missing plant."""
+    from dpo.config import load_settings, plant_problem, resolve_paths
     from dpo.errors import ConfigError
 
     try:
         settings = load_settings(config, root_dir=str(root) if root else None,
                                  default_dir=default_dir)
-        return resolve_paths(settings), settings
+        paths = resolve_paths(settings)
     except ConfigError as exc:
         raise _fail(exc.message) from exc
+    problem = plant_problem(paths)  # a wrong --root: say so, and create nothing there
+    if problem:
+        raise _fail(problem)
+    return paths, settings
 
 
 def _console() -> Any:
