@@ -228,3 +228,31 @@ def test_commands_on_a_folder_that_holds_no_plant_exit_2(tmp_path: Path) -> None
     done = dpo("dashboard", "--root", tmp_path)
     assert done.returncode == 2 and "no plant at" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 8. command-line values are checked as the config file's are -------------------------------
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--max-retries", "-1"], "max_retries must be 0..20, got -1"),
+    (["--max-retries", "99"], "max_retries must be 0..20, got 99"),
+    (["--wait", "-5"], "lock_timeout must not be negative"),
+])
+def test_out_of_range_command_line_values_exit_2_like_the_config_file(
+        root: Path, args: list[str], says: str) -> None:
+    done = dpo("run", "--root", root, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (root / "agents").exists()
+
+    (root / "dpo.toml").write_text("[dpo]\nmax_retries = 99\n", encoding="utf-8")
+    from_file = dpo("run", "--root", root)
+    assert from_file.returncode == 2 and "max_retries must be 0..20, got 99" in from_file.stderr
+
+
+def test_the_api_checks_an_explicit_max_retries_too(root: Path) -> None:
+    from dpo.errors import ConfigError
+    from dpo.orchestrator import DataPipelineOrchestrator
+
+    with pytest.raises(ConfigError, match=r"max_retries must be 0\.\.20, got 21"):
+        DataPipelineOrchestrator(root_dir=root).run_pipeline(max_retries=21)
+    assert not (root / "agents").exists()

@@ -136,9 +136,10 @@ def run(
     _arrow_memory_pool()
 
     def go() -> dict[str, Any]:
+        # Every value goes through Settings, which checks it as it checks the config file's.
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
-                             lock_timeout=wait)
-        return _run_with_progress(orch, max_retries, not no_notify,
+                             lock_timeout=wait, max_retries=max_retries)
+        return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
 
     result = _guard(verbose, go)

@@ -98,7 +98,9 @@ class DataPipelineOrchestrator:
         on_bad_rows: str | None = None,
     ) -> dict[str, Any]:
         """Run both phases and return the seed's result dict (JSON-serialisable)."""
-        retries = self.settings.max_retries if max_retries is None else max_retries
+        # An explicit value is checked as the config file's is (ConfigError: 0..20).
+        retries = (self.settings.max_retries if max_retries is None
+                   else replace(self.settings, max_retries=max_retries).max_retries)
         # A bad schema is a configuration error (SPEC §1): refuse it before the lock, the run
         # ledger or any output exists, so it leaves no run stuck as "running" behind.
         load_schema(self.paths.schema_path, self.paths.root)
