@@ -4,6 +4,11 @@ subprocesses on real plants written by `dpo.demo`)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -256,3 +261,45 @@ def test_the_api_checks_an_explicit_max_retries_too(root: Path) -> None:
     with pytest.raises(ConfigError, match=r"max_retries must be 0\.\.20, got 21"):
         DataPipelineOrchestrator(root_dir=root).run_pipeline(max_retries=21)
     assert not (root / "agents").exists()
+
+
+# -- 9. Ctrl-C: one line saying where the store is, and the ledger says interrupted ------------
+
+@pytest.mark.parametrize("point", ["ledger:start", "read:purchaseOrder_181201.xlsx"])
+def test_ctrl_c_says_where_the_store_is_and_records_the_run_interrupted(
+        root: Path, tmp_path: Path, point: str) -> None:
+    first = dpo("run", "--root", root, "--json")
+    assert first.returncode == 0, first.stderr
+    stamp = _published_stamp(root, "productRecords")
+    before = (root / ANNOTATIONS).read_bytes()
+    set_cell(sorted((root / ORDERS).iterdir())[-1], 2, "itemQuantity", 4242)  # work to do
+    pause = tmp_path / "pause"
+    env = {**os.environ, "NO_COLOR": "1", "DPO_PAUSE_AT": point, "DPO_PAUSE_DIR": str(pause),
+           "DPO_PAUSE_TIMEOUT": "5"}
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "dpo.cli", "run", "--root", str(root)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (pause / "paused").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run never reached the pause point"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 130, out + err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert lines == [f"interrupted; the store is unchanged at {root / ANNOTATIONS} (newest "
+                     f"version {stamp})"], err
+    assert "Traceback" not in err
+    assert (root / ANNOTATIONS).read_bytes() == before
+    (last, *_) = json.loads(dpo("history", "--root", root, "--json").stdout)
+    assert last["state"] == "interrupted" and last["overall_status"] == "interrupted"
+    assert last["finished_at"]
+    health = json.loads(dpo("health", "--root", root, "--json").stdout)
+    assert health["service_status"] == "degraded"
+    assert any("ended interrupted" in reason for reason in health["reasons"])
+    after = dpo("run", "--root", root, "--json")  # and the next run goes through
+    assert after.returncode == 0 and json.loads(after.stdout)["overall_status"] == "success"

@@ -135,14 +135,20 @@ def run(
     _without_pandas()
     _arrow_memory_pool()
 
+    store: list[tuple[Path, bytes | None]] = []  # the annotations as the run found them
+
     def go() -> dict[str, Any]:
         # Every value goes through Settings, which checks it as it checks the config file's.
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
                              lock_timeout=wait, max_retries=max_retries)
+        store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
         return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
 
-    result = _guard(verbose, go)
+    try:
+        result = _guard(verbose, go)
+    except KeyboardInterrupt:
+        raise _fail_interrupted(store[0] if store else None) from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -150,6 +156,44 @@ def run(
 
         print_summary(result)
     raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _fail_interrupted(before: tuple[Path, bytes | None] | None) -> typer.Exit:
+    """Ctrl-C: one line saying where the store is (every step of a run is atomic)."""
+    from rich.console import Console
+
+    if before is None:
+        where = "the store is unchanged"
+    else:
+        path, old = before
+        stamp = _newest_stamp(old)
+        if _read_or_none(path) != old:
+            where = f"the run published before it stopped; the store is at {path}"
+        elif stamp:
+            where = f"the store is unchanged at {path} (newest version {stamp})"
+        else:
+            where = f"the store is unchanged (nothing published yet: no {path})"
+    Console(stderr=True).print(f"interrupted; {where}", highlight=False, soft_wrap=True,
+                               markup=False)
+    return typer.Exit(130)
+
+
+def _newest_stamp(annotations: bytes | None) -> str | None:
+    import re
+
+    try:
+        stored = json.loads(annotations or b"{}").values()
+    except ValueError:
+        return None
+    stamps = [m.group(1) for p in stored if (m := re.search(r"(\d{8}_\d{4}(?:-\d+)?)_", str(p)))]
+    return max(stamps, default=None)
 
 
 def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str | None,

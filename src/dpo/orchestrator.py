@@ -29,6 +29,7 @@ from dpo.config import Paths, Settings, load_settings, resolve_paths
 from dpo.errors import DpoError, ErrorInfo, ErrorType
 from dpo.fastpath import unchanged_run
 from dpo.fsio import remove_temp_files
+from dpo.ledger import Ledger
 from dpo.lock import run_lock
 from dpo.notify import (
     AppriseNotificationHandler,
@@ -116,10 +117,20 @@ class DataPipelineOrchestrator:
         for leftover in remove_temp_files(self.output_dir):  # reports a killed run left half-done
             logger.info("🔧 removed temp file {} left by an interrupted run",
                         self.paths.relative(leftover))
-        from dpo.ledger import Ledger
-
         ledger = Ledger(self.output_dir / "runs.sqlite")
-        ledger.start(run_id, started)
+        try:
+            ledger.start(run_id, started)
+            return self._run_recorded(ledger, run_id, started, retries, notify, on_bad_rows)
+        except KeyboardInterrupt:
+            # Ctrl-C: every step before was atomic, so the store is as it was before the
+            # step that was stopped; record the run as interrupted now (kill -9 is left to
+            # the next run's repair).
+            logger.debug("pipeline run {} interrupted", run_id)
+            ledger.interrupt(run_id, self.clock())
+            raise
+
+    def _run_recorded(self, ledger: Ledger, run_id: str, started: datetime, retries: int,
+                      notify: bool, on_bad_rows: str) -> PipelineResult:
         schema = load_schema(self.paths.schema_path, self.paths.root)
         unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
         loader: LoaderResult | None
