@@ -303,3 +303,32 @@ def test_ctrl_c_says_where_the_store_is_and_records_the_run_interrupted(
     assert any("ended interrupted" in reason for reason in health["reasons"])
     after = dpo("run", "--root", root, "--json")  # and the next run goes through
     assert after.returncode == 0 and json.loads(after.stdout)["overall_status"] == "success"
+
+
+# -- 10. manual rollbacks are recorded (history, ledger) and counted (metrics) -----------------
+
+def test_manual_rollbacks_are_in_history_and_metrics(root: Path) -> None:
+    _two_versions(root)  # two runs, no rollback in either
+    assert dpo("rollback", "purchaseOrders", "--to", "20240502_0600",
+               "--root", root).returncode == 0
+    assert dpo("rollback", "purchaseOrders", "--release", "--root", root).returncode == 0
+
+    records = json.loads(dpo("history", "--root", root, "--json").stdout)
+    assert [r["kind"] for r in records] == ["manual_release", "manual_rollback", "run", "run"]
+    back = records[1]
+    assert (back["table"], back["from"], back["to"]) == (
+        "purchaseOrders", "20240502_0605", "20240502_0600")
+    assert back["command"] == "dpo rollback purchaseOrders --to 20240502_0600 --root " + str(root)
+    assert back["user"]
+    table = dpo("history", "--root", root).stdout
+    assert "manual actions (dpo rollback)" in table
+    (line,) = [ln for ln in table.splitlines() if "│ rollback " in ln]
+    assert "purchaseOrders" in line and "20240502_0605" in line and "20240502_0600" in line
+
+    metrics = json.loads(dpo("metrics", "--root", root, "--json").stdout)
+    assert metrics["rollbacks"]["manual"] == 1 and metrics["rollbacks"]["total"] == 1
+    assert metrics["rollback_frequency"] == pytest.approx(1 / 3)  # 2 runs + 1 manual rollback
+    prom = dpo("metrics", "--root", root, "--prometheus").stdout
+    assert 'dpo_rollbacks{outcome="manual"} 1' in prom
+    change_log = (root / SHARED / "DataLoaderAgent" / "change_log.txt").read_text("utf-8")
+    assert "rolled back purchaseOrders from 20240502_0605 to 20240502_0600 (dpo rollback" in change_log
