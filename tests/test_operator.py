@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -332,3 +333,60 @@ def test_manual_rollbacks_are_in_history_and_metrics(root: Path) -> None:
     assert 'dpo_rollbacks{outcome="manual"} 1' in prom
     change_log = (root / SHARED / "DataLoaderAgent" / "change_log.txt").read_text("utf-8")
     assert "rolled back purchaseOrders from 20240502_0605 to 20240502_0600 (dpo rollback" in change_log
+
+
+# -- 5. when Phase 2 fails, the other tables say they were not published ----------------------
+
+def _break_a_master_table(root: Path) -> bytes:
+    path = root / "database" / "staticDatabase" / "moldInfo.xlsx"
+    good = path.read_bytes()
+    set_cell(path, 1, "moldCavityStandard", "abc")
+    return good
+
+
+def test_a_failed_phase_2_shows_the_other_tables_as_not_published(root: Path) -> None:
+    good = _break_a_master_table(root)
+    first = dpo("run", "--root", root, "--json")
+    assert first.returncode == 1
+    loader = json.loads(first.stdout)["loader_result"]
+    others = [d for d in loader["details"] if d["table"] != "moldInfo"]
+    assert others and all(d["status"] == "skipped" and not d["changed"] for d in others)
+    assert all("not published: Phase 2 publishes every table or none, and moldInfo failed; it "
+               "has never been published" in d["warnings"][0] for d in others)
+    metrics = json.loads(dpo("metrics", "--root", root, "--json").stdout)
+    assert all(t["rows"] is None for t in metrics["data_quality"]["tables"].values())
+    page = (root / SHARED / "DataPipelineOrchestrator" / "dashboard.html").read_text("utf-8")
+    assert "<b>productRecords</b> no rows" in page and "polyline" not in page
+
+    (root / "database" / "staticDatabase" / "moldInfo.xlsx").write_bytes(good)
+    assert dpo("run", "--root", root).returncode == 0
+    current = Path(json.loads((root / ANNOTATIONS).read_text("utf-8"))["itemInfo"]).name
+    _break_a_master_table(root)
+    again = dpo("run", "--root", root)
+    assert again.returncode == 1
+    text = " ".join(again.stdout.split())
+    assert "skipped" in text and f"the current version is still {current}" in text
+
+
+# -- 14. the summary fits 80 columns; notes below it; short durations in seconds --------------
+
+def test_the_run_summary_fits_80_columns_with_the_notes_below(root: Path) -> None:
+    assert dpo("run", "--root", root).returncode == 0
+    row = set_cell(sorted((root / ORDERS).iterdir())[-1], 4, "itemQuantity", "lots of them")
+
+    done = dpo("run", "--root", root)  # a pipe: rich's default 80 columns, as in a cron mail
+
+    assert done.returncode == 3
+    lines = done.stdout.splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert table and all(len(ln) <= 80 for ln in table)
+    for name, phases in (("productRecords", 2), ("purchaseOrders", 2),
+                         ("moldSpecificationSummary", 1)):
+        assert len([ln for ln in table if f" {name} " in ln]) == phases, name  # one line each
+    after = lines[lines.index(table[-1]) + 1:]
+    (note,) = [ln for ln in after if ln.startswith("collect purchaseOrders: ")]
+    assert f"row {row}, column itemQuantity: 'lots of them'" in note
+    (timing,) = [ln for ln in after if ln.startswith("collect ")
+                 and " records · load " in ln]
+    assert re.match(r"collect \d+\.\d s · \d+ files · [\d,]+ records · load \d+\.\d s · ", timing)
+    assert "00:00:00" not in done.stdout

@@ -41,29 +41,61 @@ def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
+    """The run's summary: one short line per table (fits 80 columns, a cron mail's width),
+    then the notes (errors, warnings) in full below it, one line each, never wrapped."""
     overall = result["overall_status"]
     table = Table(title=f"dpo run: [bold {STYLE.get(overall, 'white')}]{overall}[/]",
                   title_justify="left")
-    for column in ("phase", "table", "status", "rows", "changed", "note"):
-        table.add_column(column, justify="right" if column == "rows" else "left")
+    for column in ("phase", "table", "status", "rows", "changes"):
+        table.add_column(column, justify="right" if column == "rows" else "left", no_wrap=True)
+    notes: list[str] = []
     for key, phase in (("collector_result", "collect"), ("loader_result", "load")):
         part = result[key]
         if part["status"] == "skipped":
-            table.add_row(phase, "-", _styled("skipped"), "", "", part.get("reason", ""))
+            table.add_row(phase, "-", _styled("skipped"), "", "")
+            notes.append(f"{phase}: skipped: {part.get('reason', '')}")
         for row in part.get("details", []):
-            note = row["error"]["message"] if row.get("error") else "; ".join(row["warnings"])
             table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
-                          "yes" if row["changed"] else "no", escape(note))
+                          change_text(row))
+            said = [row["error"]["message"]] if row.get("error") else list(row["warnings"])
+            columns = (row.get("changes") or {}).get("columns_changed")
+            said += [f"values changed in {', '.join(columns)}"] if columns else []
+            notes += [f"{phase} {row['table']}: {note}" for note in said]
     out.print(table)
+    for note in notes:
+        out.print(escape(note), soft_wrap=True, highlight=False)
     collector, loader = result["collector_result"], result["loader_result"]
-    out.print(f"collect {collector['execution_time']} · {collector['files_processed']} files · "
-              f"{collector['records_count']:,} records · load {loader['execution_time']} · "
-              f"{loader.get('tables_created', 0)} new version(s)")
+    out.print(f"collect {seconds(collector.get('execution_seconds'))} · "
+              f"{collector['files_processed']} files · {collector['records_count']:,} records · "
+              f"load {seconds(loader.get('execution_seconds'))} · "
+              f"{loader.get('tables_created', 0)} new version(s)", highlight=False)
     for action in collector.get("healing_actions", []):
-        out.print(f"  {action['action']} {action['table']}: "
-                  f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}")
+        out.print(escape(f"  {action['action']} {action['table']}: "
+                         f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
+                  soft_wrap=True, highlight=False)
     for path in result.get("reports", []):
-        out.print(f"  report: {path}", soft_wrap=True)
+        out.print(f"  report: {path}", soft_wrap=True, highlight=False)
+
+
+def seconds(value: float | None) -> str:
+    """A duration as people read it: '4.2 s' under a minute, else H:MM:SS."""
+    if value is None:
+        return "–"
+    if value < 59.95:
+        return f"{value:.1f} s"
+    whole = round(value)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def change_text(row: dict[str, Any]) -> str:
+    """What changed in a table: '+12 −3' rows against the previous version when Phase 2
+    published it; yes/no otherwise."""
+    change = row.get("changes")
+    if change:  # the columns it edited are said below the table
+        return f"+{change['rows_added']:,} −{change['rows_removed']:,}"
+    if row.get("status") == "skipped":
+        return "not published"
+    return "yes" if row.get("changed") else "no"
 
 
 def _styled(status: str) -> str:

@@ -179,7 +179,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
     """table -> [rows, duplicates removed, rows rejected, changed, failed], both phases merged:
-    rows are the loader's where it loaded the table, else the collector's (None if it failed).
+    rows are the published rows: the loader's where it published (or kept) the table, None
+    where nothing was published (the table or Phase 2 failed, or Phase 2 did not run).
 
     A compact copy of what run_tables holds, kept on the run's row so that the dashboard and
     the metrics read one row per run instead of aggregating ten per run after every run.
@@ -190,7 +191,7 @@ def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
             s = stats.setdefault(str(d.get("table")), [None, 0, 0, 0, 0])
             if d.get("status") == "error":
                 s[4] = 1
-            elif phase == "loader" or s[0] is None:
+            elif phase == "loader" and d.get("status") in ("success", "warning"):
                 s[0] = d.get("rows")
             s[1] += d.get("duplicates_removed") or 0
             s[2] += d.get("rows_rejected") or 0

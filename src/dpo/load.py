@@ -71,7 +71,8 @@ class DataLoaderAgent:
             loaded.append(item)
         if any(r.status is Status.ERROR for r in results):
             logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
-            results += [self._unchanged(item, published=False) for item in loaded]
+            failed = ", ".join(r.table for r in results)
+            results += [self._not_published(item, failed) for item in loaded]
             return self._summary(results, 0, (), healing, started)
         held = self._holds(loaded)
         changed = [item for item in loaded
@@ -101,6 +102,15 @@ class DataLoaderAgent:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
         return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _not_published(self, item: _Loaded, failed: str) -> TableResult:
+        """A table that loaded but is not published because another failed (all-or-nothing)."""
+        current = self.store.current_path(item.spec.name)
+        where = (f"the current version is still {current.name}" if current
+                 else "it has never been published")
+        return replace(self._unchanged(item, published=False), status=Status.SKIPPED,
+                       warnings=(f"not published: Phase 2 publishes every table or none, and "
+                                 f"{failed} failed; {where}",))
 
     def _holds(self, loaded: list[_Loaded]) -> dict[str, Hold]:
         """Tables a manual rollback holds (dpo.holds): not republished while their sources

@@ -11,8 +11,8 @@ A run has *ended* when it is finished or interrupted; runs still running are not
   at least one rollback + manual rollbacks) / (ended runs + manual rollbacks).
 - processing_time: per phase (`total`, `collector`, `loader`) over finished runs: median, p95
   (nearest rank), mean, latest (the newest finished run), count and sum, in seconds.
-- data_quality: per table, its latest row count (published rows; the collector's when the
-  loader did not load it), duplicates removed and rows rejected summed over the window, runs
+- data_quality: per table, its latest published row count (runs that published nothing do
+  not count), duplicates removed and rows rejected summed over the window, runs
   in which it changed or failed; errors by type.
 - notification_triggers: ended runs that asked for manual review / ended runs, and the
   notifications sent, failed and disabled (run with notifications off), per component.
