@@ -218,7 +218,7 @@ def test_a_run_with_no_channel_says_once_where_notifications_went(root: Path) ->
 # -- 6. read-only commands on a wrong --root: exit 2, nothing created --------------------------
 
 @pytest.mark.parametrize("command", [["history"], ["metrics"], ["dashboard"],
-                                     ["versions", "productRecords"]])
+                                     ["versions", "productRecords"], ["diff", "productRecords"]])
 def test_commands_on_a_root_that_does_not_exist_exit_2_and_create_nothing(
         tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no" / "plant"

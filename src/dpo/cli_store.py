@@ -1,4 +1,4 @@
-"""`dpo versions` and `dpo rollback`: the versioned store from the command line.
+"""`dpo versions`, `dpo rollback` and `dpo diff`: the versioned store from the command line.
 
 Registered on the main app by `dpo.cli` (`register(app)`); imports stay inside the commands so
 `dpo --help` stays fast. A wrong --root, an unknown table or version is bad usage (exit 2) and
@@ -207,6 +207,92 @@ def _release(store: Any, table: str | None) -> list[str]:
     return lines or [f"{', '.join(names) or 'no table'}: not held; nothing to release"]
 
 
+def diff(
+    table: Annotated[str, typer.Argument(help="Table to compare.")],
+    from_version: Annotated[str | None, typer.Argument(
+        metavar="[FROM]", help="Older version (default: the one before TO).")] = None,
+    to_version: Annotated[str | None, typer.Argument(
+        metavar="[TO]", help="Newer version (default: the current one).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows added/removed to show.")] = 10,
+    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """What changed in TABLE between two versions: rows added and removed, columns edited.
+
+    Default: the version before the current one vs the current one.
+    """
+    from dpo.cli import _guard
+
+    def go() -> dict[str, Any]:
+        store = plant_store(root, config, annotations, default_dir)
+        known_table(store, table)
+        old, new = _diff_versions(store, table, from_version, to_version)
+        return _diff(old, new, limit)
+
+    report = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_diff(report)
+
+
+def _diff_versions(store: Any, table: str, older: str | None, newer: str | None) -> tuple[Any, Any]:
+    from dpo.errors import ConfigError
+
+    versions = store.list_versions(table)  # oldest first
+    if newer:
+        new = known_version(store, table, newer)
+    else:
+        new = next((v for v in versions if v.current), None)
+        if new is None:
+            raise ConfigError(f"no version of {table} is published yet")
+    if older:
+        return known_version(store, table, older), new
+    before = versions[:versions.index(new)]
+    if not before:
+        raise ConfigError(f"no version of {table} before {new.stamp} to compare with; versions: "
+                          f"{', '.join(v.stamp for v in versions)}")
+    return before[-1], new
+
+
+def _diff(old: Any, new: Any, limit: int) -> dict[str, Any]:
+    from dpo.changes import diff_tables
+    from dpo.parquetio import read_verified
+
+    old_table, new_table = read_verified(old.path), read_verified(new.path)
+    found = diff_tables(old_table, new_table)
+    counts = found.counts(old.stamp)
+    del counts["previous"]
+    return {"table": new.table, "from": old.stamp, "to": new.stamp, **counts,
+            "columns_changed_rows": found.columns_changed,
+            "added": new_table.take(found.added[:limit]).to_pylist(),
+            "removed": old_table.take(found.removed[:limit]).to_pylist()}
+
+
+def _print_diff(report: dict[str, Any]) -> None:
+    from dpo.console import out
+
+    def line(text: str) -> None:
+        out.print(text, soft_wrap=True, highlight=False, markup=False)
+
+    line(f"{report['table']}: {report['from']} -> {report['to']}: "
+         f"+{report['rows_added']:,} rows added, -{report['rows_removed']:,} rows removed")
+    edited = report["columns_changed_rows"]
+    if edited:
+        line("values changed in: " + ", ".join(f"{c} ({n:,} rows)" for c, n in edited.items()))
+    for key in ("columns_added", "columns_removed"):
+        if report[key]:
+            line(f"{key.replace('_', ' ')}: {', '.join(report[key])}")
+    for sign, key in (("+", "added"), ("-", "removed")):
+        rows = report[key]
+        total = report[f"rows_{key}"]
+        if rows:
+            line(f"first {len(rows)} of {total:,} rows {key}:")
+        for row in rows:
+            line(f"{sign} " + ", ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(versions)
     app.command()(rollback)
+    app.command()(diff)

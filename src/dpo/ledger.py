@@ -44,7 +44,9 @@ SCHEMA_VERSION = 4
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
 # A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
 ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
-TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, changed, failed]
+ADDED, REMOVED = 5, 6  # rows added / removed by the run's publish; absent in older runs
+TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, changed, failed,
+#                           rows added | None, rows removed | None]
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -196,6 +198,9 @@ def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
             s[1] += d.get("duplicates_removed") or 0
             s[2] += d.get("rows_rejected") or 0
             s[3] = int(s[3] or bool(d.get("changed")))
+            change = d.get("changes") if phase == "loader" else None
+            if change:
+                s[5:7] = [change.get("rows_added"), change.get("rows_removed")]
     return stats
 
 

@@ -169,9 +169,14 @@ class DataPipelineOrchestrator:
             logger.error("❌ Phase 2 skipped: {}", reason)
             return collector, None, reason
         logger.info("📊 Phase 2: DataLoaderAgent")
+        before = _annotations_or_empty(store)
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
             incremental=self.settings.incremental, progress=self.progress))
+        if loader.tables_created:
+            from dpo.changes import describe_publish
+
+            loader = describe_publish(store, before, loader)
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
@@ -298,6 +303,17 @@ def _unexpected(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, DpoError):
         return exc.info()
     return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _annotations_or_empty(store: VersionStore) -> dict[str, str]:
+    """What is published before Phase 2 (to say what its publish changed); Phase 2 itself
+    reports unreadable annotations."""
+    from dpo.errors import IntegrityError
+
+    try:
+        return store.annotations()
+    except IntegrityError:
+        return {}
 
 
 def _explicit_paths(*values: str) -> dict[str, str]:

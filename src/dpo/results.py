@@ -63,6 +63,8 @@ class TableResult:
     output: str | None = None
     warnings: tuple[str, ...] = ()
     error: ErrorInfo | None = None
+    # What a publish changed against the previous version (dpo.changes); Phase 2 only.
+    changes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class TableResult:
             "output": self.output,
             "warnings": list(self.warnings),
             "error": self.error.to_dict() if self.error else None,
+            "changes": self.changes,
         }
 
 
