@@ -257,7 +257,7 @@ def test_run_with_real_channels_from_a_config_file_leaks_no_secret(root: Path,
     (outcome,) = result["notifications"]
     assert outcome["sent"] is False and f"127.0.0.1:{dead}/***" in outcome["error"]
     (mail,) = smtp.messages
-    assert mail["Subject"] == "Manual Review Required: DataCollector"
+    assert mail["Subject"] == f"Manual Review Required: DataCollector · {root} · failed: productRecords"
     assert f"{row}" in mail.get_body(preferencelist=("plain",)).get_content()
     (hook,) = http.requests
     assert hook.path == f"/hooks/{WEBHOOK_TOKEN}" and "itemTotalQuantity" in hook.body["message"]

@@ -142,7 +142,8 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         collector_failure(), run_context=RUN_CONTEXT)
     text = note.message
 
-    assert note.subject == "Manual Review Required: DataCollector"
+    assert note.subject == ("Manual Review Required: DataCollector · failed: productRecords, "
+                            "purchaseOrders")
     assert note.priority == "high"
     assert note.recipient == "plant-data-team"
     sections = ["MANUAL REVIEW NOTIFICATION", " SUMMARY ", " ERROR DETAILS ", " HEALING ACTIONS ",
@@ -285,7 +286,7 @@ def test_email_reaches_local_smtp_server(smtp_server: SmtpSink,
     assert handler.failures == []
     assert smtp_server.logins == [("dpo", SMTP_PASSWORD)]  # credentials were really used
     (mail,) = smtp_server.messages
-    assert mail["Subject"] == "Manual Review Required: DataCollector"
+    assert mail["Subject"] == note.subject
     assert mail["To"] == "plant-data-team@plant.example"
     body = mail.get_body(preferencelist=("plain",))
     assert body is not None

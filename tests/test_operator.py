@@ -390,3 +390,24 @@ def test_the_run_summary_fits_80_columns_with_the_notes_below(root: Path) -> Non
                  and " records · load " in ln]
     assert re.match(r"collect \d+\.\d s · \d+ files · [\d,]+ records · load \d+\.\d s · ", timing)
     assert "00:00:00" not in done.stdout
+
+
+# -- 13. the subject names the plant and the failed tables; the body starts with the error ----
+
+@pytest.mark.parametrize("plant_name", [None, "Plant B (Binh Duong)"])
+def test_notification_subject_names_plant_and_tables_and_body_starts_with_the_error(
+        root: Path, plant_name: str | None) -> None:
+    assert dpo("run", "--root", root).returncode == 0
+    row = set_cell(sorted((root / ORDERS).iterdir())[-1], 4, "itemQuantity", "lots")
+    with http_receiver() as http:
+        name = f'plant_name = "{plant_name}"\n' if plant_name else ""
+        (root / "dpo.toml").write_text(
+            f'[dpo]\n{name}notify_urls = ["json://127.0.0.1:{http.port}/hooks/x"]\n', "utf-8")
+        assert dpo("run", "--root", root).returncode == 3
+
+    (hook,) = http.requests
+    assert hook.body["title"] == (f"Manual Review Required: DataCollector · "
+                                  f"{plant_name or root} · failed: purchaseOrders")
+    first = hook.body["message"].splitlines()[0]
+    assert first.startswith("purchaseOrders: ") and "purchaseOrder_181201.xlsx [poList]" in first
+    assert f"row {row}, column itemQuantity: 'lots'" in first

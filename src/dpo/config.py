@@ -48,6 +48,7 @@ class Settings:
     lock_timeout: float = 0.0  # seconds to wait for another run's lock
     incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
+    plant_name: str | None = None  # names the plant in notifications (default: the root folder)
 
     def __post_init__(self) -> None:
         problems = []

@@ -255,6 +255,7 @@ class DataPipelineOrchestrator:
     def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
             "run_id": run_id, "started_at": data["started_at"],
+            "plant": self.settings.plant_name or str(self.paths.root),
             "overall_status": data["overall_status"], "default_dir": str(self.paths.default_dir),
             "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
             "annotation_path": str(self.paths.annotation_path),
