@@ -78,3 +78,47 @@ def test_bare_flags_in_notifications_and_reports_are_run_options() -> None:
             bare = re.sub(r"`dpo [^`]+`", "", text)  # suggestions are checked above
             for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", bare):
                 assert flag in run_help, f"{module}: {flag!r} in {text!r}"
+
+
+# -- the README is true (#12 item 12) ----------------------------------------------------------
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_dpo_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    done = dpo("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"dpo {version('dpo')}"
+
+
+def test_every_command_and_flag_of_the_readme_table_exists() -> None:
+    rows = [ln for ln in README.splitlines() if ln.startswith("| `dpo")]
+    assert len(rows) >= 12
+    for row in rows:
+        for usage in re.findall(r"`dpo ([^`]*)`", row.split("|")[1]):
+            words = usage.split()
+            command = "" if not words or words[0].startswith("-") else words[0]
+            text = _help(command)
+            for flag in re.findall(r"--[a-z][a-z-]*", usage):
+                assert flag in text, f"README: `dpo {usage}`: {flag}"
+
+
+def test_the_readmes_common_options_are_run_options() -> None:
+    section = README.split("Common options:")[1].split("**Exit codes**")[0]
+    flags = set(re.findall(r"`(--?[a-z][a-z-]*)", section))
+    assert {"--root", "--config", "--quarantine", "--wait", "-v"} <= flags
+    for flag in flags:
+        assert flag in _help("run"), flag
+
+
+def test_the_readmes_consumer_snippet_reads_the_current_version(tmp_path: Path) -> None:
+    from pipelinetools import make_plant, run
+
+    make_plant(tmp_path / "plant")
+    run(tmp_path / "plant")
+    snippet = README.split("A consumer finds")[1].split("```python")[1].split("```")[0]
+    namespace: dict[str, object] = {}
+    exec(snippet.replace("/srv/plant-b", str(tmp_path / "plant")), namespace)
+    orders = namespace["orders"]
+    assert len(orders) == 50 and "itemQuantity" in orders.columns  # type: ignore[attr-defined]

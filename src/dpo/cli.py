@@ -24,6 +24,22 @@ app = typer.Typer(
          "4 another run holds the lock.",
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from dpo import __version__
+
+        typer.echo(f"dpo {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print dpo's version and exit.")] = False,
+) -> None:
+    """dpo: plant Excel exports -> typed, versioned Parquet (collect -> load)."""
+
+
 Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
                                            "against (default: current directory).")]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
