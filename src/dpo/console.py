@@ -48,22 +48,24 @@ def print_summary(result: dict[str, Any]) -> None:
                   title_justify="left")
     for column in ("phase", "table", "status", "rows", "changes"):
         table.add_column(column, justify="right" if column == "rows" else "left", no_wrap=True)
-    notes: list[str] = []
+    notes: dict[tuple[str, str], list[str]] = {}  # (phase, note) -> tables: said once
     for key, phase in (("collector_result", "collect"), ("loader_result", "load")):
         part = result[key]
         if part["status"] == "skipped":
             table.add_row(phase, "-", _styled("skipped"), "", "")
-            notes.append(f"{phase}: skipped: {part.get('reason', '')}")
+            notes[(phase, f"skipped: {part.get('reason', '')}")] = []
         for row in part.get("details", []):
             table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
                           change_text(row))
             said = [row["error"]["message"]] if row.get("error") else list(row["warnings"])
             columns = (row.get("changes") or {}).get("columns_changed")
             said += [f"values changed in {', '.join(columns)}"] if columns else []
-            notes += [f"{phase} {row['table']}: {note}" for note in said]
+            for note in said:
+                notes.setdefault((phase, note), []).append(row["table"])
     out.print(table)
-    for note in notes:
-        out.print(escape(note), soft_wrap=True, highlight=False)
+    for (phase, note), tables in notes.items():
+        out.print(escape(f"{phase} {', '.join(tables)}: {note}" if tables else f"{phase}: {note}"),
+                  soft_wrap=True, highlight=False)
     collector, loader = result["collector_result"], result["loader_result"]
     out.print(f"collect {seconds(collector.get('execution_seconds'))} · "
               f"{collector['files_processed']} files · {collector['records_count']:,} records · "
