@@ -411,3 +411,9 @@ def test_notification_subject_names_plant_and_tables_and_body_starts_with_the_er
     first = hook.body["message"].splitlines()[0]
     assert first.startswith("purchaseOrders: ") and "purchaseOrder_181201.xlsx [poList]" in first
     assert f"row {row}, column itemQuantity: 'lots'" in first
+
+
+def test_a_rollback_on_a_plant_that_never_ran_creates_nothing(root: Path) -> None:
+    done = dpo("rollback", "productRecords", "--to", "20240502_0600", "--root", root)
+    assert done.returncode == 2 and "versions: none yet" in done.stderr
+    assert not (root / "agents").exists()

@@ -129,6 +129,8 @@ def rollback(
         store = plant_store(root, config, annotations, default_dir)
         if table is not None:
             known_table(store, table)
+        if not release:
+            _targets(store, table, to)  # a wrong version is refused before the lock is made
         with run_lock(store.paths.output_dir):
             if release:
                 return _release(store, table)
@@ -163,21 +165,25 @@ def _record(store: Any, action: str, table: str, old: str | None, new: str | Non
         action, table, old, new, command=_command(), user=_user(), when=datetime.now())
 
 
-def _rollback(store: Any, table: str | None, to: str) -> list[str]:
+def _targets(store: Any, table: str | None, to: str) -> dict[str, str]:
+    """{table: version} to roll back to; ConfigError when there is none."""
     from dpo.errors import ConfigError
 
     if table is not None:
         known_version(store, table, to)
-        targets = {table: to}
-        skipped: list[str] = []
-    else:
-        targets = store.versions_at(to)
-        skipped = sorted(set(store.annotations()) - set(targets))
-        if not targets:
-            firsts = [f"{t} {vs[0].stamp}" for t in sorted(store.annotations())
-                      if (vs := store.list_versions(t))]
-            raise ConfigError(f"no version at or before {to} of any table; earliest: "
-                              f"{', '.join(firsts) or 'none'}")
+        return {table: to}
+    targets: dict[str, str] = store.versions_at(to)
+    if not targets:
+        firsts = [f"{t} {vs[0].stamp}" for t in sorted(store.annotations())
+                  if (vs := store.list_versions(t))]
+        raise ConfigError(f"no version at or before {to} of any table; earliest: "
+                          f"{', '.join(firsts) or 'none'}")
+    return targets
+
+
+def _rollback(store: Any, table: str | None, to: str) -> list[str]:
+    targets = _targets(store, table, to)
+    skipped = [] if table is not None else sorted(set(store.annotations()) - set(targets))
     before = {t: next((v.stamp for v in store.list_versions(t) if v.current), None)
               for t in targets}
     restored = store.rollback(targets, command=_command())
