@@ -67,6 +67,8 @@ COMMIT = RUN_POINTS.index("publish:annotations:renamed#1")
 
 ROLLED = ("itemInfo", "machineInfo")
 ROLLBACK_POINTS = [
+    "rollback:holds:written#1",  # the holds (#12) are written before the commit
+    "rollback:holds:renamed#1",
     *(f"rollback:restore:{t}:moved#1" for t in ROLLED),
     "rollback:annotations:written#1",
     "rollback:annotations:renamed#1",

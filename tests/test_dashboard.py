@@ -86,6 +86,8 @@ def test_dashboard_command_writes_the_file(history: tuple[Path, list[Any]],
     out = cli("dashboard", "--root", str(root), "--out", str(target)).stdout
     assert out.strip() == str(target)
     assert target.read_text(encoding="utf-8") == dashboard_of(root)  # same runs, same page
+    (tmp_path / "no-runs" / "database").mkdir(parents=True)  # a plant that never ran
+    (tmp_path / "no-runs" / "database" / "databaseSchemas.json").write_text("{}", "utf-8")
     empty = cli("dashboard", "--root", str(tmp_path / "no-runs"), "--out",
                 str(tmp_path / "empty.html")).stdout.strip()
     assert "No runs recorded yet" in Path(empty).read_text(encoding="utf-8")

@@ -139,7 +139,11 @@ def test_history_limit_and_table(history: tuple[Path, list[Any]]) -> None:
     assert [r["overall_status"] for r in newest] == ["success", "partial_success"]
     text = cli("history", "--root", str(root)).stdout
     assert "partial_success" in text and "failed" in text
-    empty = cli("history", "--root", str(root / "nowhere"), "--json").stdout
+    nowhere = cli("history", "--root", str(root / "nowhere"), "--json", expect=2)
+    assert "no plant at" in nowhere.stderr  # #12 item 6
+    (root / "fresh" / "database").mkdir(parents=True)  # a plant that never ran
+    (root / "fresh" / "database" / "databaseSchemas.json").write_text("{}", encoding="utf-8")
+    empty = cli("history", "--root", str(root / "fresh"), "--json").stdout
     assert json.loads(empty) == []
 
 
@@ -206,7 +210,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 4
+    assert ledger.version() == SCHEMA_VERSION == 5
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
     assert migrated["warnings_count"] == partial["warnings"]["total"]  # v4, from the result
@@ -226,7 +230,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 4
+    assert ledger.version() == 5
 
 
 def test_early_v2_ledger_without_table_stats_is_repaired(

@@ -56,7 +56,8 @@ def test_metrics_json_are_exactly_those_runs(history: tuple[Path, list[Any]]) ->
     assert m["phase_success_rates"] == {"collector": 0.5, "loader": 1.0}
     assert m["phase_runs"]["loader"] == {"ran": 3, "succeeded": 3, "skipped": 1}
     assert m["rollback_frequency"] == 0.5
-    assert m["rollbacks"] == {"runs_with_rollback": 2, "total": 2, "failed": 1, "succeeded": 1}
+    assert m["rollbacks"] == {"runs_with_rollback": 2, "manual": 0, "total": 2, "failed": 1,
+                              "succeeded": 1}
     sent = sum(n["sent"] for r in results for n in r["notifications"])
     assert sent == 3  # failed run: Phase 1 + skipped Phase 2; rolled-back run: Phase 1
     assert m["notification_triggers"] | {"by_component": None} == {
@@ -150,6 +151,8 @@ def test_parse_duration() -> None:
 
 
 def test_metrics_of_an_empty_ledger(tmp_path: Path) -> None:
+    (tmp_path / "database").mkdir()  # a plant that never ran
+    (tmp_path / "database" / "databaseSchemas.json").write_text("{}", encoding="utf-8")
     m = json.loads(cli("metrics", "--root", str(tmp_path), "--json").stdout)
     assert m["window"]["runs"] == 0 and m["pipeline_success_rate"] is None
     assert m["processing_time"]["total"]["median"] is None and m["last_run"] is None

@@ -144,7 +144,8 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         collector_failure(), run_context=RUN_CONTEXT)
     text = note.message
 
-    assert note.subject == "Manual Review Required: DataCollector"
+    assert note.subject == ("Manual Review Required: DataCollector · failed: productRecords, "
+                            "purchaseOrders")
     assert note.priority == "high"
     assert note.recipient == "plant-data-team"
     sections = ["MANUAL REVIEW NOTIFICATION", " SUMMARY ", " ERROR DETAILS ", " HEALING ACTIONS ",
@@ -169,7 +170,7 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         "20240501_0600_productRecords.parquet (hash verified)",
         "ERROR #2: FILE_NOT_FOUND",
         "rollback of purchaseOrders: FAILED — no earlier verified copy (first run)",
-        "--on-bad-rows quarantine",
+        "`dpo run --quarantine`",
         "Check the source folder /plant/database/dynamicDatabase/purchaseOrders_history",
         "Rollback of purchaseOrders failed",
         "Started at           : 2024-05-02 06:00:01",
@@ -288,7 +289,7 @@ def test_email_reaches_local_smtp_server(smtp_server: SmtpSink,
     assert handler.failures == []
     assert smtp_server.logins == [("dpo", SMTP_PASSWORD)]  # credentials were really used
     (mail,) = smtp_server.messages
-    assert mail["Subject"] == "Manual Review Required: DataCollector"
+    assert mail["Subject"] == note.subject
     assert mail["To"] == "plant-data-team@plant.example"
     body = mail.get_body(preferencelist=("plain",))
     assert body is not None

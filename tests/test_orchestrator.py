@@ -87,7 +87,8 @@ def plant_bad_cell(root: Path, value: Any = "abc") -> int:
 
 
 def subjects(mock: MockNotificationHandler) -> list[str]:
-    return [note["subject"] for note in mock.sent]
+    """The component part of each subject (the plant and the tables follow, after ' · ')."""
+    return [note["subject"].split(" · ")[0] for note in mock.sent]
 
 
 def newest_versions(root: Path) -> set[str]:
@@ -368,7 +369,7 @@ def test_notification_is_filled_from_the_real_failing_run(root: Path, clock: Clo
 
     assert result["overall_status"] == "partial_success"
     (note,) = mock.sent
-    assert note["subject"] == "Manual Review Required: DataCollector"
+    assert note["subject"] == f"{COLLECTOR_REVIEW} · {root} · failed: productRecords"
     assert note["recipient"] == "ops@plant.example"
     assert note["priority"] == "high"
     collector = result["collector_result"]
@@ -448,13 +449,13 @@ def test_real_email_and_webhook_are_delivered_and_secrets_stay_out_of_every_file
     assert result["overall_status"] == "partial_success"  # a dead channel changes nothing
     assert smtp.logins == [("dpo", SMTP_PASSWORD)]
     (mail,) = smtp.messages
-    assert mail["Subject"] == COLLECTOR_REVIEW
+    assert mail["Subject"].startswith(f"{COLLECTOR_REVIEW} · ")
     assert mail["To"] == "plant-data-team@plant.example"
     body = mail.get_body(preferencelist=("plain",)).get_content()
     assert "itemTotalQuantity" in body and re.search(rf"Row\s*:\s*{excel_row}\b", body)
     (hook,) = http.requests
     assert hook.path == f"/hooks/{WEBHOOK_TOKEN}"
-    assert hook.body["title"] == COLLECTOR_REVIEW and "'abc'" in hook.body["message"]
+    assert hook.body["title"] == mail["Subject"] and "'abc'" in hook.body["message"]
 
     (outcome,) = result["notifications"]
     assert outcome["component"] == "DataCollector" and outcome["sent"] is False

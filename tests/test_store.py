@@ -294,7 +294,7 @@ def test_rollback_restores_an_earlier_version(three_versions: tuple[Path, list[s
     assert [v.current for v in store.list_versions("itemInfo")] == [True, False, False]
     assert_consistent(root)
     log = change_log(root).read_text(encoding="utf-8")
-    assert f"rolled back itemInfo to {stamps[0]}" in log
+    assert f"rolled back itemInfo from {stamps[2]} to {stamps[0]} (dpo rollback)" in log
     assert f"moved {replaced.name} -> historical_db/" in log
     # And forward again to the newest one.
     store.rollback({"itemInfo": stamps[2]})

@@ -24,6 +24,22 @@ app = typer.Typer(
          "4 another run holds the lock.",
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from dpo import __version__
+
+        typer.echo(f"dpo {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print dpo's version and exit.")] = False,
+) -> None:
+    """dpo: plant Excel exports -> typed, versioned Parquet (collect -> load)."""
+
+
 Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
                                            "against (default: current directory).")]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
@@ -141,14 +157,21 @@ def run(
     _without_pandas()
     _arrow_memory_pool()
 
+    store: list[tuple[Path, bytes | None]] = []  # the annotations as the run found them
+
     def go() -> dict[str, Any]:
+        # Every value goes through Settings, which checks it as it checks the config file's.
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
-                             lock_timeout=wait, on_error_cells=on_error_cells,
-                             drop_total_rows=drop_total_rows or None)
-        return _run_with_progress(orch, max_retries, not no_notify,
+                             lock_timeout=wait, max_retries=max_retries,
+                             on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None)
+        store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
+        return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
 
-    result = _guard(verbose, go)
+    try:
+        result = _guard(verbose, go)
+    except KeyboardInterrupt:
+        raise _fail_interrupted(store[0] if store else None) from None
     refused = [e for e in result["collector_result"].get("errors", [])
                if e["error_type"] == "CONFIG_ERROR"]
     if refused:  # the run was refused for its configuration (and recorded if the plant ran)
@@ -160,6 +183,44 @@ def run(
 
         print_summary(result)
     raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _fail_interrupted(before: tuple[Path, bytes | None] | None) -> typer.Exit:
+    """Ctrl-C: one line saying where the store is (every step of a run is atomic)."""
+    from rich.console import Console
+
+    if before is None:
+        where = "the store is unchanged"
+    else:
+        path, old = before
+        stamp = _newest_stamp(old)
+        if _read_or_none(path) != old:
+            where = f"the run published before it stopped; the store is at {path}"
+        elif stamp:
+            where = f"the store is unchanged at {path} (newest version {stamp})"
+        else:
+            where = f"the store is unchanged (nothing published yet: no {path})"
+    Console(stderr=True).print(f"interrupted; {where}", highlight=False, soft_wrap=True,
+                               markup=False)
+    return typer.Exit(130)
+
+
+def _newest_stamp(annotations: bytes | None) -> str | None:
+    import re
+
+    try:
+        stored = json.loads(annotations or b"{}").values()
+    except ValueError:
+        return None
+    stamps = [m.group(1) for p in stored if (m := re.search(r"(\d{8}_\d{4}(?:-\d+)?)_", str(p)))]
+    return max(stamps, default=None)
 
 
 def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str | None,
@@ -175,15 +236,19 @@ def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str
 @app.command()
 def demo(
     target: Annotated[Path, typer.Argument(help="Folder for the demo plant.")] = Path("build/demo"),
-    months: Annotated[int, typer.Option(help="Monthly reports to generate.")] = 3,
-    rows: Annotated[int, typer.Option(help="Rows per monthly report.")] = 700,
+    months: Annotated[int, typer.Option(min=1, help="Monthly reports to generate.")] = 3,
+    rows: Annotated[int, typer.Option(min=0, help="Rows per monthly report.")] = 700,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same plant).")] = 0,
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Generate a realistic demo plant in TARGET and run the pipeline on it."""
     _setup_logging(verbose)
-    from dpo.demo import generate_plant
+    from dpo.demo import demo_folder_refusal, generate_plant, mark_demo_folder
 
+    refusal = demo_folder_refusal(target)
+    if refusal:
+        raise _fail(f"refusing to write the demo plant: {refusal}", EXIT_USAGE)
+    mark_demo_folder(target)
     plant = generate_plant(target, months=months, rows_per_month=rows, seed=seed)
     if not as_json:
         typer.echo(f"demo plant: {len(plant.monthly_files)} monthly reports, "
@@ -235,64 +300,10 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
     raise typer.Exit(0 if report["service_status"] == "healthy" else 1)
 
 
-@app.command()
-def versions(table: str, root: Root = None, config: Config = None, annotations: Annot = None,
-             default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
-    """List the stored versions of TABLE (newest last)."""
-    def go() -> list[dict[str, Any]]:
-        store = _store(root, config, annotations, default_dir)
-        return [v.to_dict() for v in store.list_versions(table)]
-
-    rows = _guard(verbose, go)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        from dpo.console import print_versions
-
-        print_versions(table, rows)
-    raise typer.Exit(0 if rows else 1)
-
-
-@app.command()
-def rollback(
-    table: Annotated[str | None, typer.Argument(help="Table to roll back.")] = None,
-    to: Annotated[str, typer.Option("--to", help="Version stamp, e.g. 20261127_0612.")] = "",
-    all_tables: Annotated[bool, typer.Option("--all", help="Roll back every table to its "
-                                             "version at or before --to.")] = False,
-    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
-    verbose: Verbose = False,
-) -> None:
-    """Point TABLE (or --all tables) back at an earlier, hash-verified version."""
-    _setup_logging(verbose)
-    if not to or (table is None) == (not all_tables):
-        raise _fail("give TABLE --to VERSION, or --all --to VERSION", EXIT_USAGE)
-
-    def go() -> list[Any]:
-        from dpo.lock import run_lock
-
-        store = _store(root, config, annotations, default_dir)
-        targets = store.versions_at(to) if all_tables else {str(table): to}
-        with run_lock(store.paths.output_dir):
-            restored: list[Any] = store.rollback(targets)
-        return restored
-
-    for version in _guard(verbose, go):
-        typer.echo(f"{version.table}: now at {version.stamp} ({version.rows} rows, "
-                   f"hash {str(version.content_hash)[:12]} verified)")
-
-
-def _store(root: Path | None, config: Path | None, annotations: str | None,
-           default_dir: str | None) -> Any:
-    from dpo.config import load_settings, resolve_paths
-    from dpo.store import VersionStore
-
-    settings = load_settings(config, root_dir=str(root) if root else None,
-                             annotation_path=annotations, default_dir=default_dir)
-    return VersionStore(resolve_paths(settings), keep_history=settings.keep_history)
-
-
 from dpo.cli_observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+from dpo.cli_store import register as _register_store  # noqa: E402 - versions/rollback/diff
 
+_register_store(app)
 _register_observe(app)
 
 

@@ -27,16 +27,20 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _context(root: Path | None, config: Path | None, default_dir: str | None) -> tuple[Any, Any]:
-    """(Paths, Settings), or exit 2 with the configuration problem."""
-    from dpo.config import load_settings, resolve_paths
+    """(Paths, Settings), or exit 2 with the configuration problem or a missing plant."""
+    from dpo.config import load_settings, plant_problem, resolve_paths
     from dpo.errors import ConfigError
 
     try:
         settings = load_settings(config, root_dir=str(root) if root else None,
                                  default_dir=default_dir)
-        return resolve_paths(settings), settings
+        paths = resolve_paths(settings)
     except ConfigError as exc:
         raise _fail(exc.message) from exc
+    problem = plant_problem(paths)  # a wrong --root: say so, and create nothing there
+    if problem:
+        raise _fail(problem)
+    return paths, settings
 
 
 def _console() -> Any:
@@ -78,6 +82,7 @@ def history_records(snap: Any) -> list[dict[str, Any]]:
     for run in snap.runs:
         rid = run["run_id"]
         records.append({
+            "kind": "run",
             **run,
             "phases": {"collector": {"status": run["collector_status"],
                                      "seconds": run["collector_s"]},
@@ -87,7 +92,11 @@ def history_records(snap: Any) -> list[dict[str, Any]]:
             "notifications": strip(children["notifications"].get(rid, [])),
             "errors": strip(children["errors"].get(rid, [])),
         })
-    return records
+    records += [{"kind": f"manual_{a['action']}", "started_at": a["at"], "table": a["table_name"],
+                 "from": a["from_version"], "to": a["to_version"], "command": a["command"],
+                 "user": a["user"]} for a in snap.actions]
+    # Newest first; ISO times of one machine sort as text.
+    return sorted(records, key=lambda r: str(r["started_at"]), reverse=True)
 
 
 def history(
@@ -109,12 +118,15 @@ def history(
     if not records:
         out.print(f"no runs recorded in {paths.output_dir}")
         return
-    table = Table(title=f"dpo runs (newest {len(records)})")
+    runs = sum(r["kind"] == "run" for r in records)
+    table = Table(title=f"dpo runs (newest {runs})")
     for col in ("run", "started", "status", "collector", "loader", "duration", "rollbacks",
                 "notifications", "errors"):
         table.add_column(col, justify="right" if col in ("duration", "errors") else "left",
                          no_wrap=col in ("run", "started"))
     for r in records:
+        if r["kind"] != "run":  # a rollback or release done by hand: in its own table below
+            continue
         status = r["overall_status"] or r["state"]
         table.add_row(
             r["run_id"], str(r["started_at"])[:19].replace("T", " "),
@@ -128,6 +140,23 @@ def history(
             f"{r['notifications_sent']} sent" + (f", {r['notifications_failed']} failed"
                                                  if r["notifications_failed"] else ""),
             "–" if r["errors_count"] is None else str(r["errors_count"]))
+    out.print(table)
+    _print_actions(out, [r for r in records if r["kind"] != "run"])
+
+
+def _print_actions(out: Any, actions: list[dict[str, Any]]) -> None:
+    """Rollbacks and releases done by hand (`dpo rollback`), newest first."""
+    if not actions:
+        return
+    from rich.table import Table
+
+    table = Table(title="manual actions (dpo rollback)")
+    for col in ("at", "action", "table", "from", "to", "by", "command"):
+        table.add_column(col, no_wrap=col != "command")
+    for a in actions:
+        table.add_row(str(a["started_at"])[:19].replace("T", " "),
+                      a["kind"].removeprefix("manual_"), a["table"], a["from"] or "–",
+                      a["to"] or "–", a["user"], a["command"])
     out.print(table)
 
 
@@ -179,7 +208,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
             ("collector success rate", pct(m["phase_success_rates"]["collector"])),
             ("loader success rate", pct(m["phase_success_rates"]["loader"])),
             ("rollback frequency", f"{pct(m['rollback_frequency'])} ({rb['total']} rollbacks, "
-                                   f"{rb['failed']} failed)"),
+                                   f"{rb['failed']} failed, {rb['manual']} manual)"),
             ("notification triggers", f"{pct(nt['rate'])} ({nt['sent']} sent, "
                                       f"{nt['failed']} failed, {nt['disabled']} disabled)")):
         rates.add_row(label, value)

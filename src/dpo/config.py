@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from dpo.errors import CellError, ConfigError
 from dpo.schema import resolve_within
 
@@ -49,6 +51,7 @@ class Settings:
     lock_timeout: float = 0.0  # seconds to wait for another run's lock
     incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
+    plant_name: str | None = None  # names the plant in notifications (default: the root folder)
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,14 +94,26 @@ class RowPolicy:
         return bad_values and self.on_bad_rows == "quarantine"
 
 
+CONFIG_NAME = "dpo.toml"
 
 
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
-    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given)."""
+    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given).
+
+    The config file is `config_file` (a relative path resolves against the root, like every
+    other path), else `<root>/dpo.toml` when there is one.
+    """
     values: dict[str, Any] = {}
+    env = _from_env()
+    base = Path(explicit.get("root_dir") or env.get("root_dir") or os.getcwd())
     if config_file is not None:
-        values.update(_read_toml(Path(config_file)))
-    values.update(_from_env())
+        path = base / Path(config_file).expanduser()  # an absolute path stays as it is
+        values.update(_read_toml(path))
+        logger.debug("settings: config file {}", path)
+    elif (base / CONFIG_NAME).is_file():
+        values.update(_read_toml(base / CONFIG_NAME))
+        logger.debug("settings: config file {} (found in the root)", base / CONFIG_NAME)
+    values.update(env)
     values.update({k: v for k, v in explicit.items() if v is not None})
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
@@ -194,3 +209,14 @@ def resolve_paths(settings: Settings) -> Paths:
         annotation_path=inside(settings.annotation_path, "annotation_path"),
         default_dir=inside(settings.default_dir, "default_dir"),
     )
+
+
+def plant_problem(paths: Paths) -> str | None:
+    """Why `paths` is no plant to look at, or None. Commands that only read (history, metrics,
+    dashboard, versions, diff) and rollback refuse a wrong --root instead of creating folders."""
+    if not paths.root.is_dir():
+        return f"no plant at {paths.root}: the folder does not exist"
+    if not paths.schema_path.is_file() and not paths.default_dir.is_dir():
+        return (f"no plant at {paths.root}: neither {paths.relative(paths.schema_path)} nor "
+                f"{paths.relative(paths.default_dir)} exists there (wrong --root?)")
+    return None

@@ -41,39 +41,79 @@ def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
+    """The run's summary: one short line per table (fits 80 columns, a cron mail's width),
+    then the notes (errors, warnings) in full below it, one line each, never wrapped."""
     overall = result["overall_status"]
     table = Table(title=f"dpo run: [bold {STYLE.get(overall, 'white')}]{overall}[/]",
                   title_justify="left")
-    for column in ("phase", "table", "status", "rows", "changed", "note"):
-        table.add_column(column, justify="right" if column == "rows" else "left")
+    for column in ("phase", "table", "status", "rows", "changes"):
+        table.add_column(column, justify="right" if column == "rows" else "left", no_wrap=True)
+    notes: dict[tuple[str, str], list[str]] = {}  # (phase, note) -> tables: said once
     for key, phase in (("collector_result", "collect"), ("loader_result", "load")):
         part = result[key]
         if part["status"] == "skipped":
-            table.add_row(phase, "-", _styled("skipped"), "", "", part.get("reason", ""))
+            table.add_row(phase, "-", _styled("skipped"), "", "")
+            notes[(phase, f"skipped: {part.get('reason', '')}")] = []
         for row in part.get("details", []):
-            note = row["error"]["message"] if row.get("error") else _warning_note(row)
             table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
-                          "yes" if row["changed"] else "no", escape(note))
+                          change_text(row))
+            said = [row["error"]["message"]] if row.get("error") else _warning_notes(row)
+            columns = (row.get("changes") or {}).get("columns_changed")
+            said += [f"values changed in {', '.join(columns)}"] if columns else []
+            for note in said:
+                notes.setdefault((phase, note), []).append(row["table"])
     out.print(table)
+    for (phase, note), tables in notes.items():
+        out.print(escape(f"{phase} {', '.join(tables)}: {note}" if tables else f"{phase}: {note}"),
+                  soft_wrap=True, highlight=False)
     collector, loader = result["collector_result"], result["loader_result"]
-    out.print(f"collect {collector['execution_time']} · {collector['files_processed']} files · "
-              f"{collector['records_count']:,} records · load {loader['execution_time']} · "
-              f"{loader.get('tables_created', 0)} new version(s)")
+    out.print(f"collect {seconds(collector.get('execution_seconds'))} · "
+              f"{collector['files_processed']} files · {collector['records_count']:,} records · "
+              f"load {seconds(loader.get('execution_seconds'))} · "
+              f"{loader.get('tables_created', 0)} new version(s)", highlight=False)
     for action in collector.get("healing_actions", []):
-        out.print(f"  {action['action']} {action['table']}: "
-                  f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}")
+        out.print(escape(f"  {action['action']} {action['table']}: "
+                         f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
+                  soft_wrap=True, highlight=False)
     for path in result.get("reports", []):
-        out.print(f"  report: {path}", soft_wrap=True)
+        out.print(f"  report: {path}", soft_wrap=True, highlight=False)
 
 
-def _warning_note(row: dict[str, Any]) -> str:
-    """A count per table (the reports list every warning, grouped)."""
-    total = row.get("warnings_total", 0)
-    if not total:
-        return ""
-    kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in
-                      (row.get("warnings_by_kind") or {}).items())
-    return f"{total} warning{'s' if total != 1 else ''} ({kinds})"
+def seconds(value: float | None) -> str:
+    """A duration as people read it: '4.2 s' under a minute, else H:MM:SS."""
+    if value is None:
+        return "–"
+    if value < 59.95:
+        return f"{value:.1f} s"
+    whole = round(value)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def change_text(row: dict[str, Any]) -> str:
+    """What changed in a table: '+12 −3' rows against the previous version when Phase 2
+    published it; yes/no otherwise."""
+    change = row.get("changes")
+    if change:  # the columns it edited are said below the table
+        return f"+{change['rows_added']:,} −{change['rows_removed']:,}"
+    if row.get("status") == "skipped":
+        return "not published"
+    return "yes" if row.get("changed") else "no"
+
+
+# Notes about the table's state are said as written; data-quality warnings are counted (the
+# reports list every one, grouped).
+_SAID_AS_WRITTEN = ("not_published", "held", "quarantine", "headers_only", "other")
+
+
+def _warning_notes(row: dict[str, Any]) -> list[str]:
+    said = [w["message"] for w in row.get("warnings") or [] if w["kind"] in _SAID_AS_WRITTEN]
+    counted = {k: n for k, n in (row.get("warnings_by_kind") or {}).items()
+               if k not in _SAID_AS_WRITTEN}
+    total = sum(counted.values())
+    if total:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counted.items())
+        said.append(f"{total} warning{'s' if total != 1 else ''} ({kinds}); see the final report")
+    return said
 
 
 def _styled(status: str) -> str:
@@ -107,6 +147,9 @@ def print_health(report: dict[str, Any]) -> None:
     last = report["last_run"]
     out.print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
               if last else "  last run: none yet")
+    for table, hold in (report.get("holds") or {}).items():
+        out.print(f"  held: {table} at {hold['version']} since {hold['since']} (dpo rollback; "
+                  f"`dpo rollback {table} --release` ends it)", soft_wrap=True)
     for reason in report["reasons"]:
         out.print(f"  [red]- {reason}[/]")
 
@@ -119,3 +162,10 @@ def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
         table.add_row(row["version"], str(row["rows"]), str(row["content_hash"])[:12],
                       "*" if row["current"] else "")
     out.print(table)
+    if not rows:
+        out.print(f"no versions of {name} yet: no run has published it")
+    for row in rows:
+        if row.get("held_since"):
+            out.print(f"held at {row['version']} since {row['held_since']} (dpo rollback): runs "
+                      f"keep it until one of its sources changes or `dpo rollback {name} "
+                      "--release`", soft_wrap=True)

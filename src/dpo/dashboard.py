@@ -18,7 +18,7 @@ from typing import Any
 from loguru import logger
 
 from dpo.config import Paths, Settings
-from dpo.ledger import ROWS, Ledger, Snapshot
+from dpo.ledger import ADDED, CHANGED, FAILED, REMOVED, ROWS, Ledger, Snapshot
 from dpo.metrics import (
     RECENT_RUNS,
     compute,
@@ -246,6 +246,35 @@ def quality(runs: list[dict[str, Any]]) -> str:
             "the run's final report.</p>")
 
 
+def last_tables(snap: Snapshot) -> str:
+    """The newest run's tables: published rows and what its publish changed."""
+    if not snap.runs:
+        return '<p class="none">No runs recorded yet.</p>'
+    stats = snap.table_stats.get(snap.runs[0]["run_id"], {})
+    if not stats:
+        return '<p class="none">The last run recorded no tables.</p>'
+    rows = []
+    for name, counts in sorted(stats.items()):
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(_published(counts))}</td>"
+                    f"<td>{_e(_change(counts))}</td></tr>")
+    return ("<table><tr><th>table</th><th>published rows</th><th>changes</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _published(counts: list[Any]) -> str:
+    return "–" if counts[ROWS] is None else f"{counts[ROWS]:,}"
+
+
+def _change(counts: list[Any]) -> str:
+    if counts[FAILED]:
+        return "failed"
+    if counts[ROWS] is None:
+        return "not published"
+    if len(counts) > REMOVED and counts[ADDED] is not None:
+        return f"+{counts[ADDED]:,} / -{counts[REMOVED]:,} rows"
+    return "changed" if counts[CHANGED] else "unchanged"
+
+
 def _cards(m: dict[str, Any]) -> str:
     last = m["last_run"] or {}
     total = m["processing_time"]["total"]
@@ -275,6 +304,8 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
         ("Run status timeline", timeline(runs, titles) if runs else empty),
         ("Phase durations (seconds per finished run)",
          durations(runs, titles) if runs else empty),
+        ("Tables of the last run (changes: rows added / removed by its publish)",
+         last_tables(snap)),
         ("Rows per table over time", table_rows(snap, runs) if runs else empty),
         ("Rollbacks and notifications per run", events(runs, titles) if runs else empty),
         ("Data quality warnings per run", quality(snap.runs)),

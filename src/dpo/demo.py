@@ -23,8 +23,11 @@ from pathlib import Path
 
 from dpo.xlsb import CellValue, write_xlsb, write_xlsx
 
-__all__ = ["MONTHLY_HEADER", "PO_HEADER", "SCHEMA", "DemoPlant", "generate_plant",
-           "write_monthly_report", "write_xlsb", "write_xlsx"]
+__all__ = ["DEMO_MARK", "MONTHLY_HEADER", "PO_HEADER", "SCHEMA", "DemoPlant", "demo_folder_refusal",
+           "generate_plant", "mark_demo_folder", "write_monthly_report", "write_xlsb", "write_xlsx"]
+
+# `dpo demo` marks the folders it creates, so it may overwrite them again and nothing else.
+DEMO_MARK = ".dpo-demo"
 
 _DEFECTS = ("itemBlackSpot", "itemOilDeposit", "itemScratch", "itemCrack", "itemSinkMark",
             "itemShort", "itemBurst", "itemBend", "itemStain", "otherNG")
@@ -416,3 +419,29 @@ def generate_plant(root: Path, *, months: int = 3, rows_per_month: int = 700,
         for day, month, part, parts in _po_plan(first, months, months if po_files is None
                                                 else po_files))
     return DemoPlant(root, schema_path, monthly, pos, static, rows_per_month)
+
+
+def demo_folder_refusal(target: Path) -> str | None:
+    """Why `dpo demo` must not write into `target`, or None when it may.
+
+    A demo overwrites the schema, the master tables and the monthly reports of its layout and
+    publishes into the store: it may only go into a missing or empty folder, or one that an
+    earlier `dpo demo` made (it holds DEMO_MARK). A real plant must never be touched.
+    """
+    if not target.exists():
+        return None
+    if not target.is_dir():
+        return f"{target} exists and is not a folder"
+    if (target / DEMO_MARK).is_file():
+        return None
+    if any(target.iterdir()):
+        return (f"{target} is not empty and was not made by `dpo demo` (no {DEMO_MARK} file "
+                "in it); it may be a real plant, so nothing was written. Give a new or empty "
+                "folder")
+    return None
+
+
+def mark_demo_folder(target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    (target / DEMO_MARK).write_text("made by `dpo demo`: it may overwrite this folder\n",
+                                    encoding="utf-8")

@@ -38,6 +38,7 @@ def pipeline_health_check(
     writable = _writable(paths.default_dir)
     if not writable:
         reasons.append(f"no write permission on {paths.default_dir}")
+    holds = _holds(paths, reasons)
     last = _last_run(paths)
     if last and last["status"] not in ("success", "running"):
         reasons.append(f"last run {last['run_id']} ended {last['status']}")
@@ -47,6 +48,7 @@ def pipeline_health_check(
         "last_run": last,
         "disk_space": disk,
         "write_permission": writable,
+        "holds": holds,
         "service_status": "healthy" if not reasons else "degraded",
         "reasons": reasons,
     }
@@ -83,6 +85,20 @@ def _size(path: Path) -> int:
     if not path.is_dir():
         return 0
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _holds(paths: Paths, reasons: list[str]) -> dict[str, dict[str, Any]]:
+    """Tables a manual rollback holds: {table: {version, since, command}}."""
+    from dpo.errors import IntegrityError
+    from dpo.holds import Holds
+
+    try:
+        holds = Holds(paths.loader_dir).read()
+    except IntegrityError as exc:
+        reasons.append(exc.message)
+        return {}
+    return {t: {"version": h.version, "since": h.since, "command": h.command}
+            for t, h in sorted(holds.items())}
 
 
 def _last_run(paths: Paths) -> dict[str, Any] | None:

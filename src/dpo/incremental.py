@@ -243,6 +243,12 @@ def folder_size(folder: Path) -> int:
     return total
 
 
+def forget_loader_state(cache_dir: Path) -> None:
+    """Make the next run load every table again (e.g. after a hold is released by hand: its
+    inputs did not change, so the no-change run would otherwise keep the held version)."""
+    (cache_dir / "loader.json").unlink(missing_ok=True)
+
+
 class LoaderState:
     """What Phase 2 last published from: per table the input's fingerprint, hash and rows.
 

@@ -8,15 +8,19 @@ dashboard) read a consistent snapshot while a run writes.
 Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order:
 v1 the `runs` table; v2 the summary columns and child tables, backfilled from each run's result
 JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats;
-v4 the data-quality warning counts, backfilled likewise):
+v4 the per-table change counts of run_tables and the `manual_actions` table; v5 the data-quality
+warning counts of each run, backfilled from its result):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
                        counts (records, rollbacks, notifications, errors), `table_stats` (the
                        per-table counts in compact JSON, for the dashboard), the result JSON
-    run_tables         (run_id, table_name, phase): status, rows, duplicates, rejected, changed
+    run_tables         (run_id, table_name, phase): status, rows, duplicates, rejected, changed,
+                       rows added / removed and columns changed against the previous version
     run_healing        (run_id, seq): healing actions (rollbacks...) and whether they worked
     run_notifications  (run_id, seq): component, outcome (sent | failed | disabled), channel
     run_errors         (run_id, seq): phase, error type, table, file, sheet, row, column
+    manual_actions     (seq): what an engineer did by hand outside a run: `rollback` (table,
+                       from and to version) or `release` of a hold; when, the command, the user
 
 Stdlib only (sqlite3, json): it runs after every pipeline run and must cost milliseconds.
 """
@@ -37,11 +41,13 @@ from loguru import logger
 
 from dpo.faults import checkpoint
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
 # A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
 ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
-TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, changed, failed]
+ADDED, REMOVED = 5, 6  # rows added / removed by the run's publish; absent in older runs
+TableCounts = list[Any]  # [rows | None, duplicates removed, rows rejected, changed, failed,
+#                           rows added | None, rows removed | None]
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -60,13 +66,13 @@ _V2_COLUMNS = [
     ("notifications_sent", "INTEGER"), ("notifications_failed", "INTEGER"),
     ("errors_count", "INTEGER"), ("table_stats", "TEXT"),
 ]
-# v4: data-quality warnings of the run: their number, and per kind (compact JSON).
-_V4_COLUMNS = [("warnings_count", "INTEGER"), ("warnings_by_kind", "TEXT")]
+# v5: data-quality warnings of the run: their number, and per kind (compact JSON).
+_V5_COLUMNS = [("warnings_count", "INTEGER"), ("warnings_by_kind", "TEXT")]
 _V2 = [
     """CREATE TABLE IF NOT EXISTS run_tables (
            run_id TEXT NOT NULL, phase TEXT NOT NULL, table_name TEXT NOT NULL,
            status TEXT, n_rows INTEGER, duplicates_removed INTEGER, rows_rejected INTEGER,
-           changed INTEGER,
+           changed INTEGER, rows_added INTEGER, rows_removed INTEGER, columns_changed TEXT,
            PRIMARY KEY (run_id, table_name, phase)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS run_healing (
            run_id TEXT NOT NULL, seq INTEGER NOT NULL, phase TEXT, action TEXT,
@@ -86,10 +92,10 @@ _V2 = [
 # The columns `runs()` returns (everything but the bulky result JSON).
 RUN_COLUMNS = ("run_id", "started_at", "finished_at", "state", "overall_status",
                "collector_status", "loader_status", "duration_s", "collector_s", "loader_s",
-               "pid", *(name for name, _ in (*_V2_COLUMNS, *_V4_COLUMNS)))
+               "pid", *(name for name, _ in (*_V2_COLUMNS, *_V5_COLUMNS)))
 _CHILDREN = {
     "run_tables": ("phase", "table_name", "status", "n_rows", "duplicates_removed",
-                   "rows_rejected", "changed"),
+                   "rows_rejected", "changed", "rows_added", "rows_removed", "columns_changed"),
     "run_healing": ("seq", "phase", "action", "table_name", "success", "detail"),
     "run_notifications": ("seq", "component", "outcome", "sent", "channel", "error"),
     "run_errors": ("seq", "phase", "error_type", "table_name", "file", "sheet", "excel_row",
@@ -123,9 +129,26 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
             _write_children(conn, run_id, result)
 
 
+_V4_CHANGES = (("rows_added", "INTEGER"), ("rows_removed", "INTEGER"),
+               ("columns_changed", "TEXT"))
+ACTION_COLUMNS = ("seq", "at", "epoch", "action", "table_name", "from_version", "to_version",
+                  "command", "user")
+
+
 def _migrate_v4(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(run_tables)")}
+    for name, kind in _V4_CHANGES:
+        if name not in present:
+            conn.execute(f"ALTER TABLE run_tables ADD COLUMN {name} {kind}")
+    conn.execute("""CREATE TABLE IF NOT EXISTS manual_actions (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, epoch REAL,
+                        action TEXT NOT NULL, table_name TEXT, from_version TEXT,
+                        to_version TEXT, command TEXT, user TEXT)""")
+
+
+def _migrate_v5(conn: sqlite3.Connection) -> None:
     present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, kind in _V4_COLUMNS:
+    for name, kind in _V5_COLUMNS:
         if name not in present:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     for run_id, result_json in conn.execute(
@@ -145,7 +168,7 @@ def _warnings(result: dict[str, Any]) -> tuple[int, str]:
 
 
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2, 4: _migrate_v4}
+    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2, 4: _migrate_v4, 5: _migrate_v5}
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -183,7 +206,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
     """table -> [rows, duplicates removed, rows rejected, changed, failed], both phases merged:
-    rows are the loader's where it loaded the table, else the collector's (None if it failed).
+    rows are the published rows: the loader's where it published (or kept) the table, None
+    where nothing was published (the table or Phase 2 failed, or Phase 2 did not run).
 
     A compact copy of what run_tables holds, kept on the run's row so that the dashboard and
     the metrics read one row per run instead of aggregating ten per run after every run.
@@ -194,11 +218,14 @@ def _table_stats(result: dict[str, Any]) -> dict[str, TableCounts]:
             s = stats.setdefault(str(d.get("table")), [None, 0, 0, 0, 0])
             if d.get("status") == "error":
                 s[4] = 1
-            elif phase == "loader" or s[0] is None:
+            elif phase == "loader" and d.get("status") in ("success", "warning"):
                 s[0] = d.get("rows")
             s[1] += d.get("duplicates_removed") or 0
             s[2] += d.get("rows_rejected") or 0
             s[3] = int(s[3] or bool(d.get("changed")))
+            change = d.get("changes") if phase == "loader" else None
+            if change:
+                s[5:7] = [change.get("rows_added"), change.get("rows_removed")]
     return stats
 
 
@@ -213,10 +240,14 @@ def _child_rows(result: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
     for phase, key in PHASES:
         part = result.get(key) or {}
         for d in part.get("details") or []:
+            change = d.get("changes") or {}
+            columns = change.get("columns_changed")
             rows["run_tables"].append((
                 phase, d.get("table"), d.get("status"), d.get("rows"),
                 d.get("duplicates_removed", 0), d.get("rows_rejected", 0),
-                int(bool(d.get("changed")))))
+                int(bool(d.get("changed"))), change.get("rows_added"),
+                change.get("rows_removed"),
+                None if columns is None else json.dumps(columns, separators=(",", ":"))))
         for h in part.get("healing_actions") or []:
             rows["run_healing"].append((len(rows["run_healing"]), phase, h.get("action"),
                                         h.get("table"), int(bool(h.get("success"))),
@@ -233,7 +264,7 @@ def _child_rows(result: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any]) -> None:
-    # An older schema's migration backfills only the columns it has (v4 adds its own later).
+    # An older schema's migration backfills only the columns it has (v5 adds its own later).
     present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     summary = {k: v for k, v in _summary(result).items() if k in present}
     conn.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in summary)} WHERE run_id=?",
@@ -256,6 +287,7 @@ class Snapshot:
     healing: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)  # manual ones, newest first
 
     @staticmethod
     def by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -366,6 +398,30 @@ class Ledger:
             logger.warning("⚠️ run {} never finished (killed?): recorded as interrupted", old)
         return stale
 
+    def interrupt(self, run_id: str, when: datetime) -> None:
+        """Record a run stopped by Ctrl-C (SIGINT/SIGTERM) as `interrupted`, on its way out."""
+        try:
+            with self._connect(write=True) as conn:
+                conn.execute("UPDATE runs SET state='interrupted', overall_status='interrupted', "
+                             "finished_at=?, duration_s=? - started_epoch "
+                             "WHERE run_id=? AND state='running'",
+                             (when.isoformat(), when.timestamp(), run_id))
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("❌ run ledger {}: cannot record run {} as interrupted: {}",
+                         self.path, run_id, exc)
+        finally:
+            self.close()
+
+    def record_action(self, action: str, table: str, from_version: str | None,
+                      to_version: str | None, *, command: str, user: str,
+                      when: datetime) -> None:
+        """Record what an engineer did by hand (a rollback, a release), under the run lock."""
+        with self._connect(write=True) as conn:
+            conn.execute("INSERT INTO manual_actions(at, epoch, action, table_name, "
+                         "from_version, to_version, command, user) VALUES (?,?,?,?,?,?,?,?)",
+                         (when.isoformat(timespec="seconds"), when.timestamp(), action, table,
+                          from_version, to_version, command, user))
+
     def finish(self, run_id: str, result: dict[str, Any]) -> None:
         """Complete the run's record from its result dict (inserting it if start failed).
 
@@ -421,8 +477,9 @@ class Ledger:
         with self._connect(write=False) as conn:
             runs = _dicts(conn.execute(window, params))
             packed = [run.pop("table_stats") for run in runs]
+            actions = self._actions(conn, runs, since_epoch, limit)
             if not children or not runs:
-                return Snapshot(runs=runs)
+                return Snapshot(runs=runs, actions=actions)
             unpacked = json.loads("[" + ",".join(text or "{}" for text in packed) + "]")
             stats = {run["run_id"]: tables for run, tables in zip(runs, unpacked, strict=True)}
             found = {name: _dicts(conn.execute(
@@ -431,4 +488,17 @@ class Ledger:
                 for name, cols in _CHILDREN.items() if detail or name != "run_tables"}
         return Snapshot(runs=runs, table_stats=stats, tables=found.get("run_tables", []),
                         healing=found["run_healing"], notifications=found["run_notifications"],
-                        errors=found["run_errors"])
+                        errors=found["run_errors"], actions=actions)
+
+    @staticmethod
+    def _actions(conn: sqlite3.Connection, runs: list[dict[str, Any]],
+                 since_epoch: float | None, limit: int | None) -> list[dict[str, Any]]:
+        """Manual actions in the window: since `since_epoch`, and when the newest `limit` runs
+        are asked for, since the oldest of them (all of them if there are fewer)."""
+        start = since_epoch
+        if limit is not None and runs and len(runs) >= limit:
+            oldest = runs[-1]["started_epoch"]
+            start = oldest if start is None or oldest is None else max(start, oldest)
+        return _dicts(conn.execute(
+            f"SELECT {', '.join(ACTION_COLUMNS)} FROM manual_actions "
+            "WHERE ? IS NULL OR epoch >= ? ORDER BY seq DESC", (start, start)))

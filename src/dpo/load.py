@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ from dpo.config import Paths, RowPolicy
 from dpo.errors import DpoError, ErrorType
 from dpo.excel import first_data_row, read_sheet
 from dpo.frames import arrow_schema, content_hash, older_hash_if_same
+from dpo.holds import Hold, Holds
 from dpo.incremental import Fingerprint, LoaderState, TableCache, folder_size
 from dpo.metakeys import META_HASH, META_SOURCES, META_TABLE
 from dpo.normalize import Origin, Source, normalize_table
@@ -76,10 +77,13 @@ class DataLoaderAgent:
             loaded.append(item)
         if any(r.status is Status.ERROR for r in results):
             logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
-            results += [self._unchanged(item, published=False) for item in loaded]
+            failed = ", ".join(r.table for r in results)
+            results += [self._not_published(item, failed) for item in loaded]
             return self._summary(results, 0, (), healing, started)
+        held = self._holds(loaded)
         changed = [item for item in loaded
                    if (item.table is not None or item.copy_from is not None)
+                   and item.spec.name not in held
                    and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
             item.spec.name: (item.copy_from or item.table,
@@ -90,6 +94,9 @@ class DataLoaderAgent:
         })
         for item in loaded:
             path = outcome.written.get(item.spec.name)
+            if item.spec.name in held:
+                results.append(self._held(item, held[item.spec.name]))
+                continue
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
                 table=item.spec.name, status=_status(item), rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
@@ -102,6 +109,31 @@ class DataLoaderAgent:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
         return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _not_published(self, item: _Loaded, failed: str) -> TableResult:
+        """A table that loaded but is not published because another failed (all-or-nothing)."""
+        current = self.store.current_path(item.spec.name)
+        where = (f"the current version is still {current.name}" if current
+                 else "it has never been published")
+        return replace(self._unchanged(item, published=False), status=Status.SKIPPED,
+                       warnings=(note(WarningKind.NOT_PUBLISHED, "not published: Phase 2 "
+                                      f"publishes every table or none, and {failed} failed; "
+                                      f"{where}"),))
+
+    def _holds(self, loaded: list[_Loaded]) -> dict[str, Hold]:
+        """Tables a manual rollback holds (dpo.holds): not republished while their sources
+        give what they gave at the rollback."""
+        return Holds(self.paths.loader_dir).keep({i.spec.name: i.digest for i in loaded})
+
+    def _held(self, item: _Loaded, hold: Hold) -> TableResult:
+        result = self._unchanged(item, published=True)
+        held = note(WarningKind.HELD, f"held at {hold.version} since {hold.since} by "
+                    f"`{hold.command}`: not republished until a source changes or `dpo rollback "
+                    f"{item.spec.name} --release`")
+        version = next((v for v in self.store.list_versions(item.spec.name) if v.current), None)
+        return replace(result, content_hash=version.content_hash if version else None,
+                       rows=version.rows or 0 if version else 0,
+                       warnings=(*result.warnings, held))
 
     def _remember(self, loaded: list[_Loaded]) -> None:
         """Record what was published from, so an unchanged input is not read next time."""

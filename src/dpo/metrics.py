@@ -6,11 +6,13 @@ A run has *ended* when it is finished or interrupted; runs still running are not
 - pipeline_success_rate: ended runs with overall_status `success` / ended runs.
 - phase_success_rates: per phase, finished runs where the phase ran and did not fail
   (status `success` or `warning`) / finished runs where it ran (a skipped Phase 2 did not run).
-- rollback_frequency: ended runs with at least one rollback / ended runs.
+- rollback_frequency: events with a rollback / events, where an event is an ended run or a
+  manual rollback (`dpo rollback`, recorded in the ledger's manual_actions): (ended runs with
+  at least one rollback + manual rollbacks) / (ended runs + manual rollbacks).
 - processing_time: per phase (`total`, `collector`, `loader`) over finished runs: median, p95
   (nearest rank), mean, latest (the newest finished run), count and sum, in seconds.
-- data_quality: per table, its latest row count (published rows; the collector's when the
-  loader did not load it), duplicates removed and rows rejected summed over the window, runs
+- data_quality: per table, its latest published row count (runs that published nothing do
+  not count), duplicates removed and rows rejected summed over the window, runs
   in which it changed or failed; errors by type; data-quality warnings by kind (summed over
   the window's finished runs) and the newest finished run's count.
 - notification_triggers: ended runs that asked for manual review / ended runs, and the
@@ -84,6 +86,7 @@ def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
         phases[phase] = {"ran": len(ran), "succeeded": sum(s in PHASE_OK for s in ran),
                          "skipped": sum(r[f"{phase}_status"] == "skipped" for r in finished)}
     rolled = [r for r in ended if r["rollbacks"]]
+    manual = sum(a["action"] == "rollback" for a in snap.actions)
     notes = [n for n in snap.notifications if n["run_id"] in ended_ids]
     outcomes = Counter(n["outcome"] for n in notes)
     by_component: dict[str, dict[str, int]] = {}
@@ -101,9 +104,9 @@ def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
         "pipeline_success_rate": _rate(statuses["success"], len(ended)),
         "phase_success_rates": {p: _rate(c["succeeded"], c["ran"]) for p, c in phases.items()},
         "phase_runs": phases,
-        "rollback_frequency": _rate(len(rolled), len(ended)),
-        "rollbacks": {"runs_with_rollback": len(rolled),
-                      "total": sum(r["rollbacks"] or 0 for r in ended),
+        "rollback_frequency": _rate(len(rolled) + manual, len(ended) + manual),
+        "rollbacks": {"runs_with_rollback": len(rolled), "manual": manual,
+                      "total": sum(r["rollbacks"] or 0 for r in ended) + manual,
                       "failed": sum(r["rollbacks_failed"] or 0 for r in ended),
                       "succeeded": sum((r["rollbacks"] or 0) - (r["rollbacks_failed"] or 0)
                                        for r in ended)},
@@ -204,11 +207,13 @@ def prometheus_text(m: dict[str, Any]) -> str:
                [({}, m["pipeline_success_rate"])])
     out.family("phase_success_rate", "gauge", "Runs where the phase ran and did not fail, 0-1.",
                [({"phase": p}, r) for p, r in m["phase_success_rates"].items()])
-    out.family("rollback_frequency", "gauge", "Ended runs with at least one rollback, 0-1.",
+    out.family("rollback_frequency", "gauge",
+               "Ended runs with a rollback and manual rollbacks / ended runs and manual rollbacks, 0-1.",
                [({}, m["rollback_frequency"])])
     rb = m["rollbacks"]
-    out.family("rollbacks", "gauge", "Rollbacks in the window by outcome.",
-               [({"outcome": "succeeded"}, rb["succeeded"]), ({"outcome": "failed"}, rb["failed"])])
+    out.family("rollbacks", "gauge", "Rollbacks in the window by outcome (manual: dpo rollback).",
+               [({"outcome": "succeeded"}, rb["succeeded"]), ({"outcome": "failed"}, rb["failed"]),
+                ({"outcome": "manual"}, rb["manual"])])
     times = m["processing_time"]
     out.family("run_duration_seconds", "summary", "Run and phase durations (finished runs).", [])
     for phase, st in times.items():

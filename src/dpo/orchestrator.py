@@ -38,6 +38,7 @@ from dpo.config import (
 from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType
 from dpo.fastpath import unchanged_run
 from dpo.fsio import remove_temp_files
+from dpo.ledger import Ledger
 from dpo.lock import run_lock
 from dpo.notify import (
     AppriseNotificationHandler,
@@ -110,7 +111,9 @@ class DataPipelineOrchestrator:
         """Run both phases and return the seed's result dict (JSON-serialisable). Bad input
         or configuration (a schema edited into nonsense) is a failed result, not an exception;
         another run holding the lock raises PipelineLocked."""
-        retries = self.settings.max_retries if max_retries is None else max_retries
+        # An explicit value is checked as the config file's is (ConfigError: 0..20).
+        retries = (self.settings.max_retries if max_retries is None
+                   else replace(self.settings, max_retries=max_retries).max_retries)
         policy = self.settings.row_policy(on_bad_rows, on_error_cells)
         if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
             raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
@@ -135,10 +138,20 @@ class DataPipelineOrchestrator:
         for leftover in remove_temp_files(self.output_dir):  # reports a killed run left half-done
             logger.info("🔧 removed temp file {} left by an interrupted run",
                         self.paths.relative(leftover))
-        from dpo.ledger import Ledger
-
         ledger = Ledger(self.output_dir / "runs.sqlite")
-        ledger.start(run_id, started)
+        try:
+            ledger.start(run_id, started)
+            return self._run_recorded(ledger, run_id, started, retries, notify, policy)
+        except KeyboardInterrupt:
+            # Ctrl-C: every step before was atomic, so the store is as it was before the
+            # step that was stopped; record the run as interrupted now (kill -9 is left to
+            # the next run's repair).
+            logger.debug("pipeline run {} interrupted", run_id)
+            ledger.interrupt(run_id, self.clock())
+            raise
+
+    def _run_recorded(self, ledger: Ledger, run_id: str, started: datetime, retries: int,
+                      notify: bool, policy: RowPolicy) -> PipelineResult:
         collector, loader, skip_reason = self._phases(retries, policy)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
@@ -186,9 +199,14 @@ class DataPipelineOrchestrator:
             logger.error("❌ Phase 2 skipped: {}", reason)
             return collector, None, reason
         logger.info("📊 Phase 2: DataLoaderAgent")
+        before = _annotations_or_empty(store)
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
             incremental=self.settings.incremental, progress=self.progress, policy=policy))
+        if loader.tables_created:
+            from dpo.changes import describe_publish
+
+            loader = describe_publish(store, before, loader)
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
@@ -240,6 +258,7 @@ class DataPipelineOrchestrator:
             note, outcome = notifier.notify(phase, run_context=context, send=notify)
             reports[f"{short}_manual_review_notification"] = note.message
             outcomes.append(outcome)
+        self._say_where_notes_went(outcomes)
         done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
         reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
         try:
@@ -248,6 +267,15 @@ class DataPipelineOrchestrator:
             logger.error("❌ reports not written: {}", exc.message)
             return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
         return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+
+    def _say_where_notes_went(self, outcomes: list[NotificationOutcome]) -> None:
+        """No channel configured: alerts go to files nobody may read; say so, once a run."""
+        if not isinstance(self.notification_handler, FileNotificationHandler):
+            return
+        if any(o.sent for o in outcomes):
+            logger.warning("⚠️ no notification channel is configured (notify_urls in {} or "
+                           "DPO_NOTIFY_URLS): notifications were written to {} only",
+                           self.paths.root / "dpo.toml", self.notification_handler.folder)
 
     def _write_reports(self, result: PipelineResult, run_id: str, done: PipelineResult,
                        reports: dict[str, str]) -> list[Path]:
@@ -260,6 +288,7 @@ class DataPipelineOrchestrator:
     def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
             "run_id": run_id, "started_at": data["started_at"],
+            "plant": self.settings.plant_name or str(self.paths.root),
             "overall_status": data["overall_status"], "default_dir": str(self.paths.default_dir),
             "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
             "annotation_path": str(self.paths.annotation_path),
@@ -325,6 +354,17 @@ def _unexpected(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, DpoError):
         return exc.info()
     return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _annotations_or_empty(store: VersionStore) -> dict[str, str]:
+    """What is published before Phase 2 (to say what its publish changed); Phase 2 itself
+    reports unreadable annotations."""
+    from dpo.errors import IntegrityError
+
+    try:
+        return store.annotations()
+    except IntegrityError:
+        return {}
 
 
 def _explicit_paths(*values: str) -> dict[str, str]:

@@ -27,6 +27,8 @@ class WarningKind(StrEnum):
     SOURCE_FILE = "source_file"  # a file named like a source that was not read as one
     QUARANTINE = "quarantine"  # rows moved to the quarantine file
     HEADERS_ONLY = "headers_only"  # a file with no data rows
+    NOT_PUBLISHED = "not_published"  # loaded, but another table failed (all-or-nothing)
+    HELD = "held"  # a manual rollback holds the table at its version
     OTHER = "other"
 
 

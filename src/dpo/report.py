@@ -73,6 +73,8 @@ def _table_line(table: Mapping[str, Any]) -> str:
         extra.append(f"{table['duplicates_removed']} duplicates removed")
     if table.get("rows_rejected"):
         extra.append(f"{table['rows_rejected']} rows quarantined")
+    if table.get("changes"):
+        extra.append(change_summary(table["changes"]))
     if table.get("blank_rows_skipped"):
         extra.append(f"{table['blank_rows_skipped']} blank rows skipped")
     if table.get("warnings_total"):
@@ -80,6 +82,17 @@ def _table_line(table: Mapping[str, Any]) -> str:
     tail = f" ({'; '.join(extra)})" if extra else ""
     where = f" -> {table['output']}" if table.get("output") else ""
     return f"  {table['table']:<28} {table['status']:<8} {table['rows']:>9,} rows, {change}{where}{tail}"
+
+
+def change_summary(change: Mapping[str, Any]) -> str:
+    """'+12 / -3 rows vs 20240502_0600; values changed in itemQuantity' (dpo.changes)."""
+    against = f" vs {change['previous']}" if change.get("previous") else " (first version)"
+    text = f"+{change['rows_added']:,} / -{change['rows_removed']:,} rows{against}"
+    for key, label in (("columns_changed", "values changed in"),
+                       ("columns_added", "columns added"), ("columns_removed", "columns removed")):
+        if change.get(key):
+            text += f"; {label} {', '.join(change[key])}"
+    return text
 
 
 def render_final(result: Mapping[str, Any], context: Mapping[str, Any]) -> str:
@@ -99,6 +112,10 @@ def render_final(result: Mapping[str, Any], context: Mapping[str, Any]) -> str:
         lines.append(f"Phase 2 DataLoaderAgent: {loader['status']:<8} ({loader['execution_time']}, "
                      f"{loader['tables_created']} new versions, validation "
                      f"{loader['data_validation']})")
+    changed = [d for d in loader.get("details", []) if d.get("changes")]
+    if changed:
+        lines += ["", "WHAT CHANGED (dpo diff TABLE shows the rows)"]
+        lines += [f"  - {d['table']}: {change_summary(d['changes'])}" for d in changed]
     actions = collector.get("healing_actions", []) + loader.get("healing_actions", [])
     if actions:
         lines += ["", "ACTIONS TAKEN"]

@@ -65,6 +65,8 @@ class TableResult:
     warnings: tuple[DataWarning, ...] = ()
     blank_rows: int = 0  # blank rows skipped (gaps in a sheet, not records)
     error: ErrorInfo | None = None
+    # What a publish changed against the previous version (dpo.changes); Phase 2 only.
+    changes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class TableResult:
             "warnings_by_kind": counts(self.warnings),
             "blank_rows_skipped": self.blank_rows,
             "error": self.error.to_dict() if self.error else None,
+            "changes": self.changes,
         }
 
 

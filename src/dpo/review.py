@@ -56,7 +56,7 @@ _SUMMARY_KEYS = (
     ("data_validation", "Data validation"), ("execution_time", "Execution time"),
 )
 _CONTEXT_KEYS = (
-    ("run_id", "Run ID"), ("started_at", "Started at"), ("finished_at", "Finished at"),
+    ("plant", "Plant"), ("run_id", "Run ID"), ("started_at", "Started at"), ("finished_at", "Finished at"),
     ("overall_status", "Overall status"), ("source_dir", "Source folder"),
     ("schema_path", "Schema file"), ("annotation_path", "Annotation file"),
     ("default_dir", "Output folder"), ("max_retries", "Max retries"),
@@ -99,8 +99,8 @@ def _next_step(err: dict[str, Any], ctx: dict[str, Any]) -> str:
                            "lack the expected sheet. Re-export it, then rerun.",
         "MISSING_FIELDS": f"Restore the missing column(s) {where}, or correct required_fields "
                           f"in {schema}.",
-        "DATA_PROCESSING_ERROR": f"Fix {cell} {where}, or "
-                                 "rerun with --on-bad-rows quarantine to load the good rows now.",
+        "DATA_PROCESSING_ERROR": f"Fix {cell} {where}, or rerun with `dpo run --quarantine` "
+                                 "to load the good rows now (bad rows go to quarantine/).",
         "SCHEMA_MISMATCH": f"Make {table}{' column ' + col if col else ''} in {file} match the "
                            f"dtype in {schema}.",
         "SCHEMA_INVALID": f"Correct {err.get('file') or schema} as listed above; no data "
@@ -109,7 +109,8 @@ def _next_step(err: dict[str, Any], ctx: dict[str, Any]) -> str:
         "WRITE_ERROR": "Check free disk space and write permission on "
                        f"{ctx.get('default_dir') or 'the output folder'}.",
         "INTEGRITY_ERROR": f"{file} of {table} no longer matches its recorded hash: restore a "
-                           "verified earlier version.",
+                           f"verified earlier version (`dpo versions {table}`, then "
+                           f"`dpo rollback {table} --to VERSION`).",
         "ROLLBACK_ERROR": f"No verified earlier copy of {table} exists: fix the error above "
                           "and rerun.",
         "LOCKED": f"{file} stayed locked{retries} (open in Excel or still copying): close it "
@@ -211,6 +212,37 @@ def _metadata(res: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+_LEAD_ERRORS = 3
+
+
+def _subject(component: str, res: dict[str, Any], ctx: dict[str, Any]) -> str:
+    """Which plant and which tables, not only which component: an inbox shows the subject."""
+    parts = [f"Manual Review Required: {component}"]
+    if ctx.get("plant"):
+        parts.append(str(ctx["plant"]))
+    failed = [str(d.get("table")) for d in res.get("details") or [] if d.get("status") == "error"]
+    if failed:
+        parts.append("failed: " + ", ".join(failed))
+    elif res.get("status") == "skipped":
+        parts.append("did not run")
+    elif res.get("status") in ("error", "failed"):
+        parts.append("failed")
+    return " · ".join(parts)
+
+
+def _lead(res: dict[str, Any]) -> list[str]:
+    """The first lines of the message: the error itself, before any header (mail previews
+    and phone notifications show only these)."""
+    errors = _all_errors(res)
+    lines = [f"{e.get('table') or res.get('component')}: {e.get('message')}"
+             for e in errors[:_LEAD_ERRORS]]
+    if len(errors) > _LEAD_ERRORS:
+        lines.append(f"... and {len(errors) - _LEAD_ERRORS} more error(s): see ERROR DETAILS below")
+    if not errors and res.get("reason"):
+        lines.append(f"{res.get('component')} did not run: {res['reason']}")
+    return [*lines, ""] if lines else []
+
+
 class ManualReviewNotifier:
     """Builds the seed's manual-review message from a phase result dict, and sends it."""
 
@@ -231,11 +263,11 @@ class ManualReviewNotifier:
                   *_line("Timestamp", now), *_line("Run ID", ctx.get("run_id")),
                   *_line("Overall status", str(ctx.get("overall_status") or "").upper()),
                   *_line("Reason", res.get("reason")), ""]
-        lines = [*header, *_summary(res), *_error_details(res, ctx), *_healing(res),
+        lines = [*_lead(res), *header, *_summary(res), *_error_details(res, ctx), *_healing(res),
                  *_next_steps(res, ctx), *_metadata(res, ctx), "=" * _WIDTH]
         priority = {"warning": "medium", "success": "low"}.get(status, "high")
         # _scrub: a run_context value or error text could quote a channel URL with its secret
-        return Notification(self.recipient, f"Manual Review Required: {component}",
+        return Notification(self.recipient, _scrub(_subject(component, res, ctx)),
                             _scrub("\n".join(lines) + "\n"), priority)
 
     def notify(self, component_result: dict[str, Any], *, run_context: dict[str, Any],

@@ -3,6 +3,7 @@
     DataLoaderAgent/newest/YYYYMMDD_HHMM[-N]_<table>.parquet   current versions
     DataLoaderAgent/historical_db/...                           superseded versions (bounded)
     DataLoaderAgent/change_log.txt                              one block per publishing run
+    DataLoaderAgent/holds.json                                  manual rollbacks (dpo.holds)
     <annotation_path>                                           {table: path}: the commit point
 
 Publishing is write-once, publish-by-pointer: (1) new version files are written atomically,
@@ -275,18 +276,29 @@ class VersionStore:
         return next_stamp(base, used)
 
     # -- rollback ----------------------------------------------------------------------------
-    def rollback(self, targets: Mapping[str, str]) -> list[VersionInfo]:
-        """Point each table at the named version, after proving the file's hash; all at once."""
+    def rollback(self, targets: Mapping[str, str], *,
+                 command: str = "dpo rollback") -> list[VersionInfo]:
+        """Point each table at the named version, after proving the file's hash; all at once.
+
+        Each table is then held there (dpo.holds) until its sources change or it is released;
+        the holds are written before the commit, so a crash between them leaves a hold on a
+        version that is still current: harmless.
+        """
         from dpo.parquetio import read_verified
 
         chosen: dict[str, VersionInfo] = {}
+        before: dict[str, str | None] = {}
         for table, stamp in targets.items():
-            match = [v for v in self.list_versions(table) if v.stamp == stamp]
+            versions = self.list_versions(table)
+            match = [v for v in versions if v.stamp == stamp]
             if not match:
-                raise DpoError(f"{table}: no version {stamp!r}", error_type=ErrorType.ROLLBACK_ERROR,
-                               table=table)
+                listed = ", ".join(v.stamp for v in versions) or "none"
+                raise DpoError(f"no version {stamp} of {table}; versions: {listed}",
+                               error_type=ErrorType.ROLLBACK_ERROR, table=table)
             read_verified(match[0].path)  # raises IntegrityError on a hash mismatch
             chosen[table] = match[0]
+            before[table] = next((v.stamp for v in versions if v.current), None)
+        self._hold(chosen, command)
         old = self.annotations()
         new = dict(old)
         restored: list[VersionInfo] = []
@@ -302,10 +314,27 @@ class VersionStore:
         atomic_write_json(self.paths.annotation_path, new, point="rollback:annotations")
         outcome = PublishOutcome(stamp=None)
         self._archive_superseded(old, new, outcome)
-        lines = [f"rolled back {v.table} to {v.stamp}" for v in restored]
+        lines = [f"rolled back {v.table} from {before[v.table]} to {v.stamp} ({command}); held "
+                 "until its sources change" for v in restored]
         lines += [f"moved {s.name} -> historical_db/" for s, _ in outcome.moved]
         self._log_block("rollback", lines)
         return restored
+
+    def _hold(self, chosen: Mapping[str, VersionInfo], command: str) -> None:
+        from dpo.holds import Hold, Holds
+
+        holds = Holds(self.paths.loader_dir)
+        current = holds.read()
+        since = self.clock().isoformat(timespec="seconds")
+        for table, version in chosen.items():
+            earlier = current.get(table)
+            # What the sources give: the content rolled away from, or an earlier hold's.
+            sources = earlier.sources_hash if earlier else self.current_hash(table)
+            if version.content_hash is not None and version.content_hash == sources:
+                current.pop(table, None)  # back at what the sources give: nothing to hold
+            else:
+                current[table] = Hold(table, version.stamp, since, sources, command)
+        holds.write(current, point="rollback:holds")
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         """For rollback of all tables: each table's newest version at or before `stamp`."""
