@@ -1,4 +1,4 @@
-"""What `dpo.changes.diff_tables` costs after a publish: the previous and the new version of a
+"""What `dpo.store.changes.diff_tables` costs after a publish: the previous and the new version of a
 productRecords-shaped table (the demo plant's monthly report, N rows), one cell edited and one
 month appended. Run: .venv/bin/python bench/diff_time.py [ROWS]"""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import fastexcel
 import pyarrow as pa
 
-from dpo.changes import diff_tables
-from dpo.demo import write_monthly_report
+from dpo.demo.plant import write_monthly_report
+from dpo.store.changes import diff_tables
 
 
 def main() -> None:

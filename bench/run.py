@@ -14,7 +14,7 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   nochange     `dpo run` again with nothing changed
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
-  files_1w/2w  the 120-file read alone (dpo.readers.read_files) with 1 and 2 threads
+  files_1w/2w  the 120-file read alone (dpo.excel.pool.read_files) with 1 and 2 threads
   read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
   cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
@@ -107,8 +107,8 @@ def cpu_ceiling(n: int = 5_000_000) -> float:
 
 
 def read_seconds(repeat: int, root: Path, workers: int) -> float:
-    """The 120-file read alone (dpo.readers.read_files, every monthly report), in process."""
-    from dpo.readers import read_files
+    """The 120-file read alone (dpo.excel.pool.read_files, every monthly report), in process."""
+    from dpo.excel.pool import read_files
     from dpo.schema import load_schema
 
     spec = load_schema(root / "database/databaseSchemas.json", root).table("productRecords")
@@ -123,7 +123,7 @@ def read_seconds(repeat: int, root: Path, workers: int) -> float:
 
 
 def make_plants(out: Path) -> tuple[Path, Path]:
-    from dpo.demo import generate_plant, write_monthly_report
+    from dpo.demo.plant import generate_plant, write_monthly_report
 
     plant, big = out / "plant", out / "big"
     if not (plant / "database").exists():
@@ -183,7 +183,7 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
     counter = iter(range(10_000))
 
     def change_one() -> None:
-        from dpo.demo import write_monthly_report
+        from dpo.demo.plant import write_monthly_report
 
         write_monthly_report(months[-1], month="2028-10", n_rows=700, seed=100 + next(counter))
 

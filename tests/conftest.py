@@ -1,6 +1,6 @@
 """Shared fixture builders: small schemas, real Excel files, paths and collector runs.
 
-Excel files are written with `dpo.demo` (the project's own fixture writer), so every test
+Excel files are written with `dpo.demo.plant` (the project's own fixture writer), so every test
 reads real `.xlsx`/`.xlsb` bytes through the production reader.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.config import Paths, load_settings, resolve_paths
 from dpo.results import CollectorResult
 
@@ -147,7 +147,7 @@ def write_source(
     folder: str = "records_history",
 ) -> Path:
     """Write one real Excel source file (`.xlsx` or `.xlsb`, chosen by the name)."""
-    from dpo.demo import write_xlsb, write_xlsx
+    from dpo.demo.plant import write_xlsb, write_xlsx
 
     path = source_dir(root, folder) / name
     writer = write_xlsb if name.endswith(".xlsb") else write_xlsx
@@ -163,8 +163,8 @@ def records_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def plant(tmp_path: Path):  # -> dpo.demo.DemoPlant
+def plant(tmp_path: Path):  # -> dpo.demo.plant.DemoPlant
     """A small generated plant: 2 monthly .xlsb reports of 60 rows, 3 purchase-order .xlsx."""
-    from dpo.demo import generate_plant
+    from dpo.demo.plant import generate_plant
 
     return generate_plant(tmp_path, months=2, rows_per_month=60, po_files=3, seed=7)

@@ -42,12 +42,12 @@ from reliabilitytools import (
     temp_files,
 )
 
-import dpo.excel
-from dpo.demo import generate_plant, write_xlsb, write_xlsx
-from dpo.notify import MockNotificationHandler
-from dpo.orchestrator import DataPipelineOrchestrator
-from dpo.parquetio import read_verified
-from dpo.xlsb import ExcelError
+import dpo.excel.reader
+from dpo.demo.plant import generate_plant, write_xlsb, write_xlsx
+from dpo.demo.writers import ExcelError
+from dpo.notify.channels import MockNotificationHandler
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
+from dpo.store.parquet import read_verified
 
 PO = ORDERS / "purchaseOrder_181201.xlsx"
 REPORT = MONTHLY / "monthlyReports_201812.xlsb"
@@ -506,7 +506,7 @@ def test_bad_input(name: str, good: Path, tmp_path: Path, logged: Logged,
     before, before_phase1 = published_bytes(root), phase1_bytes(root)
     case.build(root)
     if "ratio" in name:  # 64 MiB in 64 KB: the ratio rule, at a limit this test can afford
-        monkeypatch.setattr(dpo.excel, "MAX_PACK_RATIO", 200)
+        monkeypatch.setattr(dpo.excel.reader, "MAX_PACK_RATIO", 200)
     result = run(root, case.on_error_cells)
 
     assert result["overall_status"] == case.overall, errors_of(result)

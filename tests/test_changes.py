@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from pipelinetools import ORDERS, Clock, detail, dpo, make_plant, read_book, run, set_cell
 
-from dpo.changes import diff_tables
+from dpo.store.changes import diff_tables
 
 
 def table(rows: list[tuple[object, ...]], names: tuple[str, ...] = ("code", "qty", "note")

@@ -26,10 +26,10 @@ from conftest import (
 )
 
 from dpo.errors import ErrorType
+from dpo.excel.discover import discover
 from dpo.fsio import TMP_MARK
 from dpo.results import Status
 from dpo.schema import load_schema
-from dpo.sources import discover
 
 TS = pd.Timestamp
 
@@ -369,7 +369,7 @@ def test_formula_error_cell_is_reported(records_root: Path) -> None:
 def test_xlsb_error_cells_are_reported_with_row_and_column(
     records_root: Path, formula: bool
 ) -> None:
-    from dpo.xlsb import ExcelError, write_xlsb
+    from dpo.demo.writers import ExcelError, write_xlsb
 
     write_schema(records_root, {"records": dynamic_entry(extension=".xlsb")})
     rows = [good_row(i) for i in range(4)]

@@ -45,10 +45,10 @@ from storetools import (
     tree_state,
 )
 
-from dpo.frames import content_hash
 from dpo.fsio import TMP_MARK
-from dpo.parquetio import read_verified
 from dpo.results import Status
+from dpo.store.contenthash import content_hash
+from dpo.store.parquet import read_verified
 
 KEEP = 2  # keep_history of every run here
 CHANGED = ("productRecords", "purchaseOrders", "itemInfo", "machineInfo")

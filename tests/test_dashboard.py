@@ -21,8 +21,8 @@ import pytest
 from conftest import skip_or_fail
 from test_ledger import BAD_COLUMN, OUTPUT, cli, make_history
 
-from dpo.dashboard import EVENT_COLORS, LINE_COLORS, PHASE_COLORS, STATUS_COLORS, render
-from dpo.ledger import Snapshot
+from dpo.observe.dashboard import EVENT_COLORS, LINE_COLORS, PHASE_COLORS, STATUS_COLORS, render
+from dpo.observe.ledger import Snapshot
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -209,7 +209,7 @@ def test_chart_colours_are_distinct() -> None:
 
 
 def test_sparkline_segments_break_at_gaps_and_drop_flat_middles() -> None:
-    from dpo.dashboard import _segments
+    from dpo.observe.dashboard import _segments
 
     assert _segments([]) == []
     assert _segments([(0, 5)]) == [[(0, 5)]]

@@ -17,7 +17,7 @@ import fastexcel
 import pytest
 from python_calamine import CalamineWorkbook
 
-from dpo.demo import (
+from dpo.demo.plant import (
     MONTHLY_HEADER,
     SCHEMA,
     DemoPlant,
@@ -26,7 +26,7 @@ from dpo.demo import (
     write_xlsb,
     write_xlsx,
 )
-from dpo.xlsb import check_value
+from dpo.demo.writers import check_value
 
 Writer = Callable[[Path, str, list[str], list[list[object]]], Path]
 WRITERS = [pytest.param(write_xlsb, ".xlsb", id="xlsb"), pytest.param(write_xlsx, ".xlsx", id="xlsx")]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dpo.demo import write_xlsx
-from dpo.excel import read_sheet
-from dpo.numbercells import _xlsb_numbers, lossy_texts
-from dpo.xlsb import write_xlsb
+from dpo.demo.plant import write_xlsx
+from dpo.demo.writers import write_xlsb
+from dpo.excel.numbercells import _xlsb_numbers, lossy_texts
+from dpo.excel.reader import read_sheet
 
 WRITERS = {"xlsx": write_xlsx, "xlsb": write_xlsb}
 COLUMNS = ("code", "qty", "weight")

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from python_calamine import CalamineWorkbook
 
-from dpo.demo import generate_plant, write_monthly_report, write_xlsb
-from dpo.health import pipeline_health_check
-from dpo.ledger import SCHEMA_VERSION, Ledger
-from dpo.notify import MockNotificationHandler
-from dpo.orchestrator import DataPipelineOrchestrator
+from dpo.demo.plant import generate_plant, write_monthly_report, write_xlsb
+from dpo.notify.channels import MockNotificationHandler
+from dpo.observe.ledger import SCHEMA_VERSION, Ledger
+from dpo.pipeline.health import pipeline_health_check
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 OUTPUT = Path("agents") / "shared_db" / "DataPipelineOrchestrator"
 BAD_COLUMN = "itemTotalQuantity"  # an Int64 column of productRecords
@@ -161,8 +161,8 @@ def test_killed_run_is_interrupted_when_the_next_run_starts(tmp_path: Path) -> N
                          / "monthlyReports_201901.xlsb", month="2019-01", n_rows=40)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DPO_")}
     env["DPO_CRASH_AT"] = "publish:annotations:written"
-    script = ("import sys\nfrom dpo.notify import MockNotificationHandler\n"
-              "from dpo.orchestrator import DataPipelineOrchestrator\n"
+    script = ("import sys\nfrom dpo.notify.channels import MockNotificationHandler\n"
+              "from dpo.pipeline.orchestrator import DataPipelineOrchestrator\n"
               "DataPipelineOrchestrator(root_dir=sys.argv[1], notification_handler="
               "MockNotificationHandler()).run_pipeline()\n")
     killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env,

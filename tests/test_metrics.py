@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_ledger import OUTPUT, STATES, cli, ledger_path, make_history, run
 
 from dpo.config import load_settings, resolve_paths
-from dpo.dashboard import publish_observability
-from dpo.demo import generate_plant
-from dpo.ledger import Ledger
-from dpo.metrics import compute, parse_duration, prometheus_text
+from dpo.demo.plant import generate_plant
+from dpo.observe.dashboard import publish_observability
+from dpo.observe.ledger import Ledger
+from dpo.observe.metrics import compute, parse_duration, prometheus_text
 
 HEAVY = ("pandas", "pyarrow", "numpy", "prometheus_client", "jinja2")
 
@@ -162,7 +162,7 @@ def test_metrics_of_an_empty_ledger(tmp_path: Path) -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    from dpo.ledger import Snapshot
+    from dpo.observe.ledger import Snapshot
 
     m = compute(Snapshot(runs=[]))
     m["data_quality"]["tables"] = {'we"ird\\name\n': {
@@ -206,10 +206,10 @@ def test_after_run_work_imports_nothing_heavy(history: tuple[Path, list[Any]],
 import json, sys
 from datetime import datetime
 from pathlib import Path
-import dpo.cli_observe
+import dpo.cli.observe
 from dpo.config import load_settings, resolve_paths
-from dpo.dashboard import publish_observability
-from dpo.ledger import Ledger
+from dpo.observe.dashboard import publish_observability
+from dpo.observe.ledger import Ledger
 settings = load_settings(root_dir=sys.argv[1])
 paths = resolve_paths(settings)
 ledger = Ledger(paths.output_dir / "runs.sqlite")

@@ -19,7 +19,7 @@ from loguru import logger
 from pipelinetools import SmtpSink, free_port, smtp_receiver
 
 from dpo.errors import CellError, ErrorInfo, ErrorType
-from dpo.notify import (
+from dpo.notify.channels import (
     AppriseNotificationHandler,
     CompositeNotificationHandler,
     FileNotificationHandler,
@@ -27,6 +27,7 @@ from dpo.notify import (
     NotificationOutcome,
     redact_url,
 )
+from dpo.notify.review import ManualReviewNotifier
 from dpo.quality import WarningKind
 from dpo.quality import note as warning_note
 from dpo.results import (
@@ -37,7 +38,6 @@ from dpo.results import (
     TableResult,
     skipped_phase,
 )
-from dpo.review import ManualReviewNotifier
 
 SMTP_PASSWORD = "SECRETPASS-5mtp"
 WEBHOOK_PASSWORD = "HOOKPASS-j50n"

@@ -1,5 +1,5 @@
 """Issue #12, operator experience: what a plant engineer hits in the first hour (real `dpo`
-subprocesses on real plants written by `dpo.demo`)."""
+subprocesses on real plants written by `dpo.demo.plant`)."""
 
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def test_out_of_range_command_line_values_exit_2_like_the_config_file(
 
 def test_the_api_checks_an_explicit_max_retries_too(root: Path) -> None:
     from dpo.errors import ConfigError
-    from dpo.orchestrator import DataPipelineOrchestrator
+    from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
     with pytest.raises(ConfigError, match=r"max_retries must be 0\.\.20, got 21"):
         DataPipelineOrchestrator(root_dir=root).run_pipeline(max_retries=21)

@@ -48,9 +48,9 @@ from pipelinetools import (
     smtp_receiver,
 )
 
-from dpo.health import pipeline_health_check
-from dpo.ledger import Ledger
-from dpo.notify import MockNotificationHandler
+from dpo.notify.channels import MockNotificationHandler
+from dpo.observe.ledger import Ledger
+from dpo.pipeline.health import pipeline_health_check
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 MACHINES = STATIC / "machineInfo.xlsx"
@@ -421,7 +421,7 @@ def test_disabled_notifications_send_nothing_but_reports_are_written(
     orchestrator(root, clock=clock.at(6, 1), handler=None).run_pipeline(
         enable_notifications=False)
     assert not notes.exists()
-    from dpo.orchestrator import DataPipelineOrchestrator
+    from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
     DataPipelineOrchestrator(root_dir=root, clock=clock.at(6, 2)).run_pipeline()
     assert len(list(notes.iterdir())) == 2

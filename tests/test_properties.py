@@ -24,12 +24,13 @@ from conftest import collect, dynamic_entry, output_path, table_result, write_sc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dpo.demo import write_xlsx
-from dpo.normalize import Source, normalize_table
-from dpo.numbercells import general
-from dpo.parquetio import read_verified
+from dpo.demo.plant import write_xlsx
+from dpo.demo.writers import ExcelError, write_xlsb
+from dpo.excel.numbercells import general
+from dpo.excel.origin import Source
 from dpo.schema import TableSpec
-from dpo.xlsb import ExcelError, write_xlsb
+from dpo.store.parquet import read_verified
+from dpo.transform.normalize import normalize_table
 
 COLUMNS = {"code": "string", "qty": "Int64", "weight": "Float64", "when": "datetime64[ns]",
            "ok": "boolean"}
@@ -195,7 +196,7 @@ def test_numbers_held_by_the_reader_keep_their_exact_value(numbers: list[float |
     """Numeric cells: the reader's text keeps 9 decimals, so the exact float comes alongside;
     an integer column accepts only whole numbers within Int64, a float column any number, a
     date column serials from day 0 (1899-12-30) to 9999-12-31."""
-    from dpo.normalize import to_datetime, to_float, to_int
+    from dpo.transform.normalize import to_datetime, to_float, to_int
 
     exact = pa.array(numbers, pa.float64())
     text = pa.array([None if x is None else f"{x:.9f}".rstrip("0").rstrip(".") for x in numbers],

@@ -29,8 +29,8 @@ from conftest import (
 from reliabilitytools import Raw, raw_xlsx
 
 from dpo import DataPipelineOrchestrator, MockNotificationHandler
+from dpo.demo.writers import ExcelError, write_xlsb, write_xlsx
 from dpo.results import Status
-from dpo.xlsb import ExcelError, write_xlsb, write_xlsx
 
 
 def run(root: Path, **options: Any) -> dict[str, Any]:
@@ -285,7 +285,7 @@ def test_files_named_like_sources_but_not_read_as_one_are_reported(records_root:
 def test_1904_workbooks_load_the_same_dates(tmp_path: Path, ext: str, as_text: bool) -> None:
     """Date cells, and plain serial numbers in a date column, mean the same day in a
     1904-system workbook as in a 1900 one; typed and text reads alike."""
-    from dpo.xlsb import excel_serial
+    from dpo.demo.writers import excel_serial
 
     tables = {}
     for system in (False, True):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import SAMPLES, dynamic_entry, make_paths, skip_or_fail, write_schema
 
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.errors import ConfigError, ErrorType, SchemaError
 from dpo.schema import DTYPE_KINDS, load_schema
 

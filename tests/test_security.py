@@ -31,12 +31,12 @@ from reliabilitytools import (
 from storetools import annotations as read_annotations
 from storetools import rename_value
 
-from dpo import excel
-from dpo.demo import SCHEMA, generate_plant
+from dpo.demo.plant import SCHEMA, generate_plant
 from dpo.errors import ConfigError
-from dpo.health import pipeline_health_check
-from dpo.notify import MockNotificationHandler
-from dpo.orchestrator import DataPipelineOrchestrator
+from dpo.excel import reader as excel
+from dpo.notify.channels import MockNotificationHandler
+from dpo.pipeline.health import pipeline_health_check
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 PO = ORDERS / "purchaseOrder_181201.xlsx"
 

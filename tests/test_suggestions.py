@@ -13,11 +13,10 @@ import pytest
 from pipelinetools import dpo
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "dpo"
-# The modules whose text reaches people: notifications, reports, console, CLI errors, logs.
-TEMPLATES = ("review.py", "report.py", "lock.py", "notify.py", "orchestrator.py", "load.py",
-             "console.py", "holds.py", "cli.py", "cli_store.py", "cli_observe.py", "demo.py",
-             "health.py", "store.py", "errors.py", "config.py")
-BARE_FLAG_MODULES = ("review.py", "report.py", "lock.py")  # their --flags are `dpo run`'s
+# Every module: any text may reach people (notifications, reports, console, CLI errors, logs).
+TEMPLATES = tuple(sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")))
+# Their --flags are `dpo run`'s.
+BARE_FLAG_MODULES = ("notify/review.py", "notify/reports.py", "store/lock.py")
 
 
 def _texts(module: str) -> list[str]:

@@ -20,7 +20,7 @@ from conftest import (
     write_source,
 )
 
-from dpo.excel import read_sheet
+from dpo.excel.reader import read_sheet
 from dpo.results import Status
 from dpo.schema import RENAMES, load_schema
 

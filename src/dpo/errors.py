@@ -5,6 +5,7 @@
     │   └── SchemaError           databaseSchemas.json rejected; lists every problem at once
     ├── TransientError            worth retrying: file locked, still being copied, EAGAIN
     ├── CellErrors                row-level conversion errors (file, sheet, row, column, value)
+    ├── PipelineLocked            another run holds the run lock (CLI exit code 4)
     └── IntegrityError            a stored file does not match its recorded content hash
 
 Reader (fastexcel/calamine) and pyarrow errors are translated into these exactly once, in
@@ -155,6 +156,12 @@ class SchemaError(ConfigError):
 
 class TransientError(DpoError):
     """A failure that may go away by itself (lock, partial copy); retried with backoff."""
+
+
+class PipelineLocked(DpoError):
+    """Another run holds the run lock (CLI exit code 4)."""
+
+    error_type = ErrorType.LOCKED
 
 
 class IntegrityError(DpoError):

@@ -65,7 +65,7 @@ class TableResult:
     warnings: tuple[DataWarning, ...] = ()
     blank_rows: int = 0  # blank rows skipped (gaps in a sheet, not records)
     error: ErrorInfo | None = None
-    # What a publish changed against the previous version (dpo.changes); Phase 2 only.
+    # What a publish changed against the previous version (dpo.store.changes); Phase 2 only.
     changes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
