@@ -11,7 +11,8 @@ import pytest
 
 from dpo.demo.plant import write_xlsx
 from dpo.demo.writers import write_xlsb
-from dpo.excel.numbercells import _xlsb_numbers, lossy_texts
+from dpo.excel.errorcells import scan_sheet
+from dpo.excel.numbercells import _xlsb_numbers
 from dpo.excel.reader import read_sheet
 
 WRITERS = {"xlsx": write_xlsx, "xlsb": write_xlsb}
@@ -59,7 +60,7 @@ def test_long_fractions_in_float_columns_only_change_nothing(tmp_path: Path, ext
     "0" (1e-12's) does: that column is read again as floats, and its text "0" stays."""
     path = tmp_path / f"t.{ext}"
     WRITERS[ext](path, "S", list(COLUMNS), [["A", 1, 1 / 3], ["0", 2, 1e-12]])
-    assert lossy_texts(str(path), "S") == {"0.333333333", "0"}
+    assert scan_sheet(str(path), "S").lossy == {"0.333333333", "0"}
     raw = _read(path)
     assert raw.table.column("code").to_pylist() == ["A", "0"]  # a text "0" stays "0"
     assert raw.exact == {}

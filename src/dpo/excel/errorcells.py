@@ -21,7 +21,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import numpy as np
+
 from dpo.errors import NOT_CALCULATED
+from dpo.excel.numbercells import block_numbers, lossy_texts_of
 
 ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
                0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
@@ -64,6 +67,7 @@ class Merge:
 class SheetScan:
     errors: tuple[ErrorCell, ...] = ()
     merges: tuple[Merge, ...] = ()
+    lossy: frozenset[str] = frozenset()  # reader's texts of numbers it rounds (numbercells)
 
 
 def cell_ref(row: int, col: int) -> str:
@@ -76,20 +80,38 @@ def cell_ref(row: int, col: int) -> str:
 
 
 def scan_sheet(path: str, sheet: str, archive: zipfile.ZipFile | None = None) -> SheetScan:
-    """Error cells, uncalculated formulas and merged ranges of `sheet`; empty when there are
-    none (or the file is not a zip). `archive`: the file already opened as a zip (its
-    directory is not read twice)."""
+    """Error cells, uncalculated formulas, merged ranges and lossy numbers of `sheet`, from one
+    stream through its bytes; empty when there are none (or the file is not a zip).
+    `archive`: the file already opened as a zip (its directory is not read twice)."""
     try:
         with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
             part = _sheet_part(opened, sheet)
-            if part is None or not _may_have_findings(opened, part):
+            if part is None:
                 return SheetScan()
+            binary = part.endswith(".bin")
+            maybe, lossy = _stream(opened, part, binary)
+            if not maybe:
+                return SheetScan(lossy=lossy)
             data = opened.read(part)
     except (zipfile.BadZipFile, OSError, KeyError):
         return SheetScan()  # the reader reports unreadable files; this is only a second look
-    if part.endswith(".bin"):
-        return _xlsb_scan(data)
-    return SheetScan(tuple(_xlsx_errors(data)), tuple(_xlsx_merges(data)))
+    found = _xlsb_scan(data) if binary else SheetScan(tuple(_xlsx_errors(data)),
+                                                       tuple(_xlsx_merges(data)))
+    return SheetScan(found.errors, found.merges, lossy)
+
+
+def _stream(archive: zipfile.ZipFile, part: str, binary: bool) -> tuple[bool, frozenset[str]]:
+    """One pass, 4 MiB at a time (a 60 MB sheet is never held twice): may the sheet hold error
+    cells, formulas or merges (the cheap test), and its lossy numbers' texts (numbercells)."""
+    test = _may_hold_errors if binary else _xlsx_may_hold
+    maybe, numbers, tail = False, [], b""
+    with archive.open(part) as stream:
+        while block := stream.read(_CHUNK):
+            joined = tail + block
+            maybe = maybe or test(joined)
+            numbers.append(block_numbers(joined, binary))
+            tail = block[-_OVERLAP:]
+    return maybe, lossy_texts_of(np.concatenate([np.zeros(0), *numbers]))
 
 
 def find_error_cells(path: str, sheet: str, archive: zipfile.ZipFile | None = None
@@ -109,19 +131,6 @@ def _xlsx_may_hold(block: bytes) -> bool:
     return any(marker in block for marker in _XLSX_MARKERS)
 
 
-def _may_have_findings(archive: zipfile.ZipFile, part: str) -> bool:
-    """Stream the sheet through the cheap test, 4 MiB at a time: a 60 MB sheet is never held
-    in memory twice (once here, once in the reader) unless it really has something to find."""
-    test = _may_hold_errors if part.endswith(".bin") else _xlsx_may_hold
-    tail = b""
-    with archive.open(part) as stream:
-        while block := stream.read(_CHUNK):
-            if test(tail + block):
-                return True
-            tail = block[-_OVERLAP:]
-    return False
-
-
 # -- the workbook's date system ------------------------------------------------------------------
 _DATE1904_XML = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
 _BRT_WB_PROP = 0x99
@@ -131,9 +140,22 @@ def workbook_1904(archive: zipfile.ZipFile | None) -> bool:
     """Does the workbook count dates from 1904-01-01 (Mac Excel, some exporters)? Its serial
     numbers are then 1,462 days short of the 1900 system's. (Cells formatted as dates are
     converted by the reader itself, which honours the flag; plain numbers in a date column
-    are dpo's to convert.)"""
+    are dpo's to convert.) Files of one template share the answer, known by their CRCs."""
     if archive is None:
         return False
+    key = tuple((i.filename, i.CRC) for i in archive.infolist() if i.filename in _WORKBOOK_PARTS)
+    known = _DATE1904.get(key)
+    if known is None:
+        if len(_DATE1904) > 256:
+            _DATE1904.clear()
+        known = _DATE1904[key] = _date1904(archive)
+    return known
+
+
+_DATE1904: dict[tuple[object, ...], bool] = {}
+
+
+def _date1904(archive: zipfile.ZipFile) -> bool:
     try:
         names = set(archive.namelist())
         if "xl/workbook.xml" in names:

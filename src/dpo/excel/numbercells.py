@@ -5,36 +5,29 @@ zeros trimmed): 1.5e-10 reads as "0", 12.0000000001 as "12", 1/3 as "0.333333333
 columns are always read as text, and so is every column of a sheet that mixes types, so such
 a cell would load as "0" in a text column, or as 0 in an integer column, without a word.
 
-Finding them costs no second parse in the common case: the sheet's own bytes are streamed
-through a test (number values with 10+ decimals or an exponent in .xlsx XML; BrtCellReal,
-BrtCellRk and BrtFmlaNum records in .xlsb, their doubles checked with numpy). Only when a
-number the 9-decimal text does not give back is found, and its text occurs in a column read
-as text, is that column read again as floats. A number cell there is one whose text is the
-reader's rendering of its float (a float read also parses text: "1e3" -> 1000, but the
-rendering of 1000 is "1000", not "1e3"); its text becomes Excel's General spelling with 15
-significant digits (`%.15g`: "1.5e-10", "0.333333333333333", "12.0000000001"; lower case, as
-Python and Arrow spell an exponent, so a typed and a text read report the same text) and its float
-goes to the exact values, so an integer column reports it as not whole. Text cells are
-never touched.
+Finding them costs no second parse in the common case: the sheet's own bytes, streamed once by
+errorcells.scan_sheet, go through a test (number values with 10+ decimals or an exponent in
+.xlsx XML; BrtCellReal, BrtCellRk and BrtFmlaNum records in .xlsb, their doubles checked with
+numpy). Only when a number the 9-decimal text does not give back is found, and its text occurs
+in a column read as text, is that column read again as floats. A number cell there is one
+whose text is the reader's rendering of its float (a float read also parses text: "1e3" ->
+1000, but the rendering of 1000 is "1000", not "1e3"); its text becomes Excel's General
+spelling with 15 significant digits (`%.15g`: "1.5e-10", "0.333333333333333", "12.0000000001";
+lower case, as Python and Arrow spell an exponent, so a typed and a text read report the same
+text) and its float goes to the exact values, so an integer column reports it as not whole.
+Text cells are never touched.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.excel.errorcells import _sheet_part
-
-_CHUNK = 4 << 20
-_OVERLAP = 64  # longer than the head of any record read here (header + 16 bytes)
 _NINE = Decimal("1e-9")
 # Number text that may hold more than 9 decimals: 10+ decimal digits, or an exponent.
 _XLSX_HINT = re.compile(rb"\.\d{10}|\d[eE][-+]?\d")
@@ -63,30 +56,18 @@ def _lossy(values: np.ndarray) -> np.ndarray:
     return lossy
 
 
-def lossy_texts(path: str, sheet: str, archive: zipfile.ZipFile | None = None) -> frozenset[str]:
-    """The reader's texts of the number cells of `sheet` that lose their value; empty when
-    there are none (or the file is not a zip: nothing to look at)."""
-    try:
-        with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
-            part = _sheet_part(opened, sheet)
-            if part is None:
-                return frozenset()
-            scan = _xlsb_numbers if part.endswith(".bin") else _xlsx_numbers
-            with opened.open(part) as stream:
-                values = np.concatenate([np.zeros(0), *scan(_blocks(stream))])
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return frozenset()  # the reader reports unreadable files; this is only a second look
+def block_numbers(block: bytes, binary: bool) -> np.ndarray:
+    """The values of what looks like a number cell in one block of a sheet's bytes (.xlsb
+    records or .xlsx `<v>` text); errorcells.scan_sheet streams the sheet through this once."""
+    scan = _xlsb_numbers if binary else _xlsx_numbers
+    found = list(scan(iter([block])))
+    return np.concatenate([np.zeros(0), *found])
+
+
+def lossy_texts_of(values: np.ndarray) -> frozenset[str]:
+    """The reader's texts of the numbers among `values` that their 9-decimal text loses."""
     return frozenset(text for value in np.unique(values[_lossy(values)])
                      for text in renderings(float(value)))
-
-
-def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The part in 4 MiB blocks, each beginning with the tail of the one before (a record or
-    a value may straddle two blocks; one found twice is harmless)."""
-    tail = b""
-    while block := stream.read(_CHUNK):
-        yield tail + block
-        tail = block[-_OVERLAP:]
 
 
 def _xlsx_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:

@@ -37,7 +37,7 @@ from dpo.excel.errorcells import SheetScan, scan_sheet, workbook_1904
 from dpo.excel.files import check_unchanged, open_reader, open_zip, read_error, stat_source
 from dpo.excel.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
 from dpo.excel.merged import fill_merges
-from dpo.excel.numbercells import lossy_texts, restore
+from dpo.excel.numbercells import restore
 from dpo.excel.origin import Source
 from dpo.faults import pause_point
 from dpo.quality import DataWarning, WarningKind, note
@@ -181,13 +181,15 @@ def _read_columns(
     loaded = wanted.headers(match.names)
     if not match.exact or header_row:
         batch, exact = _load_columns(reader, sheet, loaded, header_row, name, [])
-    batch, restored = _restore_numbers(reader, path, sheet, batch, loaded.load - loaded.numeric,
-                                       name, archive, header_row)
-    exact.update(restored)
+    found = scan()
+    if found.lossy:
+        batch, restored = _restore_numbers(reader, sheet, batch, loaded.load - loaded.numeric,
+                                           (found.lossy, name, header_row))
+        exact.update(restored)
     table = _select(pa.Table.from_batches([batch]), wanted.columns, match.names)
     exact = {column: exact[match.names[column]] for column in wanted.columns
              if match.names[column] in exact}
-    found, source = scan(), Source(name, sheet, date1904=workbook_1904(archive))
+    source = Source(name, sheet, date1904=workbook_1904(archive))
     if not (found.errors or found.merges):
         return RawSheet(table, source, exact, (), header_row, tuple(notes))
     start_row = range_start(path, sheet)[0]
@@ -335,15 +337,13 @@ def _exact_floats(
 
 
 def _restore_numbers(
-    reader: fastexcel.ExcelReader, path: Path, sheet: str, batch: pa.RecordBatch,
-    columns: set[str], name: str, archive: zipfile.ZipFile | None, header_row: int,
+    reader: fastexcel.ExcelReader, sheet: str, batch: pa.RecordBatch, columns: set[str],
+    found: tuple[frozenset[str], str, int],
 ) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
     """`batch` with the number cells that its text-read `columns` hold rounded (1.5e-10 as
-    "0") in their General spelling, and their floats (numbercells.py): no second parse
-    unless the sheet has such a number. Keyed by header as written."""
-    texts = lossy_texts(str(path), sheet, archive)
-    if not texts:
-        return batch, {}
+    "0") in their General spelling, and their floats (numbercells.py); `found`: the rounded
+    texts the sheet scan saw, the file's name, the header row. Keyed by header as written."""
+    texts, name, header_row = found
     return restore(batch, texts, [n for n in batch.schema.names if n in columns],
                    lambda wanted: _load(reader, sheet, wanted, "float", name,
                                         header_row=header_row))
