@@ -284,6 +284,10 @@ from dpo.cli_observe import register as _register_observe  # noqa: E402 - histor
 
 _register_observe(app)
 
+from dpo.cli_serve import register as _register_serve  # noqa: E402 - dpo serve
+
+_register_serve(app)
+
 
 def main() -> None:
     app()

@@ -46,6 +46,8 @@ class Settings:
     lock_timeout: float = 0.0  # seconds to wait for another run's lock
     incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
+    # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
+    serve_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         problems = []
