@@ -2,8 +2,9 @@
 
 Plants copy their exports onto the share while the ERP job still writes them, so an event
 means "something is happening to this file", not "this file is ready". A file counts once it
-is *settled*: its size and mtime unchanged for `settle` seconds, and it can be opened and read.
-A removed file counts at once. A run is asked for only when every changed file has settled,
+is *settled*: its size and mtime unchanged for `settle` seconds, and it can be opened and read
+(a removed file: gone for `settle` seconds, as a replace is often a delete and a new copy).
+A run is asked for only when every changed file has settled,
 so a burst of exports becomes one run, not one per file; a file that never settles (a copy
 that keeps growing, a file nobody may read) holds the others back at most `max_wait` seconds.
 
