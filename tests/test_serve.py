@@ -19,9 +19,11 @@ from pipelinetools import (
     MONTHLY,
     NEWEST,
     ORCH,
+    HttpSink,
     dpo,
     every_file,
     free_port,
+    http_receiver,
     make_plant,
     set_cell,
 )
@@ -274,34 +276,50 @@ def test_sigterm_lets_a_run_in_progress_finish(root: Path, tmp_path: Path) -> No
     assert_consistent(root)
 
 
-def test_a_poisoned_file_fails_its_run_and_the_service_keeps_serving(root: Path) -> None:
+def test_a_poisoned_file_fails_its_run_and_the_service_keeps_serving(root: Path,
+                                                                     tmp_path: Path) -> None:
     schema = root / "database" / "databaseSchemas.json"
     good_schema, good_month = schema.read_bytes(), (root / BAD_MONTH).read_bytes()
-    with serve(root) as served:
-        served.idle_after(1)
-        row = set_cell(root / BAD_MONTH, 9, "itemTotalQuantity", "abc")
-        state = served.idle_after(2)
-        assert state["last_run"]["outcome"] == "partial_success"  # rolled back, Phase 2 ran
-        health = served.request("/health")
-        assert health.status == 503
-        assert any("ended partial_success" in r for r in health.json()["reasons"])
-        assert sample(served.metrics(), "dpo_service_runs_total", outcome="partial_success") == 1
-        notes = [p.read_text(encoding="utf-8") for p in (root / NEWEST).iterdir()
-                 if "manual_review" in p.name]
-        assert any(f"row {row}" in n and "itemTotalQuantity" in n for n in notes)
-
-        schema.write_text("{ not json", encoding="utf-8")  # a run that cannot even start
-        state = served.idle_after(3)
-        assert state["last_run"]["outcome"] == "error" and "schema" in state["last_run"]["error"]
-        health = served.request("/health")
-        assert health.status == 503
-        assert any("did not start" in r for r in health.json()["reasons"])
-
-        schema.write_bytes(good_schema)
-        (root / BAD_MONTH).write_bytes(good_month)
-        served.wait_for(lambda: served.service()["last_run"]["outcome"] == "success",
-                        "a good run after the repair")
-        served.idle_after(4)
-        assert served.request("/health").status == 200
-        assert served.stop() == 0
+    config = tmp_path / "dpo.toml"
+    with http_receiver() as hook:
+        config.write_text(f'[dpo]\nnotify_urls = ["json://127.0.0.1:{hook.port}/hooks"]\n',
+                          encoding="utf-8")
+        with serve(root, "--config", config) as served:
+            served.idle_after(1)
+            row = set_cell(root / BAD_MONTH, 9, "itemTotalQuantity", "abc")
+            state = served.idle_after(2)
+            poisoned_run(served, root, state, row, hook)
+            broken_and_repaired_schema(served, schema, good_schema, root / BAD_MONTH, good_month)
+            assert served.stop() == 0
     assert_consistent(root)
+
+
+def poisoned_run(served: Served, root: Path, state: dict, row: int, hook: HttpSink) -> None:
+    """The run failed for the poisoned file as `dpo run` would, notified and reported."""
+    assert state["last_run"]["outcome"] == "partial_success"  # rolled back, Phase 2 ran
+    health = served.request("/health")
+    assert health.status == 503
+    assert any("ended partial_success" in r for r in health.json()["reasons"])
+    assert sample(served.metrics(), "dpo_service_runs_total", outcome="partial_success") == 1
+    notes = [p.read_text(encoding="utf-8") for p in (root / NEWEST).iterdir()
+             if "manual_review" in p.name]
+    assert any(f"row {row}" in n and "itemTotalQuantity" in n for n in notes)
+    (sent,) = hook.requests  # notified from the service's run, through apprise
+    assert "itemTotalQuantity" in sent.body["message"]
+
+
+def broken_and_repaired_schema(served: Served, schema: Path, good_schema: bytes, month: Path,
+                               good_month: bytes) -> None:
+    schema.write_text("{ not json", encoding="utf-8")  # a run that cannot even start
+    state = served.idle_after(3)
+    assert state["last_run"]["outcome"] == "error" and "schema" in state["last_run"]["error"]
+    health = served.request("/health")
+    assert health.status == 503
+    assert any("did not start" in r for r in health.json()["reasons"])
+
+    schema.write_bytes(good_schema)
+    month.write_bytes(good_month)
+    served.wait_for(lambda: served.service()["last_run"]["outcome"] == "success",
+                    "a good run after the repair")
+    served.idle_after(4)
+    assert served.request("/health").status == 200

@@ -101,6 +101,9 @@ def test_schedule_follows_the_cron_expression_in_local_time() -> None:
     assert night.next_after(datetime(2026, 3, 1, 12, 0)) == datetime(2026, 3, 2, 2, 30)
     every_2s = Schedule("*/2 * * * * *")  # six fields: seconds first
     assert every_2s.next_after(datetime(2026, 3, 1, 12, 0, 5)) == datetime(2026, 3, 1, 12, 0, 6)
+    # Just after a run it fired (microseconds later), the next is the next one, not again.
+    fired = datetime(2026, 3, 1, 12, 0, 6, 3000)
+    assert every_2s.next_after(fired) == datetime(2026, 3, 1, 12, 0, 8)
     berlin = ZoneInfo("Europe/Berlin")  # 02:30 does not exist on 2026-03-29: cron runs it at 03:00
     assert night.next_after(datetime(2026, 3, 28, 12, 0, tzinfo=berlin)) == datetime(
         2026, 3, 29, 3, 0, tzinfo=berlin)
