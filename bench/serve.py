@@ -16,7 +16,9 @@ copied to `<out>/serve-plant` so the service starts on an empty output folder:
                    --runs-th run (each run after one changed monthly report)
   idle_cpu         a second service, watching the plant with a nightly --schedule, left alone
                    for --idle seconds after its start run: CPU seconds / wall seconds
-  start            seconds from starting `dpo serve` until /health answers, and its RSS then
+  start            seconds from starting `dpo serve` until /health answers; RSS after its start run
+  imports          what a fresh interpreter pays to import http.server, and all the modules only
+                   `dpo serve` imports (the HTTP server, prometheus_client, watchfiles, cronsim)
 Nothing here is asserted; it prints and writes <out>/serve.json.
 """
 
@@ -112,6 +114,30 @@ class Service:
         self.proc.wait(timeout=30)
 
 
+SERVE_ONLY = ("http.server", "prometheus_client", "prometheus_client.parser", "watchfiles",
+              "cronsim")
+_IMPORT_PROBE = """
+import json, sys, time
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+before, started = rss(), time.perf_counter()
+for name in sys.argv[1:]:
+    __import__(name)
+print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": rss() - before}))
+"""
+
+
+def import_cost(repeat: int, modules: tuple[str, ...]) -> dict[str, float]:
+    """What importing `modules` costs a fresh interpreter (median seconds, RSS added)."""
+    runs = [json.loads(subprocess.run([PYTHON, "-c", _IMPORT_PROBE, *modules], check=True,
+                                      capture_output=True, text=True).stdout)
+            for _ in range(repeat)]
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "rss_mb": statistics.median(r["rss_mb"] for r in runs)}
+
+
 def warm_run(service: Service, root: Path, change: Callable[[], None], runs: int) -> float:
     """Change one report, POST /run; seconds until the annotations file is replaced."""
     change()
@@ -150,6 +176,8 @@ def main() -> None:
 
     results: dict[str, Any] = {"floor": median_of(args.repeat, [
         PYTHON, str(HERE / "floor.py"), str(plant), str(args.out / "floor")])}
+    results["imports"] = {"http.server": import_cost(args.repeat, ("http.server",)),
+                          "serve_only": import_cost(args.repeat, SERVE_ONLY)}
     service = Service(root, args.out / "serve-bench.log", "--no-watch")
     results["start"] = {"seconds": service.start_seconds}
     service.idle_after(1)
@@ -192,6 +220,7 @@ def report(r: dict[str, Any], runs: int) -> str:
     rss = r["rss_mb"]
     first, last = rss.get(10), rss.get(runs)
     growth = f"{100 * (last - first) / first:+.1f}%" if first and last else "n/a"
+    imports = r["imports"]
     return "\n".join([
         f"floor                      {floor:.3f} s",
         f"warm service, one changed  {warm:.3f} s  {warm / floor:.2f}x floor",
@@ -202,6 +231,10 @@ def report(r: dict[str, Any], runs: int) -> str:
         f"{r['idle_cpu']['seconds']:.0f} s (RSS {r['idle_cpu']['rss_mb']:.0f} MB)",
         f"start until /health answers {r['start']['seconds']:.3f} s; RSS after the start run "
         f"{r['start']['rss_mb_after_first_run']:.0f} MB",
+        f"imports: http.server {1000 * imports['http.server']['seconds']:.1f} ms, "
+        f"+{imports['http.server']['rss_mb']:.1f} MB; all serve-only modules "
+        f"({', '.join(SERVE_ONLY)}) {1000 * imports['serve_only']['seconds']:.1f} ms, "
+        f"+{imports['serve_only']['rss_mb']:.1f} MB",
     ])
 
 

@@ -218,7 +218,8 @@ def test_a_cli_run_and_the_service_never_overlap(root: Path, tmp_path: Path) -> 
         assert json.loads(out)["overall_status"] == "success"
         cli_run, service_run = served.runs()
         assert service_run["pid"] == served.proc.pid and cli_run["pid"] == waiter.pid
-        assert service_run["finished_at"] <= cli_run["started_at"]
+        assert (datetime.fromisoformat(service_run["finished_at"])
+                <= datetime.fromisoformat(cli_run["started_at"]))
 
         # The other way round: the service waits for a CLI run's lock instead of failing.
         with run_lock(root / ORCH):

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dpo.errors import ConfigError
-from dpo.serve import Schedule, Triggers, is_loopback, parse_listen
-from dpo.watch import SettleTracker, _outermost
+from dpo.serve_http import is_loopback, parse_listen
+from dpo.watch import Schedule, SettleTracker, Triggers, _outermost
 
 SETTLE = 5.0
 

@@ -16,6 +16,7 @@ go to loguru at DEBUG and name the method, path and status only (never a header:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -25,12 +26,33 @@ from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
-from dpo.errors import DpoError
+from dpo.errors import ConfigError, DpoError
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from dpo.serve import Service
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:8765', 'localhost:8765' or '[::1]:8765' -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0])).is_loopback for i in infos)
+
 
 MAX_RUNS = 1000  # /runs?limit= at most
 JSON = "application/json"

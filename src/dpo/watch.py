@@ -1,4 +1,5 @@
-"""`dpo serve`'s file watching: which source files changed, and when they are complete.
+"""What asks `dpo serve` for a run: changed source files once complete, a cron schedule; and
+how requests become runs (Triggers).
 
 Plants copy their exports onto the share while the ERP job still writes them, so an event
 means "something is happening to this file", not "this file is ready". A file counts once it
@@ -20,10 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
+
+from dpo.errors import ConfigError
 
 Signature = tuple[int, int] | None  # (size, mtime_ns); None: the file is gone
 
@@ -183,9 +187,64 @@ class SourceWatcher:
 
 def _outermost(folders: list[Path]) -> list[Path]:
     """Each folder once, none inside another (watching is recursive)."""
-    unique = sorted({Path(os.path.abspath(f)) for f in folders}, key=lambda p: len(p.parts))
+    unique = sorted({Path(os.path.abspath(f)) for f in folders}, key=lambda p: (len(p.parts), p))
     kept: list[Path] = []
     for folder in unique:
         if not any(folder.is_relative_to(k) for k in kept):
             kept.append(folder)
     return kept
+
+
+class Schedule:
+    """A cron expression (5 fields, or 6 with seconds first), in local time."""
+
+    def __init__(self, expression: str) -> None:
+        from cronsim import CronSimError
+
+        self.expression = expression
+        try:
+            self.next_after(datetime.now().astimezone())
+        except (CronSimError, StopIteration) as exc:
+            raise ConfigError(f"--schedule {expression!r} is not a cron expression: {exc}") from exc
+
+    def next_after(self, when: datetime) -> datetime:
+        from cronsim import CronSim
+
+        return next(CronSim(self.expression, when))
+
+
+class Triggers:
+    """Run requests. However many come while a run goes on, they make one follow-up run."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._reasons: dict[str, None] = {}  # ordered, each reason once
+        self._closed = False
+
+    def request(self, reason: str) -> None:
+        with self._cond:
+            if len(self._reasons) < 20:
+                self._reasons[reason] = None
+            self._cond.notify_all()
+
+    def take(self) -> list[str] | None:
+        """Wait for requests and take them all; None once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._reasons) or self._closed)
+            return None if self._closed else self.drain()
+
+    def drain(self) -> list[str]:
+        with self._cond:
+            reasons = list(self._reasons)
+            self._reasons.clear()
+            return reasons
+
+    @property
+    def pending(self) -> bool:
+        with self._cond:
+            return bool(self._reasons)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
