@@ -134,8 +134,29 @@ def test_a_burst_of_five_reports_makes_one_or_two_runs(root: Path, tmp_path: Pat
     assert state["triggers"]["watch"] == len(new_runs)
 
 
+def test_changes_during_a_run_make_exactly_one_follow_up_run(root: Path, tmp_path: Path) -> None:
+    pause = tmp_path / "pause"
+    reports = [new_report(tmp_path, f"2019-0{i}", seed=40 + i) for i in range(1, 4)]
+    env = {"DPO_PAUSE_AT": "collect:productRecords:written", "DPO_PAUSE_DIR": str(pause)}
+    with serve(root, env=env) as served:
+        wait_paused(served, pause)  # the start run is in progress
+        for report in reports:
+            shutil.copyfile(report, root / MONTHLY / report.name)
+        served.wait_for(lambda: (s := served.service())["next_run"]["follow_up_pending"]
+                        and not s["watch"]["waiting_for"], "the follow-up to be asked for")
+        (pause / "release").touch()
+        state = served.idle_after(2)
+        runs = served.runs()
+        assert served.stop() == 0
+
+    assert state["runs_completed"] == 2 and state["triggers"] == {"start": 1, "watch": 1}
+    assert [loader_rows(r) for r in runs] == [120 + 3 * 60, 120]  # nothing lost
+    assert all(r["overall_status"] == "success" for r in runs)
+
+
 def test_post_run_needs_the_right_bearer_token(root: Path) -> None:
-    with serve(root, "--no-watch", "-v", env={"DPO_SERVE_TOKEN": TOKEN}) as served:
+    journal = {"DPO_SERVE_TOKEN": TOKEN, "JOURNAL_STREAM": "8:4242"}  # as systemd sets it
+    with serve(root, "--no-watch", "-v", env=journal) as served:
         served.idle_after(1)
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
                         {"Authorization": f"bearer {TOKEN}x"}):
@@ -156,6 +177,10 @@ def test_post_run_needs_the_right_bearer_token(root: Path) -> None:
     log = served.log()
     assert "POST /run 401" in log and "POST /run 202" in log  # requests were logged (-v)...
     assert TOKEN not in log  # ...and the token never was
+    # One plain line per event, no time stamp (the journal adds its own), no colour codes.
+    assert all(line.split()[0] in ("DEBUG", "INFO", "WARNING", "ERROR")
+               for line in log.splitlines() if line.strip()), log
+    assert "\x1b[" not in log
     for path in every_file(root):
         assert TOKEN.encode() not in path.read_bytes(), path
 
