@@ -203,6 +203,15 @@ def test_bad_serve_options_exit_2_before_listening(root: Path, args: list[str],
     assert not (root / "agents").exists()  # no run happened
 
 
+def test_a_short_token_is_refused(root: Path) -> None:
+    done = dpo("serve", "--root", root, "--listen", f"127.0.0.1:{free_port()}",
+               env={"DPO_SERVE_TOKEN": "guessable"}, timeout=60)
+
+    assert done.returncode == 2, done.stderr
+    assert "serve_token must be at least 16 characters" in done.stderr
+    assert "guessable" not in done.stderr
+
+
 def test_a_schedule_runs_without_file_events(root: Path) -> None:
     with serve(root, "--no-watch", "--schedule", "*/2 * * * * *") as served:
         state = served.wait_for(

@@ -42,6 +42,7 @@ from dpo.serve_http import is_loopback, parse_listen
 from dpo.watch import Schedule, Triggers
 
 LOCK_POLL = 1.0  # seconds per attempt at the run lock: the wait is checked against a stop
+MIN_TOKEN = 16  # characters of serve_token: a guessable token is no protection
 MIN_MAX_WAIT = 60.0  # a file that never settles holds runs back at most this (or 12 settles)
 
 
@@ -73,7 +74,7 @@ class ServiceState:
         self.started_at = _now()
         self.started_mono = time.monotonic()
         self.lock = threading.Lock()
-        self.outcomes: Counter[str] = Counter()  # success | partial_success | failed | error
+        self.outcomes: Counter[str] = Counter()  # overall status, error or abandoned
         self.triggers: Counter[str] = Counter()  # start | watch | schedule | http
         self.current: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
@@ -112,6 +113,9 @@ class Service:
         self.schema = load_schema(self.paths.schema_path, self.paths.root)
         self.host, self.port = parse_listen(options.listen)
         self.token: str | None = self.settings.serve_token or None
+        if self.token is not None and len(self.token) < MIN_TOKEN:
+            raise ConfigError(f"serve_token must be at least {MIN_TOKEN} characters (e.g. "
+                              "`openssl rand -hex 32`)")
         if self.token is None and not is_loopback(self.host):
             raise ConfigError(f"refusing to listen on {self.host} (not a loopback address) "
                               "without a token: set serve_token (DPO_SERVE_TOKEN), or listen "
