@@ -162,9 +162,11 @@ class Service:
 
     # -- the runner --------------------------------------------------------------------------
     def _run_loop(self) -> None:
-        import dpo.collect
-        import dpo.load  # noqa: F401 - warm: the data stack is imported once, not per run
-
+        try:  # warm: the data stack is imported once, not per run
+            import dpo.collect
+            import dpo.load  # noqa: F401
+        except ImportError as exc:  # each run will say so too; the service still answers
+            logger.error("❌ cannot import the data stack: {}", exc)
         while (reasons := self.triggers.take()) is not None:
             if self.watcher is not None:  # a half-copied export is not read by any run
                 self.watcher.wait_quiet(self.watcher.tracker.max_wait)
@@ -236,6 +238,8 @@ class Service:
         problems = []
         if self.watcher is not None and (self.watcher.error or not self.watcher.thread.is_alive()):
             problems.append(f"not watching the source folders: {self.watcher.error or 'stopped'}")
+        if not self.runner.is_alive() and not self.stop.is_set():
+            problems.append("the runner thread has stopped: no run will happen (see the log)")
         last = service["last_run"]
         if last and last["outcome"] == "error":
             problems.append(f"the last run did not start: {last['error']}")
@@ -265,6 +269,9 @@ class Service:
                     server.server_address[1], self.paths.root,
                     "watching" if self.watcher else "not watching",
                     f"; schedule {self.schedule.expression!r}" if self.schedule else "")
+        if self.watcher is None and self.schedule is None and self.token is None:
+            logger.warning("⚠️ no --schedule, no watching and no serve_token (POST /run): "
+                           "after its start run this service will not run again")
         self.request_run("start")  # exports that landed while the service was down
         try:
             while not self.stop.wait(1.0):
