@@ -214,14 +214,14 @@ def test_a_short_token_is_refused(root: Path) -> None:
 
 def test_a_schedule_runs_without_file_events(root: Path) -> None:
     with serve(root, "--no-watch", "--schedule", "*/2 * * * * *") as served:
-        state = served.wait_for(
-            lambda: (s := served.service())["triggers"].get("schedule", 0) >= 2 and s,
-            "two scheduled runs")
-        state = served.idle_after(state["runs_completed"])
+        state = served.wait_for(lambda: (s := served.service())["runs_completed"] >= 3 and s,
+                                "the start run and two scheduled runs")
         health = served.health()
         assert served.stop() == 0
 
-    assert state["watch"] is None and state["runs_by_outcome"]["success"] >= 3
+    assert state["watch"] is None and state["triggers"]["schedule"] >= 2
+    assert set(state["runs_by_outcome"]) == {"success"}
+    assert state["last_run"]["trigger"] == ["schedule: */2 * * * * *"]
     nxt = health["service"]["next_run"]
     assert nxt["schedule"] == "*/2 * * * * *"
     assert datetime.fromisoformat(nxt["scheduled_at"]).second % 2 == 0
@@ -313,18 +313,26 @@ def test_sigterm_lets_a_run_in_progress_finish(root: Path, tmp_path: Path) -> No
 
 def test_a_poisoned_file_fails_its_run_and_the_service_keeps_serving(root: Path,
                                                                      tmp_path: Path) -> None:
-    schema = root / "database" / "databaseSchemas.json"
-    good_schema, good_month = schema.read_bytes(), (root / BAD_MONTH).read_bytes()
+    good_month = (root / BAD_MONTH).read_bytes()
     config = tmp_path / "dpo.toml"
     with http_receiver() as hook:
-        config.write_text(f'[dpo]\nnotify_urls = ["json://127.0.0.1:{hook.port}/hooks"]\n',
-                          encoding="utf-8")
-        with serve(root, "--config", config) as served:
+        good_config = f'[dpo]\nnotify_urls = ["json://127.0.0.1:{hook.port}/hooks"]\n'
+        config.write_text(good_config, encoding="utf-8")
+        with serve(root, "--config", config, env={"DPO_SERVE_TOKEN": TOKEN}) as served:
             served.idle_after(1)
             row = set_cell(root / BAD_MONTH, 9, "itemTotalQuantity", "abc")
             state = served.idle_after(2)
             poisoned_run(served, root, state, row, hook)
-            broken_and_repaired_schema(served, schema, good_schema, root / BAD_MONTH, good_month)
+
+            config.write_text(good_config + "max_retries = 99\n", encoding="utf-8")
+            run_that_cannot_start(served)
+
+            config.write_text(good_config, encoding="utf-8")
+            (root / BAD_MONTH).write_bytes(good_month)
+            served.wait_for(lambda: served.service()["last_run"]["outcome"] == "success",
+                            "a good run once the file is fixed")
+            served.idle_after(4)
+            assert served.request("/health").status == 200
             assert served.stop() == 0
     assert_consistent(root)
 
@@ -343,18 +351,13 @@ def poisoned_run(served: Served, root: Path, state: dict, row: int, hook: HttpSi
     assert "itemTotalQuantity" in sent.body["message"]
 
 
-def broken_and_repaired_schema(served: Served, schema: Path, good_schema: bytes, month: Path,
-                               good_month: bytes) -> None:
-    schema.write_text("{ not json", encoding="utf-8")  # a run that cannot even start
+def run_that_cannot_start(served: Served) -> None:
+    """The config file (read again for every run) edited into nonsense: the run raises."""
+    served.request("/run", method="POST", headers={"Authorization": f"Bearer {TOKEN}"})
     state = served.idle_after(3)
-    assert state["last_run"]["outcome"] == "error" and "schema" in state["last_run"]["error"]
+    assert state["last_run"]["outcome"] == "error"
+    assert "max_retries must be 0..20" in state["last_run"]["error"]
     health = served.request("/health")
     assert health.status == 503
-    assert any("did not start" in r for r in health.json()["reasons"])
-
-    schema.write_bytes(good_schema)
-    month.write_bytes(good_month)
-    served.wait_for(lambda: served.service()["last_run"]["outcome"] == "success",
-                    "a good run after the repair")
-    served.idle_after(4)
-    assert served.request("/health").status == 200
+    assert any("did not start" in r and "max_retries" in r for r in health.json()["reasons"])
+    assert sample(served.metrics(), "dpo_service_runs_total", outcome="error") == 1

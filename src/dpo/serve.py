@@ -182,7 +182,7 @@ class Service:
         try:
             result = self._run_pipeline()
             outcome = "abandoned" if result is None else str(result["overall_status"])
-        except DpoError as exc:  # e.g. the schema was broken since: named, the service goes on
+        except DpoError as exc:  # e.g. the config file was broken since: the service goes on
             error = exc.message
             logger.error("❌ run not started: {}", error)
         except Exception as exc:  # noqa: BLE001 - the service boundary: a run never stops it
