@@ -99,9 +99,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = int(raw) if raw.isdigit() else -1
         if 0 < length <= 65536:
             self.rfile.read(length)  # the body means nothing; read it so the connection stays sane
+        elif length != 0:
+            self.close_connection = True  # a body left unread: this connection is done after this
         service = self.server.service
         if url.path != "/run" or service.token is None:
             self._json(404, {"error": f"no such endpoint: POST {url.path}"})
