@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -201,6 +202,15 @@ def test_bad_serve_options_exit_2_before_listening(root: Path, args: list[str],
     for name in names:
         assert name in done.stderr
     assert not (root / "agents").exists()  # no run happened
+
+
+def test_serve_is_a_listed_command_with_its_options() -> None:
+    listed = dpo("--help")
+    assert listed.returncode == 0 and re.search(r"^\s+serve\s", listed.stdout, re.M)
+    done = dpo("serve", "--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--listen", "--schedule", "--no-watch", "--settle", "--stop-timeout"):
+        assert option in done.stdout
 
 
 def test_a_short_token_is_refused(root: Path) -> None:
