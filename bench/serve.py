@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import PYTHON, make_plants, median_of, timed  # noqa: E402 - bench/run.py beside this
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdef"
 ANNOTATIONS = Path("agents/shared_db/DataLoaderAgent/newest/path_annotations.json")
 
 
