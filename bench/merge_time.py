@@ -8,7 +8,7 @@ Copies the plant's database/ into --work (the plant itself is never written), th
   onechanged  --changes runs, each after the last monthly report was rewritten (one file read,
               the other 119 served from the cache).
 The collector's own calls of the stage's functions (whichever of `_merge`, `content_hash`,
-`content_hash_of`, `row_hashes` dpo.collect uses; outermost calls only, so nothing is counted
+`content_hash_of`, `row_hashes` dpo.collect.collector uses; outermost calls only, so nothing is counted
 twice) are timed for --table. Since one call is noisy on a shared machine, each call is also
 replayed --replays times with the same arguments after the run (all are pure), and the median
 is reported. Nothing is asserted.
@@ -24,16 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dpo.collect as collect
+import dpo.collect.collector as collect
 from dpo.config import load_settings, resolve_paths
-from dpo.demo import write_monthly_report
+from dpo.demo.plant import write_monthly_report
 
 STAGE = ("_merge", "content_hash", "content_hash_of", "row_hashes")
 Call = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any], float]
 
 
 class Recorder:
-    """Wraps the stage's functions in dpo.collect; keeps each outermost call of --table."""
+    """Wraps the stage's functions in dpo.collect.collector; keeps each outermost call of --table."""
 
     def __init__(self, table: str) -> None:
         self.table = table

@@ -5,6 +5,8 @@
 Plants (made with dpo's own demo generator, deterministic):
   * `plant`: 120 monthly .xlsb reports x ~700 rows + 120 purchase-order .xlsx + 6 master tables
   * `big`:   one 200,000-row monthly report (+ one PO file and the master tables)
+  * `real`:  the plant's own sample workbooks (../shared/samples beside the checkout), scaled:
+             its monthly .xlsb copied under 60 months, its two PO files under 60 dates each
 
 Figures, each the median of --repeat whole-process runs measured in this one session:
   floor        bench/floor.py: read every source file with fastexcel, write Parquet, nothing else
@@ -12,10 +14,11 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   nochange     `dpo run` again with nothing changed
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
-  files_1w/2w  the 120-file read alone (dpo.readers.read_files) with 1 and 2 threads
+  files_1w/2w  the 120-file read alone (dpo.excel.pool.read_files) with 1 and 2 threads
   read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
   cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
+  real_floor / real_fresh / real_nochange   the same three on the `real` plant
 Peak RSS is the child's ru_maxrss (os.wait4), the child started from a small forkserver
 process: Linux carries ru_maxrss across exec, so a child forked from this (large) process would
 report this process's size. dpo's modules are byte-compiled first, as an installed package
@@ -26,6 +29,7 @@ bench/out/results.json; BENCHMARKS.md records a run with the command that made i
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -103,8 +107,8 @@ def cpu_ceiling(n: int = 5_000_000) -> float:
 
 
 def read_seconds(repeat: int, root: Path, workers: int) -> float:
-    """The 120-file read alone (dpo.readers.read_files, every monthly report), in process."""
-    from dpo.readers import read_files
+    """The 120-file read alone (dpo.excel.pool.read_files, every monthly report), in process."""
+    from dpo.excel.pool import read_files
     from dpo.schema import load_schema
 
     spec = load_schema(root / "database/databaseSchemas.json", root).table("productRecords")
@@ -119,7 +123,7 @@ def read_seconds(repeat: int, root: Path, workers: int) -> float:
 
 
 def make_plants(out: Path) -> tuple[Path, Path]:
-    from dpo.demo import generate_plant, write_monthly_report
+    from dpo.demo.plant import generate_plant, write_monthly_report
 
     plant, big = out / "plant", out / "big"
     if not (plant / "database").exists():
@@ -129,6 +133,31 @@ def make_plants(out: Path) -> tuple[Path, Path]:
         report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
         write_monthly_report(report, month="2018-11", n_rows=200_000, seed=3)
     return plant, big
+
+
+SAMPLES = HERE.parent.parent / "shared" / "samples"
+
+
+def make_real_plant(out: Path) -> Path | None:
+    """The sample plant scaled by copies of its real workbooks under many dates (the demo
+    generator's files and the plant's exporters' differ: styles, shared strings, error cells)."""
+    real = out / "real"
+    if (real / "database").exists() or not SAMPLES.is_dir():
+        return real if SAMPLES.is_dir() else None
+    shutil.copytree(SAMPLES / "database", real / "database")
+    dynamic = real / "database/dynamicDatabase"
+    report = next((dynamic / "monthlyReports_history").glob("*.xlsb"))
+    for month in range(60):
+        name = f"monthlyReports_{2014 + month // 12}{month % 12 + 1:02d}.xlsb"
+        if name != report.name:
+            shutil.copy2(report, report.with_name(name))
+    for order in sorted((dynamic / "purchaseOrders_history").glob("*.xlsx")):
+        for day in range(60):
+            stamp = dt.date(2016, 1, 1) + dt.timedelta(days=day * 7 + int(order.stem[-1]))
+            target = order.with_name(f"purchaseOrder_{stamp:%y%m%d}.xlsx")
+            if not target.exists():
+                shutil.copy2(order, target)
+    return real
 
 
 def reset(root: Path) -> None:
@@ -154,11 +183,13 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
     counter = iter(range(10_000))
 
     def change_one() -> None:
-        from dpo.demo import write_monthly_report
+        from dpo.demo.plant import write_monthly_report
 
         write_monthly_report(months[-1], month="2028-10", n_rows=700, seed=100 + next(counter))
 
     report = next((big / "database/dynamicDatabase/monthlyReports_history").glob("*.xlsb"))
+    real = make_real_plant(out)
+    real_run = [*DPO, "run", "--root", str(real), "--no-notify"]
     figures: dict[str, Callable[[], Any]] = {
         "floor": lambda: median_of(repeat, [PYTHON, str(HERE / "floor.py"), str(plant),
                                             str(out / "floor")]),
@@ -176,10 +207,19 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
         "big_fresh": lambda: median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
                                        before=lambda: reset(big)),
     }
+    if real is not None:
+        figures |= {
+            "real_floor": lambda: median_of(repeat, [PYTHON, str(HERE / "floor.py"), str(real),
+                                                     str(out / "real_floor")]),
+            "real_fresh": lambda: median_of(repeat, real_run, before=lambda: reset(real)),
+            "real_nochange": lambda: median_of(repeat, real_run),
+        }
     if only is not None:  # what a figure needs: the run before it, what it is compared with
         only |= {"fresh"} if only & {"nochange", "onechanged"} else set()
         only |= {"floor"} if only & {"fresh", "nochange", "onechanged", "help"} else set()
         only |= {"big_fastexcel"} if "big_fresh" in only else set()
+        only |= {"real_fresh"} if "real_nochange" in only else set()
+        only |= {"real_floor"} if only & {"real_fresh", "real_nochange"} else set()
     return {name: measure_one() for name, measure_one in figures.items()
             if only is None or name in only}
 
@@ -191,6 +231,12 @@ def report(results: dict[str, Any]) -> str:
         if name in results:
             r = results[name]
             ratio = f"{r['seconds'] / floor:>8.2f}" if floor else f"{'':>8}"
+            lines.append(f"{name:<14} {r['seconds']:>9.3f} {ratio} {r['peak_rss_mb']:>12.0f}")
+    real_floor = results.get("real_floor", {}).get("seconds")
+    for name in ("real_floor", "real_fresh", "real_nochange"):
+        if name in results:
+            r = results[name]
+            ratio = f"{r['seconds'] / real_floor:>8.2f}" if real_floor else f"{'':>8}"
             lines.append(f"{name:<14} {r['seconds']:>9.3f} {ratio} {r['peak_rss_mb']:>12.0f}")
     if "files_1w" in results and "files_2w" in results:
         r1, r2 = results["files_1w"]["seconds"], results["files_2w"]["seconds"]

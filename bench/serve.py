@@ -170,7 +170,7 @@ def main() -> None:
     counter = iter(range(100_000))
 
     def change_one() -> None:
-        from dpo.demo import write_monthly_report
+        from dpo.demo.plant import write_monthly_report
 
         write_monthly_report(months[-1], month="2028-10", n_rows=700, seed=100 + next(counter))
 

@@ -1,6 +1,6 @@
 """Shared fixture builders: small schemas, real Excel files, paths and collector runs.
 
-Excel files are written with `dpo.demo` (the project's own fixture writer), so every test
+Excel files are written with `dpo.demo.plant` (the project's own fixture writer), so every test
 reads real `.xlsx`/`.xlsb` bytes through the production reader.
 """
 
@@ -14,15 +14,22 @@ from typing import Any
 
 import pytest
 
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.config import Paths, load_settings, resolve_paths
 from dpo.results import CollectorResult
 
-# The plant's real sample exports: `shared/` beside the checkout (as CI lays it out), else the
-# development machine's copy. Tests that need them skip when neither exists.
-SAMPLES = next((p for p in (Path(__file__).resolve().parents[2] / "shared/samples/database",
-                            Path("/work/shared/samples/database")) if p.is_dir()),
-               Path("/work/shared/samples/database"))
+# `shared/` beside the checkout, as CI lays it out (and only there: a fallback elsewhere would
+# hide a mislocated checkout). The plant's real sample exports and the seed document.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLES = SHARED / "samples" / "database"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer's machine that lacks something; under CI (`CI` set) the same lack is
+    a failure, so a test can never pass by not running."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must have it")
+    pytest.skip(reason)
 
 # A focused dynamic table: one of each dtype the plant uses, including the special columns.
 SMALL_REQUIRED = ("recordDate", "workingShift", "itemCode", "quantity", "weight", "plasticResine")
@@ -83,9 +90,11 @@ def make_paths(root: Path) -> Paths:
     return resolve_paths(load_settings(root_dir=str(root)))
 
 
-def collect(root: Path, on_bad_rows: str = "fail") -> CollectorResult:
+def collect(root: Path, on_bad_rows: str = "fail", on_error_cells: str = "null"
+            ) -> CollectorResult:
     collector = DataCollector(
-        make_paths(root), on_bad_rows=on_bad_rows, max_retries=0, retry_wait=0.01
+        make_paths(root), on_bad_rows=on_bad_rows, on_error_cells=on_error_cells, max_retries=0,
+        retry_wait=0.01,
     )
     return collector.process_all_data()
 
@@ -109,7 +118,7 @@ def age(path: Path, seconds: float = 60.0) -> None:
 def samples_root(tmp_path: Path) -> Path:
     """A root holding a copy of the real sample inputs (in tmp_path, never in the repo)."""
     if not SAMPLES.is_dir():
-        pytest.skip("real samples not available")
+        skip_or_fail(f"the sample plant is not at {SAMPLES}")
     import shutil
 
     shutil.copytree(SAMPLES, tmp_path / "database")
@@ -138,7 +147,7 @@ def write_source(
     folder: str = "records_history",
 ) -> Path:
     """Write one real Excel source file (`.xlsx` or `.xlsb`, chosen by the name)."""
-    from dpo.demo import write_xlsb, write_xlsx
+    from dpo.demo.plant import write_xlsb, write_xlsx
 
     path = source_dir(root, folder) / name
     writer = write_xlsb if name.endswith(".xlsb") else write_xlsx
@@ -154,8 +163,8 @@ def records_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def plant(tmp_path: Path):  # -> dpo.demo.DemoPlant
+def plant(tmp_path: Path):  # -> dpo.demo.plant.DemoPlant
     """A small generated plant: 2 monthly .xlsb reports of 60 rows, 3 purchase-order .xlsx."""
-    from dpo.demo import generate_plant
+    from dpo.demo.plant import generate_plant
 
     return generate_plant(tmp_path, months=2, rows_per_month=60, po_files=3, seed=7)

@@ -1,6 +1,6 @@
 """Helpers for the end-to-end tests of the orchestrator, the seed's snippets and the CLI.
 
-Every plant is written by `dpo.demo` into a temp folder; faults are planted by rewriting real
+Every plant is written by `dpo.demo.plant` into a temp folder; faults are planted by rewriting real
 Excel files (one cell changed, or the bytes replaced), never by mocking a phase. The only
 stand-in is the seed's own MockNotificationHandler.
 """
@@ -24,9 +24,9 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from dpo.demo import DemoPlant, generate_plant, write_xlsb, write_xlsx
-from dpo.notify import MockNotificationHandler
-from dpo.orchestrator import DataPipelineOrchestrator
+from dpo.demo.plant import DemoPlant, generate_plant, write_xlsb, write_xlsx
+from dpo.notify.channels import MockNotificationHandler
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 SHARED = Path("agents") / "shared_db"
 ORCH = SHARED / "DataPipelineOrchestrator"

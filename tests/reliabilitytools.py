@@ -30,7 +30,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from dpo.fsio import TMP_MARK
-from dpo.parquetio import read_verified
+from dpo.store.parquet import read_verified
 
 SHARED = Path("agents") / "shared_db"
 ORCH = SHARED / "DataPipelineOrchestrator"
@@ -48,9 +48,10 @@ ZYGOTE = r'''
 import json, os, resource, signal, sys, tempfile, traceback
 from pathlib import Path
 from loguru import logger
-import dpo.collect, dpo.load, dpo.healing, dpo.ledger, dpo.dashboard, dpo.metrics  # noqa
-from dpo.demo import generate_plant
-from dpo.orchestrator import DataPipelineOrchestrator
+import dpo.collect.collector, dpo.load.loader, dpo.pipeline.heal  # noqa
+import dpo.observe.ledger, dpo.observe.dashboard, dpo.observe.metrics  # noqa
+from dpo.demo.plant import generate_plant
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 logger.remove()
 with tempfile.TemporaryDirectory() as warm:  # one real run: every lazy import is done here

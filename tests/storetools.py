@@ -1,6 +1,6 @@
 """Helpers for the Phase 2 / version store tests: a small real plant, runs, snapshots, checks.
 
-Every fixture is a real plant written by `dpo.demo` in a temp folder; every check reads the
+Every fixture is a real plant written by `dpo.demo.plant` in a temp folder; every check reads the
 files the pipeline wrote (annotations, Parquet versions, change log) through the real code.
 """
 
@@ -18,15 +18,15 @@ import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.config import Paths, load_settings, resolve_paths
-from dpo.demo import SCHEMA, generate_plant, write_xlsx
-from dpo.frames import content_hash
+from dpo.demo.plant import SCHEMA, generate_plant, write_xlsx
 from dpo.fsio import TMP_MARK
-from dpo.load import DataLoaderAgent
-from dpo.parquetio import read_verified, recorded_hash
+from dpo.load.loader import DataLoaderAgent
 from dpo.results import CollectorResult, LoaderResult
-from dpo.store import VersionStore
+from dpo.store.contenthash import content_hash
+from dpo.store.parquet import read_verified, recorded_hash
+from dpo.store.versions import VersionStore
 
 DYNAMIC = tuple(SCHEMA["dynamicDB"])
 STATIC = tuple(SCHEMA["staticDB"])
@@ -227,9 +227,9 @@ def flip_bytes(path: Path, count: int = 32) -> None:
 # -- subprocesses ------------------------------------------------------------------------------
 RUN_BOTH = """
 import sys
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.config import load_settings, resolve_paths
-from dpo.load import DataLoaderAgent
+from dpo.load.loader import DataLoaderAgent
 paths = resolve_paths(load_settings(root_dir=sys.argv[1]))
 DataCollector(paths, max_retries=0).process_all_data()
 r = DataLoaderAgent(paths, keep_history=int(sys.argv[2]), max_retries=0).process_all_data()
@@ -239,7 +239,7 @@ sys.exit(0 if r.status == "success" else 3)
 ROLLBACK = """
 import json, sys
 from dpo.config import load_settings, resolve_paths
-from dpo.store import VersionStore
+from dpo.store.versions import VersionStore
 paths = resolve_paths(load_settings(root_dir=sys.argv[1]))
 VersionStore(paths, keep_history=int(sys.argv[2])).rollback(json.loads(sys.argv[3]))
 """

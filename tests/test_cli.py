@@ -31,7 +31,7 @@ from pipelinetools import (
     smtp_receiver,
 )
 
-from dpo.lock import run_lock
+from dpo.store.lock import run_lock
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 
@@ -199,10 +199,12 @@ def test_versions_and_rollback(root: Path) -> None:
             / "20240502_0605_productRecords.parquet").is_file()
 
     missing = dpo("rollback", "productRecords", "--root", root, "--to", "19990101_0000")
-    assert missing.returncode == 1
-    assert "19990101_0000" in error_line(missing.stderr)
+    assert missing.returncode == 2  # bad usage (#12 item 7): the versions are listed
+    assert ("no version 19990101_0000 of productRecords; versions: 20240502_0600, "
+            "20240502_0605" in error_line(missing.stderr))
     unknown = dpo("versions", "noSuchTable", "--root", root, "--json")
-    assert unknown.returncode == 1 and json.loads(unknown.stdout) == []
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "unknown table 'noSuchTable'" in error_line(unknown.stderr)
 
 
 def test_demo_builds_a_plant_runs_it_and_prints_a_summary(tmp_path: Path) -> None:
@@ -255,7 +257,7 @@ def test_run_with_real_channels_from_a_config_file_leaks_no_secret(root: Path,
     (outcome,) = result["notifications"]
     assert outcome["sent"] is False and f"127.0.0.1:{dead}/***" in outcome["error"]
     (mail,) = smtp.messages
-    assert mail["Subject"] == "Manual Review Required: DataCollector"
+    assert mail["Subject"] == f"Manual Review Required: DataCollector · {root} · failed: productRecords"
     assert f"{row}" in mail.get_body(preferencelist=("plain",)).get_content()
     (hook,) = http.requests
     assert hook.path == f"/hooks/{WEBHOOK_TOKEN}" and "itemTotalQuantity" in hook.body["message"]

@@ -26,10 +26,10 @@ from conftest import (
 )
 
 from dpo.errors import ErrorType
+from dpo.excel.discover import discover
 from dpo.fsio import TMP_MARK
 from dpo.results import Status
 from dpo.schema import load_schema
-from dpo.sources import discover
 
 TS = pd.Timestamp
 
@@ -357,7 +357,7 @@ def test_formula_error_cell_is_reported(records_root: Path) -> None:
     sheet.write_formula(1, 3, "=1/0", None, "#DIV/0!")
     sheet.write_row(1, 4, [1.5, "PP"])
     book.close()
-    error = table_result(collect(records_root), "records").error
+    error = table_result(collect(records_root, on_error_cells="fail"), "records").error
     assert error is not None
     assert error.error_type is ErrorType.DATA_PROCESSING_ERROR
     assert error.column == "quantity"
@@ -369,13 +369,13 @@ def test_formula_error_cell_is_reported(records_root: Path) -> None:
 def test_xlsb_error_cells_are_reported_with_row_and_column(
     records_root: Path, formula: bool
 ) -> None:
-    from dpo.xlsb import ExcelError, write_xlsb
+    from dpo.demo.writers import ExcelError, write_xlsb
 
     write_schema(records_root, {"records": dynamic_entry(extension=".xlsb")})
     rows = [good_row(i) for i in range(4)]
     rows[2][3] = ExcelError("#N/A", formula=formula)
     write_xlsb(source_dir(records_root) / "records_201811.xlsb", "Sheet1", SOURCE_HEADER, rows)
-    error = table_result(collect(records_root), "records").error
+    error = table_result(collect(records_root, on_error_cells="fail"), "records").error
     assert error is not None
     assert (error.file, error.row, error.column) == ("records_201811.xlsb", 4, "quantity")
     assert error.cells[0].value == "#N/A"
@@ -400,7 +400,7 @@ def test_bad_value_fails_table_and_keeps_good_output(
     broken = [good_row(i) for i in range(8)]
     broken[5][SOURCE_HEADER.index(column)] = bad  # Excel row 7 (header is row 1)
     write_source(records_root, "records_201812.xlsx", broken)
-    result = collect(records_root)
+    result = collect(records_root, on_error_cells="fail")  # "#N/A" text is an error cell
 
     assert result.status is Status.ERROR
     table = table_result(result, "records")
@@ -485,7 +485,7 @@ def test_quarantine_policy(records_root: Path) -> None:
     assert table.status is Status.WARNING
     assert table.rows == 4
     assert table.rows_rejected == 2
-    assert any("quarantine" in w for w in table.warnings)
+    assert any("quarantine" in w.message for w in table.warnings)
     frame = _read(records_root)
     assert frame["itemCode"].tolist() == ["CODE-00000", "CODE-00002", "CODE-00003", "CODE-00005"]
     assert _dtypes(frame) == SMALL_DTYPES
@@ -555,7 +555,7 @@ def test_headers_only_never_replaces_good_data(tmp_path: Path, ext: str) -> None
     assert result.status is Status.WARNING
     assert table.status is Status.WARNING
     assert table.rows == 0 and not table.changed
-    assert any("headers only" in w for w in table.warnings)
+    assert any("headers only" in w.message for w in table.warnings)
     assert out.read_bytes() == before
     assert out.stat().st_mtime_ns == before_ns
 
@@ -573,7 +573,7 @@ def test_one_headers_only_file_among_good_ones_is_a_warning(records_root: Path) 
     table = table_result(collect(records_root), "records")
     assert table.status is Status.WARNING
     assert table.rows == 1
-    assert any("records_201812.xlsx" in w for w in table.warnings)
+    assert any("records_201812.xlsx" in w.message for w in table.warnings)
 
 
 # --- 4. merge and duplicates ----------------------------------------------------------------------

@@ -25,12 +25,12 @@ from storetools import (
 )
 from test_rowhash import rechunked, small_table
 
-from dpo.demo import write_monthly_report
+from dpo.demo.plant import write_monthly_report
 from dpo.errors import IntegrityError
-from dpo.frames import content_hash, content_hash_of, legacy_content_hash
-from dpo.metakeys import HASH_PREFIX, META_HASH
-from dpo.parquetio import read_verified, recorded_hash, write_parquet
-from dpo.rowhash import row_hashes
+from dpo.store.contenthash import content_hash, content_hash_of, legacy_content_hash
+from dpo.store.meta import HASH_PREFIX, META_HASH
+from dpo.store.parquet import read_verified, recorded_hash, write_parquet
+from dpo.transform.rowhash import row_hashes
 
 MONTHLY = "database/dynamicDatabase/monthlyReports_history"
 

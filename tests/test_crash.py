@@ -45,10 +45,10 @@ from storetools import (
     tree_state,
 )
 
-from dpo.frames import content_hash
 from dpo.fsio import TMP_MARK
-from dpo.parquetio import read_verified
 from dpo.results import Status
+from dpo.store.contenthash import content_hash
+from dpo.store.parquet import read_verified
 
 KEEP = 2  # keep_history of every run here
 CHANGED = ("productRecords", "purchaseOrders", "itemInfo", "machineInfo")
@@ -67,6 +67,8 @@ COMMIT = RUN_POINTS.index("publish:annotations:renamed#1")
 
 ROLLED = ("itemInfo", "machineInfo")
 ROLLBACK_POINTS = [
+    "rollback:holds:written#1",  # the holds (#12) are written before the commit
+    "rollback:holds:renamed#1",
     *(f"rollback:restore:{t}:moved#1" for t in ROLLED),
     "rollback:annotations:written#1",
     "rollback:annotations:renamed#1",

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 from test_ledger import BAD_COLUMN, OUTPUT, cli, make_history
 
-from dpo.dashboard import EVENT_COLORS, LINE_COLORS, PHASE_COLORS, STATUS_COLORS, render
-from dpo.ledger import Snapshot
+from dpo.observe.dashboard import EVENT_COLORS, LINE_COLORS, PHASE_COLORS, STATUS_COLORS, render
+from dpo.observe.ledger import Snapshot
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -85,6 +86,8 @@ def test_dashboard_command_writes_the_file(history: tuple[Path, list[Any]],
     out = cli("dashboard", "--root", str(root), "--out", str(target)).stdout
     assert out.strip() == str(target)
     assert target.read_text(encoding="utf-8") == dashboard_of(root)  # same runs, same page
+    (tmp_path / "no-runs" / "database").mkdir(parents=True)  # a plant that never ran
+    (tmp_path / "no-runs" / "database" / "databaseSchemas.json").write_text("{}", "utf-8")
     empty = cli("dashboard", "--root", str(tmp_path / "no-runs"), "--out",
                 str(tmp_path / "empty.html")).stdout.strip()
     assert "No runs recorded yet" in Path(empty).read_text(encoding="utf-8")
@@ -97,14 +100,15 @@ def chromium() -> str:
         if found := shutil.which(name):
             return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and cannot be installed (not root / no apt-get)")
+        skip_or_fail("chromium is not installed and cannot be installed (not root / no apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
                     ["apt-get", "install", "-y", "chromium"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode == 0 and shutil.which("chromium"):
             return str(shutil.which("chromium"))
-    pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    skip_or_fail(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    return ""  # not reached: skip_or_fail raises
 
 
 def screenshot(html: Path, png: Path, profile: Path) -> np.ndarray:
@@ -205,7 +209,7 @@ def test_chart_colours_are_distinct() -> None:
 
 
 def test_sparkline_segments_break_at_gaps_and_drop_flat_middles() -> None:
-    from dpo.dashboard import _segments
+    from dpo.observe.dashboard import _segments
 
     assert _segments([]) == []
     assert _segments([(0, 5)]) == [[(0, 5)]]

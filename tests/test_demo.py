@@ -17,7 +17,7 @@ import fastexcel
 import pytest
 from python_calamine import CalamineWorkbook
 
-from dpo.demo import (
+from dpo.demo.plant import (
     MONTHLY_HEADER,
     SCHEMA,
     DemoPlant,
@@ -26,7 +26,7 @@ from dpo.demo import (
     write_xlsb,
     write_xlsx,
 )
-from dpo.xlsb import check_value
+from dpo.demo.writers import check_value
 
 Writer = Callable[[Path, str, list[str], list[list[object]]], Path]
 WRITERS = [pytest.param(write_xlsb, ".xlsb", id="xlsb"), pytest.param(write_xlsx, ".xlsx", id="xlsx")]
@@ -260,7 +260,7 @@ def test_writer_round_trip_calamine(writer: Writer, suffix: str, tmp_path: Path)
 
 
 def test_xlsb_is_readable_by_pyxlsb(tmp_path: Path) -> None:
-    pyxlsb = pytest.importorskip("pyxlsb")
+    import pyxlsb  # a dev dependency: always there
     path = write_xlsb(tmp_path / "t.xlsb", "Sheet1", HEADER, ROWS)
     with pyxlsb.open_workbook(str(path)) as book, book.get_sheet("Sheet1") as sheet:
         # pyxlsb sizes rows from the BrtWsDim record: it must cover the whole used range.

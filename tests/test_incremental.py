@@ -19,14 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 from pipelinetools import read_book
 
-from dpo.cacheio import HASH_COLUMN, cached_parts
-from dpo.collect import DataCollector
+from dpo.collect.cache import TableCache
+from dpo.collect.collector import DataCollector
+from dpo.collect.segments import HASH_COLUMN, cached_parts
 from dpo.config import load_settings, resolve_paths
-from dpo.demo import generate_plant, write_monthly_report, write_xlsb
-from dpo.incremental import Fingerprint, TableCache
+from dpo.demo.plant import generate_plant, write_monthly_report, write_xlsb
+from dpo.fsio import Fingerprint
 from dpo.results import CollectorResult, Status, TableResult
-from dpo.rowhash import row_hashes
 from dpo.schema import TableSpec, load_schema
+from dpo.transform.rowhash import row_hashes
 
 MONTHLY = "database/dynamicDatabase/monthlyReports_history"
 OUTPUTS = ("productRecords", "purchaseOrders")
@@ -172,7 +173,7 @@ def test_quarantined_and_blank_rows_keep_the_other_files_aligned(
     clean = fresh_copy(plant, tmp_path / "clean")
     from pipelinetools import read_book
 
-    from dpo.demo import write_xlsb
+    from dpo.demo.plant import write_xlsb
 
     sheet, header, rows = read_book(months(clean)[0])
     write_xlsb(months(clean)[0], sheet, header, rows[:3] + rows[4:])  # the same, minus that row
@@ -275,7 +276,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
     exact method, and the same output."""
     from test_rowhash import old_duplicate_mask
 
-    import dpo.collect
+    import dpo.collect.collector
 
     roots = {kind: fresh_copy(plant, tmp_path / kind) for kind in ("cached", "exact", "collide")}
     for root in roots.values():
@@ -284,11 +285,11 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
     def run_all(step: int) -> dict[str, TableResult]:
         found = {"cached": table(collect(roots["cached"]), "productRecords")}
         with monkeypatch.context() as patch:
-            patch.setattr(dpo.collect, "duplicate_mask",
+            patch.setattr(dpo.collect.collector, "duplicate_mask",
                           lambda t, hashes=None: old_duplicate_mask(t))
             found["exact"] = table(collect(roots["exact"], incremental=False), "productRecords")
         with monkeypatch.context() as patch:
-            patch.setattr(dpo.collect, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
+            patch.setattr(dpo.collect.collector, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
             found["collide"] = table(collect(roots["collide"], incremental=False),
                                      "productRecords")
         assert found["cached"].files_read == (12 if step == 0 else 1)

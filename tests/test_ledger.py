@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from python_calamine import CalamineWorkbook
 
-from dpo.demo import generate_plant, write_monthly_report, write_xlsb
-from dpo.health import pipeline_health_check
-from dpo.ledger import SCHEMA_VERSION, Ledger
-from dpo.notify import MockNotificationHandler
-from dpo.orchestrator import DataPipelineOrchestrator
+from dpo.demo.plant import generate_plant, write_monthly_report, write_xlsb
+from dpo.notify.channels import MockNotificationHandler
+from dpo.observe.ledger import SCHEMA_VERSION, Ledger
+from dpo.pipeline.health import pipeline_health_check
+from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 OUTPUT = Path("agents") / "shared_db" / "DataPipelineOrchestrator"
 BAD_COLUMN = "itemTotalQuantity"  # an Int64 column of productRecords
@@ -139,7 +139,11 @@ def test_history_limit_and_table(history: tuple[Path, list[Any]]) -> None:
     assert [r["overall_status"] for r in newest] == ["success", "partial_success"]
     text = cli("history", "--root", str(root)).stdout
     assert "partial_success" in text and "failed" in text
-    empty = cli("history", "--root", str(root / "nowhere"), "--json").stdout
+    nowhere = cli("history", "--root", str(root / "nowhere"), "--json", expect=2)
+    assert "no plant at" in nowhere.stderr  # #12 item 6
+    (root / "fresh" / "database").mkdir(parents=True)  # a plant that never ran
+    (root / "fresh" / "database" / "databaseSchemas.json").write_text("{}", encoding="utf-8")
+    empty = cli("history", "--root", str(root / "fresh"), "--json").stdout
     assert json.loads(empty) == []
 
 
@@ -157,8 +161,8 @@ def test_killed_run_is_interrupted_when_the_next_run_starts(tmp_path: Path) -> N
                          / "monthlyReports_201901.xlsb", month="2019-01", n_rows=40)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DPO_")}
     env["DPO_CRASH_AT"] = "publish:annotations:written"
-    script = ("import sys\nfrom dpo.notify import MockNotificationHandler\n"
-              "from dpo.orchestrator import DataPipelineOrchestrator\n"
+    script = ("import sys\nfrom dpo.notify.channels import MockNotificationHandler\n"
+              "from dpo.pipeline.orchestrator import DataPipelineOrchestrator\n"
               "DataPipelineOrchestrator(root_dir=sys.argv[1], notification_handler="
               "MockNotificationHandler()).run_pipeline()\n")
     killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env,
@@ -206,9 +210,10 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 3
+    assert ledger.version() == SCHEMA_VERSION == 5
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
+    assert migrated["warnings_count"] == partial["warnings"]["total"]  # v4, from the result
     assert migrated["overall_status"] == "partial_success"
     assert (migrated["rollbacks"], migrated["rollbacks_failed"], migrated["errors_count"],
             migrated["notifications_sent"]) == (1, 0, 1, 1)
@@ -225,7 +230,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 3
+    assert ledger.version() == 5
 
 
 def test_early_v2_ledger_without_table_stats_is_repaired(

@@ -32,7 +32,7 @@ from storetools import (
     tree_state,
 )
 
-from dpo.demo import SCHEMA, write_xlsx
+from dpo.demo.plant import SCHEMA, write_xlsx
 from dpo.results import LoaderResult, Status, TableResult
 
 

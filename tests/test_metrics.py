@@ -7,7 +7,6 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_ledger import OUTPUT, STATES, cli, ledger_path, make_history, run
 
 from dpo.config import load_settings, resolve_paths
-from dpo.dashboard import publish_observability
-from dpo.demo import generate_plant
-from dpo.ledger import Ledger
-from dpo.metrics import compute, parse_duration, prometheus_text
+from dpo.demo.plant import generate_plant
+from dpo.observe.dashboard import publish_observability
+from dpo.observe.ledger import Ledger
+from dpo.observe.metrics import compute, parse_duration, prometheus_text
 
 HEAVY = ("pandas", "pyarrow", "numpy", "prometheus_client", "jinja2")
 
@@ -57,7 +56,8 @@ def test_metrics_json_are_exactly_those_runs(history: tuple[Path, list[Any]]) ->
     assert m["phase_success_rates"] == {"collector": 0.5, "loader": 1.0}
     assert m["phase_runs"]["loader"] == {"ran": 3, "succeeded": 3, "skipped": 1}
     assert m["rollback_frequency"] == 0.5
-    assert m["rollbacks"] == {"runs_with_rollback": 2, "total": 2, "failed": 1, "succeeded": 1}
+    assert m["rollbacks"] == {"runs_with_rollback": 2, "manual": 0, "total": 2, "failed": 1,
+                              "succeeded": 1}
     sent = sum(n["sent"] for r in results for n in r["notifications"])
     assert sent == 3  # failed run: Phase 1 + skipped Phase 2; rolled-back run: Phase 1
     assert m["notification_triggers"] | {"by_component": None} == {
@@ -151,6 +151,8 @@ def test_parse_duration() -> None:
 
 
 def test_metrics_of_an_empty_ledger(tmp_path: Path) -> None:
+    (tmp_path / "database").mkdir()  # a plant that never ran
+    (tmp_path / "database" / "databaseSchemas.json").write_text("{}", encoding="utf-8")
     m = json.loads(cli("metrics", "--root", str(tmp_path), "--json").stdout)
     assert m["window"]["runs"] == 0 and m["pipeline_success_rate"] is None
     assert m["processing_time"]["total"]["median"] is None and m["last_run"] is None
@@ -160,7 +162,7 @@ def test_metrics_of_an_empty_ledger(tmp_path: Path) -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    from dpo.ledger import Snapshot
+    from dpo.observe.ledger import Snapshot
 
     m = compute(Snapshot(runs=[]))
     m["data_quality"]["tables"] = {'we"ird\\name\n': {
@@ -190,13 +192,7 @@ def test_after_run_work_is_cheap_with_1000_runs(history: tuple[Path, list[Any]],
     _big_ledger(ledger_path(tmp_path), results[2], 1000)
     snap = Ledger(ledger_path(tmp_path)).snapshot(limit=200)
     assert len(snap.runs) == 200 and len(snap.table_stats) == 200
-    timings = []
-    for _ in range(5):
-        began = time.perf_counter()
-        publish_observability(paths, load_settings(root_dir=str(tmp_path)))
-        timings.append(time.perf_counter() - began)
-    # A few ms on a quiet machine; the bound only catches reading every run or heavy imports.
-    assert statistics.median(timings) < 0.25, timings
+    publish_observability(paths, load_settings(root_dir=str(tmp_path)))  # its cost: bench/
     values = samples((paths.output_dir / "dpo.prom").read_text())
     assert values[("dpo_runs", (("status", "partial_success"),))] == 200
     assert (paths.output_dir / "dashboard.html").stat().st_size > 10_000
@@ -210,10 +206,10 @@ def test_after_run_work_imports_nothing_heavy(history: tuple[Path, list[Any]],
 import json, sys
 from datetime import datetime
 from pathlib import Path
-import dpo.cli_observe
+import dpo.cli.observe
 from dpo.config import load_settings, resolve_paths
-from dpo.dashboard import publish_observability
-from dpo.ledger import Ledger
+from dpo.observe.dashboard import publish_observability
+from dpo.observe.ledger import Ledger
 settings = load_settings(root_dir=sys.argv[1])
 paths = resolve_paths(settings)
 ledger = Ledger(paths.output_dir / "runs.sqlite")

@@ -10,9 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dpo.frames import arrow_schema
-from dpo.normalize import (
-    Source,
+from dpo.excel.origin import Source
+from dpo.schema import TableSpec
+from dpo.transform.arrowtypes import arrow_schema
+from dpo.transform.normalize import (
     excel_errors,
     normalize_table,
     null_like,
@@ -23,8 +24,7 @@ from dpo.normalize import (
     to_text,
     upper_shift,
 )
-from dpo.rejects import quarantine_table
-from dpo.schema import TableSpec
+from dpo.transform.rejects import quarantine_table
 
 TS = dt.datetime
 

@@ -19,7 +19,7 @@ from loguru import logger
 from pipelinetools import SmtpSink, free_port, smtp_receiver
 
 from dpo.errors import CellError, ErrorInfo, ErrorType
-from dpo.notify import (
+from dpo.notify.channels import (
     AppriseNotificationHandler,
     CompositeNotificationHandler,
     FileNotificationHandler,
@@ -27,6 +27,9 @@ from dpo.notify import (
     NotificationOutcome,
     redact_url,
 )
+from dpo.notify.review import ManualReviewNotifier
+from dpo.quality import WarningKind
+from dpo.quality import note as warning_note
 from dpo.results import (
     CollectorResult,
     HealingAction,
@@ -35,7 +38,6 @@ from dpo.results import (
     TableResult,
     skipped_phase,
 )
-from dpo.review import ManualReviewNotifier
 
 SMTP_PASSWORD = "SECRETPASS-5mtp"
 WEBHOOK_PASSWORD = "HOOKPASS-j50n"
@@ -142,7 +144,8 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         collector_failure(), run_context=RUN_CONTEXT)
     text = note.message
 
-    assert note.subject == "Manual Review Required: DataCollector"
+    assert note.subject == ("Manual Review Required: DataCollector · failed: productRecords, "
+                            "purchaseOrders")
     assert note.priority == "high"
     assert note.recipient == "plant-data-team"
     sections = ["MANUAL REVIEW NOTIFICATION", " SUMMARY ", " ERROR DETAILS ", " HEALING ACTIONS ",
@@ -167,7 +170,7 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
         "20240501_0600_productRecords.parquet (hash verified)",
         "ERROR #2: FILE_NOT_FOUND",
         "rollback of purchaseOrders: FAILED — no earlier verified copy (first run)",
-        "--on-bad-rows quarantine",
+        "`dpo run --quarantine`",
         "Check the source folder /plant/database/dynamicDatabase/purchaseOrders_history",
         "Rollback of purchaseOrders failed",
         "Started at           : 2024-05-02 06:00:01",
@@ -184,7 +187,8 @@ def test_manual_review_message_has_every_section_filled_from_real_values() -> No
 
 def test_warning_phase_is_medium_priority_and_absent_values_leave_no_placeholder() -> None:
     table = TableResult("machineInfo", Status.WARNING, rows=40,
-                        warnings=("sheet is empty (headers only); kept previous data",))
+                        warnings=(warning_note(WarningKind.HEADERS_ONLY,
+                                       "sheet is empty (headers only); kept previous data"),))
     result = LoaderResult(Status.WARNING, (table,), tables_processed=1, tables_changed=0,
                           tables_created=0, seconds=1.0).to_dict()
     note = ManualReviewNotifier(MockNotificationHandler(), recipient="ops").build_message(
@@ -285,7 +289,7 @@ def test_email_reaches_local_smtp_server(smtp_server: SmtpSink,
     assert handler.failures == []
     assert smtp_server.logins == [("dpo", SMTP_PASSWORD)]  # credentials were really used
     (mail,) = smtp_server.messages
-    assert mail["Subject"] == "Manual Review Required: DataCollector"
+    assert mail["Subject"] == note.subject
     assert mail["To"] == "plant-data-team@plant.example"
     body = mail.get_body(preferencelist=("plain",))
     assert body is not None

@@ -48,10 +48,9 @@ from pipelinetools import (
     smtp_receiver,
 )
 
-from dpo.errors import SchemaError
-from dpo.health import pipeline_health_check
-from dpo.ledger import Ledger
-from dpo.notify import MockNotificationHandler
+from dpo.notify.channels import MockNotificationHandler
+from dpo.observe.ledger import Ledger
+from dpo.pipeline.health import pipeline_health_check
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 MACHINES = STATIC / "machineInfo.xlsx"
@@ -88,7 +87,8 @@ def plant_bad_cell(root: Path, value: Any = "abc") -> int:
 
 
 def subjects(mock: MockNotificationHandler) -> list[str]:
-    return [note["subject"] for note in mock.sent]
+    """The component part of each subject (the plant and the tables follow, after ' · ')."""
+    return [note["subject"].split(" · ")[0] for note in mock.sent]
 
 
 def newest_versions(root: Path) -> set[str]:
@@ -369,14 +369,15 @@ def test_notification_is_filled_from_the_real_failing_run(root: Path, clock: Clo
 
     assert result["overall_status"] == "partial_success"
     (note,) = mock.sent
-    assert note["subject"] == "Manual Review Required: DataCollector"
+    assert note["subject"] == f"{COLLECTOR_REVIEW} · {root} · failed: productRecords"
     assert note["recipient"] == "ops@plant.example"
     assert note["priority"] == "high"
     collector = result["collector_result"]
     (error,) = collector["errors"]
     (cell,) = error["cells"]
     assert cell == {"file": "monthlyReports_201812.xlsb", "sheet": "Sheet1", "row": excel_row,
-                    "column": "itemTotalQuantity", "value": "abc", "reason": cell["reason"]}
+                    "column": "itemTotalQuantity", "value": "abc", "reason": cell["reason"],
+                    "excel_error": ""}
     text = note["message"]
 
     def field(label: str, value: object) -> bool:
@@ -420,7 +421,7 @@ def test_disabled_notifications_send_nothing_but_reports_are_written(
     orchestrator(root, clock=clock.at(6, 1), handler=None).run_pipeline(
         enable_notifications=False)
     assert not notes.exists()
-    from dpo.orchestrator import DataPipelineOrchestrator
+    from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
     DataPipelineOrchestrator(root_dir=root, clock=clock.at(6, 2)).run_pipeline()
     assert len(list(notes.iterdir())) == 2
@@ -448,13 +449,13 @@ def test_real_email_and_webhook_are_delivered_and_secrets_stay_out_of_every_file
     assert result["overall_status"] == "partial_success"  # a dead channel changes nothing
     assert smtp.logins == [("dpo", SMTP_PASSWORD)]
     (mail,) = smtp.messages
-    assert mail["Subject"] == COLLECTOR_REVIEW
+    assert mail["Subject"].startswith(f"{COLLECTOR_REVIEW} · ")
     assert mail["To"] == "plant-data-team@plant.example"
     body = mail.get_body(preferencelist=("plain",)).get_content()
     assert "itemTotalQuantity" in body and re.search(rf"Row\s*:\s*{excel_row}\b", body)
     (hook,) = http.requests
     assert hook.path == f"/hooks/{WEBHOOK_TOKEN}"
-    assert hook.body["title"] == COLLECTOR_REVIEW and "'abc'" in hook.body["message"]
+    assert hook.body["title"] == mail["Subject"] and "'abc'" in hook.body["message"]
 
     (outcome,) = result["notifications"]
     assert outcome["component"] == "DataCollector" and outcome["sent"] is False
@@ -522,7 +523,10 @@ def test_health_check_reports_an_output_folder_that_cannot_be_written(root: Path
 
 def test_a_rejected_schema_writes_nothing_and_leaves_no_run_behind(root: Path) -> None:
     orch = orchestrator(root, databaseSchemas_path="database/missing.json")
-    with pytest.raises(SchemaError, match=r"missing\.json"):
-        orch.run_pipeline()
-    assert not (root / "agents").exists()
+    result = orch.run_pipeline()  # bad configuration is a result, never an exception
+    assert result["overall_status"] == "failed"
+    (error,) = result["collector_result"]["errors"]
+    assert error["error_type"] == "CONFIG_ERROR" and "missing.json" in error["message"]
+    assert result["loader_result"]["status"] == "skipped"
+    assert not (root / "agents").exists()  # a plant that never ran: nothing created
     assert pipeline_health_check(root_dir=str(root))["last_run"] is None

@@ -1,4 +1,4 @@
-"""Row hashes (dpo.rowhash) and the duplicate detection built on them (dpo.merge).
+"""Row hashes (dpo.transform.rowhash) and the duplicate detection built on them (dpo.transform.dedupe).
 
 Row hashes are stored in the cache and summed up in every content hash, so they must be
 fixed (pinned values below: computed in another process, so also proof that nothing here
@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dpo.merge import duplicate_mask
-from dpo.rowhash import row_hashes, value_hashes
+from dpo.transform.dedupe import duplicate_mask
+from dpo.transform.rowhash import row_hashes, value_hashes
 
 
 def small_table() -> pa.Table:

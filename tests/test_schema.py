@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLES, dynamic_entry, make_paths, write_schema
+from conftest import SAMPLES, dynamic_entry, make_paths, skip_or_fail, write_schema
 
-from dpo.collect import DataCollector
+from dpo.collect.collector import DataCollector
 from dpo.errors import ConfigError, ErrorType, SchemaError
 from dpo.schema import DTYPE_KINDS, load_schema
 
@@ -77,8 +77,9 @@ def test_fingerprint_follows_meaning(tmp_path: Path) -> None:
     assert load_schema(write_schema(tmp_path, {"records": changed}), tmp_path).fingerprint != first
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples not available")
 def test_real_sample_schema(tmp_path: Path) -> None:
+    if not SAMPLES.is_dir():
+        skip_or_fail(f"the sample plant is not at {SAMPLES}")
     body = json.loads((SAMPLES / "databaseSchemas.json").read_text(encoding="utf-8"))
     schema = load_schema(_write_raw(tmp_path, body), tmp_path)
     records = schema.table("productRecords")

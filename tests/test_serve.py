@@ -31,8 +31,8 @@ from pipelinetools import (
 from servetools import Served, copy_slowly, sample, serve
 from storetools import assert_consistent, published_hashes
 
-from dpo.demo import write_monthly_report
-from dpo.lock import run_lock
+from dpo.demo.plant import write_monthly_report
+from dpo.store.lock import run_lock
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 TOKEN = "serve-T0ken-s3cret"

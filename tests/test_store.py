@@ -1,7 +1,7 @@
 """The versioned store of Phase 2: change detection, stamps, history, recovery, rollback.
 
 Every test runs the real Phase 1 + Phase 2 on a small synthetic plant written as real Excel
-files (dpo.demo) and inspects what landed on disk under DataLoaderAgent/.
+files (dpo.demo.plant) and inspects what landed on disk under DataLoaderAgent/.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from storetools import (
     tree_state,
 )
 
-from dpo.demo import write_xlsx
+from dpo.demo.plant import write_xlsx
 from dpo.errors import DpoError, ErrorType, IntegrityError
-from dpo.frames import content_hash
 from dpo.fsio import TMP_MARK
-from dpo.parquetio import read_verified
+from dpo.store.contenthash import content_hash
+from dpo.store.parquet import read_verified
 
 
 @pytest.fixture
@@ -294,7 +294,7 @@ def test_rollback_restores_an_earlier_version(three_versions: tuple[Path, list[s
     assert [v.current for v in store.list_versions("itemInfo")] == [True, False, False]
     assert_consistent(root)
     log = change_log(root).read_text(encoding="utf-8")
-    assert f"rolled back itemInfo to {stamps[0]}" in log
+    assert f"rolled back itemInfo from {stamps[2]} to {stamps[0]} (dpo rollback)" in log
     assert f"moved {replaced.name} -> historical_db/" in log
     # And forward again to the newest one.
     store.rollback({"itemInfo": stamps[2]})

@@ -20,7 +20,7 @@ from conftest import (
     write_source,
 )
 
-from dpo.excel import read_sheet
+from dpo.excel.reader import read_sheet
 from dpo.results import Status
 from dpo.schema import RENAMES, load_schema
 
@@ -72,7 +72,7 @@ def test_text_the_reader_would_empty_is_reported(records_root: Path, ext: str, t
     rows = [good_row(i) for i in range(4)]
     rows[1][SOURCE_HEADER.index("quantity")] = token
     write_source(records_root, f"records_201811.{ext}", rows)
-    error = table_result(collect(records_root), "records").error
+    error = table_result(collect(records_root, on_error_cells="fail"), "records").error
     assert error is not None, token
     assert (error.row, error.column, error.cells[0].value) == (3, "quantity", token)
 

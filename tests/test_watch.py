@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dpo.errors import ConfigError
-from dpo.serve_http import is_loopback, parse_listen
-from dpo.watch import Schedule, SettleTracker, Triggers, _outermost
+from dpo.serve.endpoints import is_loopback, parse_listen
+from dpo.serve.watch import Schedule, SettleTracker, Triggers, _outermost
 
 SETTLE = 5.0
 

@@ -22,21 +22,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from dpo.collect import DataCollector
-    from dpo.health import pipeline_health_check
-    from dpo.load import DataLoaderAgent
-    from dpo.notify import MockNotificationHandler
-    from dpo.orchestrator import DataPipelineOrchestrator
-    from dpo.review import ManualReviewNotifier
+    from dpo.collect.collector import DataCollector
+    from dpo.load.loader import DataLoaderAgent
+    from dpo.notify.channels import MockNotificationHandler
+    from dpo.notify.review import ManualReviewNotifier
+    from dpo.pipeline.health import pipeline_health_check
+    from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 # Imported on first use so `dpo --help` and `dpo health` do not pay for pandas/pyarrow.
 _HOMES = {
-    "DataCollector": "dpo.collect",
-    "DataLoaderAgent": "dpo.load",
-    "DataPipelineOrchestrator": "dpo.orchestrator",
-    "ManualReviewNotifier": "dpo.review",
-    "MockNotificationHandler": "dpo.notify",
-    "pipeline_health_check": "dpo.health",
+    "DataCollector": "dpo.collect.collector",
+    "DataLoaderAgent": "dpo.load.loader",
+    "DataPipelineOrchestrator": "dpo.pipeline.orchestrator",
+    "ManualReviewNotifier": "dpo.notify.review",
+    "MockNotificationHandler": "dpo.notify.channels",
+    "pipeline_health_check": "dpo.pipeline.health",
 }
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dpo.errors import ConfigError
+from loguru import logger
+
+from dpo.errors import CellError, ConfigError
 from dpo.schema import resolve_within
 
 DEFAULTS = {
@@ -26,6 +28,7 @@ DEFAULTS = {
     "default_dir": "agents/shared_db",
 }
 POLICIES = ("fail", "quarantine")
+ERROR_CELL_POLICIES = ("null", "fail", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Settings:
     default_dir: str = DEFAULTS["default_dir"]
     max_retries: int = 3
     on_bad_rows: str = "fail"  # or "quarantine"
+    on_error_cells: str = "null"  # Excel error / uncalculated formula: null | fail | quarantine
+    drop_total_rows: bool = False  # totals rows are kept, with a warning, unless this is set
     keep_history: int = 30  # historical versions kept per table
     workers: int = 0  # reader threads; 0: size to the machine (orchestrator.default_workers)
     notify_urls: tuple[str, ...] = field(default_factory=tuple)
@@ -46,6 +51,7 @@ class Settings:
     lock_timeout: float = 0.0  # seconds to wait for another run's lock
     incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
+    plant_name: str | None = None  # names the plant in notifications (default: the root folder)
     # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
     serve_token: str | None = field(default=None, repr=False)
 
@@ -55,6 +61,9 @@ class Settings:
             problems.append(f"max_retries must be 0..20, got {self.max_retries}")
         if self.on_bad_rows not in POLICIES:
             problems.append(f"on_bad_rows must be one of {POLICIES}, got {self.on_bad_rows!r}")
+        if self.on_error_cells not in ERROR_CELL_POLICIES:
+            problems.append(f"on_error_cells must be one of {ERROR_CELL_POLICIES}, "
+                            f"got {self.on_error_cells!r}")
         if self.keep_history < 1:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.workers < 0 or self.lock_timeout < 0:
@@ -63,15 +72,50 @@ class Settings:
             raise ConfigError("invalid settings: " + "; ".join(problems))
 
 
+    def row_policy(self, on_bad_rows: str | None = None, on_error_cells: str | None = None
+                   ) -> RowPolicy:
+        return RowPolicy(on_bad_rows or self.on_bad_rows, on_error_cells or self.on_error_cells,
+                         self.drop_total_rows)
+
+
 _FIELDS = {f.name: f for f in fields(Settings)}
 
 
+@dataclass(frozen=True)
+class RowPolicy:
+    """What to do with rows that cannot load as they are (docs/behaviour.md, "Policies")."""
+
+    on_bad_rows: str = "fail"  # a value that does not fit its type: fail | quarantine
+    on_error_cells: str = "null"  # an Excel error / uncalculated formula: null | fail | quarantine
+    drop_total_rows: bool = False  # totals rows are kept (and warned about) unless this is set
+
+    def quarantines(self, cell: CellError, *, bad_values: bool = True) -> bool:
+        """Does `cell`'s row go to quarantine (rather than fail the table)?"""
+        if cell.excel_error:
+            return self.on_error_cells == "quarantine"
+        return bad_values and self.on_bad_rows == "quarantine"
+
+
+CONFIG_NAME = "dpo.toml"
+
+
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
-    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given)."""
+    """Build Settings; `explicit` holds only arguments the caller actually gave (None = not given).
+
+    The config file is `config_file` (a relative path resolves against the root, like every
+    other path), else `<root>/dpo.toml` when there is one.
+    """
     values: dict[str, Any] = {}
+    env = _from_env()
+    base = Path(explicit.get("root_dir") or env.get("root_dir") or os.getcwd())
     if config_file is not None:
-        values.update(_read_toml(Path(config_file)))
-    values.update(_from_env())
+        path = base / Path(config_file).expanduser()  # an absolute path stays as it is
+        values.update(_read_toml(path))
+        logger.debug("settings: config file {}", path)
+    elif (base / CONFIG_NAME).is_file():
+        values.update(_read_toml(base / CONFIG_NAME))
+        logger.debug("settings: config file {} (found in the root)", base / CONFIG_NAME)
+    values.update(env)
     values.update({k: v for k, v in explicit.items() if v is not None})
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
@@ -167,3 +211,14 @@ def resolve_paths(settings: Settings) -> Paths:
         annotation_path=inside(settings.annotation_path, "annotation_path"),
         default_dir=inside(settings.default_dir, "default_dir"),
     )
+
+
+def plant_problem(paths: Paths) -> str | None:
+    """Why `paths` is no plant to look at, or None. Commands that only read (history, metrics,
+    dashboard, versions, diff) and rollback refuse a wrong --root instead of creating folders."""
+    if not paths.root.is_dir():
+        return f"no plant at {paths.root}: the folder does not exist"
+    if not paths.schema_path.is_file() and not paths.default_dir.is_dir():
+        return (f"no plant at {paths.root}: neither {paths.relative(paths.schema_path)} nor "
+                f"{paths.relative(paths.default_dir)} exists there (wrong --root?)")
+    return None

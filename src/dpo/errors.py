@@ -5,6 +5,7 @@
     │   └── SchemaError           databaseSchemas.json rejected; lists every problem at once
     ├── TransientError            worth retrying: file locked, still being copied, EAGAIN
     ├── CellErrors                row-level conversion errors (file, sheet, row, column, value)
+    ├── PipelineLocked            another run holds the run lock (CLI exit code 4)
     └── IntegrityError            a stored file does not match its recorded content hash
 
 Reader (fastexcel/calamine) and pyarrow errors are translated into these exactly once, in
@@ -33,6 +34,10 @@ class ErrorType(StrEnum):
     UNEXPECTED_ERROR = "UNEXPECTED_ERROR"
 
 
+# The "error code" of a formula cell that has no cached value (never calculated).
+NOT_CALCULATED = "formula not calculated"
+
+
 @dataclass(frozen=True)
 class CellError:
     """One value that could not become its schema type, located as Excel shows it."""
@@ -43,6 +48,13 @@ class CellError:
     column: str
     value: str
     reason: str
+    # The Excel error the cell holds (#REF!, #N/A..., or NOT_CALCULATED); "" for a value that
+    # is there but does not fit its type. Error cells follow the on_error_cells policy.
+    excel_error: str = ""
+
+    @property
+    def not_calculated(self) -> bool:
+        return self.excel_error == NOT_CALCULATED
 
     def describe(self) -> str:
         return (
@@ -146,6 +158,12 @@ class TransientError(DpoError):
     """A failure that may go away by itself (lock, partial copy); retried with backoff."""
 
 
+class PipelineLocked(DpoError):
+    """Another run holds the run lock (CLI exit code 4)."""
+
+    error_type = ErrorType.LOCKED
+
+
 class IntegrityError(DpoError):
     error_type = ErrorType.INTEGRITY_ERROR
 
@@ -155,12 +173,14 @@ class CellErrors(DpoError):
 
     error_type = ErrorType.DATA_PROCESSING_ERROR
 
-    def __init__(self, cells: list[CellError], *, table: str | None = None) -> None:
+    def __init__(self, cells: list[CellError], *, table: str | None = None,
+                 error_type: ErrorType | None = None) -> None:
         self._cells = tuple(cells)
         first = cells[0]
         more = f" (and {len(cells) - 1} more)" if len(cells) > 1 else ""
         super().__init__(
             f"{len(cells)} bad value(s); first: {first.describe()}{more}",
+            error_type=error_type,
             table=table,
             file=first.file,
             sheet=first.sheet,

@@ -6,12 +6,14 @@ one. Temp files carry TMP_MARK so a later run can find and remove what a crash l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -130,3 +132,42 @@ def move_durably(src: Path, dst: Path, point: str, *, sync: bool = True) -> None
     if sync:
         fsync_dir(dst.parent)
         fsync_dir(src.parent)
+
+
+# -- fingerprints and small state files (stdlib only: the no-change run needs just these) --
+@dataclass(frozen=True)
+class Fingerprint:
+    size: int
+    mtime_ns: int
+
+    @staticmethod
+    def of(path: Path) -> Fingerprint:
+        st = path.stat()
+        return Fingerprint(st.st_size, st.st_mtime_ns)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_if_changed(path: Path, data: dict[str, Any], point: str) -> None:
+    """Rewrite a state file only when its content changes: a no-change run touches nothing."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    try:
+        current: str | None = path.read_text(encoding="utf-8")
+    except OSError:
+        current = None  # missing or unreadable: write it
+    if current == text:
+        return
+    atomic_write_bytes(path, text.encode("utf-8"), point=point, durable=False)
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, names in os.walk(folder):
+        total += sum(os.stat(os.path.join(dirpath, n)).st_size for n in names)
+    return total

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from dpo.errors import ErrorInfo
+from dpo.quality import DataWarning, counts
 
 # Live progress events ("table_started", "file_done", "table_done") for the CLI's display.
 Progress = Callable[[str, dict[str, object]], None]
@@ -61,8 +62,11 @@ class TableResult:
     changed: bool = False
     content_hash: str | None = None
     output: str | None = None
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
+    blank_rows: int = 0  # blank rows skipped (gaps in a sheet, not records)
     error: ErrorInfo | None = None
+    # What a publish changed against the previous version (dpo.store.changes); Phase 2 only.
+    changes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,9 +82,22 @@ class TableResult:
             "changed": self.changed,
             "content_hash": self.content_hash,
             "output": self.output,
-            "warnings": list(self.warnings),
+            "warnings": [w.to_dict() for w in self.warnings[:MAX_WARNINGS_IN_DICT]],
+            "warnings_total": len(self.warnings),
+            "warnings_by_kind": counts(self.warnings),
+            "blank_rows_skipped": self.blank_rows,
             "error": self.error.to_dict() if self.error else None,
+            "changes": self.changes,
         }
+
+
+# A result dict stays readable when a whole column is #N/A: the first N warnings are listed,
+# the totals count them all (and the reports list every one, grouped).
+MAX_WARNINGS_IN_DICT = 200
+
+
+def all_warnings(tables: tuple[TableResult, ...]) -> list[DataWarning]:
+    return [w for t in tables for w in t.warnings]
 
 
 def phase_status(tables: list[TableResult]) -> Status:
@@ -123,6 +140,7 @@ class CollectorResult:
             "disk_usage_bytes": self.disk_usage_bytes,
             "healing_actions": [h.to_dict() for h in self.healing_actions],
             "errors": [e.to_dict() for e in self.errors],
+            "warnings_total": len(all_warnings(self.tables)),
             "details": [t.to_dict() for t in self.tables],
         }
 
@@ -161,6 +179,7 @@ class LoaderResult:
             "files_moved": list(self.files_moved),
             "healing_actions": [h.to_dict() for h in self.healing_actions],
             "errors": [e.to_dict() for e in self.errors],
+            "warnings_total": len(all_warnings(self.tables)),
             "details": [t.to_dict() for t in self.tables],
         }
 
@@ -181,11 +200,17 @@ class PipelineResult:
     notifications: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     reports: tuple[str, ...] = field(default_factory=tuple)
 
+    def warnings(self) -> list[DataWarning]:
+        tables = self.collector.tables + (self.loader.tables if self.loader else ())
+        return all_warnings(tables)
+
     def to_dict(self) -> dict[str, Any]:
         loader = (self.loader.to_dict() if self.loader is not None
                   else skipped_phase("DataLoaderAgent", self.skip_reason))
+        warnings = self.warnings()
         return {
             "overall_status": str(self.overall_status),
+            "warnings": {"total": len(warnings), "by_kind": counts(warnings)},
             "collector_result": self.collector.to_dict(),
             "loader_result": loader,
             "timestamp": self.finished_at.isoformat(),

@@ -77,7 +77,8 @@ class TableSpec:
         """Columns whose number cells are read a second time as floats when a sheet has to be
         read as text: the reader's text of a number keeps 9 decimals (1e-10 reads as "0").
         Only float columns: a float read also parses numeric text ("1e3" -> 1000), which an
-        integer or date column must reject as text, so their cells are taken from the text."""
+        integer or date column must reject as text. Their number cells beyond 9 decimals, and
+        those of text columns, are found in the sheet's bytes instead (numbercells.py)."""
         return frozenset(c for c in self.columns if self.kind_of(c) == "float")
 
 

@@ -1,0 +1,316 @@
+"""The `dpo` command. Heavy modules are imported inside commands so `dpo --help` stays fast.
+
+Exit codes: 0 success · 1 failed · 2 bad usage or configuration · 3 partial_success ·
+4 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+EXIT_CODES = {"success": 0, "failed": 1, "partial_success": 3}
+EXIT_USAGE, EXIT_LOCKED = 2, 4
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="dpo: plant Excel exports -> typed, versioned Parquet (collect -> load).\n\n"
+         "Exit codes: 0 success, 1 failed, 2 bad usage or configuration, 3 partial_success, "
+         "4 another run holds the lock.",
+)
+
+def _version(value: bool) -> None:
+    if value:
+        from dpo import __version__
+
+        typer.echo(f"dpo {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print dpo's version and exit.")] = False,
+) -> None:
+    """dpo: plant Excel exports -> typed, versioned Parquet (collect -> load)."""
+
+
+Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
+                                           "against (default: current directory).")]
+Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="DEBUG logs and tracebacks.")]
+Source = Annotated[str | None, typer.Option("--source-dir", help="dynamic_db_source_dir")]
+SchemaOpt = Annotated[str | None, typer.Option("--schema", help="databaseSchemas_path")]
+Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
+Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class _NoPandas:
+    """Import hook that makes `import pandas` fail in the CLI process.
+
+    pyarrow imports pandas on its first `pa.array`/`pa.scalar` call only to check whether it
+    was handed pandas objects; the CLI never hands it any, and that import alone costs more
+    than a whole no-change run (BENCHMARKS.md). The Python API is not affected.
+    """
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is not used by the dpo command", name=name)
+
+
+def _arrow_memory_pool() -> None:
+    """jemalloc for Arrow in the CLI process: calamine frees its cell grid just before Arrow
+    allocates the columns, and with jemalloc the 200,000-row report peaks ~90 MB lower (and
+    runs faster) than with the wheels' default mimalloc (BENCHMARKS.md). Read by pyarrow at
+    first use, so setting it costs nothing; a value the user set wins."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+
+def _without_pandas() -> None:
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+
+
+def _setup_logging(verbose: bool) -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO",
+               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    from rich.console import Console
+    from rich.markup import escape
+
+    # escape: a message quoting "[Sheet1]" or a path must print as is (and not crash rich);
+    # soft_wrap: one line, not broken at the console width of a pipe (80 columns).
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
+                               soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _guard(verbose: bool, action: Any) -> Any:
+    """Run `action`; turn dpo errors into one clear line and the documented exit code."""
+    from dpo.errors import ConfigError, DpoError, ErrorType
+
+    try:
+        return action()
+    except ConfigError as exc:
+        if verbose:
+            raise
+        raise _fail(_one_line(exc), EXIT_USAGE) from exc
+    except DpoError as exc:
+        if verbose:
+            raise
+        code = EXIT_LOCKED if exc.error_type is ErrorType.LOCKED else 1
+        raise _fail(exc.message, code) from exc
+
+
+def _one_line(exc: Any) -> str:
+    """A schema rejected for one reason is said in one line; several keep one line each."""
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) == 1:
+        return f"schema {exc.file} rejected: {problems[0]}"
+    return str(exc.message)
+
+
+def _orchestrator(root: Path | None, config: Path | None, source: str | None,
+                  schema: str | None, annotations: str | None, default_dir: str | None,
+                  **options: Any) -> Any:
+    from dpo.pipeline.orchestrator import DataPipelineOrchestrator
+
+    paths = {k: v for k, v in {"dynamic_db_source_dir": source, "databaseSchemas_path": schema,
+                               "annotation_path": annotations, "default_dir": default_dir}.items()
+             if v is not None}
+    settings: dict[str, Any] = {**paths, **{k: v for k, v in options.items() if v is not None}}
+    return DataPipelineOrchestrator(root_dir=root, config_file=config, **settings)
+
+
+@app.command()
+def run(
+    root: Root = None, config: Config = None, source_dir: Source = None, schema: SchemaOpt = None,
+    annotations: Annot = None, default_dir: Out = None,
+    max_retries: Annotated[int | None, typer.Option(help="Retries of transient failures.")] = None,
+    no_notify: Annotated[bool, typer.Option("--no-notify", help="Send nothing; reports are "
+                                            "still written.")] = False,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Quarantine bad rows instead "
+                                             "of failing the table.")] = False,
+    wait: Annotated[float | None, typer.Option("--wait", help="Seconds to wait for another "
+                                               "run's lock.")] = None,
+    on_error_cells: Annotated[str | None, typer.Option(
+        "--on-error-cells", help="Excel error cells (#REF!, #N/A...) and uncalculated formulas: "
+        "null (NA + a warning; the default), fail, or quarantine.")] = None,
+    drop_total_rows: Annotated[bool, typer.Option(
+        "--drop-total-rows", help="Drop rows that look like totals rows (default: keep, "
+        "with a warning).")] = False,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
+    _setup_logging(verbose)
+    _without_pandas()
+    _arrow_memory_pool()
+
+    store: list[tuple[Path, bytes | None]] = []  # the annotations as the run found them
+
+    def go() -> dict[str, Any]:
+        # Every value goes through Settings, which checks it as it checks the config file's.
+        orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
+                             lock_timeout=wait, max_retries=max_retries,
+                             on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None)
+        store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
+        return _run_with_progress(orch, None, not no_notify,
+                                  "quarantine" if quarantine else None, quiet=as_json)
+
+    try:
+        result = _guard(verbose, go)
+    except KeyboardInterrupt:
+        raise _fail_interrupted(store[0] if store else None) from None
+    refused = [e for e in result["collector_result"].get("errors", [])
+               if e["error_type"] == "CONFIG_ERROR"]
+    if refused:  # the run was refused for its configuration (and recorded if the plant ran)
+        raise _fail(refused[0]["message"], EXIT_USAGE)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        from dpo.cli.console import print_summary
+
+        print_summary(result)
+    raise typer.Exit(EXIT_CODES.get(result["overall_status"], 1))
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _fail_interrupted(before: tuple[Path, bytes | None] | None) -> typer.Exit:
+    """Ctrl-C: one line saying where the store is (every step of a run is atomic)."""
+    from rich.console import Console
+
+    if before is None:
+        where = "the store is unchanged"
+    else:
+        path, old = before
+        stamp = _newest_stamp(old)
+        if _read_or_none(path) != old:
+            where = f"the run published before it stopped; the store is at {path}"
+        elif stamp:
+            where = f"the store is unchanged at {path} (newest version {stamp})"
+        else:
+            where = f"the store is unchanged (nothing published yet: no {path})"
+    Console(stderr=True).print(f"interrupted; {where}", highlight=False, soft_wrap=True,
+                               markup=False)
+    return typer.Exit(130)
+
+
+def _newest_stamp(annotations: bytes | None) -> str | None:
+    import re
+
+    try:
+        stored = json.loads(annotations or b"{}").values()
+    except ValueError:
+        return None
+    stamps = [m.group(1) for p in stored if (m := re.search(r"(\d{8}_\d{4}(?:-\d+)?)_", str(p)))]
+    return max(stamps, default=None)
+
+
+def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str | None,
+                       *, quiet: bool) -> dict[str, Any]:
+    from dpo.cli.console import progress_display
+
+    with progress_display(orch, enabled=not quiet):
+        result: dict[str, Any] = orch.run_pipeline(
+            max_retries=retries, enable_notifications=notify, on_bad_rows=policy)
+    return result
+
+
+@app.command()
+def demo(
+    target: Annotated[Path, typer.Argument(help="Folder for the demo plant.")] = Path("build/demo"),
+    months: Annotated[int, typer.Option(min=1, help="Monthly reports to generate.")] = 3,
+    rows: Annotated[int, typer.Option(min=0, help="Rows per monthly report.")] = 700,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same plant).")] = 0,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Generate a realistic demo plant in TARGET and run the pipeline on it."""
+    _setup_logging(verbose)
+    from dpo.demo.plant import demo_folder_refusal, generate_plant, mark_demo_folder
+
+    refusal = demo_folder_refusal(target)
+    if refusal:
+        raise _fail(f"refusing to write the demo plant: {refusal}", EXIT_USAGE)
+    mark_demo_folder(target)
+    plant = generate_plant(target, months=months, rows_per_month=rows, seed=seed)
+    if not as_json:
+        typer.echo(f"demo plant: {len(plant.monthly_files)} monthly reports, "
+                   f"{len(plant.po_files)} purchase-order files, {len(plant.static_files)} "
+                   f"master tables in {plant.root}")
+    run(root=target, config=None, source_dir=None, schema=None, annotations=None,
+        default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
+        on_error_cells=None, drop_total_rows=False, as_json=as_json, verbose=verbose)
+
+
+@app.command()
+def validate(root: Root = None, config: Config = None, source_dir: Source = None,
+             schema: SchemaOpt = None, verbose: Verbose = False) -> None:
+    """Check the schema and every source file without writing anything."""
+    _setup_logging(verbose)
+    from dpo.cli.console import print_validation
+    from dpo.collect.validate import validate_sources
+
+    def go() -> list[dict[str, Any]]:
+        orch = _orchestrator(root, config, source_dir, schema, None, None)
+        return validate_sources(orch.paths)
+
+    rows = _guard(verbose, go)
+    print_validation(rows)
+    problems = [row for row in rows if row["status"] != "ok"]
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def health(root: Root = None, config: Config = None, default_dir: Out = None,
+           as_json: Json = False, verbose: Verbose = False) -> None:
+    """Paths, last run, disk space and write permission: healthy or degraded."""
+    from dpo.pipeline.health import pipeline_health_check
+
+    def go() -> dict[str, Any]:
+        from dpo.config import load_settings, resolve_paths
+
+        settings = load_settings(config, root_dir=str(root) if root else None,
+                                 default_dir=default_dir)
+        return pipeline_health_check(paths=resolve_paths(settings))
+
+    report = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from dpo.cli.console import print_health
+
+        print_health(report)
+    raise typer.Exit(0 if report["service_status"] == "healthy" else 1)
+
+
+from dpo.cli.observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+from dpo.cli.store import register as _register_store  # noqa: E402 - versions/rollback/diff
+
+_register_store(app)
+_register_observe(app)
+
+from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve
+
+_register_serve(app)
+
+
+def main() -> None:
+    app()
+

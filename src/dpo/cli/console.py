@@ -1,0 +1,171 @@
+"""Rich terminal output for the CLI: live progress per table and file, and summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+STYLE = {"success": "green", "partial_success": "yellow", "warning": "yellow",
+         "failed": "red", "error": "red", "skipped": "dim"}
+
+
+@contextmanager
+def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
+    """Show a bar per table while the orchestrator runs (events come from its `progress` hook)."""
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    bars: dict[str, TaskID] = {}
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            key = f"{data.get('phase')}:{data['table']}"
+            if event == "table_started":
+                bars[key] = progress.add_task(f"{data['phase']} {data['table']}",
+                                              total=data.get("total") or 1)
+            elif event == "file_done" and key in bars:
+                progress.advance(bars[key], int(data.get("count", 1)))
+            elif event == "table_done" and key in bars:
+                progress.update(bars[key], completed=progress.tasks[bars[key]].total)
+
+        orchestrator.progress = on_event
+        yield
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """The run's summary: one short line per table (fits 80 columns, a cron mail's width),
+    then the notes (errors, warnings) in full below it, one line each, never wrapped."""
+    overall = result["overall_status"]
+    table = Table(title=f"dpo run: [bold {STYLE.get(overall, 'white')}]{overall}[/]",
+                  title_justify="left")
+    for column in ("phase", "table", "status", "rows", "changes"):
+        table.add_column(column, justify="right" if column == "rows" else "left", no_wrap=True)
+    notes: dict[tuple[str, str], list[str]] = {}  # (phase, note) -> tables: said once
+    for key, phase in (("collector_result", "collect"), ("loader_result", "load")):
+        part = result[key]
+        if part["status"] == "skipped":
+            table.add_row(phase, "-", _styled("skipped"), "", "")
+            notes[(phase, f"skipped: {part.get('reason', '')}")] = []
+        for row in part.get("details", []):
+            table.add_row(phase, row["table"], _styled(row["status"]), f"{row['rows']:,}",
+                          change_text(row))
+            said = [row["error"]["message"]] if row.get("error") else _warning_notes(row)
+            columns = (row.get("changes") or {}).get("columns_changed")
+            said += [f"values changed in {', '.join(columns)}"] if columns else []
+            for note in said:
+                notes.setdefault((phase, note), []).append(row["table"])
+    out.print(table)
+    for (phase, note), tables in notes.items():
+        out.print(escape(f"{phase} {', '.join(tables)}: {note}" if tables else f"{phase}: {note}"),
+                  soft_wrap=True, highlight=False)
+    collector, loader = result["collector_result"], result["loader_result"]
+    out.print(f"collect {seconds(collector.get('execution_seconds'))} · "
+              f"{collector['files_processed']} files · {collector['records_count']:,} records · "
+              f"load {seconds(loader.get('execution_seconds'))} · "
+              f"{loader.get('tables_created', 0)} new version(s)", highlight=False)
+    for action in collector.get("healing_actions", []):
+        out.print(escape(f"  {action['action']} {action['table']}: "
+                         f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
+                  soft_wrap=True, highlight=False)
+    for path in result.get("reports", []):
+        out.print(f"  report: {path}", soft_wrap=True, highlight=False)
+
+
+def seconds(value: float | None) -> str:
+    """A duration as people read it: '4.2 s' under a minute, else H:MM:SS."""
+    if value is None:
+        return "–"
+    if value < 59.95:
+        return f"{value:.1f} s"
+    whole = round(value)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def change_text(row: dict[str, Any]) -> str:
+    """What changed in a table: '+12 −3' rows against the previous version when Phase 2
+    published it; yes/no otherwise."""
+    change = row.get("changes")
+    if change:  # the columns it edited are said below the table
+        return f"+{change['rows_added']:,} −{change['rows_removed']:,}"
+    if row.get("status") == "skipped":
+        return "not published"
+    return "yes" if row.get("changed") else "no"
+
+
+# Notes about the table's state are said as written; data-quality warnings are counted (the
+# reports list every one, grouped).
+_SAID_AS_WRITTEN = ("not_published", "held", "quarantine", "headers_only", "other")
+
+
+def _warning_notes(row: dict[str, Any]) -> list[str]:
+    said = [w["message"] for w in row.get("warnings") or [] if w["kind"] in _SAID_AS_WRITTEN]
+    counted = {k: n for k, n in (row.get("warnings_by_kind") or {}).items()
+               if k not in _SAID_AS_WRITTEN}
+    total = sum(counted.values())
+    if total:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counted.items())
+        said.append(f"{total} warning{'s' if total != 1 else ''} ({kinds}); see the final report")
+    return said
+
+
+def _styled(status: str) -> str:
+    return f"[{STYLE.get(status, 'white')}]{status}[/]"
+
+
+def print_validation(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="dpo validate", title_justify="left")
+    for column in ("table", "file", "status", "rows", "message"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["table"], escape(row["file"]), _styled(row["status"]),
+                      str(row["rows"]), escape(row["message"]))
+    out.print(table)
+    # The table truncates to the terminal (80 columns in a pipe or a cron mail): say each
+    # problem again in full, so file, sheet, row and column are always readable.
+    for row in rows:
+        if row["status"] != "ok":
+            out.print(escape(f"{row['status'].upper()} {row['table']} {row['file']}: "
+                             f"{row['message']}"), soft_wrap=True, highlight=False)
+
+
+def print_health(report: dict[str, Any]) -> None:
+    status = report["service_status"]
+    out.print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
+    for name, path in report["paths"].items():
+        out.print(f"  {name}: {path}")
+    disk = report["disk_space"]
+    out.print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
+              f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {report['write_permission']}")
+    last = report["last_run"]
+    out.print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
+              if last else "  last run: none yet")
+    for table, hold in (report.get("holds") or {}).items():
+        out.print(f"  held: {table} at {hold['version']} since {hold['since']} (dpo rollback; "
+                  f"`dpo rollback {table} --release` ends it)", soft_wrap=True)
+    for reason in report["reasons"]:
+        out.print(f"  [red]- {reason}[/]")
+
+
+def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"versions of {name}", title_justify="left")
+    for column in ("version", "rows", "hash", "current"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["version"], str(row["rows"]), str(row["content_hash"])[:12],
+                      "*" if row["current"] else "")
+    out.print(table)
+    if not rows:
+        out.print(f"no versions of {name} yet: no run has published it")
+    for row in rows:
+        if row.get("held_since"):
+            out.print(f"held at {row['version']} since {row['held_since']} (dpo rollback): runs "
+                      f"keep it until one of its sources changes or `dpo rollback {name} "
+                      "--release`", soft_wrap=True)

@@ -1,0 +1,304 @@
+"""`dpo versions`, `dpo rollback` and `dpo diff`: the versioned store from the command line.
+
+Registered on the main app by `dpo.cli` (`register(app)`); imports stay inside the commands so
+`dpo --help` stays fast. A wrong --root, an unknown table or version is bad usage (exit 2) and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
+                                           "against (default: current directory).")]
+Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
+Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
+Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="DEBUG logs and tracebacks.")]
+STAMP = re.compile(r"\d{8}_\d{4}(?:-\d+)?")
+
+
+def plant_store(root: Path | None, config: Path | None, annotations: str | None,
+                default_dir: str | None) -> Any:
+    """The VersionStore of the plant at --root; ConfigError (exit 2) when there is none."""
+    from dpo.config import load_settings, plant_problem, resolve_paths
+    from dpo.errors import ConfigError
+    from dpo.store.versions import VersionStore
+
+    settings = load_settings(config, root_dir=str(root) if root else None,
+                             annotation_path=annotations, default_dir=default_dir)
+    paths = resolve_paths(settings)
+    problem = plant_problem(paths)
+    if problem:
+        raise ConfigError(problem)
+    return VersionStore(paths, keep_history=settings.keep_history)
+
+
+def known_table(store: Any, name: str) -> None:
+    """ConfigError naming the tables (and the closest one) when `name` is not one of them."""
+    import difflib
+
+    from dpo.errors import ConfigError, DpoError
+    from dpo.schema import load_schema
+
+    try:
+        names = {spec.name for spec in load_schema(store.paths.schema_path, store.paths.root)}
+    except DpoError:
+        names = set()  # no readable schema: the published tables are all there is to name
+    names |= set(store.annotations())
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"unknown table '{name}'{hint}; tables: {', '.join(sorted(names)) or 'none'}")
+
+
+def known_version(store: Any, table: str, stamp: str) -> Any:
+    from dpo.errors import ConfigError
+
+    versions = store.list_versions(table)
+    for version in versions:
+        if version.stamp == stamp:
+            return version
+    listed = ", ".join(v.stamp for v in versions) or "none yet"
+    raise ConfigError(f"no version {stamp} of {table}; versions: {listed}")
+
+
+def versions(table: str, root: Root = None, config: Config = None, annotations: Annot = None,
+             default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
+    """List the stored versions of TABLE (newest last); a held table says since when."""
+    from dpo.cli import _guard
+    from dpo.store.holds import Holds
+
+    def go() -> list[dict[str, Any]]:
+        store = plant_store(root, config, annotations, default_dir)
+        known_table(store, table)
+        hold = Holds(store.paths.loader_dir).read().get(table)
+        rows = []
+        for v in store.list_versions(table):
+            row = v.to_dict()
+            row["held_since"] = hold.since if hold and v.current else None
+            rows.append(row)
+        return rows
+
+    rows = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        from dpo.cli.console import print_versions
+
+        print_versions(table, rows)
+    raise typer.Exit(0 if rows else 1)
+
+
+def rollback(
+    table: Annotated[str | None, typer.Argument(help="Table to roll back.")] = None,
+    to: Annotated[str, typer.Option("--to", help="Version stamp, e.g. 20261127_0612.")] = "",
+    all_tables: Annotated[bool, typer.Option("--all", help="Roll back every table to its "
+                                             "version at or before --to.")] = False,
+    release: Annotated[bool, typer.Option("--release", help="End the hold of a rolled-back "
+                                          "table: the next run publishes what its sources "
+                                          "give.")] = False,
+    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
+    verbose: Verbose = False,
+) -> None:
+    """Point TABLE (or --all tables) back at an earlier, hash-verified version.
+
+    The table is then held there: runs do not republish it until one of its source files
+    changes, or until `dpo rollback TABLE --release`.
+    """
+    from dpo.cli import EXIT_USAGE, _fail, _guard, _setup_logging
+
+    _setup_logging(verbose)
+    if (table is None) == (not all_tables) or release == bool(to):
+        raise _fail("give TABLE --to VERSION, --all --to VERSION, or TABLE (or --all) "
+                    "--release", EXIT_USAGE)
+    if to and not STAMP.fullmatch(to):
+        raise _fail(f"--to {to!r}: give a version stamp like 20240502_0600 (see dpo versions "
+                    "TABLE)", EXIT_USAGE)
+
+    def go() -> list[str]:
+        from dpo.store.lock import run_lock
+
+        store = plant_store(root, config, annotations, default_dir)
+        if table is not None:
+            known_table(store, table)
+        if not release:
+            _targets(store, table, to)  # a wrong version is refused before the lock is made
+        with run_lock(store.paths.output_dir):
+            if release:
+                return _release(store, table)
+            return _rollback(store, table, to)
+
+    for line in _guard(verbose, go):
+        typer.echo(line)
+
+
+def _command() -> str:
+    import shlex
+    import sys
+
+    return shlex.join(["dpo", *sys.argv[1:]])
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _record(store: Any, action: str, table: str, old: str | None, new: str | None) -> None:
+    from datetime import datetime
+
+    from dpo.observe.ledger import Ledger
+
+    Ledger(store.paths.output_dir / "runs.sqlite").record_action(
+        action, table, old, new, command=_command(), user=_user(), when=datetime.now())
+
+
+def _targets(store: Any, table: str | None, to: str) -> dict[str, str]:
+    """{table: version} to roll back to; ConfigError when there is none."""
+    from dpo.errors import ConfigError
+
+    if table is not None:
+        known_version(store, table, to)
+        return {table: to}
+    targets: dict[str, str] = store.versions_at(to)
+    if not targets:
+        firsts = [f"{t} {vs[0].stamp}" for t in sorted(store.annotations())
+                  if (vs := store.list_versions(t))]
+        raise ConfigError(f"no version at or before {to} of any table; earliest: "
+                          f"{', '.join(firsts) or 'none'}")
+    return targets
+
+
+def _rollback(store: Any, table: str | None, to: str) -> list[str]:
+    targets = _targets(store, table, to)
+    skipped = [] if table is not None else sorted(set(store.annotations()) - set(targets))
+    before = {t: next((v.stamp for v in store.list_versions(t) if v.current), None)
+              for t in targets}
+    restored = store.rollback(targets, command=_command())
+    lines = []
+    for version in restored:
+        _record(store, "rollback", version.table, before[version.table], version.stamp)
+        lines.append(f"{version.table}: now at {version.stamp} ({version.rows} rows, hash "
+                     f"{str(version.content_hash)[:12]} verified); held until one of its "
+                     f"sources changes or `dpo rollback {version.table} --release`")
+    lines += [f"{t}: no version at or before {to}; left where it is" for t in skipped]
+    return lines
+
+
+def _release(store: Any, table: str | None) -> list[str]:
+    from dpo.load.state import forget_loader_state
+    from dpo.store.holds import Holds
+
+    holds = Holds(store.paths.loader_dir)
+    names = [table] if table is not None else sorted(holds.read())
+    dropped = holds.release(names)
+    if dropped:
+        forget_loader_state(store.paths.cache_dir)  # else a no-change run would skip it
+    for hold in dropped:
+        _record(store, "release", hold.table, hold.version, None)
+    lines = [f"{h.table}: released from {h.version}; the next run publishes what its sources "
+             "give" for h in dropped]
+    return lines or [f"{', '.join(names) or 'no table'}: not held; nothing to release"]
+
+
+def diff(
+    table: Annotated[str, typer.Argument(help="Table to compare.")],
+    from_version: Annotated[str | None, typer.Argument(
+        metavar="[FROM]", help="Older version (default: the one before TO).")] = None,
+    to_version: Annotated[str | None, typer.Argument(
+        metavar="[TO]", help="Newer version (default: the current one).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows added/removed to show.")] = 10,
+    root: Root = None, config: Config = None, annotations: Annot = None, default_dir: Out = None,
+    as_json: Json = False, verbose: Verbose = False,
+) -> None:
+    """What changed in TABLE between two versions: rows added and removed, columns edited.
+
+    Default: the version before the current one vs the current one.
+    """
+    from dpo.cli import _guard
+
+    def go() -> dict[str, Any]:
+        store = plant_store(root, config, annotations, default_dir)
+        known_table(store, table)
+        old, new = _diff_versions(store, table, from_version, to_version)
+        return _diff(old, new, limit)
+
+    report = _guard(verbose, go)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_diff(report)
+
+
+def _diff_versions(store: Any, table: str, older: str | None, newer: str | None) -> tuple[Any, Any]:
+    from dpo.errors import ConfigError
+
+    versions = store.list_versions(table)  # oldest first
+    if newer:
+        new = known_version(store, table, newer)
+    else:
+        new = next((v for v in versions if v.current), None)
+        if new is None:
+            raise ConfigError(f"no version of {table} is published yet")
+    if older:
+        return known_version(store, table, older), new
+    before = versions[:versions.index(new)]
+    if not before:
+        raise ConfigError(f"no version of {table} before {new.stamp} to compare with; versions: "
+                          f"{', '.join(v.stamp for v in versions)}")
+    return before[-1], new
+
+
+def _diff(old: Any, new: Any, limit: int) -> dict[str, Any]:
+    from dpo.store.changes import diff_tables
+    from dpo.store.parquet import read_verified
+
+    old_table, new_table = read_verified(old.path), read_verified(new.path)
+    found = diff_tables(old_table, new_table)
+    counts = found.counts(old.stamp)
+    del counts["previous"]
+    return {"table": new.table, "from": old.stamp, "to": new.stamp, **counts,
+            "columns_changed_rows": found.columns_changed,
+            "added": new_table.take(found.added[:limit]).to_pylist(),
+            "removed": old_table.take(found.removed[:limit]).to_pylist()}
+
+
+def _print_diff(report: dict[str, Any]) -> None:
+    from dpo.cli.console import out
+
+    def line(text: str) -> None:
+        out.print(text, soft_wrap=True, highlight=False, markup=False)
+
+    line(f"{report['table']}: {report['from']} -> {report['to']}: "
+         f"+{report['rows_added']:,} rows added, -{report['rows_removed']:,} rows removed")
+    edited = report["columns_changed_rows"]
+    if edited:
+        line("values changed in: " + ", ".join(f"{c} ({n:,} rows)" for c, n in edited.items()))
+    for key in ("columns_added", "columns_removed"):
+        if report[key]:
+            line(f"{key.replace('_', ' ')}: {', '.join(report[key])}")
+    for sign, key in (("+", "added"), ("-", "removed")):
+        rows = report[key]
+        total = report[f"rows_{key}"]
+        if rows:
+            line(f"first {len(rows)} of {total:,} rows {key}:")
+        for row in rows:
+            line(f"{sign} " + ", ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(versions)
+    app.command()(rollback)
+    app.command()(diff)

@@ -1,0 +1,401 @@
+"""Phase 1, the DataCollector: discover -> read -> normalise -> merge -> hash -> atomic write."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from loguru import logger
+
+from dpo.arrays import from_numpy
+from dpo.collect.cache import TableCache
+from dpo.collect.finisher import Finish, Finisher, done, nothing, then
+from dpo.collect.segments import Piece, cached_parts, coalesce, update_cache
+from dpo.config import Paths, RowPolicy
+from dpo.errors import DpoError
+from dpo.excel.discover import discover_with_notes
+from dpo.excel.pool import ReadAhead
+from dpo.excel.reader import RawSheet
+from dpo.fsio import Fingerprint, folder_size, sha256_of
+from dpo.quality import DataWarning, WarningKind, needs_review, note
+from dpo.results import (
+    CollectorResult,
+    HealingAction,
+    Progress,
+    Status,
+    TableResult,
+    phase_status,
+)
+from dpo.schema import Schema, TableSpec, load_schema
+from dpo.store.contenthash import content_hash_of, older_hash_if_same
+from dpo.store.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
+from dpo.store.parquet import parquet_meta, recorded_hash, write_parquet
+from dpo.transform.arrowtypes import empty_table
+from dpo.transform.concat import concat_raw, error_cells, exact_origin
+from dpo.transform.dedupe import duplicate_mask
+from dpo.transform.normalize import Normalized, normalize_table
+from dpo.transform.rejects import screen_rows
+from dpo.transform.rowhash import row_hashes
+
+
+@dataclass
+class _TableRun:
+    """Mutable scratch state while one table is collected."""
+
+    spec: TableSpec
+    files: list[Path] = field(default_factory=list)
+    warnings: list[DataWarning] = field(default_factory=list)
+    blank_rows: int = 0
+    healing: list[HealingAction] = field(default_factory=list)
+    rejected: int = 0
+    files_read: int = 0
+    emptied: list[str] = field(default_factory=list)  # files read this run with headers only
+
+
+# From this many rows the cache segment is written beside the Parquet file (both encode in
+# Arrow's C++, without the GIL), not before it.
+SIDE_WRITE_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class _Merged:
+    digest: str
+    duplicates: int
+    by_file: tuple[tuple[str, int], ...]
+
+
+class DataCollector:
+    """Phase 1: the plant's dynamic Excel exports -> `<default_dir>/dynamicDatabase/*.parquet`."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        schema: Schema | None = None,
+        on_bad_rows: str = "fail",
+        on_error_cells: str = "null",
+        drop_total_rows: bool = False,
+        max_retries: int = 3,
+        workers: int = 1,
+        retry_wait: float = 0.5,
+        incremental: bool = True,
+        progress: Progress | None = None,
+    ) -> None:
+        self.paths = paths
+        self.schema = schema or load_schema(paths.schema_path, paths.root)
+        self.policy = RowPolicy(on_bad_rows, on_error_cells, drop_total_rows)
+        self.max_retries = max_retries
+        self.workers = max(1, workers)
+        self.retry_wait = retry_wait
+        self.incremental = incremental
+        self.progress = progress
+        self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
+        self._discovered: dict[str, tuple[list[Path], list[DataWarning]]] = {}
+
+    def output_path(self, table: str) -> Path:
+        return self.paths.collector_dir / f"{table}.parquet"
+
+    def quarantine_path(self, table: str) -> Path:
+        return self.paths.collector_dir / "quarantine" / f"{table}.parquet"
+
+    def process_all_data(self) -> CollectorResult:
+        started = time.perf_counter()
+        with ReadAhead(workers=self.workers, max_retries=self.max_retries,
+                       retry_wait=self.retry_wait) as self._reads, \
+                Finisher(self._guarded, background=self._reads.pooled) as finisher:
+            for spec in self.schema.dynamic:  # while one table is merged, the next is read
+                self._reads.prefetch(self._to_read(spec), spec)
+            runs = [_TableRun(spec) for spec in self.schema.dynamic]
+            for run in runs:  # a table is written while the next one is merged
+                finisher.add(run, self._collect_guarded(run))
+            results = finisher.results()
+        healing = [action for run in runs for action in run.healing]
+        return self._summary(results, healing, time.perf_counter() - started)
+
+    def _to_read(self, spec: TableSpec) -> list[Path]:
+        """The files of `spec` that the cache does not hold (a first guess: the table's own
+        pass decides, and reads whatever was not read ahead)."""
+        try:
+            files, notes = discover_with_notes(spec, self.paths.source_dir / spec.path.name)
+        except DpoError:
+            return []  # reported when the table is collected
+        self._discovered[spec.name] = (files, notes)  # one look at the folder per run
+        if not self.incremental:
+            return files
+        cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
+        todo = []
+        for path in files:
+            try:
+                if cache.lookup(path, Fingerprint.of(path)) is None:
+                    todo.append(path)
+            except OSError:
+                continue
+        return todo
+
+    def _collect_guarded(self, run: _TableRun) -> Finish:
+        """The table read, normalised and merged; what is left to do (writing) as a callable
+        that gives its result. A failure is the table's error result, never the phase's."""
+        logger.info("📊 collecting {}", run.spec.name)
+        try:
+            return self._collect(run)
+        except DpoError as exc:
+            return partial(self._failed, run, exc)
+
+    def _guarded(self, run: _TableRun, finish: Finish) -> TableResult:
+        try:
+            result = finish()
+        except DpoError as exc:
+            result = self._failed(run, exc)
+        if result.status is not Status.ERROR:
+            self._emit("table_done", table=run.spec.name, status=str(result.status))
+        return result
+
+    def _failed(self, run: _TableRun, exc: DpoError) -> TableResult:
+        self._emit("table_done", table=run.spec.name, status="error")
+        logger.error("❌ {}: {}", run.spec.name, exc.message)
+        return TableResult(
+            table=run.spec.name, status=Status.ERROR, files=tuple(p.name for p in run.files),
+            files_failed=(exc.file,) if exc.file else (), warnings=tuple(run.warnings),
+            error=exc.info(run.spec.name),
+        )
+
+    def _collect(self, run: _TableRun) -> Finish:
+        spec = run.spec
+        run.files, notes = (self._discovered.pop(spec.name) if spec.name in self._discovered
+                            else discover_with_notes(spec, self.paths.source_dir / spec.path.name))
+        run.warnings.extend(notes)
+        self._emit("table_started", table=spec.name, total=len(run.files))
+        out = self.output_path(spec.name)
+        names = tuple(p.name for p in run.files)
+        cache = (TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
+                 if self.incremental else None)
+        if cache is not None and (summary := cache.unchanged_output(run.files, out)):
+            logger.info("✅ {}: sources unchanged ({} rows), nothing read", spec.name,
+                        summary["rows"])
+            self._emit("file_done", table=spec.name, count=len(run.files))
+            return done(self._table_result(
+                run, Status.SUCCESS, summary["rows"], names, changed=False, out=out,
+                digest=summary["hash"], dups=(summary["duplicates"],
+                                              tuple(summary["duplicates_by_file"].items()))))
+        parts, cache_update = self._parts(run, cache)
+        merged, digest, dup_total, dup_by_file = _merge(spec, parts, names)
+        if merged.num_rows == 0:
+            run.warnings.append(note(WarningKind.HEADERS_ONLY, "no data rows in any file "
+                                     "(headers only); existing output kept"))
+            return then(cache_update, self._table_result(run, Status.WARNING, 0, names,
+                                                          changed=False, out=out))
+        if run.emptied and out.exists():
+            # A file that lost its rows must not take them out of the table unnoticed.
+            run.warnings.append(note(
+                WarningKind.HEADERS_ONLY, f"{', '.join(run.emptied)}: headers only; existing "
+                "output kept until the file has rows again or is removed"))
+            kept = int((parquet_meta(out) or {}).get(META_ROWS, b"0"))
+            return then(cache_update, self._table_result(run, Status.WARNING, kept, names,
+                                                          changed=False, out=out))
+        return partial(self._write, run, cache, cache_update, merged,
+                       _Merged(digest, dup_total, dup_by_file))
+
+    def _write(self, run: _TableRun, cache: TableCache | None, cache_update: Callable[[], None],
+               merged: pa.Table, found: _Merged) -> TableResult:
+        """Write the table if its content changed, then the cache (the last step: a cache
+        never describes an output that is not on disk)."""
+        out, names = self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        with ThreadPoolExecutor(1) as side:  # the cache segment beside the Parquet encoding
+            segment = side.submit(cache_update) if merged.num_rows >= SIDE_WRITE_ROWS else None
+            if segment is None:
+                cache_update()
+            changed, digest = self._write_output(run, cache, merged, found.digest)
+            if segment is not None:
+                segment.result()
+        if not run.rejected:
+            self._drop_stale_quarantine(run)
+        if cache is not None:
+            if not run.rejected and not run.warnings:
+                cache.record_output(list(names), out, {
+                    "rows": merged.num_rows, "hash": digest, "duplicates": found.duplicates,
+                    "duplicates_by_file": dict(found.by_file)})
+            cache.save()
+        status = Status.WARNING if run.rejected or needs_review(run.warnings) else Status.SUCCESS
+        return self._table_result(run, status, merged.num_rows, names, changed=changed, out=out,
+                                  digest=digest, dups=(found.duplicates, found.by_file))
+
+    def _write_output(self, run: _TableRun, cache: TableCache | None, merged: pa.Table,
+                      digest: str) -> tuple[bool, str]:
+        """(changed, content hash): the table written only if its content changed."""
+        spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        recorded = (cache.output_hash(out) if cache is not None else None) or recorded_hash(out)
+        digest = older_hash_if_same(recorded, merged, digest)
+        changed = recorded != digest
+        if changed:
+            meta = {META_TABLE: spec.name.encode(), META_SOURCES: "\n".join(names).encode(),
+                    META_HASH: digest.encode()}
+            write_parquet(out, merged, meta, point=f"collect:{spec.name}")
+            logger.info("✅ {}: {} rows written to {}", spec.name, merged.num_rows, out.name)
+        else:
+            logger.info("✅ {}: unchanged ({} rows), nothing written", spec.name, merged.num_rows)
+        return changed, digest
+
+    def _table_result(
+        self, run: _TableRun, status: Status, rows: int, names: tuple[str, ...], *,
+        changed: bool, out: Path, digest: str | None = None,
+        dups: tuple[int, tuple[tuple[str, int], ...]] = (0, ()),
+    ) -> TableResult:
+        return TableResult(
+            table=run.spec.name, status=status, rows=rows, files=names,
+            duplicates_removed=dups[0], duplicates_by_file=dups[1], rows_rejected=run.rejected,
+            changed=changed, content_hash=digest, output=self.paths.relative(out),
+            warnings=tuple(run.warnings), files_read=run.files_read, blank_rows=run.blank_rows,
+        )
+
+    # -- reading, with the per-file cache -------------------------------------------------------
+    def _parts(self, run: _TableRun, cache: TableCache | None
+               ) -> tuple[list[Piece], Callable[[], None]]:
+        """Each file's normalised rows, in file order: from the cache, or read and normalised;
+        and the cache's update with this run's new files, for the writing step to make."""
+        fingerprints = [Fingerprint.of(p) for p in run.files]
+        parts: list[Piece | None] = (
+            cached_parts(cache, run.files, fingerprints, run.spec) if cache is not None
+            else [None] * len(run.files))
+        self._emit("file_done", table=run.spec.name, count=sum(p is not None for p in parts))
+        todo = [i for i, part in enumerate(parts) if part is None]
+        run.files_read = len(todo)
+        dirty: set[str] = set()
+        # The content hash the cache records must be of the bytes that were read: taken before
+        # the read, a file replaced after it is read again next time, never served stale.
+        digests = _digests([run.files[i] for i in todo]) if cache is not None else {}
+        if todo:
+            sheets = self._read_files(run, [run.files[i] for i in todo])
+            norm = self._normalize(run, sheets)
+            # A file with anything to say is read again next run, so it says it again.
+            dirty = {cell.file for cell in norm.cells} | {w.file for w in run.warnings if w.file}
+            for i, piece in zip(todo, _split(norm, len(todo)), strict=True):
+                parts[i] = piece
+        pieces = [p for p in parts if p is not None]
+        if cache is None:
+            return pieces, nothing
+        return pieces, partial(update_cache, cache, run.spec, run.files, fingerprints, pieces,
+                               todo, dirty, digests)
+
+    def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
+        """Read files (in the reading pool, or ahead of need), in file order."""
+        sheets = self._reads.read(
+            files, run.spec,
+            on_retry=lambda msg: run.healing.append(
+                HealingAction("retry", run.spec.name, True, msg)),
+            on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
+        for path, sheet in zip(files, sheets, strict=True):
+            if sheet.table.num_rows == 0:
+                run.emptied.append(path.name)
+                run.warnings.append(note(WarningKind.HEADERS_ONLY,
+                                         f"{path.name}: headers only, no data rows", path.name))
+        return sheets
+
+    def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
+        """Normalise all new files in one pass, then the row policies (rejects.screen_rows)."""
+        raw, origin, exact = concat_raw(sheets)
+        flagged = error_cells(sheets, origin)
+        screened = screen_rows(
+            raw, run.spec, self.policy,
+            lambda where: normalize_table(raw, run.spec, where, exact, flagged,
+                                          self.policy.on_error_cells),
+            origin, lambda: exact_origin(run.files, sheets, origin))
+        for sheet in sheets:
+            run.warnings.extend(sheet.notes)
+        run.warnings.extend(screened.warnings)
+        run.blank_rows += screened.blank
+        if screened.blank:
+            logger.info("{}: {} blank row(s) skipped", run.spec.name, screened.blank)
+        if screened.quarantine is not None:
+            self._quarantine(run, screened.quarantine)
+        return screened.norm
+
+    def _quarantine(self, run: _TableRun, table: pa.Table) -> None:
+        run.rejected = table.num_rows
+        path = self.quarantine_path(run.spec.name)
+        write_parquet(path, table, {META_TABLE: run.spec.name.encode()},
+                      point=f"quarantine:{run.spec.name}")
+        run.warnings.append(note(WarningKind.QUARANTINE, f"{table.num_rows} row(s) quarantined "
+                                 f"in {self.paths.relative(path)}"))
+        logger.warning("⚠️ {}: {} bad row(s) quarantined", run.spec.name, table.num_rows)
+
+    def _drop_stale_quarantine(self, run: _TableRun) -> None:
+        path = self.quarantine_path(run.spec.name)
+        if path.exists():
+            path.unlink()
+            logger.info("✅ {}: sources clean again; old quarantine file removed", run.spec.name)
+
+    def _emit(self, event: str, **data: object) -> None:
+        if self.progress is not None:
+            self.progress(event, {"phase": "collect", **data})
+
+    def _summary(
+        self, tables: list[TableResult], healing: list[HealingAction], seconds: float
+    ) -> CollectorResult:
+        errors = tuple(t.error for t in tables if t.error is not None)
+        return CollectorResult(
+            status=phase_status(tables),
+            tables=tuple(tables),
+            files_processed=sum(len(t.files) for t in tables if t.status is not Status.ERROR),
+            files_failed=sum(max(1, len(t.files_failed)) for t in tables
+                             if t.status is Status.ERROR),
+            records_count=sum(t.rows for t in tables),
+            duplicates_removed=sum(t.duplicates_removed for t in tables),
+            data_updated=any(t.changed for t in tables),
+            seconds=seconds,
+            disk_usage_bytes=folder_size(self.paths.collector_dir),
+            healing_actions=tuple(healing),
+            errors=errors,
+        )
+
+
+def _digests(files: list[Path]) -> dict[str, str]:
+    found = {}
+    for path in files:
+        try:
+            found[path.name] = sha256_of(path)
+        except OSError:
+            continue  # gone or unreadable: the read reports it
+    return found
+
+
+def _split(norm: Normalized, count: int) -> list[Piece]:
+    """The normalised table cut back into its files (bad rows already dropped), as pieces of
+    the one table, so that consecutive files coalesce again when merged. Its row hashes are
+    computed here, once for all new files; the cache keeps them with the rows."""
+    bad = np.asarray(norm.bad_rows, dtype=np.int64)
+    starts = [*norm.origin.starts, norm.table.num_rows + len(bad)]
+    kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
+    hashes = row_hashes(norm.table)
+    return [Piece(norm.table, hashes, kept_before[i], kept_before[i + 1] - kept_before[i])
+            for i in range(count)]
+
+
+def _merge(
+    spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
+) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...]]:
+    """Concatenate in file order; drop exact duplicate rows, counted by the file they were in.
+    Returns the table, its content hash, and the duplicates (total, by file). Duplicates and
+    the hash come from the pieces' row hashes: no pass over the cached rows' values."""
+    pieces = [p for p in parts if p.rows]
+    if not pieces:
+        empty = empty_table(spec)
+        return empty, content_hash_of(empty.schema, np.empty(0, np.uint64)), 0, ()
+    runs = coalesce(pieces)
+    merged = pa.concat_tables([run.view() for run in runs])  # chunked: nobody needs one copy
+    hashes = np.concatenate([run.row_hashes() for run in runs])
+    duplicated = duplicate_mask(merged, hashes)
+    if not duplicated.any():
+        return merged, content_hash_of(merged.schema, hashes), 0, ()
+    owners = [n for n, p in zip(names, parts, strict=True) if p.rows]
+    owner = np.repeat(np.arange(len(pieces)), [p.rows for p in pieces])
+    counts = np.bincount(owner[duplicated], minlength=len(pieces))
+    by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
+    kept = ~duplicated
+    return (merged.filter(from_numpy(kept)), content_hash_of(merged.schema, hashes[kept]),
+            int(duplicated.sum()), by_file)

@@ -1,0 +1,186 @@
+"""Number cells whose value the reader's text does not keep, put back in text-read columns.
+
+fastexcel renders a number cell read as text with at most 9 decimals (Rust `{x:.9}`, trailing
+zeros trimmed): 1.5e-10 reads as "0", 12.0000000001 as "12", 1/3 as "0.333333333". Text
+columns are always read as text, and so is every column of a sheet that mixes types, so such
+a cell would load as "0" in a text column, or as 0 in an integer column, without a word.
+
+Finding them costs no second parse in the common case: the sheet's own bytes are streamed
+through a test (number values with 10+ decimals or an exponent in .xlsx XML; BrtCellReal,
+BrtCellRk and BrtFmlaNum records in .xlsb, their doubles checked with numpy). Only when a
+number the 9-decimal text does not give back is found, and its text occurs in a column read
+as text, is that column read again as floats. A number cell there is one whose text is the
+reader's rendering of its float (a float read also parses text: "1e3" -> 1000, but the
+rendering of 1000 is "1000", not "1e3"); its text becomes Excel's General spelling with 15
+significant digits (`%.15g`: "1.5e-10", "0.333333333333333", "12.0000000001"; lower case, as
+Python and Arrow spell an exponent, so a typed and a text read report the same text) and its float
+goes to the exact values, so an integer column reports it as not whole. Text cells are
+never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from typing import IO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dpo.excel.errorcells import _sheet_part
+
+_CHUNK = 4 << 20
+_OVERLAP = 64  # longer than the head of any record read here (header + 16 bytes)
+_NINE = Decimal("1e-9")
+# Number text that may hold more than 9 decimals: 10+ decimal digits, or an exponent.
+_XLSX_HINT = re.compile(rb"\.\d{10}|\d[eE][-+]?\d")
+_XLSX_VALUE = re.compile(rb"<v>([^<]*(?:\.\d{10}|\d[eE][-+]?\d)[^<]*)</v>")
+_MAX_COLUMNS = 16_384
+
+
+def general(value: float) -> str:
+    """The text of a number as Excel's General format shows it: 15 significant digits."""
+    return format(value, ".15g")
+
+
+def renderings(value: float) -> set[str]:
+    """The reader's text of a number cell (9 decimals, zeros trimmed); both spellings of a tie,
+    whose rounding direction is the formatter's choice."""
+    exact = Decimal(value)
+    return {format(exact.quantize(_NINE, rounding), "f").rstrip("0").rstrip(".")
+            for rounding in (ROUND_HALF_EVEN, ROUND_HALF_UP)}
+
+
+def _lossy(values: np.ndarray) -> np.ndarray:
+    """Numbers that their 9-decimal text does not give back (whole numbers always do)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        lossy: np.ndarray = np.isfinite(values) & (values != np.floor(values)) & (
+            np.round(values, 9) != values)
+    return lossy
+
+
+def lossy_texts(path: str, sheet: str, archive: zipfile.ZipFile | None = None) -> frozenset[str]:
+    """The reader's texts of the number cells of `sheet` that lose their value; empty when
+    there are none (or the file is not a zip: nothing to look at)."""
+    try:
+        with zipfile.ZipFile(path) if archive is None else nullcontext(archive) as opened:
+            part = _sheet_part(opened, sheet)
+            if part is None:
+                return frozenset()
+            scan = _xlsb_numbers if part.endswith(".bin") else _xlsx_numbers
+            with opened.open(part) as stream:
+                values = np.concatenate([np.zeros(0), *scan(_blocks(stream))])
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return frozenset()  # the reader reports unreadable files; this is only a second look
+    return frozenset(text for value in np.unique(values[_lossy(values)])
+                     for text in renderings(float(value)))
+
+
+def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The part in 4 MiB blocks, each beginning with the tail of the one before (a record or
+    a value may straddle two blocks; one found twice is harmless)."""
+    tail = b""
+    while block := stream.read(_CHUNK):
+        yield tail + block
+        tail = block[-_OVERLAP:]
+
+
+def _xlsx_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
+    for block in blocks:
+        if not _XLSX_HINT.search(block):
+            continue
+        found = []
+        for match in _XLSX_VALUE.finditer(block):
+            try:  # a string formula's value or an error code may match too: not a number
+                found.append(float(match.group(1)))
+            except ValueError:
+                continue
+        yield np.asarray(found, dtype=np.float64)
+
+
+def _xlsb_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
+    """Values of every record that looks like a number cell. Bytes that only look like one
+    give a random value; the columns found in the reader's text decide what is read again."""
+    for block in blocks:
+        # Zero-padded, so a record cut off at the end reads as junk rather than past the end.
+        data = np.frombuffer(block + bytes(32), dtype=np.uint8)
+        body = data[:len(block)]
+        starts = np.flatnonzero(body == 0x05)
+        yield _doubles(data, starts[data[starts + 1] == 16] + 2)  # BrtCellReal
+        starts = np.flatnonzero(body == 0x09)  # BrtFmlaNum, one- or two-byte size
+        sizes = data[starts + 1]
+        yield _doubles(data, starts[(sizes >= 26) & (sizes < 128)] + 2)
+        yield _doubles(data, starts[sizes >= 128] + 3)
+        starts = np.flatnonzero(body == 0x02)
+        yield _rk(data, starts[data[starts + 1] == 12] + 2)  # BrtCellRk
+
+
+def _cells(data: np.ndarray, payload: np.ndarray, offset: int, width: int) -> np.ndarray:
+    """`width` bytes at `payload + offset` of each record whose column is a real one."""
+    columns = _gather(data, payload, 4).view("<u4").ravel()
+    payload = payload[columns < _MAX_COLUMNS]
+    return _gather(data, payload + offset, width)
+
+
+def _gather(data: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    return np.ascontiguousarray(data[at[:, None] + np.arange(width)])
+
+
+def _doubles(data: np.ndarray, payload: np.ndarray) -> np.ndarray:
+    return _cells(data, payload, 8, 8).view("<f8").ravel()
+
+
+def _rk(data: np.ndarray, payload: np.ndarray) -> np.ndarray:
+    """RkNumber ([MS-XLSB] 2.5.122): an int30 or the top 30 bits of a double, maybe / 100."""
+    rk = _cells(data, payload, 8, 4).view("<u4").ravel()
+    as_int = (rk.view("<i4") >> 2).astype(np.float64)
+    as_float = ((rk & np.uint32(0xFFFFFFFC)).astype(np.uint64) << np.uint64(32)).view("<f8")
+    values = np.where((rk & 2) != 0, as_int, as_float)
+    return np.where((rk & 1) != 0, values / 100, values)
+
+
+def restore(
+    batch: pa.RecordBatch, texts: frozenset[str], columns: Iterable[str],
+    read_floats: Callable[[set[str]], pa.RecordBatch],
+) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
+    """`batch` with the lossy number cells of `columns` (text-read, where one of `texts`
+    occurs) in their General spelling, and those cells' floats by column (null elsewhere)."""
+    value_set = pa.array(sorted(texts), pa.string())
+    suspects = {name for name in columns if _holds_any(batch.column(name), value_set)}
+    if not suspects:
+        return batch, {}
+    floats = read_floats(suspects)
+    arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+    exact: dict[str, pa.Array] = {}
+    for name in suspects & set(floats.schema.names):
+        text, found = _restore_column(arrays[name], floats.column(name), value_set)
+        if found is not None:
+            arrays[name], exact[name] = text, found
+    return pa.RecordBatch.from_arrays(list(arrays.values()), names=list(arrays)), exact
+
+
+def _holds_any(column: pa.Array, value_set: pa.Array) -> bool:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return False
+    return bool(pc.any(pc.is_in(column, value_set=value_set.cast(column.type))).as_py())
+
+
+def _restore_column(
+    text: pa.Array, floats: pa.Array, value_set: pa.Array
+) -> tuple[pa.Array, pa.Array | None]:
+    candidates = np.flatnonzero(np.asarray(pc.fill_null(pc.and_(
+        pc.is_in(text, value_set=value_set.cast(text.type)), pc.is_valid(floats)), False)))
+    values: list[str | None] = text.to_pylist()
+    exact: list[float | None] = [None] * len(values)
+    for position in candidates.tolist():
+        written, number = values[position], floats[position].as_py()
+        # A number cell: its text is the reader's rendering of its float, which loses it.
+        if written in renderings(number) and float(written or "nan") != number:
+            values[position], exact[position] = general(number), number
+    if not any(x is not None for x in exact):
+        return text, None
+    return pa.array(values, text.type), pa.array(exact, pa.float64())

@@ -1,0 +1,292 @@
+"""Phase 2, the DataLoaderAgent: load every table, compare hashes, publish changed versions."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from loguru import logger
+
+from dpo.collect.cache import TableCache
+from dpo.config import Paths, RowPolicy
+from dpo.errors import DpoError, ErrorType
+from dpo.excel.origin import Origin, Source
+from dpo.excel.reader import first_data_row, read_sheet
+from dpo.excel.retry import with_retries
+from dpo.fsio import Fingerprint, folder_size
+from dpo.load.state import LoaderState
+from dpo.quality import DataWarning, WarningKind, needs_review, note
+from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
+from dpo.schema import RENAMES, Schema, TableSpec, load_schema
+from dpo.store.contenthash import content_hash, older_hash_if_same
+from dpo.store.holds import Hold, Holds
+from dpo.store.meta import META_HASH, META_SOURCES, META_TABLE
+from dpo.store.parquet import parquet_meta, read_verified, recorded_hash, write_parquet
+from dpo.store.versions import VersionStore
+from dpo.transform.arrowtypes import arrow_schema
+from dpo.transform.normalize import normalize_table
+from dpo.transform.rejects import Screened, screen_rows
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    spec: TableSpec
+    table: pa.Table | None  # None: unchanged since last loaded, or published by copying
+    digest: str
+    source: str
+    rows: int
+    copy_from: Path | None = None  # Phase 1's file, proven by this run's collector: copy it
+    warnings: tuple[DataWarning, ...] = ()
+    blank_rows: int = 0
+
+
+class DataLoaderAgent:
+    """Phase 2: every schema table -> a new version in the store when its content changed."""
+
+    def __init__(
+        self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
+        max_retries: int = 3, retry_wait: float = 0.5, store: VersionStore | None = None,
+        progress: Progress | None = None, incremental: bool = True,
+        policy: RowPolicy | None = None,
+    ) -> None:
+        self.progress = progress
+        self.policy = policy or RowPolicy()
+        self.paths = paths
+        self.schema = schema or load_schema(paths.schema_path, paths.root)
+        self.state = LoaderState(paths.cache_dir, self.schema.fingerprint) if incremental else None
+        self.store = store or VersionStore(paths, keep_history=keep_history)
+        self.max_retries = max_retries
+        self.retry_wait = retry_wait
+
+    def process_all_data(self) -> LoaderResult:
+        started = time.perf_counter()
+        healing = [HealingAction("repair", "*", True, a) for a in self.store.recover()]
+        loaded: list[_Loaded] = []
+        results: list[TableResult] = []
+        for spec in self.schema:
+            self._emit("table_started", table=spec.name, total=1)
+            try:
+                item = self._load(spec)
+                self._emit("table_done", table=spec.name, status="success")
+            except DpoError as exc:
+                logger.error("❌ {}: {}", spec.name, exc.message)
+                results.append(TableResult(table=spec.name, status=Status.ERROR,
+                                           files_failed=(exc.file,) if exc.file else (),
+                                           error=exc.info(spec.name)))
+                continue
+            loaded.append(item)
+        if any(r.status is Status.ERROR for r in results):
+            logger.error("❌ Phase 2: {} table(s) failed; nothing published", len(results))
+            failed = ", ".join(r.table for r in results)
+            results += [self._not_published(item, failed) for item in loaded]
+            return self._summary(results, 0, (), healing, started)
+        held = self._holds(loaded)
+        changed = [item for item in loaded
+                   if (item.table is not None or item.copy_from is not None)
+                   and item.spec.name not in held
+                   and item.digest != self.store.current_hash(item.spec.name)]
+        outcome = self.store.publish({
+            item.spec.name: (item.copy_from or item.table,
+                             {META_TABLE: item.spec.name.encode(),
+                              META_SOURCES: item.source.encode(),
+                              META_HASH: item.digest.encode()})
+            for item in changed if item.copy_from is not None or item.table is not None
+        })
+        for item in loaded:
+            path = outcome.written.get(item.spec.name)
+            if item.spec.name in held:
+                results.append(self._held(item, held[item.spec.name]))
+                continue
+            results.append(self._unchanged(item, published=True) if path is None else TableResult(
+                table=item.spec.name, status=_status(item), rows=item.rows,
+                files=(item.source,), changed=True, content_hash=item.digest,
+                output=self.paths.relative(path), warnings=item.warnings,
+                blank_rows=item.blank_rows))
+        self._remember(loaded)
+        if changed:
+            logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
+        else:
+            logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
+        moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
+        return self._summary(results, len(outcome.written), moved, healing, started)
+
+    def _not_published(self, item: _Loaded, failed: str) -> TableResult:
+        """A table that loaded but is not published because another failed (all-or-nothing)."""
+        current = self.store.current_path(item.spec.name)
+        where = (f"the current version is still {current.name}" if current
+                 else "it has never been published")
+        return replace(self._unchanged(item, published=False), status=Status.SKIPPED,
+                       warnings=(note(WarningKind.NOT_PUBLISHED, "not published: Phase 2 "
+                                      f"publishes every table or none, and {failed} failed; "
+                                      f"{where}"),))
+
+    def _holds(self, loaded: list[_Loaded]) -> dict[str, Hold]:
+        """Tables a manual rollback holds (dpo.store.holds): not republished while their sources
+        give what they gave at the rollback."""
+        return Holds(self.paths.loader_dir).keep({i.spec.name: i.digest for i in loaded})
+
+    def _held(self, item: _Loaded, hold: Hold) -> TableResult:
+        result = self._unchanged(item, published=True)
+        held = note(WarningKind.HELD, f"held at {hold.version} since {hold.since} by "
+                    f"`{hold.command}`: not republished until a source changes or `dpo rollback "
+                    f"{item.spec.name} --release`")
+        version = next((v for v in self.store.list_versions(item.spec.name) if v.current), None)
+        return replace(result, content_hash=version.content_hash if version else None,
+                       rows=version.rows or 0 if version else 0,
+                       warnings=(*result.warnings, held))
+
+    def _remember(self, loaded: list[_Loaded]) -> None:
+        """Record what was published from, so an unchanged input is not read next time."""
+        if self.state is None:
+            return
+        for item in loaded:
+            self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows,
+                              [w.to_dict() for w in item.warnings], item.blank_rows)
+        self.state.save(self.paths.annotation_path)
+
+    def _emit(self, event: str, **data: object) -> None:
+        if self.progress is not None:
+            self.progress(event, {"phase": "load", **data})
+
+    def _unchanged(self, item: _Loaded, *, published: bool) -> TableResult:
+        current = self.store.current_path(item.spec.name)
+        return TableResult(
+            table=item.spec.name, status=_status(item), rows=item.rows,
+            files=(item.source,), changed=False, content_hash=item.digest,
+            output=self.paths.relative(current) if current and published else None,
+            warnings=item.warnings, blank_rows=item.blank_rows)
+
+    def source_of(self, spec: TableSpec) -> Path:
+        if spec.kind == "dynamic":
+            return self.paths.collector_dir / f"{spec.name}.parquet"
+        return spec.path
+
+    def _load(self, spec: TableSpec) -> _Loaded:
+        path = self.source_of(spec)
+        known = self.state.unchanged(spec.name, path) if self.state else None
+        if known is not None and known["hash"] == self.store.current_hash(spec.name):
+            return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"],
+                           warnings=replayed(known), blank_rows=known.get("blank_rows", 0))
+        if spec.kind == "dynamic":
+            trusted = self._written_this_run(spec, path)
+            if trusted is not None:
+                return trusted
+            table = self._from_phase1(spec, path)
+            digest = recorded_hash(path) or content_hash(table)  # read_verified proved it
+        else:
+            screened = with_retries(lambda: self._from_excel(spec), max_retries=self.max_retries,
+                                    what=path.name, base_wait=self.retry_wait)
+            table = screened.norm.table.replace_schema_metadata(arrow_schema(spec).metadata)
+            digest = older_hash_if_same(self.store.current_hash(spec.name), table,
+                                        content_hash(table))
+            return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows,
+                           warnings=screened.warnings, blank_rows=screened.blank)
+        table = table.replace_schema_metadata(arrow_schema(spec).metadata)
+        return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
+
+    def _written_this_run(self, spec: TableSpec, path: Path) -> _Loaded | None:
+        """Phase 1's output as the collector recorded it (same bytes, hash and schema): no need
+        to read and re-hash 100,000 rows that were hashed seconds ago; publish a copy."""
+        if self.state is None:
+            return None
+        record = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint).manifest
+        output = record.get("output") or {}
+        try:
+            fp = Fingerprint.of(path)
+        except OSError:
+            return None
+        if (output.get("size"), output.get("mtime_ns")) != (fp.size, fp.mtime_ns):
+            return None
+        meta = parquet_meta(path) or {}
+        schema = pq.read_schema(path)
+        if (meta.get(META_HASH, b"").decode() != output.get("hash")
+                or schema.names != list(spec.columns)
+                or [f.type for f in schema] != [f.type for f in arrow_schema(spec)]):
+            return None
+        return _Loaded(spec, None, output["hash"], self.paths.relative(path), output["rows"],
+                       copy_from=path)
+
+    def _from_phase1(self, spec: TableSpec, path: Path) -> pa.Table:
+        if not path.exists():
+            raise DpoError(f"{path.name}: Phase 1 output not found", table=spec.name,
+                           error_type=ErrorType.FILE_NOT_FOUND, file=self.paths.relative(path))
+        table = read_verified(path)
+        expected = arrow_schema(spec)
+        for want in expected:
+            if want.name not in table.column_names:
+                raise DpoError(f"{path.name}: column {want.name} missing", table=spec.name,
+                               error_type=ErrorType.SCHEMA_MISMATCH, file=path.name,
+                               column=want.name)
+            got = table.schema.field(want.name).type
+            if got != want.type:
+                raise DpoError(f"{path.name}: column {want.name} is {got}, schema says "
+                               f"{spec.dtype_of(want.name)}", error_type=ErrorType.SCHEMA_MISMATCH,
+                               table=spec.name, file=path.name, column=want.name)
+        return table.select(expected.names)
+
+    def _from_excel(self, spec: TableSpec) -> Screened:
+        """A static table read, normalised and screened (rejects.screen_rows). Its column
+        problems and bad values are SCHEMA_MISMATCH (docs/behaviour.md); error cells follow
+        the on_error_cells policy, a quarantine going beside Phase 1's."""
+        if not spec.path.is_file():
+            raise DpoError(f"{spec.path.name}: static file not found at "
+                           f"{self.paths.relative(spec.path)}", table=spec.name,
+                           error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
+        try:
+            raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES,
+                             numeric=spec.float_columns, text=spec.text_columns)
+        except DpoError as exc:
+            if exc.error_type is ErrorType.MISSING_FIELDS:
+                raise DpoError(exc.message, error_type=ErrorType.SCHEMA_MISMATCH, table=spec.name,
+                               file=exc.file, sheet=exc.sheet, column=exc.column) from exc
+            raise
+        flagged = raw.flagged()
+        screened = screen_rows(
+            raw.table, spec, self.policy,
+            lambda where: normalize_table(raw.table, spec, where, raw.exact, flagged,
+                                          self.policy.on_error_cells),
+            Origin.single(raw.source),
+            lambda: Origin.single(Source(raw.source.file, raw.source.sheet, first_data_row(
+                spec.path, raw.source.sheet, raw.header_row), raw.source.date1904)),
+            bad_values_quarantine=False, error_type=ErrorType.SCHEMA_MISMATCH)
+        warnings = (*raw.notes, *screened.warnings)
+        quarantine = self.paths.collector_dir / "quarantine" / f"{spec.name}.parquet"
+        if screened.quarantine is not None:
+            write_parquet(quarantine, screened.quarantine, {META_TABLE: spec.name.encode()},
+                          point=f"quarantine:{spec.name}")
+            warnings += (note(WarningKind.QUARANTINE, f"{screened.quarantine.num_rows} row(s) "
+                              f"quarantined in {self.paths.relative(quarantine)}"),)
+        elif quarantine.exists():
+            quarantine.unlink()
+        return Screened(screened.norm, warnings, screened.blank, screened.quarantine)
+
+    def _summary(
+        self, results: list[TableResult], written: int, moved: tuple[str, ...],
+        healing: list[HealingAction], started: float,
+    ) -> LoaderResult:
+        order = {spec.name: i for i, spec in enumerate(self.schema)}
+        results.sort(key=lambda r: order[r.table])
+        errors = tuple(r.error for r in results if r.error is not None)
+        return LoaderResult(
+            status=phase_status(results), tables=tuple(results),
+            tables_processed=len(results), tables_changed=sum(r.changed for r in results),
+            tables_created=written, seconds=time.perf_counter() - started,
+            peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            disk_usage_bytes=folder_size(self.paths.loader_dir), files_moved=moved,
+            healing_actions=tuple(healing), errors=errors,
+        )
+
+
+def _status(item: _Loaded) -> Status:
+    return Status.WARNING if needs_review(item.warnings) else Status.SUCCESS
+
+
+def replayed(record: dict[str, object]) -> tuple[DataWarning, ...]:
+    """The warnings recorded with an input that is not read again."""
+    found = record.get("warnings")
+    return tuple(DataWarning.from_dict(w) for w in found if isinstance(w, dict)) \
+        if isinstance(found, list) else ()

@@ -1,0 +1,394 @@
+"""The DataPipelineOrchestrator: phase 1 -> decide (rollback? proceed?) -> phase 2 -> tell people.
+
+Decision matrix (SPEC §4, the seed's five Error Handling Scenarios):
+
+    Phase 1   rollback   Phase 2    overall
+    ok        -          ok         success
+    failed    ok         ok         partial_success
+    failed    failed     skipped    failed
+    ok        -          failed     failed
+    failed    ok/failed  failed     failed
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+from dpo import __version__
+from dpo.config import (
+    ERROR_CELL_POLICIES,
+    POLICIES,
+    Paths,
+    RowPolicy,
+    Settings,
+    load_settings,
+    resolve_paths,
+)
+from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType
+from dpo.fsio import remove_temp_files
+from dpo.notify.channels import (
+    AppriseNotificationHandler,
+    FileNotificationHandler,
+    NotificationHandler,
+    NotificationOutcome,
+)
+from dpo.notify.reports import ReportWriter, render_final, render_phase_success
+from dpo.notify.review import ManualReviewNotifier
+from dpo.observe.ledger import Ledger
+from dpo.pipeline.nochange import unchanged_run
+from dpo.quality import grouped_lines
+from dpo.results import (
+    CollectorResult,
+    LoaderResult,
+    PipelineResult,
+    Progress,
+    Status,
+    TableResult,
+)
+from dpo.schema import Schema, load_schema
+from dpo.store.lock import run_lock
+from dpo.store.versions import VersionStore
+
+if TYPE_CHECKING:
+    from dpo.collect.collector import DataCollector
+    from dpo.load.loader import DataLoaderAgent
+
+
+class DataPipelineOrchestrator:
+    """Runs Phase 1 (DataCollector) and Phase 2 (DataLoaderAgent) with healing and reporting."""
+
+    def __init__(
+        self,
+        dynamic_db_source_dir: str = "database/dynamicDatabase",
+        databaseSchemas_path: str = "database/databaseSchemas.json",
+        annotation_path: str = "agents/shared_db/DataLoaderAgent/newest/path_annotations.json",
+        default_dir: str = "agents/shared_db",
+        *,
+        root_dir: str | Path | None = None,
+        config_file: str | Path | None = None,
+        notification_handler: NotificationHandler | None = None,
+        clock: Callable[[], datetime] = datetime.now,
+        **options: Any,
+    ) -> None:
+        explicit = _explicit_paths(dynamic_db_source_dir, databaseSchemas_path, annotation_path,
+                                   default_dir)
+        self.settings: Settings = load_settings(
+            config_file, root_dir=str(root_dir) if root_dir is not None else None,
+            **explicit, **options,
+        )
+        self.dynamic_db_source_dir = self.settings.dynamic_db_source_dir
+        self.databaseSchemas_path = self.settings.databaseSchemas_path
+        self.annotation_path = self.settings.annotation_path
+        self.default_dir = self.settings.default_dir
+        self.paths: Paths = resolve_paths(self.settings)
+        self.output_dir = self.paths.output_dir
+        self.clock = clock
+        self.notification_handler: NotificationHandler = (
+            notification_handler or self._default_handler())
+        self.progress: Progress | None = None  # the CLI's live display hooks in here
+
+    def _default_handler(self) -> NotificationHandler:
+        if self.settings.notify_urls:
+            return AppriseNotificationHandler(self.settings.notify_urls)
+        return FileNotificationHandler(self.output_dir / "notifications")
+
+    # -- the run -----------------------------------------------------------------------------
+    def run_pipeline(
+        self, max_retries: int | None = None, enable_notifications: bool = True,
+        on_bad_rows: str | None = None, on_error_cells: str | None = None,
+    ) -> dict[str, Any]:
+        """Run both phases and return the seed's result dict (JSON-serialisable). Bad input
+        or configuration (a schema edited into nonsense) is a failed result, not an exception;
+        another run holding the lock raises PipelineLocked."""
+        # An explicit value is checked as the config file's is (ConfigError: 0..20).
+        retries = (self.settings.max_retries if max_retries is None
+                   else replace(self.settings, max_retries=max_retries).max_retries)
+        policy = self.settings.row_policy(on_bad_rows, on_error_cells)
+        if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
+            raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
+                              f"on_error_cells={policy.on_error_cells!r}")
+        if not self.output_dir.exists():
+            # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
+            # for a configuration it refuses (an edit between two runs is recorded, see _phases).
+            try:
+                load_schema(self.paths.schema_path, self.paths.root)
+            except ConfigError as exc:  # the result says it (and `dpo run` prints it)
+                now = self.clock()
+                collector, _, reason = _config_failure(exc)
+                return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
+        with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
+            result = self._run_locked(retries, enable_notifications, policy)
+        return result.to_dict()
+
+    def _run_locked(self, retries: int, notify: bool, policy: RowPolicy) -> PipelineResult:
+        started = self.clock()
+        run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
+        logger.info("🚀 pipeline run {} started (root {})", run_id, self.paths.root)
+        for leftover in remove_temp_files(self.output_dir):  # reports a killed run left half-done
+            logger.info("🔧 removed temp file {} left by an interrupted run",
+                        self.paths.relative(leftover))
+        ledger = Ledger(self.output_dir / "runs.sqlite")
+        try:
+            ledger.start(run_id, started)
+            return self._run_recorded(ledger, run_id, started, retries, notify, policy)
+        except KeyboardInterrupt:
+            # Ctrl-C: every step before was atomic, so the store is as it was before the
+            # step that was stopped; record the run as interrupted now (kill -9 is left to
+            # the next run's repair).
+            logger.debug("pipeline run {} interrupted", run_id)
+            ledger.interrupt(run_id, self.clock())
+            raise
+
+    def _run_recorded(self, ledger: Ledger, run_id: str, started: datetime, retries: int,
+                      notify: bool, policy: RowPolicy) -> PipelineResult:
+        collector, loader, skip_reason = self._phases(retries, policy)
+        overall = decide(collector, loader)
+        result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
+        result = self._finish(result, run_id, notify)
+        ledger.finish(run_id, result.to_dict())
+        from dpo.observe.dashboard import publish_observability  # .prom + dashboard; never raises
+
+        publish_observability(self.paths, self.settings, ledger)
+        icon = {"success": "✅", "partial_success": "⚠️"}.get(str(overall), "❌")
+        logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
+        return result
+
+    def _phases(self, retries: int, policy: RowPolicy
+                ) -> tuple[CollectorResult, LoaderResult | None, str]:
+        """Both phases' results: a refused configuration, the no-change run, or the phases."""
+        try:
+            schema = load_schema(self.paths.schema_path, self.paths.root)
+        except ConfigError as exc:  # edited between two runs: nothing is read or written
+            logger.error("❌ configuration: {}", exc.message)
+            return _config_failure(exc)
+        unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
+        if unchanged is None:
+            return self._run_phases(schema, retries, policy)
+        logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
+        return unchanged[0], unchanged[1], ""
+
+    def _run_phases(
+        self, schema: Schema, retries: int, policy: RowPolicy
+    ) -> tuple[CollectorResult, LoaderResult | None, str]:
+        """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
+        from dpo.collect.collector import DataCollector
+        from dpo.load.loader import DataLoaderAgent
+
+        store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
+        workers = self.settings.workers or default_workers()
+        logger.info("📊 Phase 1: DataCollector")
+        collector = self._phase1(DataCollector(
+            self.paths, schema=schema, on_bad_rows=policy.on_bad_rows,
+            on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
+            max_retries=retries, workers=workers, incremental=self.settings.incremental,
+            progress=self.progress))
+        collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
+        if collector.status is Status.ERROR and not _all_rolled_back(collector):
+            reason = "Phase 1 failed and rollback did not restore every failed table"
+            logger.error("❌ Phase 2 skipped: {}", reason)
+            return collector, None, reason
+        logger.info("📊 Phase 2: DataLoaderAgent")
+        before = _annotations_or_empty(store)
+        loader = self._phase2(DataLoaderAgent(
+            self.paths, schema=schema, store=store, max_retries=retries,
+            incremental=self.settings.incremental, progress=self.progress, policy=policy))
+        if loader.tables_created:
+            from dpo.store.changes import describe_publish
+
+            loader = describe_publish(store, before, loader)
+        return collector, loader, ""
+
+    def _phase1(self, collector: DataCollector) -> CollectorResult:
+        return _phase_boundary("Phase 1", collector.process_all_data, lambda seconds, error:
+                               CollectorResult(
+                                   status=Status.ERROR, tables=(), files_processed=0,
+                                   files_failed=0, records_count=0, duplicates_removed=0,
+                                   data_updated=False, seconds=seconds, disk_usage_bytes=0,
+                                   errors=(error,)))
+
+    def _phase2(self, loader: DataLoaderAgent) -> LoaderResult:
+        return _phase_boundary("Phase 2", loader.process_all_data, lambda seconds, error:
+                               LoaderResult(
+                                   status=Status.ERROR, tables=(), tables_processed=0,
+                                   tables_changed=0, tables_created=0, seconds=seconds,
+                                   errors=(error,)))
+
+    def _heal(
+        self, collector: CollectorResult, store: VersionStore, dynamic: list[str]
+    ) -> CollectorResult:
+        # A phase that crashed before naming its tables failed for all of them.
+        failed = collector.failed_tables() or (dynamic if collector.status is Status.ERROR else [])
+        if not failed:
+            return collector
+        logger.warning("⚠️ Phase 1 failed for {}; rolling back", ", ".join(failed))
+        from dpo.pipeline.heal import rollback_table
+
+        actions = tuple(rollback_table(self.paths, store, table) for table in failed)
+        return replace(collector, healing_actions=collector.healing_actions + actions)
+
+    # -- telling people ----------------------------------------------------------------------
+    def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
+        data = result.to_dict()
+        context = self._context(run_id, data)
+        tables = result.collector.tables + (result.loader.tables if result.loader else ())
+        context["warning_lines"] = {t.table: grouped_lines(t.warnings) for t in tables
+                                    if t.warnings}
+        reports: dict[str, str] = {}
+        outcomes: list[NotificationOutcome] = []
+        notifier = ManualReviewNotifier(self.notification_handler,
+                                        recipient=self.settings.recipient)
+        for key, short in (("collector_result", "DataCollector"), ("loader_result", "DataLoader")):
+            phase = data[key]
+            if phase["status"] == str(Status.SUCCESS):
+                reports[f"{short}_success_report"] = render_phase_success(phase, context)
+                continue
+            if phase["status"] == str(Status.SKIPPED):
+                phase = {**phase, "component": "DataLoaderAgent"}
+            note, outcome = notifier.notify(phase, run_context=context, send=notify)
+            reports[f"{short}_manual_review_notification"] = note.message
+            outcomes.append(outcome)
+        self._say_where_notes_went(outcomes)
+        done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
+        reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
+        try:
+            paths = self._write_reports(result, run_id, done, reports)
+        except DpoError as exc:  # e.g. disk full at the very end: the data is already safe
+            logger.error("❌ reports not written: {}", exc.message)
+            return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
+        return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+
+    def _say_where_notes_went(self, outcomes: list[NotificationOutcome]) -> None:
+        """No channel configured: alerts go to files nobody may read; say so, once a run."""
+        if not isinstance(self.notification_handler, FileNotificationHandler):
+            return
+        if any(o.sent for o in outcomes):
+            logger.warning("⚠️ no notification channel is configured (notify_urls in {} or "
+                           "DPO_NOTIFY_URLS): notifications were written to {} only",
+                           self.paths.root / "dpo.toml", self.notification_handler.folder)
+
+    def _write_reports(self, result: PipelineResult, run_id: str, done: PipelineResult,
+                       reports: dict[str, str]) -> list[Path]:
+        writer = ReportWriter(self.output_dir)
+        writer.archive_previous()
+        paths = writer.write(writer.stamp(f"{result.started_at:%Y%m%d_%H%M}"), reports)
+        writer.log(_change_block(done, run_id, paths))
+        return paths
+
+    def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "run_id": run_id, "started_at": data["started_at"],
+            "plant": self.settings.plant_name or str(self.paths.root),
+            "overall_status": data["overall_status"], "default_dir": str(self.paths.default_dir),
+            "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
+            "annotation_path": str(self.paths.annotation_path),
+            "max_retries": self.settings.max_retries, "dpo_version": __version__,
+            "host": socket.gethostname(),
+        }
+
+
+R = TypeVar("R")
+
+
+def _phase_boundary(name: str, run: Callable[[], R], failed: Callable[[float, ErrorInfo], R]) -> R:
+    """Run a phase; whatever escapes it becomes a failed phase result, never a crash."""
+    started = time.perf_counter()
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
+        if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
+            logger.error("❌ {} failed: {}", name, exc.message)
+        else:
+            logger.exception("❌ {} crashed", name)
+        return failed(time.perf_counter() - started, _unexpected(exc))
+
+
+def default_workers() -> int:
+    """Reader threads when the setting is 0: one per CPU, at most 4 (a plant's reports are
+    small files; beyond 4 threads the serial part of a run dominates)."""
+    return min(4, os.cpu_count() or 1)
+
+
+def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
+    """The overall status of the seed's five scenarios (module docstring)."""
+    if loader is None or loader.status is Status.ERROR:
+        return Status.FAILED
+    if collector.status is Status.ERROR:
+        return Status.PARTIAL_SUCCESS
+    return Status.SUCCESS
+
+
+def _all_rolled_back(collector: CollectorResult) -> bool:
+    rollbacks = [h for h in collector.healing_actions if h.action == "rollback"]
+    return bool(rollbacks) and all(h.success for h in rollbacks)
+
+
+def _config_failure(exc: ConfigError) -> tuple[CollectorResult, None, str]:
+    """A run refused for its configuration, as results: Phase 1 failed, Phase 2 skipped."""
+    found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
+    key = re.search(r"key '([^']+)'", exc.message)
+    problems = getattr(exc, "problems", None)
+    message = (f"schema {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
+               else exc.message)
+    info = ErrorInfo(ErrorType.CONFIG_ERROR, message, table=found.group(1) if found else None,
+                     file=exc.file, column=key.group(1) if key else (
+                         found.group(2) if found else None))
+    collector = CollectorResult(status=Status.ERROR, tables=(), files_processed=0,
+                                files_failed=0, records_count=0, duplicates_removed=0,
+                                data_updated=False, seconds=0.0, disk_usage_bytes=0,
+                                errors=(info,))
+    return collector, None, "configuration error: nothing was read or written"
+
+
+def _unexpected(exc: BaseException) -> ErrorInfo:
+    if isinstance(exc, DpoError):
+        return exc.info()
+    return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _annotations_or_empty(store: VersionStore) -> dict[str, str]:
+    """What is published before Phase 2 (to say what its publish changed); Phase 2 itself
+    reports unreadable annotations."""
+    from dpo.errors import IntegrityError
+
+    try:
+        return store.annotations()
+    except IntegrityError:
+        return {}
+
+
+def _explicit_paths(*values: str) -> dict[str, str]:
+    """Constructor paths that differ from the seed's defaults count as explicit arguments."""
+    from dpo.config import DEFAULTS
+
+    names = ("dynamic_db_source_dir", "databaseSchemas_path", "annotation_path", "default_dir")
+    return {n: v for n, v in zip(names, values, strict=True) if v != DEFAULTS[n]}
+
+
+
+
+def _change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> str:
+    collector = result.collector
+    loader = result.loader
+    lines = [f"[{result.finished_at:%Y-%m-%d %H:%M:%S}] run {run_id}: {result.overall_status}",
+             f"  Phase 1: {collector.status}, {collector.records_count} records, "
+             f"{'data updated' if collector.data_updated else 'no change'}",
+             f"  Phase 2: {loader.status if loader else 'skipped'}"
+             + (f", {loader.tables_created} new version(s)" if loader else "")]
+    lines += [f"  {h.action} {h.table}: {'ok' if h.success else 'FAILED'}"
+              for h in collector.healing_actions]
+    lines += [f"  report {p.name}" for p in reports]
+    return "\n".join(lines) + "\n\n"
+
+
+__all__ = ["DataPipelineOrchestrator", "TableResult", "decide"]
