@@ -42,7 +42,7 @@ from reliabilitytools import (
     temp_files,
 )
 
-import dpo.excel.reader
+import dpo.excel.files
 from dpo.demo.plant import generate_plant, write_xlsb, write_xlsx
 from dpo.demo.writers import ExcelError
 from dpo.notify.channels import MockNotificationHandler
@@ -506,7 +506,7 @@ def test_bad_input(name: str, good: Path, tmp_path: Path, logged: Logged,
     before, before_phase1 = published_bytes(root), phase1_bytes(root)
     case.build(root)
     if "ratio" in name:  # 64 MiB in 64 KB: the ratio rule, at a limit this test can afford
-        monkeypatch.setattr(dpo.excel.reader, "MAX_PACK_RATIO", 200)
+        monkeypatch.setattr(dpo.excel.files, "MAX_PACK_RATIO", 200)
     result = run(root, case.on_error_cells)
 
     assert result["overall_status"] == case.overall, errors_of(result)

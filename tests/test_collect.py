@@ -1,4 +1,4 @@
-"""Phase 1, the DataCollector, on real Excel files (SPEC §2), rule by rule."""
+"""Phase 1, the DataCollector, on real Excel files (docs/behaviour.md, sections 2-4), rule by rule."""
 
 from __future__ import annotations
 

@@ -448,7 +448,8 @@ def test_unreadable_sources_are_named_and_rolled_back(
     assert error["error_type"] == "FILE_READ_ERROR" and error["file"] == NEW_PO.name
     retries = [h for h in out.result["collector_result"]["healing_actions"]
                if h["action"] == "retry"]
-    assert len(retries) == 1  # permission denied is worth a retry (SPEC §4), then it fails
+    # permission denied is worth a retry (docs/behaviour.md, section 6), then it fails
+    assert len(retries) == 1
     assert phase1_bytes(root) == old_phase1
 
 

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliabilitytools import raw_xlsx
 
-from dpo.demo.writers import write_xlsb, write_xlsx
+from dpo.demo.writers import write_xlsb
+from dpo.demo.xlsx import write_xlsx
 
 # Text that is never a null token nor padded: a code starts with a letter other than N.
 _CODE = st.from_regex(r"[A-MP-Z][A-Z0-9\-]{0,8}", fullmatch=True)

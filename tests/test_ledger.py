@@ -21,14 +21,15 @@ from python_calamine import CalamineWorkbook
 
 from dpo.demo.plant import generate_plant, write_monthly_report, write_xlsb
 from dpo.notify.channels import MockNotificationHandler
-from dpo.observe.ledger import SCHEMA_VERSION, Ledger
+from dpo.observe.ledger import Ledger
+from dpo.observe.ledgerschema import SCHEMA_VERSION
 from dpo.pipeline.health import pipeline_health_check
 from dpo.pipeline.orchestrator import DataPipelineOrchestrator
 
 OUTPUT = Path("agents") / "shared_db" / "DataPipelineOrchestrator"
 BAD_COLUMN = "itemTotalQuantity"  # an Int64 column of productRecords
 
-# State of the first monthly report before each run -> the overall status SPEC §4 gives.
+# State of the first monthly report before each run -> the overall status docs/behaviour.md, section 6 gives.
 EXPECTED = {"broken-first": "failed", "good": "success", "broken": "partial_success"}
 
 

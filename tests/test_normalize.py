@@ -1,4 +1,4 @@
-"""Pure normalisation (SPEC §2 step 3) on tiny in-memory Arrow arrays and tables."""
+"""Pure normalisation (docs/behaviour.md, section 3) on tiny in-memory Arrow arrays and tables."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from dpo.excel.origin import Source
 from dpo.schema import TableSpec
 from dpo.transform.arrowtypes import arrow_schema
 from dpo.transform.normalize import (
-    excel_errors,
     normalize_table,
-    null_like,
     to_boolean,
     to_datetime,
     to_float,
@@ -25,6 +23,7 @@ from dpo.transform.normalize import (
     upper_shift,
 )
 from dpo.transform.rejects import quarantine_table
+from dpo.transform.screen import excel_errors, null_like
 
 TS = dt.datetime
 

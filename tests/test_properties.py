@@ -2,10 +2,10 @@
 reported as a row-level error (file, row, column, raw value). Never silently changed or dropped.
 
 Each property has two halves. Soundness: a value that was not reported equals what an
-independent oracle (Python's int/Decimal/float/datetime, written from SPEC §2) reads in the
-cell. Completeness: the canonical spellings (what Excel and the plant's exports produce) are
-accepted, not reported. In between, a converter may be strict: "1e3" in an integer column may
-be an error, never 1 or 3.
+independent oracle (Python's int/Decimal/float/datetime, written from docs/behaviour.md,
+sections 2-4) reads in the cell. Completeness: the canonical spellings (what Excel and the
+plant's exports produce) are accepted, not reported. In between, a converter may be strict:
+"1e3" in an integer column may be an error, never 1 or 3.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ values: dict[str, st.SearchStrategy[Any]] = {
 
 
 def expected_from_cell(column: str, value: Any) -> Any:
-    """What a written cell must become (None, a value, or ERROR), by SPEC §2."""
+    """What a written cell must become (None, a value, or ERROR), by docs/behaviour.md, sections 2-4."""
     kind = REAL_KINDS[column]
     if value is None:
         return None

@@ -29,7 +29,8 @@ from conftest import (
 from reliabilitytools import Raw, raw_xlsx
 
 from dpo import DataPipelineOrchestrator, MockNotificationHandler
-from dpo.demo.writers import ExcelError, write_xlsb, write_xlsx
+from dpo.demo.writers import ExcelError, write_xlsb
+from dpo.demo.xlsx import write_xlsx
 from dpo.results import Status
 
 

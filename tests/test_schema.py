@@ -1,4 +1,5 @@
-"""databaseSchemas.json validation (SPEC §1): parsed into TableSpecs, or rejected at once."""
+"""databaseSchemas.json validation (docs/behaviour.md, section 1): parsed into TableSpecs, or
+rejected at once."""
 
 from __future__ import annotations
 

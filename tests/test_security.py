@@ -33,7 +33,7 @@ from storetools import rename_value
 
 from dpo.demo.plant import SCHEMA, generate_plant
 from dpo.errors import ConfigError
-from dpo.excel import reader as excel
+from dpo.excel import files as excel
 from dpo.notify.channels import MockNotificationHandler
 from dpo.pipeline.health import pipeline_health_check
 from dpo.pipeline.orchestrator import DataPipelineOrchestrator

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +32,9 @@ import fastexcel
 import numpy as np
 import pyarrow as pa
 
-from dpo.errors import DpoError, ErrorType, TransientError
+from dpo.errors import DpoError, ErrorType
 from dpo.excel.errorcells import SheetScan, scan_sheet, workbook_1904
+from dpo.excel.files import check_unchanged, open_reader, open_zip, read_error, stat_source
 from dpo.excel.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
 from dpo.excel.merged import fill_merges
 from dpo.excel.numbercells import lossy_texts, restore
@@ -47,11 +47,6 @@ from dpo.quality import DataWarning, WarningKind, note
 # a mixed one sends the sheet to the text path): the warning was only noise on the terminal.
 logging.getLogger("fastexcel").setLevel(logging.ERROR)
 
-# Decompression-bomb bounds: an export of a plant's month is a few MB unpacked.
-MAX_UNPACKED_BYTES = 2 * 1024**3
-MAX_PACK_RATIO = 1000
-# A file modified this recently that fails to open is probably still being copied in.
-SETTLING_SECONDS = 5.0
 # From this size the error-cell scan runs beside the reader instead of after it.
 SCAN_AHEAD_BYTES = 1 << 20
 
@@ -94,8 +89,8 @@ def read_sheet(
     are read a second time as floats, for their exact values.
     """
     name = display_name or path.name
-    before = _stat(path, name)
-    archive = _open_zip(path, name)  # bomb-checked; the sheet scan reads it too
+    before = stat_source(path, name)
+    archive = open_zip(path, name)  # bomb-checked; the sheet scan reads it too
     try:
         return _read_sheet(path, sheet, _Wanted(columns, renames, numeric, text),
                            name=name, before=before, archive=archive)
@@ -133,7 +128,7 @@ class _Headers:
 
 def _read_sheet(path: Path, sheet: str | None, wanted: _Wanted, *, name: str,
                 before: os.stat_result, archive: zipfile.ZipFile | None) -> RawSheet:
-    reader = _open(path, name, before.st_mtime)
+    reader = open_reader(path, name, before.st_mtime)
     pause_point(f"read:{name}")  # test-only: lets a test change the file while it is read
     sheet_name = sheet if sheet is not None else reader.sheet_names[0]
     if sheet_name not in reader.sheet_names:
@@ -145,11 +140,11 @@ def _read_sheet(path: Path, sheet: str | None, wanted: _Wanted, *, name: str,
     try:
         raw = _read_columns(reader, path, sheet_name, wanted, name=name, archive=archive)
     except DpoError:
-        _check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
+        check_unchanged(path, name, before)  # a read broken by a writer is worth a retry
         raise
     # The reader and the sheet scan each open the file themselves: it must be the same file
     # (inode), untouched (size, mtime, ctime) since `before`, or the passes may mix two.
-    _check_unchanged(path, name, before)
+    check_unchanged(path, name, before)
     return raw
 
 
@@ -200,7 +195,7 @@ def _header_further_down(reader: fastexcel.ExcelReader, sheet: str, wanted: _Wan
         top = reader.load_sheet(sheet, header_row=None, n_rows=HEADER_SEARCH_ROWS + 1,
                                 dtypes="string").to_arrow()
     except fastexcel.FastExcelError as exc:
-        raise _read_error(name, exc, sheet) from exc
+        raise read_error(name, exc, sheet) from exc
     rows = [list(r.values()) for r in top.to_pylist()]
     found = find_header_row(rows, wanted.columns, wanted.renames)
     if found is None or found == 0:
@@ -267,7 +262,7 @@ def _load(
             sheet, dtypes=dtype, use_columns=use, header_row=header_row,
             n_rows=n_rows).to_arrow()
     except fastexcel.FastExcelError as exc:
-        raise _read_error(name, exc, sheet) from exc
+        raise read_error(name, exc, sheet) from exc
     return batch
 
 
@@ -309,7 +304,7 @@ def _load_typed(
     except fastexcel.UnsupportedColumnTypeCombinationError:
         return None
     except fastexcel.FastExcelError as exc:
-        raise _read_error(name, exc, sheet) from exc
+        raise read_error(name, exc, sheet) from exc
     if failed is not None and failed.errors:
         return None  # a cell it read as empty: an error cell, or text such as "#N/A"
     return batch if _typed_ok(batch) else None
@@ -340,68 +335,6 @@ def _restore_numbers(
     return restore(batch, texts, [n for n in batch.schema.names if n in columns],
                    lambda wanted: _load(reader, sheet, wanted, "float", name,
                                         header_row=header_row))
-
-
-def _stat(path: Path, name: str) -> os.stat_result:
-    try:
-        return path.stat()
-    except FileNotFoundError as exc:
-        raise DpoError(f"{name}: file not found", error_type=ErrorType.FILE_NOT_FOUND,
-                       file=name) from exc
-    except PermissionError as exc:
-        raise TransientError(f"{name}: permission denied", error_type=ErrorType.FILE_READ_ERROR,
-                             file=name) from exc
-
-
-def _check_unchanged(path: Path, name: str, before: os.stat_result) -> None:
-    now = _stat(path, name)
-    if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
-            before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
-        raise TransientError(f"{name}: file changed while it was read (still being copied?)",
-                             error_type=ErrorType.FILE_READ_ERROR, file=name)
-
-
-def _open_zip(path: Path, name: str) -> zipfile.ZipFile | None:
-    """The file opened as a zip, refused if it is a decompression bomb; None if it is not a
-    zip at all (the reader will say what it is)."""
-    if not zipfile.is_zipfile(path):
-        return None
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DpoError(f"{name}: not a readable Excel file ({exc})",
-                       error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
-    unpacked = sum(info.file_size for info in archive.infolist())
-    packed = sum(info.compress_size for info in archive.infolist()) or 1
-    if unpacked > MAX_UNPACKED_BYTES or unpacked / packed > MAX_PACK_RATIO:
-        archive.close()
-        raise DpoError(
-            f"{name}: refused, unpacks to {unpacked:,} bytes (ratio {unpacked / packed:.0f}:1); "
-            "looks like a decompression bomb",
-            error_type=ErrorType.FILE_READ_ERROR, file=name,
-        )
-    return archive
-
-
-def _open(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
-    try:
-        with open(path, "rb"):
-            pass  # the reader would report "permission denied" as an unreadable Excel file
-        return fastexcel.read_excel(path)
-    except PermissionError as exc:
-        raise TransientError(f"{name}: permission denied (locked?)",
-                             error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
-    except fastexcel.FastExcelError as exc:
-        if time.time() - mtime < SETTLING_SECONDS:
-            raise TransientError(f"{name}: unreadable right after it changed; still being copied?",
-                                 error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
-        raise _read_error(name, exc, None) from exc
-
-
-def _read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DpoError(f"{name}: not a readable Excel file ({first})",
-                    error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
 
 
 def _select(table: pa.Table, columns: tuple[str, ...], names: Mapping[str, str]) -> pa.Table:

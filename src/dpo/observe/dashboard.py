@@ -18,7 +18,8 @@ from typing import Any
 from loguru import logger
 
 from dpo.config import Paths, Settings
-from dpo.observe.ledger import ADDED, CHANGED, FAILED, REMOVED, ROWS, Ledger, Snapshot
+from dpo.observe.ledger import Ledger, Snapshot
+from dpo.observe.ledgerschema import ADDED, CHANGED, FAILED, REMOVED, ROWS
 from dpo.observe.metrics import RECENT_RUNS, compute, prom_path, prometheus_text, replace_text
 
 STATUS_COLORS = {"success": "#2e7d32", "partial_success": "#f9a825", "failed": "#c62828",

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from dpo.config import Paths, Settings
-from dpo.observe.ledger import CHANGED, DUPLICATES, FAILED, REJECTED, ROWS, Snapshot
+from dpo.observe.ledger import Snapshot
+from dpo.observe.ledgerschema import CHANGED, DUPLICATES, FAILED, REJECTED, ROWS
 
 RECENT_RUNS = 200  # what the after-run .prom file and the dashboard look at
 PHASE_TIMES = {"total": "duration_s", "collector": "collector_s", "loader": "loader_s"}

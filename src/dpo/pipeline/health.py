@@ -1,4 +1,6 @@
-"""pipeline_health_check(): can the next run work? (SPEC §8). Cheap: no pandas, no data read."""
+"""pipeline_health_check(): can the next run work? (the seed's health checklist).
+
+Cheap: no pandas, no data read."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The DataPipelineOrchestrator: phase 1 -> decide (rollback? proceed?) -> phase 2 -> tell people.
 
-Decision matrix (SPEC §4, the seed's five Error Handling Scenarios):
+Decision matrix (docs/behaviour.md, section 6; the seed's five Error Handling Scenarios):
 
     Phase 1   rollback   Phase 2    overall
     ok        -          ok         success

@@ -15,7 +15,8 @@ from dpo.errors import CellErrors, ErrorType
 from dpo.excel.origin import Origin
 from dpo.quality import DataWarning, WarningKind, from_cell
 from dpo.schema import TableSpec
-from dpo.transform.normalize import Normalized, as_mask, as_text
+from dpo.transform.normalize import Normalized, as_text
+from dpo.transform.screen import as_mask
 
 
 def blank_rows(raw: pa.Table) -> np.ndarray:

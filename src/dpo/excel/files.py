@@ -1,0 +1,81 @@
+"""A source file as a file: there, readable, not a decompression bomb, not still being copied,
+and unchanged while it is read. Reader errors become dpo errors here, once, naming the file."""
+
+from __future__ import annotations
+
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import fastexcel
+
+from dpo.errors import DpoError, ErrorType, TransientError
+
+# Decompression-bomb bounds: an export of a plant's month is a few MB unpacked.
+MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_PACK_RATIO = 1000
+# A file modified this recently that fails to open is probably still being copied in.
+SETTLING_SECONDS = 5.0
+
+
+def stat_source(path: Path, name: str) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError as exc:
+        raise DpoError(f"{name}: file not found", error_type=ErrorType.FILE_NOT_FOUND,
+                       file=name) from exc
+    except PermissionError as exc:
+        raise TransientError(f"{name}: permission denied", error_type=ErrorType.FILE_READ_ERROR,
+                             file=name) from exc
+
+
+def check_unchanged(path: Path, name: str, before: os.stat_result) -> None:
+    now = stat_source(path, name)
+    if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+            before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        raise TransientError(f"{name}: file changed while it was read (still being copied?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name)
+
+
+def open_zip(path: Path, name: str) -> zipfile.ZipFile | None:
+    """The file opened as a zip, refused if it is a decompression bomb; None if it is not a
+    zip at all (the reader will say what it is)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DpoError(f"{name}: not a readable Excel file ({exc})",
+                       error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    unpacked = sum(info.file_size for info in archive.infolist())
+    packed = sum(info.compress_size for info in archive.infolist()) or 1
+    if unpacked > MAX_UNPACKED_BYTES or unpacked / packed > MAX_PACK_RATIO:
+        archive.close()
+        raise DpoError(
+            f"{name}: refused, unpacks to {unpacked:,} bytes (ratio {unpacked / packed:.0f}:1); "
+            "looks like a decompression bomb",
+            error_type=ErrorType.FILE_READ_ERROR, file=name,
+        )
+    return archive
+
+
+def open_reader(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
+    try:
+        with open(path, "rb"):
+            pass  # the reader would report "permission denied" as an unreadable Excel file
+        return fastexcel.read_excel(path)
+    except PermissionError as exc:
+        raise TransientError(f"{name}: permission denied (locked?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    except fastexcel.FastExcelError as exc:
+        if time.time() - mtime < SETTLING_SECONDS:
+            raise TransientError(f"{name}: unreadable right after it changed; still being copied?",
+                                 error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+        raise read_error(name, exc, None) from exc
+
+
+def read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DpoError(f"{name}: not a readable Excel file ({first})",
+                    error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
