@@ -112,6 +112,17 @@ def test_the_real_sample_plant_loads_end_to_end(sample_plant: Path) -> None:
     assert again["warnings"]["total"] == 3
 
 
+def test_validate_on_the_sample_plant_says_what_a_run_would_warn_about(sample_plant: Path
+                                                                       ) -> None:
+    from pipelinetools import dpo
+
+    done = dpo("validate", "--root", sample_plant)
+    assert done.returncode == 0, done.stdout + done.stderr
+    flat = " ".join(done.stdout.split())
+    assert "moldInfo" in flat and "warning" in flat
+    assert not (sample_plant / "agents").exists()  # validate writes nothing
+
+
 # -- rule 1: Excel error values and formulas without a cached value --------------------------------
 @pytest.mark.parametrize("ext", [".xlsx", ".xlsb"])
 @pytest.mark.parametrize("policy", ["null", "fail", "quarantine"])

@@ -177,6 +177,14 @@ class Paths:
     def collector_dir(self) -> Path:
         return self.default_dir / "dynamicDatabase"
 
+    def phase1_output(self, table: str) -> Path:
+        """Phase 1's output of a dynamic table (Phase 2's input for it)."""
+        return self.collector_dir / f"{table}.parquet"
+
+    def quarantine_path(self, table: str) -> Path:
+        """Where a table's rejected rows go (both phases)."""
+        return self.collector_dir / "quarantine" / f"{table}.parquet"
+
     @property
     def loader_dir(self) -> Path:
         return self.default_dir / "DataLoaderAgent"

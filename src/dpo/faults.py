@@ -19,9 +19,18 @@ import signal
 import time
 from pathlib import Path
 
-_seen: dict[str, int] = {}
-_pause_seen: dict[str, int] = {}
-_paused: set[str] = set()
+
+class _Hooks:
+    """The test hooks' state, in one place: arrivals per point (crash and pause counts) and
+    the pauses already made. One per process; nothing here is read unless DPO_* is set."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.pause_seen: dict[str, int] = {}
+        self.paused: set[str] = set()
+
+
+_HOOKS = _Hooks()
 
 
 def checkpoint(point: str) -> None:
@@ -31,8 +40,8 @@ def checkpoint(point: str) -> None:
         pause_point(point)
     if not log and not target:
         return
-    _seen[point] = _seen.get(point, 0) + 1
-    label = f"{point}#{_seen[point]}"
+    _HOOKS.seen[point] = _HOOKS.seen.get(point, 0) + 1
+    label = f"{point}#{_HOOKS.seen[point]}"
     if log:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(label + "\n")
@@ -45,11 +54,11 @@ def pause_point(point: str) -> None:
     target = os.environ.get("DPO_PAUSE_AT")
     if not target:
         return
-    _pause_seen[point] = _pause_seen.get(point, 0) + 1
-    label = f"{point}#{_pause_seen[point]}"
-    if target not in (point, label) or target in _paused:
+    _HOOKS.pause_seen[point] = _HOOKS.pause_seen.get(point, 0) + 1
+    label = f"{point}#{_HOOKS.pause_seen[point]}"
+    if target not in (point, label) or target in _HOOKS.paused:
         return
-    _paused.add(target)
+    _HOOKS.paused.add(target)
     folder = Path(os.environ.get("DPO_PAUSE_DIR") or ".")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "paused").write_text(f"{os.getpid()} {label}\n", encoding="utf-8")

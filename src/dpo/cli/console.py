@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from rich.console import Console
@@ -11,17 +12,31 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-console = Console(stderr=True)
-out = Console()
+from dpo.results import Progress as Progress_
+
 STYLE = {"success": "green", "partial_success": "yellow", "warning": "yellow",
          "failed": "red", "error": "red", "skipped": "dim"}
 
 
+@cache
+def stdout() -> Console:
+    """The console for results (made when first needed: importing this module prints nothing
+    and reads no terminal)."""
+    return Console()
+
+
+@cache
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
 @contextmanager
-def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
-    """Show a bar per table while the orchestrator runs (events come from its `progress` hook)."""
+def progress_display(*, enabled: bool) -> Iterator[Progress_ | None]:
+    """A bar per table while a run runs: yields the progress hook to hand to run_pipeline
+    (None when there is nothing to draw on)."""
+    console = stderr()
     if not enabled or not console.is_terminal:
-        yield
+        yield None
         return
     bars: dict[str, TaskID] = {}
     with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
@@ -36,8 +51,7 @@ def progress_display(orchestrator: Any, *, enabled: bool) -> Iterator[None]:
             elif event == "table_done" and key in bars:
                 progress.update(bars[key], completed=progress.tasks[bars[key]].total)
 
-        orchestrator.progress = on_event
-        yield
+        yield on_event
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -62,21 +76,21 @@ def print_summary(result: dict[str, Any]) -> None:
             said += [f"values changed in {', '.join(columns)}"] if columns else []
             for note in said:
                 notes.setdefault((phase, note), []).append(row["table"])
-    out.print(table)
+    stdout().print(table)
     for (phase, note), tables in notes.items():
-        out.print(escape(f"{phase} {', '.join(tables)}: {note}" if tables else f"{phase}: {note}"),
+        stdout().print(escape(f"{phase} {', '.join(tables)}: {note}" if tables else f"{phase}: {note}"),
                   soft_wrap=True, highlight=False)
     collector, loader = result["collector_result"], result["loader_result"]
-    out.print(f"collect {seconds(collector.get('execution_seconds'))} · "
+    stdout().print(f"collect {seconds(collector.get('execution_seconds'))} · "
               f"{collector['files_processed']} files · {collector['records_count']:,} records · "
               f"load {seconds(loader.get('execution_seconds'))} · "
               f"{loader.get('tables_created', 0)} new version(s)", highlight=False)
     for action in collector.get("healing_actions", []):
-        out.print(escape(f"  {action['action']} {action['table']}: "
+        stdout().print(escape(f"  {action['action']} {action['table']}: "
                          f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
                   soft_wrap=True, highlight=False)
     for path in result.get("reports", []):
-        out.print(f"  report: {path}", soft_wrap=True, highlight=False)
+        stdout().print(f"  report: {path}", soft_wrap=True, highlight=False)
 
 
 def seconds(value: float | None) -> str:
@@ -127,31 +141,31 @@ def print_validation(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(row["table"], escape(row["file"]), _styled(row["status"]),
                       str(row["rows"]), escape(row["message"]))
-    out.print(table)
+    stdout().print(table)
     # The table truncates to the terminal (80 columns in a pipe or a cron mail): say each
     # problem again in full, so file, sheet, row and column are always readable.
     for row in rows:
         if row["status"] != "ok":
-            out.print(escape(f"{row['status'].upper()} {row['table']} {row['file']}: "
+            stdout().print(escape(f"{row['status'].upper()} {row['table']} {row['file']}: "
                              f"{row['message']}"), soft_wrap=True, highlight=False)
 
 
 def print_health(report: dict[str, Any]) -> None:
     status = report["service_status"]
-    out.print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
+    stdout().print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
     for name, path in report["paths"].items():
-        out.print(f"  {name}: {path}")
+        stdout().print(f"  {name}: {path}")
     disk = report["disk_space"]
-    out.print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
+    stdout().print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
               f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {report['write_permission']}")
     last = report["last_run"]
-    out.print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
+    stdout().print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
               if last else "  last run: none yet")
     for table, hold in (report.get("holds") or {}).items():
-        out.print(f"  held: {table} at {hold['version']} since {hold['since']} (dpo rollback; "
+        stdout().print(f"  held: {table} at {hold['version']} since {hold['since']} (dpo rollback; "
                   f"`dpo rollback {table} --release` ends it)", soft_wrap=True)
     for reason in report["reasons"]:
-        out.print(f"  [red]- {reason}[/]")
+        stdout().print(f"  [red]- {reason}[/]")
 
 
 def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
@@ -161,11 +175,11 @@ def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(row["version"], str(row["rows"]), str(row["content_hash"])[:12],
                       "*" if row["current"] else "")
-    out.print(table)
+    stdout().print(table)
     if not rows:
-        out.print(f"no versions of {name} yet: no run has published it")
+        stdout().print(f"no versions of {name} yet: no run has published it")
     for row in rows:
         if row.get("held_since"):
-            out.print(f"held at {row['version']} since {row['held_since']} (dpo rollback): runs "
+            stdout().print(f"held at {row['version']} since {row['held_since']} (dpo rollback): runs "
                       f"keep it until one of its sources changes or `dpo rollback {name} "
                       "--release`", soft_wrap=True)

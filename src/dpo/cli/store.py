@@ -276,10 +276,10 @@ def _diff(old: Any, new: Any, limit: int) -> dict[str, Any]:
 
 
 def _print_diff(report: dict[str, Any]) -> None:
-    from dpo.cli.console import out
+    from dpo.cli.console import stdout
 
     def line(text: str) -> None:
-        out.print(text, soft_wrap=True, highlight=False, markup=False)
+        stdout().print(text, soft_wrap=True, highlight=False, markup=False)
 
     line(f"{report['table']}: {report['from']} -> {report['to']}: "
          f"+{report['rows_added']:,} rows added, -{report['rows_removed']:,} rows removed")

@@ -124,9 +124,9 @@ class TableCache:
         self.manifest["output"] = {"files": files, "size": fp.size, "mtime_ns": fp.mtime_ns,
                                    **summary}
 
-    def output_hash(self, output: Path) -> str | None:
-        """The content hash recorded for `output`, if it is still the file recorded (saves
-        reading the Parquet footer)."""
+    def recorded_output(self, output: Path) -> dict[str, Any] | None:
+        """What was recorded of `output` (rows, hash, duplicates...), if it is still the file
+        that was recorded (same size and mtime)."""
         recorded = self.manifest.get("output")
         try:
             fp = Fingerprint.of(output)
@@ -134,7 +134,12 @@ class TableCache:
             return None
         if not recorded or (fp.size, fp.mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
             return None
-        digest = recorded.get("hash")
+        return dict(recorded)
+
+    def output_hash(self, output: Path) -> str | None:
+        """The content hash recorded for `output`, if it is still the file recorded (saves
+        reading the Parquet footer)."""
+        digest = (self.recorded_output(output) or {}).get("hash")
         return digest if isinstance(digest, str) else None
 
     def unchanged_output(self, files: list[Path], output: Path) -> dict[str, Any] | None:

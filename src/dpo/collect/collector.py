@@ -98,12 +98,6 @@ class DataCollector:
         self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
         self._discovered: dict[str, tuple[list[Path], list[DataWarning]]] = {}
 
-    def output_path(self, table: str) -> Path:
-        return self.paths.collector_dir / f"{table}.parquet"
-
-    def quarantine_path(self, table: str) -> Path:
-        return self.paths.collector_dir / "quarantine" / f"{table}.parquet"
-
     def process_all_data(self) -> CollectorResult:
         started = time.perf_counter()
         with ReadAhead(workers=self.workers, max_retries=self.max_retries,
@@ -171,7 +165,7 @@ class DataCollector:
                             else discover_with_notes(spec, self.paths.source_dir / spec.path.name))
         run.warnings.extend(notes)
         self._emit("table_started", table=spec.name, total=len(run.files))
-        out = self.output_path(spec.name)
+        out = self.paths.phase1_output(spec.name)
         names = tuple(p.name for p in run.files)
         cache = (TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
                  if self.incremental else None)
@@ -205,7 +199,7 @@ class DataCollector:
                merged: pa.Table, found: _Merged) -> TableResult:
         """Write the table if its content changed, then the cache (the last step: a cache
         never describes an output that is not on disk)."""
-        out, names = self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        out, names = self.paths.phase1_output(run.spec.name), tuple(p.name for p in run.files)
         with ThreadPoolExecutor(1) as side:  # the cache segment beside the Parquet encoding
             segment = side.submit(cache_update) if merged.num_rows >= SIDE_WRITE_ROWS else None
             if segment is None:
@@ -228,7 +222,7 @@ class DataCollector:
     def _write_output(self, run: _TableRun, cache: TableCache | None, merged: pa.Table,
                       digest: str) -> tuple[bool, str]:
         """(changed, content hash): the table written only if its content changed."""
-        spec, out, names = run.spec, self.output_path(run.spec.name), tuple(p.name for p in run.files)
+        spec, out, names = run.spec, self.paths.phase1_output(run.spec.name), tuple(p.name for p in run.files)
         recorded = (cache.output_hash(out) if cache is not None else None) or recorded_hash(out)
         digest = older_hash_if_same(recorded, merged, digest)
         changed = recorded != digest
@@ -317,7 +311,7 @@ class DataCollector:
 
     def _quarantine(self, run: _TableRun, table: pa.Table) -> None:
         run.rejected = table.num_rows
-        path = self.quarantine_path(run.spec.name)
+        path = self.paths.quarantine_path(run.spec.name)
         write_parquet(path, table, {META_TABLE: run.spec.name.encode()},
                       point=f"quarantine:{run.spec.name}")
         run.warnings.append(note(WarningKind.QUARANTINE, f"{table.num_rows} row(s) quarantined "
@@ -325,7 +319,7 @@ class DataCollector:
         logger.warning("⚠️ {}: {} bad row(s) quarantined", run.spec.name, table.num_rows)
 
     def _drop_stale_quarantine(self, run: _TableRun) -> None:
-        path = self.quarantine_path(run.spec.name)
+        path = self.paths.quarantine_path(run.spec.name)
         if path.exists():
             path.unlink()
             logger.info("✅ {}: sources clean again; old quarantine file removed", run.spec.name)

@@ -1,19 +1,22 @@
-"""`dpo validate`: check the schema and every source file; nothing is written."""
+"""`dpo validate`: check the schema and every source file as a run would read it (the same
+row policies: an Excel error cell is a warning, as in the run); nothing is written."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from dpo.config import Paths
-from dpo.errors import DpoError
+from dpo.config import Paths, RowPolicy
+from dpo.errors import CellErrors, DpoError
 from dpo.excel.discover import discover
-from dpo.excel.reader import read_sheet
-from dpo.schema import RENAMES, TableSpec, load_schema
-from dpo.transform.normalize import normalize_table
+from dpo.quality import grouped_lines
+from dpo.schema import TableSpec, load_schema
+from dpo.transform.table import read_table
 
 
-def validate_sources(paths: Paths) -> list[dict[str, Any]]:
-    """One row per source file: ok, or the first problems found with file/row/column."""
+def validate_sources(paths: Paths, policy: RowPolicy | None = None) -> list[dict[str, Any]]:
+    """One row per source file: ok, a warning, or the first problems found with
+    file/row/column."""
     schema = load_schema(paths.schema_path, paths.root)  # raises SchemaError
     rows: list[dict[str, Any]] = []
     for spec in schema:
@@ -23,28 +26,28 @@ def validate_sources(paths: Paths) -> list[dict[str, Any]]:
         except DpoError as exc:
             rows.append(_row(spec, exc.file or "", "error", 0, exc.message))
             continue
-        rows += [_check(spec, path) for path in files]
+        rows += [_check(spec, path, policy or RowPolicy()) for path in files]
     return rows
 
 
-def _check(spec: TableSpec, path: Any) -> dict[str, Any]:
+def _check(spec: TableSpec, path: Path, policy: RowPolicy) -> dict[str, Any]:
     if not path.is_file():
         return _row(spec, path.name, "error", 0, f"{path.name}: file not found")
     try:
-        raw = read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns,
-                             text=spec.text_columns)
+        screened = read_table(path, spec, policy)
+    except CellErrors as exc:
+        cells = exc.cells()
+        shown = "; ".join(c.describe() for c in cells[:5])
+        more = f" (+{len(cells) - 5} more)" if len(cells) > 5 else ""
+        return _row(spec, path.name, "error", 0, f"{len(cells)} bad value(s): {shown}{more}")
     except DpoError as exc:
         return _row(spec, path.name, "error", 0, exc.message)
-    norm = normalize_table(raw.table, spec, raw.source, raw.exact,
-                           raw.flagged())
-    if norm.cells:
-        shown = "; ".join(c.describe() for c in norm.cells[:5])
-        more = f" (+{len(norm.cells) - 5} more)" if len(norm.cells) > 5 else ""
-        return _row(spec, path.name, "error", raw.table.num_rows,
-                    f"{len(norm.cells)} bad value(s): {shown}{more}")
-    if raw.table.num_rows == 0:
+    rows = screened.norm.table.num_rows
+    if rows == 0:
         return _row(spec, path.name, "warning", 0, "headers only, no data rows")
-    return _row(spec, path.name, "ok", raw.table.num_rows, "")
+    if screened.warnings:
+        return _row(spec, path.name, "warning", rows, "; ".join(grouped_lines(screened.warnings)))
+    return _row(spec, path.name, "ok", rows, "")
 
 
 def _row(spec: TableSpec, file: str, status: str, rows: int, message: str) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from pathlib import Path
 from types import TracebackType
 
 from dpo.errors import DpoError
-from dpo.excel.reader import RawSheet, read_sheet
+from dpo.excel.reader import RawSheet, read_spec
 from dpo.excel.retry import with_retries
 from dpo.fsio import Fingerprint
-from dpo.schema import RENAMES, TableSpec
+from dpo.schema import TableSpec
 
 # Below this many files a pool costs more than it saves.
 MIN_FILES_FOR_POOL = 4
@@ -30,8 +30,7 @@ MIN_FILES_FOR_POOL = 4
 def read_one(path: Path, spec: TableSpec, max_retries: int, retry_wait: float,
              retries: list[str]) -> RawSheet:
     return with_retries(
-        lambda: read_sheet(path, spec.sheet_name, spec.columns, RENAMES,
-                           numeric=spec.float_columns, text=spec.text_columns),
+        lambda: read_spec(path, spec),
         max_retries=max_retries, what=path.name, base_wait=retry_wait, on_retry=retries.append)
 
 

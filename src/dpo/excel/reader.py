@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Literal
 
@@ -41,11 +41,7 @@ from dpo.excel.numbercells import lossy_texts, restore
 from dpo.excel.origin import Source
 from dpo.faults import pause_point
 from dpo.quality import DataWarning, WarningKind, note
-
-# fastexcel logs a warning for a column whose type it cannot infer (an empty one: "falling
-# back to string"). dpo handles every such column (an empty column is fine whatever its type,
-# a mixed one sends the sheet to the text path): the warning was only noise on the terminal.
-logging.getLogger("fastexcel").setLevel(logging.ERROR)
+from dpo.schema import RENAMES, TableSpec
 
 # From this size the error-cell scan runs beside the reader instead of after it.
 SCAN_AHEAD_BYTES = 1 << 20
@@ -72,6 +68,21 @@ class RawSheet:
         return found
 
 
+@cache
+def _quiet_reader_logs() -> None:
+    """fastexcel logs a warning for a column whose type it cannot infer (an empty one:
+    "falling back to string"). dpo handles every such column (an empty column is fine whatever
+    its type, a mixed one sends the sheet to the text path): the warning is only noise on the
+    engineer's terminal. Set when dpo first reads, not when it is imported."""
+    logging.getLogger("fastexcel").setLevel(logging.ERROR)
+
+
+def read_spec(path: Path, spec: TableSpec, display_name: str | None = None) -> RawSheet:
+    """The sheet of `path` that `spec` names, its columns typed as the spec says."""
+    return read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns,
+                      text=spec.text_columns, display_name=display_name)
+
+
 def read_sheet(
     path: Path,
     sheet: str | None,
@@ -88,6 +99,7 @@ def read_sheet(
     `text=None` reads everything as text. When the sheet is read as text, columns in `numeric`
     are read a second time as floats, for their exact values.
     """
+    _quiet_reader_logs()
     name = display_name or path.name
     before = stat_source(path, name)
     archive = open_zip(path, name)  # bomb-checked; the sheet scan reads it too

@@ -14,22 +14,20 @@ from loguru import logger
 from dpo.collect.cache import TableCache
 from dpo.config import Paths, RowPolicy
 from dpo.errors import DpoError, ErrorType
-from dpo.excel.origin import Origin, Source
-from dpo.excel.reader import first_data_row, read_sheet
 from dpo.excel.retry import with_retries
-from dpo.fsio import Fingerprint, folder_size
+from dpo.fsio import folder_size
 from dpo.load.state import LoaderState
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
-from dpo.schema import RENAMES, Schema, TableSpec, load_schema
+from dpo.schema import Schema, TableSpec, load_schema
 from dpo.store.contenthash import content_hash, older_hash_if_same
 from dpo.store.holds import Hold, Holds
 from dpo.store.meta import META_HASH, META_SOURCES, META_TABLE
 from dpo.store.parquet import parquet_meta, read_verified, recorded_hash, write_parquet
 from dpo.store.versions import VersionStore
 from dpo.transform.arrowtypes import arrow_schema
-from dpo.transform.normalize import normalize_table
-from dpo.transform.rejects import Screened, screen_rows
+from dpo.transform.rejects import Screened
+from dpo.transform.table import read_table
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,7 @@ class DataLoaderAgent:
 
     def source_of(self, spec: TableSpec) -> Path:
         if spec.kind == "dynamic":
-            return self.paths.collector_dir / f"{spec.name}.parquet"
+            return self.paths.phase1_output(spec.name)
         return spec.path
 
     def _load(self, spec: TableSpec) -> _Loaded:
@@ -193,13 +191,9 @@ class DataLoaderAgent:
         to read and re-hash 100,000 rows that were hashed seconds ago; publish a copy."""
         if self.state is None:
             return None
-        record = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint).manifest
-        output = record.get("output") or {}
-        try:
-            fp = Fingerprint.of(path)
-        except OSError:
-            return None
-        if (output.get("size"), output.get("mtime_ns")) != (fp.size, fp.mtime_ns):
+        cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
+        output = cache.recorded_output(path)
+        if output is None:
             return None
         meta = parquet_meta(path) or {}
         schema = pq.read_schema(path)
@@ -237,24 +231,15 @@ class DataLoaderAgent:
                            f"{self.paths.relative(spec.path)}", table=spec.name,
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
         try:
-            raw = read_sheet(spec.path, spec.sheet_name, spec.columns, RENAMES,
-                             numeric=spec.float_columns, text=spec.text_columns)
+            screened = read_table(spec.path, spec, self.policy, bad_values_quarantine=False,
+                                  error_type=ErrorType.SCHEMA_MISMATCH)
         except DpoError as exc:
             if exc.error_type is ErrorType.MISSING_FIELDS:
                 raise DpoError(exc.message, error_type=ErrorType.SCHEMA_MISMATCH, table=spec.name,
                                file=exc.file, sheet=exc.sheet, column=exc.column) from exc
             raise
-        flagged = raw.flagged()
-        screened = screen_rows(
-            raw.table, spec, self.policy,
-            lambda where: normalize_table(raw.table, spec, where, raw.exact, flagged,
-                                          self.policy.on_error_cells),
-            Origin.single(raw.source),
-            lambda: Origin.single(Source(raw.source.file, raw.source.sheet, first_data_row(
-                spec.path, raw.source.sheet, raw.header_row), raw.source.date1904)),
-            bad_values_quarantine=False, error_type=ErrorType.SCHEMA_MISMATCH)
-        warnings = (*raw.notes, *screened.warnings)
-        quarantine = self.paths.collector_dir / "quarantine" / f"{spec.name}.parquet"
+        warnings = screened.warnings
+        quarantine = self.paths.quarantine_path(spec.name)
         if screened.quarantine is not None:
             write_parquet(quarantine, screened.quarantine, {META_TABLE: spec.name.encode()},
                           point=f"quarantine:{spec.name}")

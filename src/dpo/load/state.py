@@ -28,6 +28,7 @@ class LoaderState:
         self.path = cache_dir / "loader.json"
         self.key = f"{__version__}:{schema_fingerprint}"
         self.tables: dict[str, dict[str, Any]] = {}
+        self.annotations: Any = None  # [size, mtime_ns] of the annotations Phase 2 left
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -35,8 +36,6 @@ class LoaderState:
         if isinstance(data, dict) and data.get("key") == self.key:
             self.tables = data.get("tables", {})
             self.annotations = data.get("annotations")
-
-    annotations: Any = None
 
     def unchanged(self, table: str, source: Path) -> dict[str, Any] | None:
         """The recorded {hash, rows, ...} if `source` is as it was when it was last loaded."""

@@ -79,7 +79,7 @@ def redact_url(url: str) -> str:
     return _redaction(url)[0]
 
 
-def _scrub(text: str, secrets: Sequence[str] = ()) -> str:
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     """Hide known secrets (raw and %-decoded) and any URL left in free text."""
     for form in {f for s in secrets for f in (s, unquote(s)) if len(f) >= 3}:
         text = text.replace(form, "***")  # (shorter "secrets" would garble ordinary words)
@@ -107,7 +107,7 @@ def describe_handler(handler: object) -> str:
     return str(describe()) if callable(describe) else type(handler).__name__
 
 
-def _failures_of(handler: object, name: str) -> list[ChannelFailure]:
+def failures_of(handler: object, name: str) -> list[ChannelFailure]:
     found = [f for f in getattr(handler, "failures", []) if isinstance(f, ChannelFailure)]
     return found or [ChannelFailure(name, "send_notification returned False")]
 
@@ -211,7 +211,7 @@ class AppriseNotificationHandler:
             if reason is None:
                 logger.info("📧 Delivered via {}", channel)
                 continue
-            self.failures.append(ChannelFailure(channel, _scrub(reason, secrets)))
+            self.failures.append(ChannelFailure(channel, scrub(reason, secrets)))
             logger.error("❌ Notification channel failed: {}", self.failures[-1])
         return not self.failures
 
@@ -276,9 +276,9 @@ class CompositeNotificationHandler:
             name = describe_handler(handler)
             try:  # one broad catch per channel; a third-party handler may raise anything
                 if not handler.send_notification(recipient, subject, message, priority):
-                    self.failures += _failures_of(handler, name)
+                    self.failures += failures_of(handler, name)
             except Exception as exc:  # noqa: BLE001 - scrubbed, logged and recorded
-                self.failures.append(ChannelFailure(name, _scrub(f"{type(exc).__name__}: {exc}")))
+                self.failures.append(ChannelFailure(name, scrub(f"{type(exc).__name__}: {exc}")))
                 logger.error("❌ Notification handler raised: {}", self.failures[-1])
         return not self.failures
 

@@ -13,9 +13,9 @@ from dpo.notify.channels import (
     Notification,
     NotificationHandler,
     NotificationOutcome,
-    _failures_of,
-    _scrub,
     describe_handler,
+    failures_of,
+    scrub,
 )
 from dpo.notify.reports import warning_lines
 
@@ -266,9 +266,9 @@ class ManualReviewNotifier:
         lines = [*_lead(res), *header, *_summary(res), *_error_details(res, ctx), *_healing(res),
                  *_next_steps(res, ctx), *_metadata(res, ctx), "=" * _WIDTH]
         priority = {"warning": "medium", "success": "low"}.get(status, "high")
-        # _scrub: a run_context value or error text could quote a channel URL with its secret
-        return Notification(self.recipient, _scrub(_subject(component, res, ctx)),
-                            _scrub("\n".join(lines) + "\n"), priority)
+        # scrub: a run_context value or error text could quote a channel URL with its secret
+        return Notification(self.recipient, scrub(_subject(component, res, ctx)),
+                            scrub("\n".join(lines) + "\n"), priority)
 
     def notify(self, component_result: dict[str, Any], *, run_context: dict[str, Any],
                send: bool = True) -> tuple[Notification, NotificationOutcome]:
@@ -282,9 +282,9 @@ class ManualReviewNotifier:
         try:  # one broad catch: whatever the channel does, the pipeline goes on
             ok = self.handler.send_notification(note.recipient, note.subject, note.message,
                                                 note.priority)
-            error = None if ok else "; ".join(map(str, _failures_of(self.handler, channel)))
+            error = None if ok else "; ".join(map(str, failures_of(self.handler, channel)))
         except Exception as exc:  # noqa: BLE001 - scrubbed, logged and returned in the outcome
-            ok, error = False, _scrub(f"{type(exc).__name__}: {exc}")
+            ok, error = False, scrub(f"{type(exc).__name__}: {exc}")
         if ok:
             logger.info("📧 Manual review notification for {} sent", component)
         else:

@@ -16,7 +16,7 @@ from dpo.store.versions import VersionStore
 
 def rollback_table(paths: Paths, store: VersionStore, table: str) -> HealingAction:
     """Make `<collector_dir>/<table>.parquet` the last good copy, proven by its hash."""
-    output = paths.collector_dir / f"{table}.parquet"
+    output = paths.phase1_output(table)
     logger.info("🔄 rolling back {}", table)
     if output.exists() and is_intact(output):
         return _done(table, f"kept previous verified output {paths.relative(output)} "

@@ -54,7 +54,7 @@ def _collector_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | No
             return None
         if notes:
             return None  # a full run says them
-        output = paths.collector_dir / f"{spec.name}.parquet"
+        output = paths.phase1_output(spec.name)
         summary = TableCache(paths.cache_dir, spec.name, schema.fingerprint).unchanged_output(
             files, output)
         if summary is None:
@@ -78,7 +78,7 @@ def _loader_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | None:
         return None
     results = []
     for spec in schema:
-        source = (paths.collector_dir / f"{spec.name}.parquet" if spec.kind == "dynamic"
+        source = (paths.phase1_output(spec.name) if spec.kind == "dynamic"
                   else spec.path)
         record = state.unchanged(spec.name, source)
         stored = annotations.get(spec.name)

@@ -96,7 +96,6 @@ class DataPipelineOrchestrator:
         self.clock = clock
         self.notification_handler: NotificationHandler = (
             notification_handler or self._default_handler())
-        self.progress: Progress | None = None  # the CLI's live display hooks in here
 
     def _default_handler(self) -> NotificationHandler:
         if self.settings.notify_urls:
@@ -107,6 +106,7 @@ class DataPipelineOrchestrator:
     def run_pipeline(
         self, max_retries: int | None = None, enable_notifications: bool = True,
         on_bad_rows: str | None = None, on_error_cells: str | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run both phases and return the seed's result dict (JSON-serialisable). Bad input
         or configuration (a schema edited into nonsense) is a failed result, not an exception;
@@ -128,10 +128,11 @@ class DataPipelineOrchestrator:
                 collector, _, reason = _config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
         with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
-            result = self._run_locked(retries, enable_notifications, policy)
+            result = self._run_locked(retries, enable_notifications, policy, progress)
         return result.to_dict()
 
-    def _run_locked(self, retries: int, notify: bool, policy: RowPolicy) -> PipelineResult:
+    def _run_locked(self, retries: int, notify: bool, policy: RowPolicy,
+                    progress: Progress | None = None) -> PipelineResult:
         started = self.clock()
         run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
         logger.info("🚀 pipeline run {} started (root {})", run_id, self.paths.root)
@@ -141,7 +142,8 @@ class DataPipelineOrchestrator:
         ledger = Ledger(self.output_dir / "runs.sqlite")
         try:
             ledger.start(run_id, started)
-            return self._run_recorded(ledger, run_id, started, retries, notify, policy)
+            return self._run_recorded(ledger, run_id, started, retries, notify,
+                                      (policy, progress))
         except KeyboardInterrupt:
             # Ctrl-C: every step before was atomic, so the store is as it was before the
             # step that was stopped; record the run as interrupted now (kill -9 is left to
@@ -151,8 +153,8 @@ class DataPipelineOrchestrator:
             raise
 
     def _run_recorded(self, ledger: Ledger, run_id: str, started: datetime, retries: int,
-                      notify: bool, policy: RowPolicy) -> PipelineResult:
-        collector, loader, skip_reason = self._phases(retries, policy)
+                      notify: bool, how: tuple[RowPolicy, Progress | None]) -> PipelineResult:
+        collector, loader, skip_reason = self._phases(retries, *how)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
@@ -164,7 +166,7 @@ class DataPipelineOrchestrator:
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result
 
-    def _phases(self, retries: int, policy: RowPolicy
+    def _phases(self, retries: int, policy: RowPolicy, progress: Progress | None
                 ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Both phases' results: a refused configuration, the no-change run, or the phases."""
         try:
@@ -174,12 +176,12 @@ class DataPipelineOrchestrator:
             return _config_failure(exc)
         unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
         if unchanged is None:
-            return self._run_phases(schema, retries, policy)
+            return self._run_phases(schema, retries, policy, progress)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
     def _run_phases(
-        self, schema: Schema, retries: int, policy: RowPolicy
+        self, schema: Schema, retries: int, policy: RowPolicy, progress: Progress | None
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect.collector import DataCollector
@@ -192,7 +194,7 @@ class DataPipelineOrchestrator:
             self.paths, schema=schema, on_bad_rows=policy.on_bad_rows,
             on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
             max_retries=retries, workers=workers, incremental=self.settings.incremental,
-            progress=self.progress))
+            progress=progress))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
             reason = "Phase 1 failed and rollback did not restore every failed table"
@@ -202,7 +204,7 @@ class DataPipelineOrchestrator:
         before = _annotations_or_empty(store)
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
-            incremental=self.settings.incremental, progress=self.progress, policy=policy))
+            incremental=self.settings.incremental, progress=progress, policy=policy))
         if loader.tables_created:
             from dpo.store.changes import describe_publish
 
