@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,10 @@ REPORT_NAME = re.compile(rf"^({STAMP})_(DataCollector|DataLoader|DataPipelineOrc
                          r"(success_report|manual_review_notification|final_report)\.txt$")
 
 
-def make_plant(root: Path, *, seed: int = 7) -> DemoPlant:
+def make_plant(root: Path, *, seed: int = 7, months: int = 2, rows_per_month: int = 60,
+               **kw: Any) -> DemoPlant:
     """A small plant in the seed's default layout: 2 monthly .xlsb x 60 rows, 2 PO .xlsx."""
-    return generate_plant(root, months=2, rows_per_month=60, seed=seed)
+    return generate_plant(root, months=months, rows_per_month=rows_per_month, seed=seed, **kw)
 
 
 # ------------------------------------------------------------------------- planting faults
@@ -94,7 +95,9 @@ def corrupt(path: Path) -> None:
 # ----------------------------------------------------------------------------- running
 
 class Clock:
-    """A settable clock: every run of a test gets its own minute, so report names are known."""
+    """A settable clock (for the orchestrator and the VersionStore): it stays on one instant
+    until moved, so every run of a test gets a known minute and report and version names are
+    known."""
 
     def __init__(self, when: datetime = datetime(2024, 5, 2, 6, 0)) -> None:
         self.when = when
@@ -105,6 +108,9 @@ class Clock:
     def at(self, hour: int, minute: int) -> Clock:
         self.when = self.when.replace(hour=hour, minute=minute)
         return self
+
+    def advance(self, minutes: int = 1) -> None:
+        self.when += timedelta(minutes=minutes)
 
     @property
     def stamp(self) -> str:

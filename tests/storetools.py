@@ -11,16 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pipelinetools import Clock, make_plant
 
 from dpo.collect.collector import DataCollector
 from dpo.config import Paths, load_settings, resolve_paths
-from dpo.demo.plant import SCHEMA, generate_plant, write_xlsx
+from dpo.demo.plant import SCHEMA, write_xlsx
 from dpo.fsio import TMP_MARK
 from dpo.load.loader import DataLoaderAgent
 from dpo.results import CollectorResult, LoaderResult
@@ -35,26 +36,9 @@ STAMP_RE = r"\d{8}_\d{4}(?:-\d+)?"
 ANNOTATIONS = "path_annotations.json"
 
 
-class Clock:
-    """A settable clock for VersionStore: stays on one instant until moved."""
-
-    def __init__(self, when: datetime = datetime(2024, 5, 6, 7, 8, 9)) -> None:
-        self.when = when
-
-    def __call__(self) -> datetime:
-        return self.when
-
-    def advance(self, minutes: int = 1) -> None:
-        self.when += timedelta(minutes=minutes)
-
-    @property
-    def stamp(self) -> str:
-        return self.when.strftime("%Y%m%d_%H%M")
-
-
-def make_plant(root: Path, *, months: int = 2, rows_per_month: int = 50, **kw: object) -> Path:
-    generate_plant(root, months=months, rows_per_month=rows_per_month, **kw)  # type: ignore[arg-type]
-    return root
+def plant_root(root: Path, *, months: int = 2, rows_per_month: int = 50, **kw: Any) -> Path:
+    """pipelinetools.make_plant's plant, sized for store tests, as its root folder."""
+    return make_plant(root, months=months, rows_per_month=rows_per_month, **{"seed": 0, **kw}).root
 
 
 def paths_of(root: Path) -> Paths:

@@ -14,9 +14,9 @@ import pytest
 from storetools import (
     Clock,
     loader_dir,
-    make_plant,
     paths_of,
     phase1_file,
+    plant_root,
     rename_value,
     run_both,
     store_of,
@@ -95,7 +95,7 @@ def test_an_unknown_hash_format_does_not_verify(tmp_path: Path) -> None:
 
 
 def test_store_written_by_an_older_dpo_verifies_lists_and_rolls_back(tmp_path: Path) -> None:
-    root, clock = make_plant(tmp_path / "plant"), Clock()
+    root, clock = plant_root(tmp_path / "plant"), Clock()
     run_both(root, clock=clock)
     store = store_of(root)
     old = store.list_versions("itemInfo")[0]
@@ -115,7 +115,7 @@ def test_store_written_by_an_older_dpo_verifies_lists_and_rolls_back(tmp_path: P
 
 
 def test_upgrading_does_not_rewrite_or_republish_unchanged_tables(tmp_path: Path) -> None:
-    root, clock = make_plant(tmp_path / "plant"), Clock()
+    root, clock = plant_root(tmp_path / "plant"), Clock()
     run_both(root, clock=clock)
     # The state an older dpo leaves: legacy hashes everywhere, a cache this dpo cannot use.
     for path in sorted((loader_dir(root) / "newest").glob("*.parquet")):

@@ -33,9 +33,9 @@ from storetools import (
     finish,
     history_names,
     loader_dir,
-    make_plant,
     newest_dir,
     phase1_file,
+    plant_root,
     published_hashes,
     rename_value,
     run_both,
@@ -93,7 +93,7 @@ class World:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     base = tmp_path_factory.mktemp("crash-world")
-    root = make_plant(base / "published")
+    root = plant_root(base / "published")
     clock = Clock()
     first_stamp = clock.stamp
     run_both(root, keep_history=KEEP, clock=clock)  # v1 of everything
@@ -107,7 +107,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     old_hashes = assert_consistent(root)
 
     pending = copy_root(root, base / "pending")
-    make_plant(pending, months=3)  # one more month of reports and orders; statics reset
+    plant_root(pending, months=3)  # one more month of reports and orders; statics reset
     rename_value(pending, "itemInfo", "itemName", row=5, suffix=" v4")
     rename_value(pending, "machineInfo", "manufacturerName", row=1, suffix=" v3")
 
@@ -272,7 +272,7 @@ ORPHAN_GAP = ("known gap: a version file orphaned by a crash before the commit i
 
 
 def test_orphan_from_a_crash_does_not_push_out_the_previous_version(tmp_path: Path) -> None:
-    root = make_plant(tmp_path / "plant")
+    root = plant_root(tmp_path / "plant")
     clock = Clock()
     run_both(root, keep_history=1, clock=clock)
     clock.advance()

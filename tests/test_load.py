@@ -21,8 +21,8 @@ from storetools import (
     edit_static,
     load,
     loader_dir,
-    make_plant,
     phase1_file,
+    plant_root,
     published_hashes,
     read_static,
     rename_value,
@@ -47,7 +47,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def published(tmp_path: Path, clock: Clock) -> Path:
-    root = make_plant(tmp_path / "plant")
+    root = plant_root(tmp_path / "plant")
     run_both(root, clock=clock)
     clock.advance()
     return root
@@ -55,7 +55,7 @@ def published(tmp_path: Path, clock: Clock) -> Path:
 
 # -- the result ----------------------------------------------------------------------------------
 def test_first_run_result_counts_every_table(tmp_path: Path, clock: Clock) -> None:
-    root = make_plant(tmp_path / "plant")
+    root = plant_root(tmp_path / "plant")
     collect(root)
     result = load(root, clock=clock)
     assert result.status is Status.SUCCESS
@@ -208,7 +208,7 @@ def test_repairing_the_source_publishes_the_held_back_changes(
 
 
 def test_missing_phase1_output_is_file_not_found(tmp_path: Path, clock: Clock) -> None:
-    root = make_plant(tmp_path / "plant")
+    root = plant_root(tmp_path / "plant")
     result = load(root, clock=clock)  # Phase 1 never ran
     assert result.status is Status.ERROR and result.tables_created == 0
     for name in DYNAMIC:
@@ -233,7 +233,7 @@ def test_tampered_phase1_output_is_refused(published: Path, clock: Clock) -> Non
 
 def test_changed_phase1_output_is_published(published: Path, clock: Clock) -> None:
     """A new month of reports and orders changes the two dynamic tables only."""
-    make_plant(published, months=3)  # rewrites every source; only the new month differs
+    plant_root(published, months=3)  # rewrites every source; only the new month differs
     collected, result = run_both(published, clock=clock)
     assert collected.status is Status.SUCCESS
     assert by_table(result)["productRecords"].rows == 150

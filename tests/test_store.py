@@ -25,9 +25,9 @@ from storetools import (
     history_dir,
     history_names,
     loader_dir,
-    make_plant,
     newest_dir,
     phase1_file,
+    plant_root,
     published_hashes,
     read_static,
     rename_value,
@@ -49,7 +49,7 @@ from dpo.store.parquet import read_verified
 @pytest.fixture
 def plant(tmp_path: Path) -> Path:
     """A small plant, published once at the clock's first minute."""
-    root = make_plant(tmp_path / "plant")
+    root = plant_root(tmp_path / "plant")
     return root
 
 
