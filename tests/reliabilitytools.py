@@ -11,6 +11,7 @@ Nothing here mocks dpo: faults are real (files deleted, permissions, rlimits, ki
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -371,6 +372,29 @@ def cfb_bytes(stream_names: tuple[str, ...] = ("EncryptionInfo", "EncryptedPacka
     struct.pack_into("<HHHH", header, 24, 0x3E, 3, 0xFFFE, 9)  # minor, major, byte order, 2^9
     filler = b"".join(n.encode("utf-16-le") for n in stream_names)
     return bytes(header) + filler + bytes(4096)
+
+
+def encrypt_workbook(path: Path, password: str = "secret") -> None:
+    """Encrypt a real .xlsx in place, as Excel's "Protect with password" does (an OLE2
+    container holding EncryptionInfo and EncryptedPackage; msoffcrypto-tool writes it)."""
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = path.read_bytes()
+    with open(path, "wb") as out:
+        OOXMLFile(io.BytesIO(plain)).encrypt(password, out)
+
+
+def legacy_xls(path: Path, sheet: str, header: list[Any], rows: list[list[Any]]) -> None:
+    """A real Excel 97-2003 .xls (BIFF8, written by xlwt) at `path`, whatever its name says."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    ws = book.add_sheet(sheet)
+    for r, row in enumerate([header, *rows]):
+        for c, value in enumerate(row):
+            if value is not None:
+                ws.write(r, c, value if isinstance(value, str | int | float) else str(value))
+    book.save(str(path))
 
 
 def settle(path: Path, seconds: float = 120.0) -> None:

@@ -34,7 +34,9 @@ from reliabilitytools import (
     Raw,
     bomb_xlsx,
     cfb_bytes,
+    encrypt_workbook,
     errors_of,
+    legacy_xls,
     phase1_bytes,
     published_bytes,
     raw_xlsx,
@@ -364,10 +366,11 @@ CORPUS: dict[str, Case] = {
     "HTML table saved as .xlsx": Case(on(PO, replace_bytes(
         b"<html><body><table><tr><td>poNo</td></tr></table></body></html>")), PARTIAL, READ,
         PO_NAME),
-    "password-protected workbook (OLE/CFB container)": Case(
-        on(PO, replace_bytes(cfb_bytes())), PARTIAL, READ, PO_NAME),
-    "legacy .xls renamed .xlsx": Case(
-        on(PO, replace_bytes(cfb_bytes(("Workbook", "SummaryInformation")))), PARTIAL, READ,
+    "password-protected workbook (encrypted by msoffcrypto-tool)": Case(
+        on(PO, lambda p: (encrypt_workbook(p), settle(p))), PARTIAL, READ, PO_NAME,
+        words="password-protected"),
+    "legacy .xls (xlwt) renamed .xlsx": Case(
+        on(PO, lambda p: (legacy_xls(p, "poList", *read_book(p)[1:]), settle(p))), PARTIAL, READ,
         PO_NAME),
     "zip with no workbook in it": Case(on(PO, lambda p: (
         zipfile.ZipFile(p, "w").writestr("hello.txt", "hi"), settle(p))), PARTIAL, READ, PO_NAME),

@@ -107,6 +107,27 @@ def test_rerun_reads_only_new_or_changed_files(plant: Path, tmp_path: Path) -> N
     assert table(grown, "productRecords").rows == table(again, "productRecords").rows + 80
 
 
+def test_a_source_rewritten_with_other_bytes_but_the_same_content_changes_nothing(
+        plant: Path, tmp_path: Path) -> None:
+    """Past the file-hash cache: the report is saved again with an extra, empty column (as a
+    planner's edit leaves it), so its bytes differ and it is read; its rows are the same, so
+    Phase 1's content hash decides "unchanged" and writes nothing."""
+    root = fresh_copy(plant, tmp_path / "root")
+    collect(root)
+    out = root / "agents/shared_db/dynamicDatabase/productRecords.parquet"
+    before, before_ns = out.read_bytes(), out.stat().st_mtime_ns
+    path = months(root)[0]
+    sheet, header, rows = read_book(path)
+    old_bytes = path.read_bytes()
+    write_xlsb(path, sheet, [*header, "note"], [[*r, None] for r in rows])
+    assert path.read_bytes() != old_bytes
+    again = collect(root)
+    found = table(again, "productRecords")
+    assert found.files_read == 1  # the file-hash cache could not say: it was read
+    assert found.status is Status.SUCCESS and not found.changed
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == (before, before_ns)
+
+
 def _manifest(root: Path) -> Path:
     return root / "agents/shared_db/.dpo-cache/collect/productRecords/manifest.json"
 

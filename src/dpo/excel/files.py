@@ -77,5 +77,9 @@ def open_reader(path: Path, name: str, mtime: float) -> fastexcel.ExcelReader:
 
 def read_error(name: str, exc: Exception, sheet: str | None) -> DpoError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "password protected" in first.lower():
+        return DpoError(f"{name}: the workbook is password-protected; save it without a "
+                        "password (File > Info > Protect Workbook)",
+                        error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)
     return DpoError(f"{name}: not a readable Excel file ({first})",
                     error_type=ErrorType.FILE_READ_ERROR, file=name, sheet=sheet)

@@ -1,4 +1,4 @@
-"""Rollback of failed Phase 1 tables to their last good, hash-verified copy (docs/behaviour.md, section 6)."""
+"""Rollback of failed Phase 1 tables to their last good, hash-verified copy (behaviour.md §6)."""
 
 from __future__ import annotations
 
