@@ -10,78 +10,78 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dpo.fsio import append_line_block, atomic_write_text, fsync_dir, move_durably, next_stamp
+from dpo.quality import grouped_lines
+from dpo.results import (
+    CollectorResult,
+    LoaderResult,
+    PipelineResult,
+    Status,
+    TableResult,
+    hms,
+)
 
 RULE = "=" * 72
 _REPORT_RE = re.compile(r"^(\d{8}_\d{4}(?:-\d+)?)_.+\.txt$")
 SHORT_NAMES = {"DataCollector": "DataCollector", "DataLoaderAgent": "DataLoader"}
 
 
-def render_phase_success(phase: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+def render_phase_success(phase: CollectorResult | LoaderResult, context: Mapping[str, Any]) -> str:
     """The success report of one phase: what ran, counts, what changed."""
-    lines = [RULE, f"{phase['component']} — SUCCESS REPORT", RULE,
+    lines = [RULE, f"{phase.component} — SUCCESS REPORT", RULE,
              f"Run:            {context['run_id']}",
-             f"Status:         {phase['status']}",
-             f"Execution time: {phase['execution_time']}"]
-    if phase["component"] == "DataCollector":
-        lines += [f"Files processed: {phase['files_processed']}",
-                  f"Records:         {phase['records_count']}",
-                  f"Duplicates removed: {phase['duplicates_removed']}",
-                  f"Data updated:    {'yes' if phase['data_updated'] else 'no (unchanged)'}"]
+             f"Status:         {phase.status}",
+             f"Execution time: {hms(phase.seconds)}"]
+    if isinstance(phase, CollectorResult):
+        lines += [f"Files processed: {phase.files_processed}",
+                  f"Records:         {phase.records_count}",
+                  f"Duplicates removed: {phase.duplicates_removed}",
+                  f"Data updated:    {'yes' if phase.data_updated else 'no (unchanged)'}"]
     else:
-        lines += [f"Tables processed: {phase['tables_processed']}",
-                  f"Tables changed:   {phase['tables_changed']}",
-                  f"Versions written: {phase['tables_created']}",
-                  f"Data validation:  {phase['data_validation']}"]
+        lines += [f"Tables processed: {phase.tables_processed}",
+                  f"Tables changed:   {phase.tables_changed}",
+                  f"Versions written: {phase.tables_created}",
+                  f"Data validation:  {phase.data_validation}"]
     lines += ["", "TABLES", "-" * 72]
-    lines += [_table_line(t) for t in phase.get("details", [])]
-    for action in phase.get("healing_actions", []):
-        state = "succeeded" if action["success"] else "FAILED"
-        lines.append(f"  {action['action']} {action['table']}: {state} — {action['detail']}")
-    lines += warning_section(phase.get("details", []), context)
+    lines += [_table_line(t) for t in phase.tables]
+    for action in phase.healing_actions:
+        state = "succeeded" if action.success else "FAILED"
+        lines.append(f"  {action.action} {action.table}: {state} — {action.detail}")
+    lines += warning_section(phase.tables)
     return "\n".join(lines) + "\n"
 
 
-def warning_lines(table: Mapping[str, Any], context: Mapping[str, Any]) -> list[str]:
-    """Every warning of a table, grouped: from the run's full list when the context has it (a
-    result dict lists only the first ones), else from the dict."""
-    full = (context.get("warning_lines") or {}).get(table["table"])
-    if full is not None:
-        return list(full)
-    return [w["message"] for w in table.get("warnings") or []]
-
-
-def warning_section(tables: list[Mapping[str, Any]], context: Mapping[str, Any]) -> list[str]:
-    """"DATA QUALITY WARNINGS": what was published differently from the sheet as written."""
+def warning_section(tables: Sequence[TableResult]) -> list[str]:
+    """"DATA QUALITY WARNINGS": every warning, grouped (what was published differently from the
+    sheet as written, and the notes about tables)."""
     lines: list[str] = []
     for table in tables:
-        found = warning_lines(table, context)
-        if found:
-            lines += [f"  {table['table']} ({table.get('warnings_total', len(found))} "
-                      "warning(s)):", *(f"    - {line}" for line in found)]
+        if table.warnings:
+            lines += [f"  {table.table} ({len(table.warnings)} warning(s)):",
+                      *(f"    - {line}" for line in grouped_lines(table.warnings))]
     return ["", "DATA QUALITY WARNINGS", "-" * 72, *lines] if lines else []
 
 
-def _table_line(table: Mapping[str, Any]) -> str:
-    change = "changed" if table.get("changed") else "unchanged"
+def _table_line(table: TableResult) -> str:
+    change = "changed" if table.changed else "unchanged"
     extra = []
-    if table.get("duplicates_removed"):
-        extra.append(f"{table['duplicates_removed']} duplicates removed")
-    if table.get("rows_rejected"):
-        extra.append(f"{table['rows_rejected']} rows quarantined")
-    if table.get("changes"):
-        extra.append(change_summary(table["changes"]))
-    if table.get("blank_rows_skipped"):
-        extra.append(f"{table['blank_rows_skipped']} blank rows skipped")
-    if table.get("warnings_total"):
-        extra.append(f"{table['warnings_total']} warning(s), listed below")
+    if table.duplicates_removed:
+        extra.append(f"{table.duplicates_removed} duplicates removed")
+    if table.rows_rejected:
+        extra.append(f"{table.rows_rejected} rows quarantined")
+    if table.changes:
+        extra.append(change_summary(table.changes))
+    if table.blank_rows:
+        extra.append(f"{table.blank_rows} blank rows skipped")
+    if table.warnings:
+        extra.append(f"{len(table.warnings)} warning(s), listed below")
     tail = f" ({'; '.join(extra)})" if extra else ""
-    where = f" -> {table['output']}" if table.get("output") else ""
-    return f"  {table['table']:<28} {table['status']:<8} {table['rows']:>9,} rows, {change}{where}{tail}"
+    where = f" -> {table.output}" if table.output else ""
+    return f"  {table.table:<28} {table.status:<8} {table.rows:>9,} rows, {change}{where}{tail}"
 
 
 def change_summary(change: Mapping[str, Any]) -> str:
@@ -95,48 +95,49 @@ def change_summary(change: Mapping[str, Any]) -> str:
     return text
 
 
-def render_final(result: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+def render_final(result: PipelineResult, context: Mapping[str, Any]) -> str:
     """The pipeline's final report: overall status, both phases, actions, what to do next."""
-    collector, loader = result["collector_result"], result["loader_result"]
+    collector, loader = result.collector, result.loader
+    overall = str(result.overall_status)
     lines = [RULE, "DataPipelineOrchestrator — FINAL REPORT", RULE,
              f"Run:             {context['run_id']}",
-             f"Started:         {result['started_at']}",
-             f"Finished:        {result['timestamp']}",
-             f"Overall status:  {result['overall_status'].upper()}{_with_warnings(result)}",
+             f"Started:         {result.started_at.isoformat()}",
+             f"Finished:        {result.finished_at.isoformat()}",
+             f"Overall status:  {overall.upper()}{_with_warnings(result)}",
              "",
-             f"Phase 1 DataCollector:   {collector['status']:<8} ({collector['execution_time']}, "
-             f"{collector['files_processed']} files, {collector['records_count']:,} records)"]
-    if loader["status"] == "skipped":
-        lines.append(f"Phase 2 DataLoaderAgent: skipped  ({loader.get('reason', '')})")
+             f"Phase 1 DataCollector:   {collector.status:<8} ({hms(collector.seconds)}, "
+             f"{collector.files_processed} files, {collector.records_count:,} records)"]
+    if loader is None:
+        lines.append(f"Phase 2 DataLoaderAgent: skipped  ({result.skip_reason})")
     else:
-        lines.append(f"Phase 2 DataLoaderAgent: {loader['status']:<8} ({loader['execution_time']}, "
-                     f"{loader['tables_created']} new versions, validation "
-                     f"{loader['data_validation']})")
-    changed = [d for d in loader.get("details", []) if d.get("changes")]
+        lines.append(f"Phase 2 DataLoaderAgent: {loader.status:<8} ({hms(loader.seconds)}, "
+                     f"{loader.tables_created} new versions, validation "
+                     f"{loader.data_validation})")
+    loaded = loader.tables if loader is not None else ()
+    changed = [t for t in loaded if t.changes]
     if changed:
         lines += ["", "WHAT CHANGED (dpo diff TABLE shows the rows)"]
-        lines += [f"  - {d['table']}: {change_summary(d['changes'])}" for d in changed]
-    actions = collector.get("healing_actions", []) + loader.get("healing_actions", [])
+        lines += [f"  - {t.table}: {change_summary(t.changes or {})}" for t in changed]
+    actions = [*collector.healing_actions, *(loader.healing_actions if loader else ())]
     if actions:
         lines += ["", "ACTIONS TAKEN"]
-        lines += [f"  - {a['action']} {a['table']}: {'succeeded' if a['success'] else 'FAILED'}"
-                  f" — {a['detail']}" for a in actions]
-    errors = collector.get("errors", []) + loader.get("errors", [])
+        lines += [f"  - {a.action} {a.table}: {'succeeded' if a.success else 'FAILED'}"
+                  f" — {a.detail}" for a in actions]
+    errors = [*collector.errors, *(loader.errors if loader else ())]
     if errors:
         lines += ["", "ERRORS"]
-        lines += [f"  - [{e['error_type']}] {e['message']}" for e in errors]
-    tables = [*collector.get("details", []), *loader.get("details", [])]
-    lines += warning_section(tables, context)
-    lines += ["", "NEXT STEPS", f"  {next_step(result['overall_status'])}"]
-    for note in result.get("notifications", []):
+        lines += [f"  - [{e.error_type}] {e.message}" for e in errors]
+    lines += warning_section([*collector.tables, *loaded])
+    lines += ["", "NEXT STEPS", f"  {next_step(overall)}"]
+    for note in result.notifications:
         state = "sent" if note.get("sent") else f"NOT sent ({note.get('error') or 'disabled'})"
         lines.append(f"  Notification for {note['component']} via {note['channel']}: {state}")
     return "\n".join(lines) + "\n"
 
 
-def _with_warnings(result: Mapping[str, Any]) -> str:
-    total = (result.get("warnings") or {}).get("total", 0)
-    if not total or result["overall_status"] == "failed":
+def _with_warnings(result: PipelineResult) -> str:
+    total = len(result.warnings())
+    if not total or result.overall_status is Status.FAILED:
         return ""
     return f" (published with {total} warning{'s' if total != 1 else ''})"
 

@@ -17,7 +17,6 @@ from dpo.notify.channels import (
     failures_of,
     scrub,
 )
-from dpo.notify.reports import warning_lines
 
 _MAX_CELLS_SHOWN = 20
 _WIDTH = 80
@@ -161,6 +160,15 @@ def _cell_place(cell: dict[str, Any], err: dict[str, Any]) -> str:
     """File and sheet of a bad cell, when they differ from the error's own (merged files)."""
     same = (cell.get("file"), cell.get("sheet")) == (err.get("file"), err.get("sheet"))
     return "" if same else f"{cell.get('file')} [{cell.get('sheet')}] "
+
+
+def warning_lines(table: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    """Every warning of a table, grouped: from the run's full list in the context (a phase
+    dict lists only the first ones), else from the dict."""
+    full = (ctx.get("warning_lines") or {}).get(table.get("table"))
+    if full is not None:
+        return list(full)
+    return [w["message"] for w in table.get("warnings") or []]
 
 
 def _error_details(res: dict[str, Any], ctx: dict[str, Any]) -> list[str]:

@@ -55,6 +55,7 @@ from dpo.results import (
     Progress,
     Status,
     TableResult,
+    skipped_phase,
 )
 from dpo.schema import Schema, load_schema
 from dpo.store.lock import run_lock
@@ -241,28 +242,26 @@ class DataPipelineOrchestrator:
 
     # -- telling people ----------------------------------------------------------------------
     def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
-        data = result.to_dict()
-        context = self._context(run_id, data)
-        tables = result.collector.tables + (result.loader.tables if result.loader else ())
-        context["warning_lines"] = {t.table: grouped_lines(t.warnings) for t in tables
-                                    if t.warnings}
+        """Reports from the typed results; a manual-review notification (the seed's notifier
+        takes the seed's dict) for each phase that did not succeed."""
+        context = self._context(run_id, result)
         reports: dict[str, str] = {}
         outcomes: list[NotificationOutcome] = []
         notifier = ManualReviewNotifier(self.notification_handler,
                                         recipient=self.settings.recipient)
-        for key, short in (("collector_result", "DataCollector"), ("loader_result", "DataLoader")):
-            phase = data[key]
-            if phase["status"] == str(Status.SUCCESS):
+        phases = ((result.collector, "DataCollector"), (result.loader, "DataLoader"))
+        for phase, short in phases:
+            if phase is not None and phase.status is Status.SUCCESS:
                 reports[f"{short}_success_report"] = render_phase_success(phase, context)
                 continue
-            if phase["status"] == str(Status.SKIPPED):
-                phase = {**phase, "component": "DataLoaderAgent"}
-            note, outcome = notifier.notify(phase, run_context=context, send=notify)
+            data = (phase.to_dict() if phase is not None
+                    else skipped_phase("DataLoaderAgent", result.skip_reason))
+            note, outcome = notifier.notify(data, run_context=context, send=notify)
             reports[f"{short}_manual_review_notification"] = note.message
             outcomes.append(outcome)
         self._say_where_notes_went(outcomes)
         done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
-        reports["DataPipelineOrchestrator_final_report"] = render_final(done.to_dict(), context)
+        reports["DataPipelineOrchestrator_final_report"] = render_final(done, context)
         try:
             paths = self._write_reports(result, run_id, done, reports)
         except DpoError as exc:  # e.g. disk full at the very end: the data is already safe
@@ -287,15 +286,19 @@ class DataPipelineOrchestrator:
         writer.log(_change_block(done, run_id, paths))
         return paths
 
-    def _context(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _context(self, run_id: str, result: PipelineResult) -> dict[str, Any]:
+        tables = result.collector.tables + (result.loader.tables if result.loader else ())
         return {
-            "run_id": run_id, "started_at": data["started_at"],
+            "run_id": run_id, "started_at": result.started_at.isoformat(),
             "plant": self.settings.plant_name or str(self.paths.root),
-            "overall_status": data["overall_status"], "default_dir": str(self.paths.default_dir),
+            "overall_status": str(result.overall_status),
+            "default_dir": str(self.paths.default_dir),
             "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
             "annotation_path": str(self.paths.annotation_path),
             "max_retries": self.settings.max_retries, "dpo_version": __version__,
             "host": socket.gethostname(),
+            # every warning, grouped: the notification's phase dict lists only the first ones
+            "warning_lines": {t.table: grouped_lines(t.warnings) for t in tables if t.warnings},
         }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pipelinetools import dpo
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "dpo"
+SRC = Path(__file__).resolve().parents[2] / "src" / "dpo"
 # Every module: any text may reach people (notifications, reports, console, CLI errors, logs).
 TEMPLATES = tuple(sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")))
 # Their --flags are `dpo run`'s.
@@ -81,7 +81,7 @@ def test_bare_flags_in_notifications_and_reports_are_run_options() -> None:
 
 # -- the README is true (#12 item 12) ----------------------------------------------------------
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 def test_dpo_version_prints_the_installed_version() -> None:

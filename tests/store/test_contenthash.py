@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from arrowtools import rechunked, small_table
 from storetools import (
     Clock,
     loader_dir,
@@ -23,7 +24,6 @@ from storetools import (
     tamper_keep_hash,
     tree_state,
 )
-from test_rowhash import rechunked, small_table
 
 from dpo.demo.plant import write_monthly_report
 from dpo.errors import IntegrityError
