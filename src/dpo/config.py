@@ -52,6 +52,8 @@ class Settings:
     incremental: bool = True  # reuse the per-file cache of unchanged sources
     prometheus_path: str | None = None
     plant_name: str | None = None  # names the plant in notifications (default: the root folder)
+    # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
+    serve_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         problems = []

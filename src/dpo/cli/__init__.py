@@ -308,6 +308,10 @@ from dpo.cli.store import register as _register_store  # noqa: E402 - versions/r
 _register_store(app)
 _register_observe(app)
 
+from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve
+
+_register_serve(app)
+
 
 def main() -> None:
     app()
