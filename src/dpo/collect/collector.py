@@ -296,7 +296,8 @@ class DataCollector:
                     ) -> tuple[list[Piece], tuple[CellError, ...]]:
         """The processes and dask executors: each file read and normalised by a worker."""
         assert self._tasks is not None
-        got = combine(self._tasks.run(files, run.spec), run.spec, on_retry=self._on_retry(run),
+        got = combine(self._tasks.run(files, run.spec), run.spec, run.warnings,
+                      on_retry=self._on_retry(run),
                       on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
         run.emptied.extend(got.emptied)
         self._screened(run, got.warnings, got.blank, got.quarantine)

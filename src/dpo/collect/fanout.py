@@ -46,16 +46,17 @@ def split_pieces(norm: Normalized, count: int) -> list[Piece]:
 class Combined:
     pieces: list[Piece]  # each file's rows that load, in file order
     emptied: list[str]  # files with headers only
-    warnings: list[DataWarning]  # headers only, then the reader's notes, NA'd cells, totals
+    warnings: list[DataWarning]  # the reader's notes, then NA'd cells, then totals rows
     cells: tuple[CellError, ...]
     blank: int
     quarantine: pa.Table | None
 
 
-def combine(outcomes: list[FileOutcome], spec: TableSpec, *,
+def combine(outcomes: list[FileOutcome], spec: TableSpec, said: list[DataWarning], *,
             on_retry: Callable[[str], None], on_done: Callable[[int], None]) -> Combined:
     """The outcomes in file order; raises what the one pass would have raised first: a read
-    error (first file first), a normalisation error, then CellErrors with every file's cells."""
+    error (first file first), a normalisation error, then CellErrors with every file's cells.
+    Files with headers only are said (in `said`, the table's warnings) before that."""
     for outcome in outcomes:
         for message in outcome.retries:
             on_retry(message)
@@ -63,8 +64,9 @@ def combine(outcomes: list[FileOutcome], spec: TableSpec, *,
         if outcome.read_failed and outcome.error is not None:
             raise outcome.error
     emptied = [o.file for o in outcomes if o.raw_rows == 0]
-    warnings = [note(WarningKind.HEADERS_ONLY, f"{name}: headers only, no data rows", name)
-                for name in emptied]
+    said.extend(note(WarningKind.HEADERS_ONLY, f"{name}: headers only, no data rows", name)
+                for name in emptied)
+    warnings: list[DataWarning] = []
     for outcome in outcomes:
         if outcome.error is not None:
             raise outcome.error
