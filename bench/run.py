@@ -15,7 +15,10 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
   files_1w/2w  the 120-file read alone (dpo.excel.pool.read_files) with 1 and 2 threads
+  tasks_inline/processes/dask   the 120 files' per-file task (read + normalise + segment,
+               bench/executors.py) with 1 worker in process and on 2 worker processes
   read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
+  read_processes/dask   the same with `--executor processes|dask` and 2 workers
   cpu_ceiling  two CPU-bound processes vs one doing both: the most 2 workers can gain here
   big_fresh    `dpo run` on the 200,000-row report; big_fastexcel: fastexcel alone reading it
   real_floor / real_fresh / real_nochange   the same three on the `real` plant
@@ -122,6 +125,13 @@ def read_seconds(repeat: int, root: Path, workers: int) -> float:
     return statistics.median(times)
 
 
+def tasks_seconds(repeat: int, root: Path, kind: str) -> dict[str, float]:
+    """The 120 files' per-file task on an executor (bench/executors.py), in process."""
+    from executors import executor_seconds  # bench/, beside this script
+
+    return executor_seconds(repeat, root, kind)
+
+
 def make_plants(out: Path) -> tuple[Path, Path]:
     from dpo.demo.plant import generate_plant, write_monthly_report
 
@@ -164,9 +174,10 @@ def reset(root: Path) -> None:
     shutil.rmtree(root / "agents", ignore_errors=True)
 
 
-def phase1_seconds(repeat: int, root: Path, workers: int) -> float:
-    """Phase 1's own time in a fresh, non-incremental run with `workers` reader threads."""
-    env = {"DPO_WORKERS": str(workers), "DPO_INCREMENTAL": "0"}
+def phase1_seconds(repeat: int, root: Path, workers: int, executor: str = "threads") -> float:
+    """Phase 1's own time in a fresh, non-incremental run with `workers` reader threads (or
+    worker processes: `executor`; its start-up, a pool or a LocalCluster, is inside)."""
+    env = {"DPO_WORKERS": str(workers), "DPO_INCREMENTAL": "0", "DPO_EXECUTOR": executor}
     values = []
     for _ in range(repeat):
         reset(root)
@@ -200,8 +211,13 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
         "cpu_ceiling_2_processes": lambda: statistics.median(cpu_ceiling() for _ in range(3)),
         "files_1w": lambda: {"seconds": read_seconds(repeat, plant, 1)},
         "files_2w": lambda: {"seconds": read_seconds(repeat, plant, 2)},
+        "tasks_inline": lambda: tasks_seconds(repeat, plant, "inline"),
+        "tasks_processes": lambda: tasks_seconds(repeat, plant, "processes"),
+        "tasks_dask": lambda: tasks_seconds(repeat, plant, "dask"),
         "read_1w": lambda: {"seconds": phase1_seconds(repeat, plant, 1)},
         "read_2w": lambda: {"seconds": phase1_seconds(repeat, plant, 2)},
+        "read_processes": lambda: {"seconds": phase1_seconds(repeat, plant, 2, "processes")},
+        "read_dask": lambda: {"seconds": phase1_seconds(repeat, plant, 2, "dask")},
         "big_fastexcel": lambda: median_of(repeat, [PYTHON, str(HERE / "read_one.py"),
                                                     str(report)]),
         "big_fresh": lambda: median_of(repeat, [*DPO, "run", "--root", str(big), "--no-notify"],
@@ -218,6 +234,10 @@ def measure(repeat: int, out: Path, only: set[str] | None = None) -> dict[str, A
         only |= {"fresh"} if only & {"nochange", "onechanged"} else set()
         only |= {"floor"} if only & {"fresh", "nochange", "onechanged", "help"} else set()
         only |= {"big_fastexcel"} if "big_fresh" in only else set()
+        only |= {"tasks_inline", "cpu_ceiling_2_processes"} if only & {
+            "tasks_processes", "tasks_dask"} else set()
+        only |= {"read_1w", "cpu_ceiling_2_processes"} if only & {
+            "read_processes", "read_dask"} else set()
         only |= {"real_fresh"} if "real_nochange" in only else set()
         only |= {"real_floor"} if only & {"real_fresh", "real_nochange"} else set()
     return {name: measure_one() for name, measure_one in figures.items()
@@ -242,12 +262,24 @@ def report(results: dict[str, Any]) -> str:
         r1, r2 = results["files_1w"]["seconds"], results["files_2w"]["seconds"]
         lines.append(f"{'120-file read':<18} 1 thread {r1:.3f} s; 2 threads {r2:.3f} s; "
                      f"speed-up {r1 / r2:.2f}x")
+    one = results.get("tasks_inline", {}).get("seconds")
+    for name in ("tasks_processes", "tasks_dask"):
+        if one and name in results:
+            r, ceiling = results[name], results.get("cpu_ceiling_2_processes", float("nan"))
+            lines.append(f"{'120-file tasks':<18} 1 worker {one:.3f} s; {name[6:]} (2 workers) "
+                         f"{r['seconds']:.3f} s, speed-up {one / r['seconds']:.2f}x (start "
+                         f"{r['start']:.2f} s; machine's 2-process ceiling {ceiling:.2f}x)")
     if "read_1w" in results and "read_2w" in results:
         one, two = results["read_1w"]["seconds"], results["read_2w"]["seconds"]
         ceiling = results.get("cpu_ceiling_2_processes", float("nan"))
         lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; 2 workers {two:.3f} s; "
                      f"speed-up {one / two:.2f}x (this machine's ceiling for 2 processes: "
                      f"{ceiling:.2f}x)")
+    for name in ("read_processes", "read_dask"):
+        if "read_1w" in results and name in results:
+            one, r = results["read_1w"]["seconds"], results[name]["seconds"]
+            lines.append(f"{'phase1 1 worker':<18} {one:.3f} s; {name[5:]} (2 workers) {r:.3f} s;"
+                         f" speed-up {one / r:.2f}x")
     if "big_fresh" in results:
         big = results["big_fresh"]
         fe = results.get("big_fastexcel", {}).get("seconds", float("nan"))

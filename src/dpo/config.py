@@ -28,6 +28,7 @@ DEFAULTS = {
     "default_dir": "agents/shared_db",
 }
 POLICIES = ("fail", "quarantine")
+EXECUTORS = ("threads", "processes", "dask")  # collect.executors
 ERROR_CELL_POLICIES = ("null", "fail", "quarantine")
 
 
@@ -54,6 +55,8 @@ class Settings:
     plant_name: str | None = None  # names the plant in notifications (default: the root folder)
     # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
     serve_token: str | None = field(default=None, repr=False)
+    executor: str = "threads"  # where Phase 1's per-file work runs: threads | processes | dask
+    scheduler: str | None = None  # dask: tcp://HOST:PORT (else DASK_SCHEDULER_ADDRESS, else local)
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,6 +67,8 @@ class Settings:
         if self.on_error_cells not in ERROR_CELL_POLICIES:
             problems.append(f"on_error_cells must be one of {ERROR_CELL_POLICIES}, "
                             f"got {self.on_error_cells!r}")
+        if self.executor not in EXECUTORS:
+            problems.append(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.keep_history < 1:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.workers < 0 or self.lock_timeout < 0:

@@ -123,6 +123,11 @@ class DpoError(Exception):
         self.row = row
         self.column = column
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its state, not by calling __init__ again with `args` (subclasses take
+        # other arguments): a process or a Dask worker hands errors back as they were.
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
     def info(self, table: str | None = None) -> ErrorInfo:
         return ErrorInfo(
             error_type=self.error_type,
@@ -137,6 +142,13 @@ class DpoError(Exception):
 
     def cells(self) -> tuple[CellError, ...]:
         return ()
+
+
+def _restore(kind: type[DpoError], args: tuple[Any, ...], state: dict[str, Any]) -> DpoError:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(DpoError):

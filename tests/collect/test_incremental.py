@@ -298,6 +298,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
     from test_rowhash import old_duplicate_mask
 
     import dpo.collect.collector
+    import dpo.collect.fanout
 
     roots = {kind: fresh_copy(plant, tmp_path / kind) for kind in ("cached", "exact", "collide")}
     for root in roots.values():
@@ -310,7 +311,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
                           lambda t, hashes=None: old_duplicate_mask(t))
             found["exact"] = table(collect(roots["exact"], incremental=False), "productRecords")
         with monkeypatch.context() as patch:
-            patch.setattr(dpo.collect.collector, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
+            patch.setattr(dpo.collect.fanout, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
             found["collide"] = table(collect(roots["collide"], incremental=False),
                                      "productRecords")
         assert found["cached"].files_read == (12 if step == 0 else 1)

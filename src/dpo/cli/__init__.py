@@ -150,6 +150,12 @@ def run(
     drop_total_rows: Annotated[bool, typer.Option(
         "--drop-total-rows", help="Drop rows that look like totals rows (default: keep, "
         "with a warning).")] = False,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Where each source file is read and normalised: threads (the "
+        "default), processes, or dask.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "
+        "DASK_SCHEDULER_ADDRESS, else a local cluster).")] = None,
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
@@ -163,7 +169,8 @@ def run(
         # Every value goes through Settings, which checks it as it checks the config file's.
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
                              lock_timeout=wait, max_retries=max_retries,
-                             on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None)
+                             on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None,
+                             executor=executor, scheduler=scheduler)
         store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
         return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
@@ -257,7 +264,8 @@ def demo(
                    f"master tables in {plant.root}")
     run(root=target, config=None, source_dir=None, schema=None, annotations=None,
         default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
-        on_error_cells=None, drop_total_rows=False, as_json=as_json, verbose=verbose)
+        on_error_cells=None, drop_total_rows=False, executor=None, scheduler=None,
+        as_json=as_json, verbose=verbose)
 
 
 @app.command()

@@ -169,6 +169,17 @@ class TableCache:
                 path.unlink(missing_ok=True)
 
 
+def sha256_by_name(files: list[Path]) -> dict[str, str]:
+    """Each file's sha256 by name (a file gone or unreadable is left out: its read says why)."""
+    found = {}
+    for path in files:
+        try:
+            found[path.name] = sha256_of(path)
+        except OSError:
+            continue  # gone or unreadable: the read reports it
+    return found
+
+
 class ByteSink(Protocol):
     def write(self, data: bytes | memoryview) -> int: ...
     def flush(self) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -14,15 +15,18 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo.arrays import from_numpy
-from dpo.collect.cache import TableCache
+from dpo.collect.cache import TableCache, sha256_by_name
+from dpo.collect.executors import TaskAhead, open_executor
+from dpo.collect.fanout import combine, split_pieces
+from dpo.collect.filetask import screen_sheets
 from dpo.collect.finisher import Finish, Finisher, done, nothing, then
 from dpo.collect.segments import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths, RowPolicy
-from dpo.errors import DpoError
+from dpo.errors import CellError, DpoError
 from dpo.excel.discover import discover_with_notes
 from dpo.excel.pool import ReadAhead
 from dpo.excel.reader import RawSheet
-from dpo.fsio import Fingerprint, folder_size, sha256_of
+from dpo.fsio import Fingerprint, folder_size
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import (
     CollectorResult,
@@ -37,11 +41,8 @@ from dpo.store.contenthash import content_hash_of, older_hash_if_same
 from dpo.store.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.store.parquet import parquet_meta, recorded_hash, write_parquet
 from dpo.transform.arrowtypes import empty_table
-from dpo.transform.concat import concat_raw, error_cells, exact_origin
 from dpo.transform.dedupe import duplicate_mask
-from dpo.transform.normalize import Normalized, normalize_table
-from dpo.transform.rejects import screen_rows
-from dpo.transform.rowhash import row_hashes
+from dpo.transform.normalize import Normalized
 
 
 @dataclass
@@ -86,6 +87,8 @@ class DataCollector:
         retry_wait: float = 0.5,
         incremental: bool = True,
         progress: Progress | None = None,
+        executor: str = "threads",
+        scheduler: str | None = None,
     ) -> None:
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
@@ -95,16 +98,24 @@ class DataCollector:
         self.retry_wait = retry_wait
         self.incremental = incremental
         self.progress = progress
+        self.executor, self.scheduler = executor, scheduler  # collect.executors
         self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
+        self._tasks: TaskAhead | None = None
         self._discovered: dict[str, tuple[list[Path], list[DataWarning]]] = {}
 
     def process_all_data(self) -> CollectorResult:
         started = time.perf_counter()
-        with ReadAhead(workers=self.workers, max_retries=self.max_retries,
-                       retry_wait=self.retry_wait) as self._reads, \
-                Finisher(self._guarded, background=self._reads.pooled) as finisher:
+        executor = open_executor(self.executor, self.workers, self.scheduler)
+        tasks = nullcontext(None) if executor is None else TaskAhead(
+            executor, self.paths.cache_dir / "tasks", self.policy,
+            max_retries=self.max_retries, retry_wait=self.retry_wait)
+        with tasks as self._tasks, ReadAhead(
+                workers=self.workers if executor is None else 1,
+                max_retries=self.max_retries, retry_wait=self.retry_wait) as self._reads, \
+                Finisher(self._guarded, background=self._reads.pooled or executor is not None
+                         ) as finisher:
             for spec in self.schema.dynamic:  # while one table is merged, the next is read
-                self._reads.prefetch(self._to_read(spec), spec)
+                (self._tasks or self._reads).prefetch(self._to_read(spec), spec)
             runs = [_TableRun(spec) for spec in self.schema.dynamic]
             for run in runs:  # a table is written while the next one is merged
                 finisher.add(run, self._collect_guarded(run))
@@ -262,13 +273,13 @@ class DataCollector:
         dirty: set[str] = set()
         # The content hash the cache records must be of the bytes that were read: taken before
         # the read, a file replaced after it is read again next time, never served stale.
-        digests = _digests([run.files[i] for i in todo]) if cache is not None else {}
+        digests = sha256_by_name([run.files[i] for i in todo]) if cache is not None else {}
         if todo:
-            sheets = self._read_files(run, [run.files[i] for i in todo])
-            norm = self._normalize(run, sheets)
+            new, cells = (self._fanned_out(run, [run.files[i] for i in todo]) if self._tasks
+                          else self._read_here(run, [run.files[i] for i in todo]))
             # A file with anything to say is read again next run, so it says it again.
-            dirty = {cell.file for cell in norm.cells} | {w.file for w in run.warnings if w.file}
-            for i, piece in zip(todo, _split(norm, len(todo)), strict=True):
+            dirty = {cell.file for cell in cells} | {w.file for w in run.warnings if w.file}
+            for i, piece in zip(todo, new, strict=True):
                 parts[i] = piece
         pieces = [p for p in parts if p is not None]
         if cache is None:
@@ -276,12 +287,29 @@ class DataCollector:
         return pieces, partial(update_cache, cache, run.spec, run.files, fingerprints, pieces,
                                todo, dirty, digests)
 
+    def _read_here(self, run: _TableRun, files: list[Path]) -> tuple[list[Piece], tuple[CellError, ...]]:
+        """The threads executor: files read in this process, normalised in one pass."""
+        norm = self._normalize(run, self._read_files(run, files))
+        return split_pieces(norm, len(files)), norm.cells
+
+    def _fanned_out(self, run: _TableRun, files: list[Path]
+                    ) -> tuple[list[Piece], tuple[CellError, ...]]:
+        """The processes and dask executors: each file read and normalised by a worker."""
+        assert self._tasks is not None
+        got = combine(self._tasks.run(files, run.spec), run.spec, run.warnings,
+                      on_retry=self._on_retry(run),
+                      on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
+        run.emptied.extend(got.emptied)
+        self._screened(run, got.warnings, got.blank, got.quarantine)
+        return got.pieces, got.cells
+
+    def _on_retry(self, run: _TableRun) -> Callable[[str], None]:
+        return lambda msg: run.healing.append(HealingAction("retry", run.spec.name, True, msg))
+
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
         """Read files (in the reading pool, or ahead of need), in file order."""
         sheets = self._reads.read(
-            files, run.spec,
-            on_retry=lambda msg: run.healing.append(
-                HealingAction("retry", run.spec.name, True, msg)),
+            files, run.spec, on_retry=self._on_retry(run),
             on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
         for path, sheet in zip(files, sheets, strict=True):
             if sheet.table.num_rows == 0:
@@ -292,22 +320,19 @@ class DataCollector:
 
     def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
         """Normalise all new files in one pass, then the row policies (rejects.screen_rows)."""
-        raw, origin, exact = concat_raw(sheets)
-        flagged = error_cells(sheets, origin)
-        screened = screen_rows(
-            raw, run.spec, self.policy,
-            lambda where: normalize_table(raw, run.spec, where, exact, flagged,
-                                          self.policy.on_error_cells),
-            origin, lambda: exact_origin(run.files, sheets, origin))
-        for sheet in sheets:
-            run.warnings.extend(sheet.notes)
-        run.warnings.extend(screened.warnings)
-        run.blank_rows += screened.blank
-        if screened.blank:
-            logger.info("{}: {} blank row(s) skipped", run.spec.name, screened.blank)
-        if screened.quarantine is not None:
-            self._quarantine(run, screened.quarantine)
+        screened = screen_sheets(run.files, sheets, run.spec, self.policy)
+        self._screened(run, [*(w for s in sheets for w in s.notes), *screened.warnings],
+                       screened.blank, screened.quarantine)
         return screened.norm
+
+    def _screened(self, run: _TableRun, warnings: list[DataWarning], blank: int,
+                  quarantine: pa.Table | None) -> None:
+        run.warnings.extend(warnings)
+        run.blank_rows += blank
+        if blank:
+            logger.info("{}: {} blank row(s) skipped", run.spec.name, blank)
+        if quarantine is not None:
+            self._quarantine(run, quarantine)
 
     def _quarantine(self, run: _TableRun, table: pa.Table) -> None:
         run.rejected = table.num_rows
@@ -346,28 +371,6 @@ class DataCollector:
             healing_actions=tuple(healing),
             errors=errors,
         )
-
-
-def _digests(files: list[Path]) -> dict[str, str]:
-    found = {}
-    for path in files:
-        try:
-            found[path.name] = sha256_of(path)
-        except OSError:
-            continue  # gone or unreadable: the read reports it
-    return found
-
-
-def _split(norm: Normalized, count: int) -> list[Piece]:
-    """The normalised table cut back into its files (bad rows already dropped), as pieces of
-    the one table, so that consecutive files coalesce again when merged. Its row hashes are
-    computed here, once for all new files; the cache keeps them with the rows."""
-    bad = np.asarray(norm.bad_rows, dtype=np.int64)
-    starts = [*norm.origin.starts, norm.table.num_rows + len(bad)]
-    kept_before = [int(s) - int(np.searchsorted(bad, s)) for s in starts]
-    hashes = row_hashes(norm.table)
-    return [Piece(norm.table, hashes, kept_before[i], kept_before[i + 1] - kept_before[i])
-            for i in range(count)]
 
 
 def _merge(

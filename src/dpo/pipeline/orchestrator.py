@@ -195,7 +195,8 @@ class DataPipelineOrchestrator:
             self.paths, schema=schema, on_bad_rows=policy.on_bad_rows,
             on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
             max_retries=retries, workers=workers, incremental=self.settings.incremental,
-            progress=progress))
+            progress=progress, executor=self.settings.executor,
+            scheduler=self.settings.scheduler))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
             reason = "Phase 1 failed and rollback did not restore every failed table"

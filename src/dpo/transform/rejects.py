@@ -63,15 +63,18 @@ def row_label(table: pa.Table, spec: TableSpec, position: int) -> str:
     return ""
 
 
-def quarantine_table(raw: pa.Table, norm: Normalized) -> pa.Table:
-    """The raw text of rejected rows, with where they came from and why they were rejected."""
+def quarantine_table(raw: pa.Table, norm: Normalized, *, as_read: bool = False) -> pa.Table:
+    """The raw text of rejected rows, with where they came from and why they were rejected.
+    `as_read`: the raw values as the reader typed them (a worker's per-file part: the run
+    makes them text as one table would, collect.fanout)."""
     reasons: dict[tuple[str, int], list[str]] = {}
     for cell in norm.cells:
         reasons.setdefault((cell.file, cell.row), []).append(
             f"{cell.column}: {cell.value!r} {cell.reason}")
     located = [norm.origin.locate(int(p)) for p in norm.bad_rows]
     picked = raw.take(pa.array(norm.bad_rows, pa.int64()))
-    text_cols = [as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
+    text_cols = [picked.column(i).combine_chunks() if as_read else
+                 as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
     extra = {
         "_source_file": pa.array([src.file for src, _ in located], pa.large_string()),
         "_sheet": pa.array([src.sheet for src, _ in located], pa.large_string()),
@@ -98,6 +101,7 @@ def screen_rows(
     raw: pa.Table, spec: TableSpec, policy: RowPolicy,
     normalize: Callable[[Origin], Normalized], origin: Origin, exact: Callable[[], Origin], *,
     bad_values_quarantine: bool = True, error_type: ErrorType | None = None,
+    as_read: bool = False,
 ) -> Screened:
     """Normalise `raw`, then apply the policies: bad cells fail the table (CellErrors) or go to
     quarantine, error cells become NA with a warning, blank rows are skipped and counted,
@@ -112,7 +116,7 @@ def screen_rows(
     if norm.cells:
         if not all(policy.quarantines(c, bad_values=bad_values_quarantine) for c in norm.cells):
             raise CellErrors(list(norm.cells), table=spec.name, error_type=error_type)
-        quarantine = quarantine_table(raw, norm)
+        quarantine = quarantine_table(raw, norm, as_read=as_read)
     warnings = [from_cell(cell) for cell in norm.nulled]
     action = "dropped (drop_total_rows)" if policy.drop_total_rows else "kept"
     for position in totals:

@@ -1,0 +1,186 @@
+"""Phase 1 on other executors (issue #14, item 4): a process pool and a real Dask cluster (two
+worker processes on 127.0.0.1: threads would hide pickling bugs) give exactly what the threads
+executor gives: the same Phase 1 and published Parquet bytes, the same warnings in the same
+order, the same CellErrors, the same quarantine file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import good_row, make_paths, output_path, write_schema, write_source
+from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
+
+from dpo.collect.collector import DataCollector
+from dpo.config import load_settings
+from dpo.demo.writers import ExcelError
+from dpo.errors import ConfigError
+
+pytestmark = pytest.mark.xdist_group("dask")
+
+
+@pytest.fixture(scope="session")
+def scheduler() -> Iterator[str]:
+    """A real dask.distributed cluster: 2 worker processes, 1 thread each, on 127.0.0.1."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+# Volatile keys of a result dict: timings and sizes measured, not decided.
+VOLATILE = {"execution_time", "execution_seconds", "timestamp", "peak_memory_bytes",
+            "disk_usage_bytes", "run_id"}
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def outputs(root: Path) -> dict[str, bytes]:
+    """Every Phase 1 Parquet file (tables and quarantine), by path under the root."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted((root / PHASE1).rglob("*.parquet"))}
+
+
+def copies(root: Path, *names: str) -> list[Path]:
+    found = []
+    for name in names:
+        target = root.parent / f"{root.name}-{name}"
+        shutil.copytree(root, target)  # copy2: same bytes, same mtimes
+        found.append(target)
+    return found
+
+
+def pipeline(root: Path, **settings: Any) -> tuple[Any, dict[str, bytes], dict[str, bytes]]:
+    result = run(root, clock=Clock(), enable_notifications=False, **settings)
+    return plain(result), outputs(root), published(root)
+
+
+def test_dask_cluster_and_processes_publish_what_threads_publish(
+        tmp_path: Path, scheduler: str) -> None:
+    make_plant(tmp_path / "plant", months=3, rows_per_month=80)
+    threads, processes, dask = copies(tmp_path / "plant", "threads", "processes", "dask")
+    expected = pipeline(threads)
+    assert expected[0]["overall_status"] == "success"
+    assert expected[0]["collector_result"]["records_count"] > 0
+    assert pipeline(processes, executor="processes") == expected
+    assert pipeline(dask, executor="dask", scheduler=scheduler) == expected
+
+
+def test_real_samples_on_a_dask_cluster(samples_root: Path, scheduler: str) -> None:
+    threads, dask = copies(samples_root, "threads", "dask")
+    expected = pipeline(threads)
+    assert expected[0]["overall_status"] == "success"
+    got = pipeline(dask, executor="dask", scheduler=scheduler)
+    assert got == expected
+    assert not list((dask / "agents").rglob("tasks/*")), "the run's task segments are removed"
+
+
+# -- messy files: the one-pass outcome rebuilt from per-file outcomes -------------------------
+BIG = 123456789012345678.0  # its text differs as a typed number and as concat's text
+
+
+def messy_plant(root: Path) -> None:
+    """Three files whose outcome depends on being normalised together: bad values in two
+    columns of two files (column-major order), an Excel error cell, blank and totals rows, a
+    column typed as numbers in one file and as text in another (quarantine text), a file with
+    headers only."""
+    write_schema(root)
+    first = [good_row(i) for i in range(6)]
+    first[1][3] = "abc"  # quantity: a bad value
+    first[2][4] = "heavy"  # weight: a bad value
+    first[3][4] = ExcelError("#N/A")
+    first.insert(4, [None] * 6)  # a blank row
+    first.append([None, None, "TOTAL", 600, 75.0, None])  # a totals row
+    write_source(root, "records_201811.xlsx", first)
+    second = [[dt.datetime(2018, 12, 1 + i), 1, BIG + i * 1000, 10 + i, 2.5, "PP"]
+              for i in range(4)]  # itemCode read as numbers here, as text in the first file
+    second[2][3] = 12.5  # quantity: not whole
+    write_source(root, "records_201812.xlsx", second)
+    write_source(root, "records_201901.xlsx", [])
+
+
+def collected(root: Path, **options: Any) -> tuple[Any, dict[str, bytes]]:
+    result = DataCollector(make_paths(root), max_retries=0, retry_wait=0.01, **options
+                           ).process_all_data()
+    return plain(result.to_dict()), outputs(root)
+
+
+@pytest.mark.parametrize(("on_bad_rows", "on_error_cells"), [
+    ("quarantine", "quarantine"), ("quarantine", "null"), ("fail", "null"),
+])
+def test_messy_files_give_the_same_outcome_in_worker_processes(
+        tmp_path: Path, on_bad_rows: str, on_error_cells: str) -> None:
+    messy_plant(tmp_path / "plant")
+    threads, processes = copies(tmp_path / "plant", "threads", "processes")
+    policy = {"on_bad_rows": on_bad_rows, "on_error_cells": on_error_cells}
+    expected = collected(threads, **policy)
+    (table,) = expected[0]["details"]
+    if on_bad_rows == "fail":
+        cells = table["error"]["cells"]
+        assert [(c["file"], c["column"]) for c in cells] == [
+            ("records_201811.xlsx", "quantity"), ("records_201812.xlsx", "quantity"),
+            ("records_201811.xlsx", "weight")]  # column by column, as one pass found them
+    else:
+        assert table["rows_rejected"] == (4 if on_error_cells == "quarantine" else 3)
+        assert {"quarantine", "totals_row", "headers_only"} <= set(table["warnings_by_kind"])
+        quarantine = "agents/shared_db/dynamicDatabase/quarantine/records.parquet"
+        assert quarantine in expected[1]
+    assert collected(processes, executor="processes", **policy) == expected
+
+
+def test_messy_files_on_a_dask_cluster(tmp_path: Path, scheduler: str) -> None:
+    messy_plant(tmp_path / "plant")
+    threads, dask = copies(tmp_path / "plant", "threads", "dask")
+    expected = collected(threads, on_bad_rows="quarantine")
+    assert collected(dask, executor="dask", scheduler=scheduler, on_bad_rows="quarantine"
+                     ) == expected
+
+
+def test_a_changed_file_is_never_served_from_an_earlier_task(
+        records_root: Path, scheduler: str) -> None:
+    """The same file name, path and cluster, other values: the new values are read."""
+    write_source(records_root, "records_201811.xlsx", [good_row(i) for i in range(5)])
+    first = collected(records_root, executor="dask", scheduler=scheduler, incremental=False)
+    changed = [good_row(i) for i in range(5)]
+    changed[0][2] = "CHANGED"
+    write_source(records_root, "records_201811.xlsx", changed)
+    (other,) = copies(records_root, "threads")
+    again = collected(records_root, executor="dask", scheduler=scheduler, incremental=False)
+    assert again == collected(other, incremental=False)
+    assert again[1] != first[1]
+    import pyarrow.parquet as pq
+
+    codes = pq.read_table(output_path(records_root, "records")).column("itemCode").to_pylist()
+    assert "CHANGED" in codes
+
+
+def test_executor_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(root_dir=str(tmp_path)).executor == "threads"
+    monkeypatch.setenv("DPO_EXECUTOR", "processes")
+    assert load_settings(root_dir=str(tmp_path)).executor == "processes"
+    with pytest.raises(ConfigError, match="executor must be one of"):
+        load_settings(root_dir=str(tmp_path), executor="gpu")
+
+
+def test_cli_runs_on_a_dask_scheduler(tmp_path: Path, scheduler: str) -> None:
+    make_plant(tmp_path / "plant", months=2, rows_per_month=40)
+    (threads,) = copies(tmp_path / "plant", "threads")
+    dask = tmp_path / "plant"
+    done = dpo("run", "--root", dask, "--no-notify", "--json", "--executor", "dask",
+               "--scheduler", scheduler)
+    assert done.returncode == 0, done.stderr
+    assert dpo("run", "--root", threads, "--no-notify", "--json").returncode == 0
+    assert outputs(dask) == outputs(threads)
+    bad = dpo("run", "--root", threads, "--no-notify", "--executor", "gpu")
+    assert bad.returncode == 2 and "executor must be one of" in bad.stdout + bad.stderr
