@@ -16,11 +16,9 @@ pure=False: a changed file is never served from a cached task result.
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import os
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -47,6 +45,9 @@ class FileExecutor(Protocol):
 
 class ProcessFiles:
     def __init__(self, workers: int) -> None:
+        import multiprocessing  # here: the threads executor (the default) never needs them
+        from concurrent.futures import ProcessPoolExecutor
+
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("forkserver"))
 
