@@ -66,8 +66,10 @@ def block_numbers(block: bytes, binary: bool) -> np.ndarray:
 
 def lossy_texts_of(values: np.ndarray) -> frozenset[str]:
     """The reader's texts of the numbers among `values` that their 9-decimal text loses."""
-    return frozenset(text for value in np.unique(values[_lossy(values)])
-                     for text in renderings(float(value)))
+    lossy = values[_lossy(values)]
+    if not lossy.size:  # the common case (and np.unique's first call imports numpy.ma)
+        return frozenset()
+    return frozenset(text for value in np.unique(lossy) for text in renderings(float(value)))
 
 
 def _xlsx_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:

@@ -109,7 +109,9 @@ def screen_rows(
     origin with each sheet's real first row, worked out only when a row must be named."""
     norm = normalize(origin)
     # A row whose cells were errors is a record with unknown values, not a totals row.
-    totals = np.setdiff1d(total_rows(norm.table, spec), np.union1d(norm.bad_rows, norm.nulled_rows))
+    totals = total_rows(norm.table, spec)
+    if totals.size:  # (np.union1d and setdiff1d cost a numpy.ma import on their first call)
+        totals = np.setdiff1d(totals, np.union1d(norm.bad_rows, norm.nulled_rows))
     if norm.cells or norm.nulled or totals.size:
         norm = normalize(exact())
     quarantine = None
@@ -126,7 +128,7 @@ def screen_rows(
             f"row ({row_label(norm.table, spec, int(position))!r}, numbers but no other text); "
             f"{action}", source.file, source.sheet, row))
     blank = blank_rows(raw)
-    removed = np.union1d(blank, totals) if policy.drop_total_rows else blank
+    removed = np.union1d(blank, totals) if policy.drop_total_rows and totals.size else blank
     if norm.cells:
         removed = np.union1d(removed, norm.bad_rows)
     kept = norm.without(removed) if removed.size or norm.cells else norm
