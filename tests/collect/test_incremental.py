@@ -295,7 +295,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
 ) -> None:
     """Fresh, cached and with every row hash colliding: the same duplicates as dpo 0.1.0's
     exact method, and the same output."""
-    from test_rowhash import old_duplicate_mask
+    from arrowtools import old_duplicate_mask
 
     import dpo.collect.collector
     import dpo.collect.fanout

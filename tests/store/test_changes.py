@@ -137,3 +137,30 @@ def test_diff_refuses_what_is_not_there(root: Path) -> None:
     wrong = dpo("diff", "purchaseOrders", "20240101_0000", "--root", root)
     assert wrong.returncode == 2 and "no version 20240101_0000 of purchaseOrders" in wrong.stderr
     assert dpo("diff", "nope", "--root", root).returncode == 2
+
+
+def test_row_hashes_are_cached_by_content_and_a_wrong_file_is_never_trusted(root: Path) -> None:
+    """Phase 1 keeps its table's row hashes under the content hash; the next publish's diff
+    takes the previous version's from there. A cached file that does not give its content hash
+    (tampered, half-written) is recomputed: the diff stays right."""
+    import pyarrow.parquet as pq
+
+    from dpo.config import load_settings, resolve_paths
+    from dpo.store.changes import RowHashes
+    from dpo.store.parquet import recorded_hash
+
+    first = run(root, clock=Clock(datetime(2024, 5, 2, 6, 0)))
+    published = root / detail(first["loader_result"], "purchaseOrders")["output"]
+    digest = recorded_hash(published)
+    cache = RowHashes(resolve_paths(load_settings(root_dir=str(root))).cache_dir)
+    schema = pq.read_schema(published)
+    cached = cache.get(digest, schema)
+    assert cached is not None and len(cached) == 50  # Phase 1 put them there
+    cache._path(digest).write_bytes(bytes(8 * 50))  # the right size, the wrong hashes
+    assert cache.get(digest, schema) is None
+    order = sorted((root / ORDERS).iterdir())[-1]
+    set_cell(order, 2, "itemQuantity", 4242)
+    done = dpo("run", "--root", root, "--json")
+    change = detail(json.loads(done.stdout)["loader_result"], "purchaseOrders")["changes"]
+    assert (change["rows_added"], change["rows_removed"]) == (1, 1)
+    assert change["columns_changed"] == ["itemQuantity"]

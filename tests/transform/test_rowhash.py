@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from arrowtools import rechunked, small_table
+from arrowtools import old_duplicate_mask, rechunked, small_table
 
 from dpo.transform.dedupe import duplicate_mask
 from dpo.transform.rowhash import row_hashes, value_hashes
@@ -102,26 +102,6 @@ def test_unsupported_types_are_refused_not_guessed() -> None:
 
 
 # -- duplicates ----------------------------------------------------------------------------------
-def old_duplicate_mask(table: pa.Table) -> np.ndarray:
-    """dpo 0.1.0's merge.duplicate_mask, verbatim in substance: the oracle."""
-    n = table.num_rows
-    mask = np.zeros(n, dtype=bool)
-    if n < 2:
-        return mask
-    codes = np.empty((n, table.num_columns), dtype=np.int32)
-    for j, column in enumerate(table.columns):
-        encoded = pc.dictionary_encode(column, null_encoding="encode")
-        codes[:, j] = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False)
-                                      for chunk in encoded.chunks])
-    seen: set[bytes] = set()
-    for row in range(n):
-        value = codes[row].tobytes()
-        if value in seen:
-            mask[row] = True
-        seen.add(value)
-    return mask
-
-
 def near_duplicates(seed: int, rows: int = 3000) -> pa.Table:
     """Few values per column, so many rows repeat exactly and many more differ in one
     column only: null vs "" vs "a" vs "a\\0", 0 vs null, 0.0 vs -0.0 vs NaN. Chunked as if

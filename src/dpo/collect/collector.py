@@ -37,6 +37,7 @@ from dpo.results import (
     phase_status,
 )
 from dpo.schema import Schema, TableSpec, load_schema
+from dpo.store.changes import RowHashes
 from dpo.store.contenthash import content_hash_of, older_hash_if_same
 from dpo.store.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.store.parquet import parquet_meta, recorded_hash, write_parquet
@@ -69,6 +70,7 @@ class _Merged:
     digest: str
     duplicates: int
     by_file: tuple[tuple[str, int], ...]
+    hashes: np.ndarray  # the merged table's row hashes (kept for the per-publish diff)
 
 
 class DataCollector:
@@ -189,7 +191,7 @@ class DataCollector:
                 digest=summary["hash"], dups=(summary["duplicates"],
                                               tuple(summary["duplicates_by_file"].items()))))
         parts, cache_update = self._parts(run, cache)
-        merged, digest, dup_total, dup_by_file = _merge(spec, parts, names)
+        merged, digest, dup_total, dup_by_file, hashes = _merge(spec, parts, names)
         if merged.num_rows == 0:
             run.warnings.append(note(WarningKind.HEADERS_ONLY, "no data rows in any file "
                                      "(headers only); existing output kept"))
@@ -204,7 +206,7 @@ class DataCollector:
             return then(cache_update, self._table_result(run, Status.WARNING, kept, names,
                                                           changed=False, out=out))
         return partial(self._write, run, cache, cache_update, merged,
-                       _Merged(digest, dup_total, dup_by_file))
+                       _Merged(digest, dup_total, dup_by_file, hashes))
 
     def _write(self, run: _TableRun, cache: TableCache | None, cache_update: Callable[[], None],
                merged: pa.Table, found: _Merged) -> TableResult:
@@ -218,6 +220,8 @@ class DataCollector:
             changed, digest = self._write_output(run, cache, merged, found.digest)
             if segment is not None:
                 segment.result()
+        if changed and digest == found.digest:
+            RowHashes(self.paths.cache_dir).put(digest, found.hashes)
         if not run.rejected:
             self._drop_stale_quarantine(run)
         if cache is not None:
@@ -375,24 +379,26 @@ class DataCollector:
 
 def _merge(
     spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
-) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...]]:
+) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...], np.ndarray]:
     """Concatenate in file order; drop exact duplicate rows, counted by the file they were in.
-    Returns the table, its content hash, and the duplicates (total, by file). Duplicates and
-    the hash come from the pieces' row hashes: no pass over the cached rows' values."""
+    Returns the table, its content hash, the duplicates (total, by file) and the row hashes.
+    Duplicates and the hash come from the pieces' row hashes: no pass over the cached rows'
+    values."""
     pieces = [p for p in parts if p.rows]
     if not pieces:
         empty = empty_table(spec)
-        return empty, content_hash_of(empty.schema, np.empty(0, np.uint64)), 0, ()
+        none = np.empty(0, np.uint64)
+        return empty, content_hash_of(empty.schema, none), 0, (), none
     runs = coalesce(pieces)
     merged = pa.concat_tables([run.view() for run in runs])  # chunked: nobody needs one copy
     hashes = np.concatenate([run.row_hashes() for run in runs])
     duplicated = duplicate_mask(merged, hashes)
     if not duplicated.any():
-        return merged, content_hash_of(merged.schema, hashes), 0, ()
+        return merged, content_hash_of(merged.schema, hashes), 0, (), hashes
     owners = [n for n, p in zip(names, parts, strict=True) if p.rows]
     owner = np.repeat(np.arange(len(pieces)), [p.rows for p in pieces])
     counts = np.bincount(owner[duplicated], minlength=len(pieces))
     by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
     kept = ~duplicated
     return (merged.filter(from_numpy(kept)), content_hash_of(merged.schema, hashes[kept]),
-            int(duplicated.sum()), by_file)
+            int(duplicated.sum()), by_file, hashes[kept])

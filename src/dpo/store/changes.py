@@ -26,6 +26,7 @@ from loguru import logger
 
 from dpo import quality
 from dpo.quality import WarningKind
+from dpo.store.contenthash import content_hash_of
 from dpo.transform.rowhash import row_hashes, value_hashes
 
 if TYPE_CHECKING:
@@ -52,12 +53,17 @@ class TableDiff:
                 "columns_removed": list(self.columns_removed)}
 
 
-def diff_tables(old: pa.Table, new: pa.Table) -> TableDiff:
-    """The rows and columns that differ between `old` and `new` (module docstring)."""
+def diff_tables(old: pa.Table, new: pa.Table,
+                hashes: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> TableDiff:
+    """The rows and columns that differ between `old` and `new` (module docstring). `hashes`:
+    each table's row hashes when known (valid when both have the same columns)."""
     common = [c for c in new.column_names if c in set(old.column_names)]
     old_c, new_c = old.select(common), new.select(common)
-    removed = _excess(row_hashes(old_c), row_hashes(new_c))
-    added = _excess(row_hashes(new_c), row_hashes(old_c))
+    same = common == old.column_names == new.column_names
+    old_h = hashes[0] if same and hashes[0] is not None else row_hashes(old_c)
+    new_h = hashes[1] if same and hashes[1] is not None else row_hashes(new_c)
+    removed = _excess(old_h, new_h)
+    added = _excess(new_h, old_h)
     return TableDiff(
         added=added, removed=removed,
         columns_changed=_edited_columns(old_c.take(removed), new_c.take(added)),
@@ -124,6 +130,7 @@ def _with_changes(store: VersionStore, previous: str | None, table: TableResult)
     import pyarrow.parquet as pq
 
     from dpo.errors import DpoError
+    from dpo.store.parquet import recorded_hash
 
     new_path = store.resolve(str(table.output))
     if previous is None:  # the first version: everything is new
@@ -131,14 +138,58 @@ def _with_changes(store: VersionStore, previous: str | None, table: TableResult)
                                        "rows_removed": 0, "columns_changed": [],
                                        "columns_added": [], "columns_removed": []})
     old_path = _archived(store, Path(previous).name)
+    cache = RowHashes(store.paths.cache_dir)
     try:
         # Both were verified when published (and the new one seconds ago): read, no re-hash.
-        diff = diff_tables(pq.read_table(old_path), pq.read_table(new_path))
+        old, new = pq.read_table(old_path), pq.read_table(new_path)
+        known = (cache.get(recorded_hash(old_path), old.schema),
+                 cache.get(table.content_hash, new.schema))
+        diff = diff_tables(old, new, known)
+        if known[1] is None and table.content_hash and new.column_names == old.column_names:
+            cache.put(table.content_hash, row_hashes(new))  # the next publish's "old"
     except (OSError, DpoError, pa.ArrowException) as exc:  # the data is published: say, go on
         note = f"changes not computed: {exc}"
         logger.warning("⚠️ {}: {}", table.table, note)
         return replace(table, warnings=(*table.warnings, quality.note(WarningKind.OTHER, note)))
     return replace(table, changes=diff.counts(_stamp(old_path.name, table.table)))
+
+
+class RowHashes:
+    """Row hashes of published tables by content hash, in the cache (`<cache>/rowhashes/`):
+    the diff of the next publish finds the previous version's there instead of hashing it
+    again. Written by Phase 1 for the tables it writes, and by the diff. A cache: a file that
+    is missing or of the wrong size is recomputed, never trusted."""
+
+    KEEP = 64  # files kept (newest by mtime): a few versions of every table
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.folder = cache_dir / "rowhashes"
+
+    def _path(self, digest: str) -> Path:
+        return self.folder / f"{digest.replace(':', '_')}.u64"
+
+    def get(self, digest: str | None, schema: pa.Schema) -> np.ndarray | None:
+        """The row hashes of the table with content hash `digest` and this schema, if cached
+        and proven: they must give that very content hash (blake2b over 8 bytes a row)."""
+        if not digest:
+            return None
+        try:
+            data = self._path(digest).read_bytes()
+        except OSError:
+            return None
+        if len(data) % 8:
+            return None
+        hashes = np.frombuffer(data, dtype="<u8")
+        return hashes if content_hash_of(schema, hashes) == digest else None
+
+    def put(self, digest: str, hashes: np.ndarray) -> None:
+        from dpo.fsio import atomic_write_bytes
+
+        atomic_write_bytes(self._path(digest), np.ascontiguousarray(hashes, dtype="<u8").tobytes(),
+                           point="cache:rowhashes", durable=False)
+        files = sorted(self.folder.glob("*.u64"), key=lambda p: p.stat().st_mtime_ns)
+        for stale in files[:-self.KEEP]:
+            stale.unlink(missing_ok=True)
 
 
 def _archived(store: VersionStore, name: str) -> Path:
