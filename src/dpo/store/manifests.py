@@ -103,8 +103,16 @@ def read_manifest(store: ObjectStore, number: int) -> Manifest:
 
 
 def read_manifests(store: ObjectStore) -> list[Manifest]:
-    """Every kept manifest, oldest first (retention keeps a few dozen small objects)."""
-    return [read_manifest(store, n) for n in manifest_numbers(store)]
+    """Every kept manifest, oldest first (retention keeps a few dozen small objects). One that
+    retention deletes between the listing and its read is skipped: a reader (`dpo versions`)
+    needs no lease, and retention only deletes the oldest, never the newest."""
+    found = []
+    for number in manifest_numbers(store):
+        try:
+            found.append(read_manifest(store, number))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:
