@@ -168,3 +168,37 @@ def plant(tmp_path: Path):  # -> dpo.demo.plant.DemoPlant
     from dpo.demo.plant import generate_plant
 
     return generate_plant(tmp_path, months=2, rows_per_month=60, po_files=3, seed=7)
+
+
+# -- a real S3-compatible server (moto's) on 127.0.0.1, for the object-storage store ----------
+@pytest.fixture(scope="session")
+def s3_server() -> Any:  # -> the endpoint URL, http://127.0.0.1:PORT
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "dpo-test-key", "AWS_SECRET_ACCESS_KEY": "dpo-test-secret",
+          "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3_url(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the test server, as `s3://bucket/store`; the standard AWS_* variables
+    point at the server (as a deployment would set them), for this process and its children."""
+    import uuid
+
+    import boto3
+
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"dpo-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=s3_server, **{
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_ENV["AWS_REGION"]}).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/store"

@@ -33,6 +33,12 @@ def next_stamp(base: str, used: set[str]) -> str:
     return f"{base}-{max(taken) + 1}" if taken else base
 
 
+def stamp_key(stamp: str) -> tuple[str, int]:
+    """Sort key of a version stamp `YYYYMMDD_HHMM[-N]`: `-2` after the bare one, `-10` after `-9`."""
+    base, _, n = stamp.partition("-")
+    return base, int(n) if n else 1
+
+
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

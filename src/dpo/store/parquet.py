@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,19 +23,36 @@ def write_parquet(path: Path, table: pa.Table, meta: Mapping[bytes, bytes], poin
 
     A META_HASH already in `meta` is the caller's hash of this very table (not recomputed).
     """
+    table, digest = _with_meta(table, meta)
+    with atomic_file(path, point) as handle:
+        _write(table, handle, str(path))
+    return digest
+
+
+def parquet_bytes(table: pa.Table, meta: Mapping[bytes, bytes], name: str) -> tuple[bytes, str]:
+    """`table` as the bytes of the Parquet file write_parquet would write, and its content hash
+    (for a store that puts whole objects: dpo.store.objectstore)."""
+    table, digest = _with_meta(table, meta)
+    sink = pa.BufferOutputStream()
+    _write(table, sink, name)
+    return sink.getvalue().to_pybytes(), digest
+
+
+def _with_meta(table: pa.Table, meta: Mapping[bytes, bytes]) -> tuple[pa.Table, str]:
     known = meta.get(META_HASH)
     digest = known.decode() if known else content_hash(table)
     extra = {**(table.schema.metadata or {}), **meta, META_HASH: digest.encode(),
              META_ROWS: str(table.num_rows).encode()}
-    table = table.replace_schema_metadata(extra)
-    with atomic_file(path, point) as handle:
-        try:
-            pq.write_table(table, handle, compression="zstd",
-                           write_statistics=_statistics_columns(table.schema))
-        except (pa.ArrowException, ValueError) as exc:
-            raise DpoError(f"cannot write Parquet {path}: {exc}", error_type=ErrorType.WRITE_ERROR,
-                           file=str(path)) from exc
-    return digest
+    return table.replace_schema_metadata(extra), digest
+
+
+def _write(table: pa.Table, sink: Any, name: str) -> None:
+    try:
+        pq.write_table(table, sink, compression="zstd",
+                       write_statistics=_statistics_columns(table.schema))
+    except (pa.ArrowException, ValueError) as exc:
+        raise DpoError(f"cannot write Parquet {name}: {exc}", error_type=ErrorType.WRITE_ERROR,
+                       file=name) from exc
 
 
 def _statistics_columns(schema: pa.Schema) -> list[str]:
@@ -68,6 +86,21 @@ def read_verified(path: Path) -> pa.Table:
         raise IntegrityError(f"{path}: unreadable Parquet ({exc})", file=str(path)) from exc
     if expected is None or not hash_matches(table, expected):
         raise IntegrityError(f"{path}: content does not match its recorded hash", file=str(path))
+    return table
+
+
+def read_verified_bytes(data: bytes, name: str, expected: str | None = None) -> pa.Table:
+    """read_verified of a Parquet file held in memory (an object store's object); `expected`,
+    when given (the hash a manifest recorded), must be the file's recorded hash too."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowException) as exc:
+        raise IntegrityError(f"{name}: unreadable Parquet ({exc})", file=name) from exc
+    found = (table.schema.metadata or {}).get(META_HASH)
+    recorded = found.decode() if found else None
+    if recorded is None or (expected is not None and recorded != expected) \
+            or not hash_matches(table, recorded):
+        raise IntegrityError(f"{name}: content does not match its recorded hash", file=name)
     return table
 
 

@@ -33,6 +33,7 @@ from dpo.fsio import (
     copy_durably,
     move_durably,
     next_stamp,
+    stamp_key,
 )
 from dpo.store.meta import META_HASH, META_ROWS
 
@@ -122,7 +123,7 @@ class VersionStore:
                     content_hash=digest.decode() if digest else None,
                     current=current is not None and path.resolve() == current.resolve(),
                 ))
-        return sorted(found, key=lambda v: _stamp_key(v.stamp))
+        return sorted(found, key=lambda v: stamp_key(v.stamp))
 
     # -- repair ------------------------------------------------------------------------------
     def leftovers(self) -> list[Path]:
@@ -191,14 +192,14 @@ class VersionStore:
         if match is None or pointer is None:
             return match is not None
         now = _VERSION_RE.match(Path(pointer).name)
-        return now is not None and _stamp_key(match.group(1)) > _stamp_key(now.group(1))
+        return now is not None and stamp_key(match.group(1)) > stamp_key(now.group(1))
 
     def _log_unlogged_publish(self, current: Mapping[str, str]) -> None:
         """A run killed between its commit and its change-log block: write the block now."""
         stamps = {m.group(1): m for p in current.values() if (m := _VERSION_RE.match(Path(p).name))}
         if not stamps:
             return
-        newest = max(stamps, key=_stamp_key)
+        newest = max(stamps, key=stamp_key)
         if f"publish {newest}" in self._change_log_text():
             return
         saved = [f"saved {stored}" for stored in current.values() if f"/{newest}_" in f"/{stored}"]
@@ -338,10 +339,10 @@ class VersionStore:
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         """For rollback of all tables: each table's newest version at or before `stamp`."""
-        key = _stamp_key(stamp)
+        key = stamp_key(stamp)
         targets: dict[str, str] = {}
         for table in self.annotations():
-            older = [v for v in self.list_versions(table) if _stamp_key(v.stamp) <= key]
+            older = [v for v in self.list_versions(table) if stamp_key(v.stamp) <= key]
             if older:
                 targets[table] = older[-1].stamp
         return targets
@@ -364,8 +365,3 @@ def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:
     from dpo.store.parquet import parquet_meta  # pyarrow only once a data file is opened
 
     return parquet_meta(path)
-
-
-def _stamp_key(stamp: str) -> tuple[str, int]:
-    base, _, n = stamp.partition("-")
-    return base, int(n) if n else 1

@@ -1,0 +1,208 @@
+"""One run at a time across machines: a lease object on the store, `_dpo/lease.json`.
+
+The object-storage counterpart of dpo.store.lock (docs/storage.md): no machine's lock reaches
+another machine, and no kernel frees the lease of a holder that died, so it expires.
+
+- acquire: a create-only put; if the lease exists, it is taken over only if released or
+  expired, by a put conditional on the ETag that was read (a compare-and-swap: of two runs
+  taking over, one wins).
+- renew (every `ttl / 3`, on a thread) and release: puts conditional on the holder's own ETag;
+  a release leaves a tombstone (an unconditional delete could remove a lease another run has
+  just taken over), which the next run takes over.
+- expiry is judged by the server's clock: the lease's last_modified against the last_modified
+  of an object put just now (`_dpo/clock`); the local clocks of the machines never meet.
+
+Every body holds a fresh token and a renewal count: S3's ETag is the body's MD5, so two equal
+bodies would make a stale compare-and-swap succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from dpo.errors import DpoError, PipelineLocked
+from dpo.store.manifests import storage_error
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+LEASE = "_dpo/lease.json"
+CLOCK = "_dpo/clock"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The lease as read: its body and the server's ETag and last-modified time for it."""
+
+    body: dict[str, Any]
+    e_tag: str | None
+    last_modified: datetime
+
+    def holder(self) -> str:
+        who = self.body.get("holder", {})
+        if not isinstance(who, dict):
+            return "unknown holder"
+        return (f"host {who.get('host', '?')}, pid {who.get('pid', '?')}, "
+                f"started {who.get('started_at', '?')}")
+
+    def expires(self) -> datetime:
+        return self.last_modified + timedelta(seconds=float(self.body.get("ttl_seconds", 0)))
+
+
+class Lease:
+    """The run lease of `store`. `acquire()` or raise PipelineLocked naming the holder."""
+
+    def __init__(self, store: ObjectStore, *, ttl: float = 60.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.e_tag: str | None = None
+        self.lost: PipelineLocked | None = None  # set when a renewal finds it taken over
+        self._count = 0
+        self._token = uuid.uuid4().hex
+        self._started = datetime.now().isoformat(timespec="seconds")
+
+    def _body(self, *, released: bool = False) -> bytes:
+        self._count += 1
+        return json.dumps({
+            "holder": {"host": socket.gethostname(), "pid": os.getpid(),
+                       "started_at": self._started},
+            "token": self._token, "count": self._count, "ttl_seconds": self.ttl,
+            "released": released,
+        }).encode()
+
+    def acquire(self) -> None:
+        from obstore.exceptions import AlreadyExistsError
+
+        for _ in range(3):  # the lease can vanish between a failed create and the read
+            try:
+                self.e_tag = self._put(self._body(), "create")
+                return
+            except AlreadyExistsError:
+                pass
+            seen = self.read()
+            if seen is None:
+                continue
+            if not seen.body.get("released") and self.server_now() < seen.expires():
+                raise PipelineLocked(
+                    f"another dpo run holds the store lease {LEASE} ({seen.holder()}) until "
+                    f"{seen.expires():%Y-%m-%d %H:%M:%S} UTC unless renewed; wait for it to "
+                    "finish", file=LEASE)
+            state = "released" if seen.body.get("released") else "expired"
+            self.e_tag = self._swap(seen, f"the {state} lease of {seen.holder()}")
+            return
+        raise PipelineLocked(f"the store lease {LEASE} keeps changing; another run is starting",
+                             file=LEASE)
+
+    def check(self) -> None:
+        """Raise if the lease was lost: called before a commit, which it must not make then."""
+        if self.lost is not None:
+            raise self.lost
+
+    def renew(self) -> None:
+        """Extend the lease; PipelineLocked if it was taken over (it had expired)."""
+        self.e_tag = self._update(self._body(), "renew")
+
+    def release(self) -> None:
+        """Give the lease up (a tombstone, see the module docstring); a lease already taken
+        over is left to its new holder."""
+        with suppress(PipelineLocked):  # taken over: someone else's now, nothing of ours
+            self._update(self._body(released=True), "release")
+        self.e_tag = None
+
+    def _swap(self, seen: Seen, what: str) -> str | None:
+        from obstore.exceptions import PreconditionError
+
+        try:
+            return self._put(self._body(), {"e_tag": seen.e_tag})
+        except (PreconditionError, FileNotFoundError) as exc:
+            now = self.read()
+            raise PipelineLocked(f"another dpo run took over {what} first "
+                                 f"({now.holder() if now else 'since released'})",
+                                 file=LEASE) from exc
+
+    def _update(self, body: bytes, action: str) -> str | None:
+        from obstore.exceptions import PreconditionError
+
+        if self.e_tag is None:
+            raise PipelineLocked(f"cannot {action} the store lease: this run does not hold it",
+                                 file=LEASE)
+        try:
+            return self._put(body, {"e_tag": self.e_tag})
+        except (PreconditionError, FileNotFoundError) as exc:
+            now = self.read()
+            raise PipelineLocked(f"the store lease was taken over while this run held it "
+                                 f"({now.holder() if now else 'deleted'}): it had expired",
+                                 file=LEASE) from exc
+
+    def read(self) -> Seen | None:
+        import obstore
+
+        try:
+            got = obstore.get(self.store, LEASE)
+            data = bytes(got.bytes())
+        except FileNotFoundError:
+            return None
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = {}  # unreadable: no holder, no ttl, so expired: taken over
+        meta = got.meta
+        return Seen(body if isinstance(body, dict) else {}, meta["e_tag"], meta["last_modified"])
+
+    def server_now(self) -> datetime:
+        """The server's time now: the last_modified of an object put for the purpose."""
+        import obstore
+
+        self._put(b"", "overwrite", key=CLOCK)
+        return obstore.head(self.store, CLOCK)["last_modified"]
+
+    def _put(self, body: bytes, mode: Any, *, key: str = LEASE) -> str | None:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
+
+        try:
+            return obstore.put(self.store, key, body, mode=mode)["e_tag"]
+        except (AlreadyExistsError, PreconditionError, FileNotFoundError):
+            raise
+        except (BaseError, OSError) as exc:
+            raise storage_error("write", key, exc) from exc
+
+
+@contextmanager
+def store_lease(store: ObjectStore, *, ttl: float = 60.0) -> Iterator[Lease]:
+    """Hold the store's lease for the block, renewed every ttl/3 on a daemon thread; released
+    at the end. A renewal that fails (the lease was taken over) is raised at the end of the
+    block, and `lease.check()` raises it during it: the caller checks before its commit."""
+    lease = Lease(store, ttl=ttl)
+    lease.acquire()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                lease.renew()
+            except PipelineLocked as exc:
+                lease.lost = exc
+                return
+            except DpoError:
+                continue  # the store unreachable for now: the next tick tries again
+
+    thread = threading.Thread(target=renew, name="dpo-lease", daemon=True)
+    thread.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        thread.join()
+        if lease.lost is None:
+            lease.release()
+    lease.check()

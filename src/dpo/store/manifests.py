@@ -1,0 +1,149 @@
+"""The manifests of the object-storage store (docs/storage.md), and opening a store from a URL.
+
+    _dpo/manifests/00000042.json   commit 42: every table -> version object, hash, rows
+    _dpo/lease.json                the run lease (dpo.store.lease)
+
+A manifest is written once, create-only, and never changed: the newest one IS the store's
+state. obstore is imported when a store is opened, never by the no-change run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+MANIFESTS = "_dpo/manifests/"
+MANIFEST_FORMAT = 1
+_MANIFEST_RE = re.compile(r"^(\d{8})\.json$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One table's version in a manifest."""
+
+    key: str  # the version object, relative to the store's prefix
+    version: str  # its stamp, YYYYMMDD_HHMM[-N]: what `dpo rollback` names
+    content_hash: str
+    rows: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "version": self.version, "content_hash": self.content_hash,
+                "rows": self.rows}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    number: int
+    kind: str  # "publish" or "rollback"
+    stamp: str | None  # the publishing run's stamp; None for a rollback
+    tables: dict[str, Entry]
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.number)
+
+    def to_json(self) -> bytes:
+        body = {"format": MANIFEST_FORMAT, "number": self.number, "kind": self.kind,
+                "stamp": self.stamp,
+                "tables": {t: e.to_dict() for t, e in sorted(self.tables.items())}}
+        return json.dumps(body, indent=1).encode()
+
+
+def manifest_key(number: int) -> str:
+    # Zero-padded: a listing sorts them in commit order, and 10^8 commits is ~270k years daily.
+    return f"{MANIFESTS}{number:08d}.json"
+
+
+def parse_manifest(data: bytes, key: str) -> Manifest:
+    """A manifest's bytes as a Manifest; anything unexpected is an IntegrityError, never a guess
+    (repair deletes what no manifest references: a misread manifest would delete data)."""
+    try:
+        body = json.loads(data)
+        if body["format"] != MANIFEST_FORMAT:
+            raise ValueError(f"format {body['format']!r} is not {MANIFEST_FORMAT}")
+        tables = {str(t): Entry(str(e["key"]), str(e["version"]), str(e["content_hash"]),
+                                int(e["rows"])) for t, e in body["tables"].items()}
+        stamp = body["stamp"]
+        return Manifest(int(body["number"]), str(body["kind"]),
+                        None if stamp is None else str(stamp), tables)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"{key}: unreadable manifest ({exc})", file=key) from exc
+
+
+def manifest_numbers(store: ObjectStore) -> list[int]:
+    """The committed manifests' numbers, oldest first (one listing, no object read)."""
+    import obstore
+
+    numbers = []
+    for chunk in obstore.list(store, prefix=MANIFESTS):
+        for meta in chunk:
+            match = _MANIFEST_RE.match(meta["path"].rsplit("/", 1)[-1])
+            if match:
+                numbers.append(int(match.group(1)))
+    return sorted(numbers)
+
+
+def read_manifest(store: ObjectStore, number: int) -> Manifest:
+    import obstore
+
+    key = manifest_key(number)
+    found = parse_manifest(bytes(obstore.get(store, key).bytes()), key)
+    if found.number != number:
+        raise IntegrityError(f"{key}: says it is manifest {found.number}", file=key)
+    return found
+
+
+def read_manifests(store: ObjectStore) -> list[Manifest]:
+    """Every kept manifest, oldest first (retention keeps a few dozen small objects). One that
+    retention deletes between the listing and its read is skipped: a reader (`dpo versions`)
+    needs no lease, and retention only deletes the oldest, never the newest."""
+    found = []
+    for number in manifest_numbers(store):
+        try:
+            found.append(read_manifest(store, number))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:
+    """The obstore store of `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`).
+
+    Credentials and endpoint come from the standard environment (AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION: obstore reads them) or `options`;
+    a plain-HTTP endpoint is allowed when its URL says http:// (a local test server, MinIO).
+    Nothing here logs `options`: they may hold secrets.
+    """
+    try:
+        from obstore.store import MemoryStore, from_url
+    except ImportError as exc:
+        raise ConfigError(f"{url}: object storage needs obstore: pip install 'dpo[s3]'") from exc
+    if url == "memory://":
+        return MemoryStore()
+    config: dict[str, Any] = dict(options or {})
+    endpoint = config.get("endpoint") or config.get("aws_endpoint") or \
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    client: dict[str, Any] = {"allow_http": True} if endpoint.startswith("http://") else {}
+    try:
+        # obstore's TypedDicts per scheme: the keys are checked by obstore itself, at run time
+        return from_url(url, config=cast(Any, config or None),
+                        client_options=cast(Any, client or None))
+    except (ValueError, OSError) as exc:  # obstore's config errors derive from these
+        raise ConfigError(f"{url}: cannot open the object store ({type(exc).__name__})",
+                          file=url) from exc
+
+
+def storage_error(action: str, key: str, exc: Exception) -> DpoError:
+    """An obstore failure as a dpo write error naming the object (never the credentials: the
+    message of an auth failure can echo request headers, so only the error's kind is kept)."""
+    return DpoError(f"cannot {action} {key} on the object store ({type(exc).__name__})",
+                    error_type=ErrorType.WRITE_ERROR, file=key)
