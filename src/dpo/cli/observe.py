@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dpo.observe.history import history_records
+
 Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
                                            "against (default: current directory).")]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML config file ([dpo] table).")]
@@ -65,38 +67,6 @@ def _snapshot(paths: Any, **query: Any) -> Any:
         raise _fail(f"run ledger {ledger.path} is unreadable: {exc}", 1) from exc
 
 
-_RENAME = {"table_name": "table", "n_rows": "rows", "excel_row": "row", "column_name": "column"}
-
-
-def history_records(snap: Any) -> list[dict[str, Any]]:
-    """The runs of a ledger snapshot as plain dicts, newest first, with their child rows."""
-    children = {name: snap.by_run(getattr(snap, name))
-                for name in ("tables", "healing", "notifications", "errors")}
-
-    def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Without run_id, with the result dict's key names (`table`, `rows`, `column`...)."""
-        return [{_RENAME.get(k, k): v for k, v in row.items() if k not in ("run_id", "seq")}
-                for row in rows]
-
-    records = []
-    for run in snap.runs:
-        rid = run["run_id"]
-        records.append({
-            "kind": "run",
-            **run,
-            "phases": {"collector": {"status": run["collector_status"],
-                                     "seconds": run["collector_s"]},
-                       "loader": {"status": run["loader_status"], "seconds": run["loader_s"]}},
-            "tables": strip(children["tables"].get(rid, [])),
-            "healing_actions": strip(children["healing"].get(rid, [])),
-            "notifications": strip(children["notifications"].get(rid, [])),
-            "errors": strip(children["errors"].get(rid, [])),
-        })
-    records += [{"kind": f"manual_{a['action']}", "started_at": a["at"], "table": a["table_name"],
-                 "from": a["from_version"], "to": a["to_version"], "command": a["command"],
-                 "user": a["user"]} for a in snap.actions]
-    # Newest first; ISO times of one machine sort as text.
-    return sorted(records, key=lambda r: str(r["started_at"]), reverse=True)
 
 
 def history(

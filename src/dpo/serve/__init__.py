@@ -2,5 +2,5 @@
 
 `service` (the runner, the schedule, the lifecycle) · `watch` (file events, the settle logic,
 the schedule and how run requests coalesce) · `endpoints` (HTTP: /health, /metrics, /, /runs,
-POST /run). The command is `dpo.cli.serve`.
+POST /run). The command is `dpo.cli.serve`; it imports nothing of dpo.cli.
 """

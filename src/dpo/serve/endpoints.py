@@ -141,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
                    {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
     def _runs(self, query: dict[str, list[str]]) -> None:
-        from dpo.cli.observe import history_records
+        from dpo.observe.history import history_records
 
         text = (query.get("limit") or ["20"])[-1]
         if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS:
