@@ -16,7 +16,7 @@ from dpo.config import Paths, RowPolicy
 from dpo.errors import DpoError, ErrorType
 from dpo.excel.retry import with_retries
 from dpo.fsio import folder_size
-from dpo.load.state import LoaderState
+from dpo.load.state import LoaderState, replayed
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.schema import Schema, TableSpec, load_schema
@@ -268,10 +268,3 @@ class DataLoaderAgent:
 
 def _status(item: _Loaded) -> Status:
     return Status.WARNING if needs_review(item.warnings) else Status.SUCCESS
-
-
-def replayed(record: dict[str, object]) -> tuple[DataWarning, ...]:
-    """The warnings recorded with an input that is not read again."""
-    found = record.get("warnings")
-    return tuple(DataWarning.from_dict(w) for w in found if isinstance(w, dict)) \
-        if isinstance(found, list) else ()

@@ -8,6 +8,7 @@ from typing import Any
 
 from dpo import __version__
 from dpo.fsio import Fingerprint, write_if_changed
+from dpo.quality import DataWarning
 
 
 def forget_loader_state(cache_dir: Path) -> None:
@@ -68,3 +69,10 @@ class LoaderState:
         except OSError:
             return False
         return bool(self.annotations == [fp.size, fp.mtime_ns])
+
+
+def replayed(record: dict[str, Any]) -> tuple[DataWarning, ...]:
+    """The warnings recorded with an input that is not read again (LoaderState.record)."""
+    found = record.get("warnings")
+    return tuple(DataWarning.from_dict(w) for w in found if isinstance(w, dict)) \
+        if isinstance(found, list) else ()

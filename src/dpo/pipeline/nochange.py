@@ -15,8 +15,8 @@ from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.excel.discover import discover_with_notes
 from dpo.fsio import folder_size
-from dpo.load.state import LoaderState
-from dpo.quality import DataWarning, needs_review
+from dpo.load.state import LoaderState, replayed
+from dpo.quality import needs_review
 from dpo.results import CollectorResult, LoaderResult, Status, TableResult, phase_status
 from dpo.schema import Schema
 from dpo.store.versions import VersionStore
@@ -84,7 +84,7 @@ def _loader_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | None:
         stored = annotations.get(spec.name)
         if record is None or stored is None or not store.resolve(stored).is_file():
             return None
-        warnings = tuple(DataWarning.from_dict(w) for w in record.get("warnings") or ())
+        warnings = replayed(record)
         results.append(TableResult(
             table=spec.name, status=Status.WARNING if needs_review(warnings) else Status.SUCCESS,
             rows=record["rows"], files=(paths.relative(source),), changed=False,

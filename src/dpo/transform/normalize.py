@@ -55,12 +55,12 @@ class Normalized:
     def without(self, positions: np.ndarray) -> Normalized:
         """The table without the rows at `positions` (raw positions, which `bad_rows` then
         holds, so the table can still be cut back into its files). The cells stay: they say
-        which files were not clean (and must not be cached)."""
+        which files were not clean (and must not be cached). `nulled_rows` is not carried: it
+        serves only before rows are cut."""
         keep = np.ones(self.table.num_rows, dtype=bool)
         keep[positions] = False
         return Normalized(self.table.filter(from_numpy(keep)), self.cells,
                           np.asarray(positions, dtype=np.int64), self.origin, self.nulled)
-        # nulled_rows (raw positions) are not carried: they serve only before rows are cut
 
 
 def as_text(arr: pa.Array) -> pa.Array:
