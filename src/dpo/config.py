@@ -10,8 +10,10 @@ whole no-change run is allowed to take (see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from loguru import logger
 
 from dpo.errors import CellError, ConfigError
 from dpo.schema import resolve_within
+from dpo.urls import is_url, key_under, local_mirror
 
 DEFAULTS = {
     "dynamic_db_source_dir": "database/dynamicDatabase",
@@ -57,6 +60,10 @@ class Settings:
     serve_token: str | None = field(default=None, repr=False)
     executor: str = "threads"  # where Phase 1's per-file work runs: threads | processes | dask
     scheduler: str | None = None  # dask: tcp://HOST:PORT (else DASK_SCHEDULER_ADDRESS, else local)
+    # Object storage (docs/storage.md): obstore's options for every s3:// gs:// az:// path, from
+    # `[dpo.storage_options]`; they override the standard environment. Never printed.
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    lease_ttl: float = 60.0  # seconds the store lease lasts unless renewed (a remote store)
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +78,8 @@ class Settings:
             problems.append(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.keep_history < 1:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
+        if self.lease_ttl < 5:
+            problems.append(f"lease_ttl must be >= 5 seconds, got {self.lease_ttl}")
         if self.workers < 0 or self.lock_timeout < 0:
             problems.append("workers and lock_timeout must not be negative")
         if problems:
@@ -143,6 +152,11 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if kind == "bool":
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if kind.startswith("dict"):
+            found = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(found, dict):
+                raise TypeError(name)
+            return {str(k): str(v) for k, v in found.items()}
         if kind.startswith("tuple"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(i).strip() for i in items if str(i).strip())
@@ -166,13 +180,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Paths:
-    """The resolved locations of one pipeline; all inside `root`."""
+    """The resolved locations of one pipeline; all inside `root`.
+
+    A setting given as a URL (docs/storage.md) keeps its URL here, and its Path is the local
+    mirror dpo works in (dpo.urls.local_mirror): the sources and the schema are downloaded
+    there, and a remote `default_dir` keeps its working files (Phase 1's output, the caches,
+    the ledger, the reports) there while its versioned store is the object store itself.
+    """
 
     root: Path
     source_dir: Path
     schema_path: Path
     annotation_path: Path
     default_dir: Path
+    store_url: str | None = None  # default_dir as a URL: the versioned store is remote
+    source_url: str | None = None
+    schema_url: str | None = None
+    annotations_key: str | None = None  # path_annotations.json's key in the remote store
+
+    @property
+    def remote(self) -> bool:
+        return self.store_url is not None
+
+    def location(self, path: Path) -> str:
+        """How results name `path`: relative to the root, or as its URL when it is the mirror
+        of a remote version object or source (a local working file keeps its local name)."""
+        versions = f"{self.store_url}/DataLoaderAgent/versions" if self.store_url else None
+        for url in (versions, self.source_url):
+            if url is None:
+                continue
+            mirror = local_mirror(self.root, url)
+            if path.is_relative_to(mirror):
+                return url.rstrip("/") + "/" + path.relative_to(mirror).as_posix()
+        return self.relative(path)
 
     @property
     def output_dir(self) -> Path:
@@ -212,18 +252,58 @@ def resolve_paths(settings: Settings) -> Paths:
     hint = "; set root_dir (--root) to a folder that contains it"
 
     def inside(value: str, what: str) -> Path:
+        if is_url(value):
+            return local_mirror(root, value)
         try:
             return resolve_within(root, value, what)
         except ConfigError as exc:
             raise ConfigError(exc.message + hint) from exc
 
+    store_url = settings.default_dir if is_url(settings.default_dir) else None
     return Paths(
         root=root,
         source_dir=inside(settings.dynamic_db_source_dir, "dynamic_db_source_dir"),
         schema_path=inside(settings.databaseSchemas_path, "databaseSchemas_path"),
-        annotation_path=inside(settings.annotation_path, "annotation_path"),
+        annotation_path=_annotation_path(settings, root, store_url, inside),
         default_dir=inside(settings.default_dir, "default_dir"),
+        store_url=store_url.rstrip("/") if store_url else None,
+        source_url=_url_or_none(settings.dynamic_db_source_dir),
+        schema_url=_url_or_none(settings.databaseSchemas_path),
+        annotations_key=_annotations_key(settings, store_url),
     )
+
+
+def _url_or_none(value: str) -> str | None:
+    return value.rstrip("/") if is_url(value) else None
+
+
+REMOTE_ANNOTATIONS = "DataLoaderAgent/newest/path_annotations.json"
+
+
+def _annotations_key(settings: Settings, store_url: str | None) -> str | None:
+    """Where a remote store's path_annotations.json goes: under the store, at the place the
+    default puts it on disk, or where a URL `annotation_path` inside the store says."""
+    value = settings.annotation_path
+    if store_url is None:
+        if is_url(value):
+            raise ConfigError(f"annotation_path {value} is a URL but default_dir is not: the "
+                              "annotations live with the store (make default_dir a URL too)")
+        return None
+    if value == DEFAULTS["annotation_path"]:
+        return REMOTE_ANNOTATIONS
+    key = key_under(value, store_url) if is_url(value) else None
+    if not key:
+        raise ConfigError(f"annotation_path {value!r} must be a URL inside default_dir "
+                          f"{store_url} (or left unset: {store_url}/{REMOTE_ANNOTATIONS})")
+    return key
+
+
+def _annotation_path(settings: Settings, root: Path, store_url: str | None,
+                     inside: Callable[[str, str], Path]) -> Path:
+    key = _annotations_key(settings, store_url)
+    if store_url is not None and key is not None:
+        return local_mirror(root, f"{store_url.rstrip('/')}/{key}")
+    return inside(settings.annotation_path, "annotation_path")
 
 
 def plant_problem(paths: Paths) -> str | None:
@@ -231,6 +311,8 @@ def plant_problem(paths: Paths) -> str | None:
     dashboard, versions, diff) and rollback refuse a wrong --root instead of creating folders."""
     if not paths.root.is_dir():
         return f"no plant at {paths.root}: the folder does not exist"
+    if paths.remote:  # the store is the object store: its local mirror may not exist yet
+        return None
     if not paths.schema_path.is_file() and not paths.default_dir.is_dir():
         return (f"no plant at {paths.root}: neither {paths.relative(paths.schema_path)} nor "
                 f"{paths.relative(paths.default_dir)} exists there (wrong --root?)")

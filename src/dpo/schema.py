@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dpo.errors import ConfigError, SchemaError
+from dpo.urls import is_url, local_mirror
 
 # Source exports spell "resin" both ways; the store always uses "plasticResin...".
 RENAMES: Mapping[str, str] = {
@@ -50,6 +51,7 @@ class TableSpec:
     name_start: str = ""
     extension: str = ""
     sheet_name: str | None = None
+    url: str | None = None  # a static workbook on object storage; `path` is its local mirror
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -165,9 +167,11 @@ def _parse_table(
             problems.append(f"{where}.{key}: must be a non-empty string")
     dtypes = _parse_dtypes(where, entry.get("dtypes"), problems)
     path: Path | None = None
+    url = entry.get("path") if section != "dynamicDB" and is_url(entry.get("path") or "") else None
     if isinstance(entry.get("path"), str) and entry["path"]:
-        try:
-            path = resolve_within(root, entry["path"], f"{where}.path")
+        try:  # a master file on object storage is read from its local mirror (dpo.urls)
+            path = (local_mirror(root, entry["path"]) if url
+                    else resolve_within(root, entry["path"], f"{where}.path"))
         except ConfigError as exc:
             problems.append(exc.message)
     if section == "dynamicDB":
@@ -182,6 +186,7 @@ def _parse_table(
         name_start=entry.get("name_start", ""),
         extension=entry.get("extension", ""),
         sheet_name=entry.get("sheet_name"),
+        url=url,
     )
 
 

@@ -160,8 +160,12 @@ def test_repair_after_a_kill_at_each_commit_step(s3_url: str, point: str) -> Non
         assert stored_annotations(store) == versions.annotations()
         assert sorted(versions.annotations().values()) == written
         assert versions.read("b").num_rows == 9
-    else:  # killed before its commit: nothing of it is published, its objects are deleted
-        assert actions == [f"deleted {key}: no kept manifest references it" for key in written]
+    else:  # killed before its commit: nothing of it is published, its objects are deleted,
+        # after a fence manifest that a paused writer of them could no longer commit over
+        assert actions == [
+            "committed manifest 2 (a fence: the same tables) before deleting what no manifest "
+            "references"] + [f"deleted {key}: no kept manifest references it" for key in written]
+        assert versions.newest() is not None and versions.newest().kind == "repair"
         assert versions.annotations() == before.written == stored_annotations(store)
         assert keys(store, VERSIONS) == sorted(before.written.values())
     assert versions.repair() == []  # idempotent

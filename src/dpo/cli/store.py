@@ -26,10 +26,11 @@ STAMP = re.compile(r"\d{8}_\d{4}(?:-\d+)?")
 
 def plant_store(root: Path | None, config: Path | None, annotations: str | None,
                 default_dir: str | None) -> Any:
-    """The VersionStore of the plant at --root; ConfigError (exit 2) when there is none."""
+    """The store of the plant at --root (on disk or on object storage), to read; ConfigError
+    (exit 2) when there is none. Its `settings` ride along for store_session."""
     from dpo.config import load_settings, plant_problem, resolve_paths
     from dpo.errors import ConfigError
-    from dpo.store.versions import VersionStore
+    from dpo.store.backend import open_store_for
 
     settings = load_settings(config, root_dir=str(root) if root else None,
                              annotation_path=annotations, default_dir=default_dir)
@@ -37,7 +38,9 @@ def plant_store(root: Path | None, config: Path | None, annotations: str | None,
     problem = plant_problem(paths)
     if problem:
         raise ConfigError(problem)
-    return VersionStore(paths, keep_history=settings.keep_history)
+    store = open_store_for(paths, settings)
+    store.settings = settings  # type: ignore[attr-defined]
+    return store
 
 
 def known_table(store: Any, name: str) -> None:
@@ -74,12 +77,11 @@ def versions(table: str, root: Root = None, config: Config = None, annotations: 
              default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
     """List the stored versions of TABLE (newest last); a held table says since when."""
     from dpo.cli import _guard
-    from dpo.store.holds import Holds
 
     def go() -> list[dict[str, Any]]:
         store = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
-        hold = Holds(store.paths.loader_dir).read().get(table)
+        hold = store.holds().get(table)
         rows = []
         for v in store.list_versions(table):
             row = v.to_dict()
@@ -124,17 +126,17 @@ def rollback(
                     "TABLE)", EXIT_USAGE)
 
     def go() -> list[str]:
-        from dpo.store.lock import run_lock
+        from dpo.store.backend import store_session
 
         store = plant_store(root, config, annotations, default_dir)
         if table is not None:
             known_table(store, table)
         if not release:
             _targets(store, table, to)  # a wrong version is refused before the lock is made
-        with run_lock(store.paths.output_dir):
+        with store_session(store.paths, store.settings, timeout=0) as held:
             if release:
-                return _release(store, table)
-            return _rollback(store, table, to)
+                return _release(held, table)
+            return _rollback(held, table, to)
 
     for line in _guard(verbose, go):
         typer.echo(line)
@@ -233,7 +235,7 @@ def diff(
         store = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
         old, new = _diff_versions(store, table, from_version, to_version)
-        return _diff(old, new, limit)
+        return _diff(store, old, new, limit)
 
     report = _guard(verbose, go)
     if as_json:
@@ -261,11 +263,11 @@ def _diff_versions(store: Any, table: str, older: str | None, newer: str | None)
     return before[-1], new
 
 
-def _diff(old: Any, new: Any, limit: int) -> dict[str, Any]:
+def _diff(store: Any, old: Any, new: Any, limit: int) -> dict[str, Any]:
     from dpo.store.changes import diff_tables
     from dpo.store.parquet import read_verified
 
-    old_table, new_table = read_verified(old.path), read_verified(new.path)
+    old_table, new_table = read_verified(store.fetch(old)), read_verified(store.fetch(new))
     found = diff_tables(old_table, new_table)
     counts = found.counts(old.stamp)
     del counts["previous"]

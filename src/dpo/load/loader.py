@@ -20,6 +20,7 @@ from dpo.load.state import LoaderState, replayed
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.schema import Schema, TableSpec, load_schema
+from dpo.store.backend import Store
 from dpo.store.contenthash import content_hash, older_hash_if_same
 from dpo.store.holds import Hold, Holds
 from dpo.store.meta import META_HASH, META_SOURCES, META_TABLE
@@ -47,7 +48,7 @@ class DataLoaderAgent:
 
     def __init__(
         self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
-        max_retries: int = 3, retry_wait: float = 0.5, store: VersionStore | None = None,
+        max_retries: int = 3, retry_wait: float = 0.5, store: Store | None = None,
         progress: Progress | None = None, incremental: bool = True,
         policy: RowPolicy | None = None,
     ) -> None:
@@ -56,7 +57,7 @@ class DataLoaderAgent:
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
         self.state = LoaderState(paths.cache_dir, self.schema.fingerprint) if incremental else None
-        self.store = store or VersionStore(paths, keep_history=keep_history)
+        self.store: Store = store or VersionStore(paths, keep_history=keep_history)
         self.max_retries = max_retries
         self.retry_wait = retry_wait
 
@@ -102,7 +103,7 @@ class DataLoaderAgent:
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
                 table=item.spec.name, status=_status(item), rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
-                output=self.paths.relative(path), warnings=item.warnings,
+                output=self.paths.location(path), warnings=item.warnings,
                 blank_rows=item.blank_rows))
         self._remember(loaded)
         if changed:
@@ -114,8 +115,8 @@ class DataLoaderAgent:
 
     def _not_published(self, item: _Loaded, failed: str) -> TableResult:
         """A table that loaded but is not published because another failed (all-or-nothing)."""
-        current = self.store.current_path(item.spec.name)
-        where = (f"the current version is still {current.name}" if current
+        current = self.store.location(item.spec.name)
+        where = (f"the current version is still {current.rsplit('/', 1)[-1]}" if current
                  else "it has never been published")
         return replace(self._unchanged(item, published=False), status=Status.SKIPPED,
                        warnings=(note(WarningKind.NOT_PUBLISHED, "not published: Phase 2 "
@@ -144,19 +145,23 @@ class DataLoaderAgent:
         for item in loaded:
             self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows,
                               [w.to_dict() for w in item.warnings], item.blank_rows)
-        self.state.save(self.paths.annotation_path)
+        self.state.save(self.store.commit_token())
 
     def _emit(self, event: str, **data: object) -> None:
         if self.progress is not None:
             self.progress(event, {"phase": "load", **data})
 
     def _unchanged(self, item: _Loaded, *, published: bool) -> TableResult:
-        current = self.store.current_path(item.spec.name)
+        current = self.store.location(item.spec.name) if published else None
         return TableResult(
             table=item.spec.name, status=_status(item), rows=item.rows,
             files=(item.source,), changed=False, content_hash=item.digest,
-            output=self.paths.relative(current) if current and published else None,
+            output=current,
             warnings=item.warnings, blank_rows=item.blank_rows)
+
+    def _named(self, spec: TableSpec, path: Path) -> str:
+        """How results name a table's input: a master file on object storage by its URL."""
+        return spec.url or self.paths.relative(path)
 
     def source_of(self, spec: TableSpec) -> Path:
         if spec.kind == "dynamic":
@@ -167,7 +172,7 @@ class DataLoaderAgent:
         path = self.source_of(spec)
         known = self.state.unchanged(spec.name, path) if self.state else None
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
-            return _Loaded(spec, None, known["hash"], self.paths.relative(path), known["rows"],
+            return _Loaded(spec, None, known["hash"], self._named(spec, path), known["rows"],
                            warnings=replayed(known), blank_rows=known.get("blank_rows", 0))
         if spec.kind == "dynamic":
             trusted = self._written_this_run(spec, path)
@@ -181,10 +186,10 @@ class DataLoaderAgent:
             table = screened.norm.table.replace_schema_metadata(arrow_schema(spec).metadata)
             digest = older_hash_if_same(self.store.current_hash(spec.name), table,
                                         content_hash(table))
-            return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows,
+            return _Loaded(spec, table, digest, self._named(spec, path), table.num_rows,
                            warnings=screened.warnings, blank_rows=screened.blank)
         table = table.replace_schema_metadata(arrow_schema(spec).metadata)
-        return _Loaded(spec, table, digest, self.paths.relative(path), table.num_rows)
+        return _Loaded(spec, table, digest, self._named(spec, path), table.num_rows)
 
     def _written_this_run(self, spec: TableSpec, path: Path) -> _Loaded | None:
         """Phase 1's output as the collector recorded it (same bytes, hash and schema): no need
@@ -228,7 +233,7 @@ class DataLoaderAgent:
         the on_error_cells policy, a quarantine going beside Phase 1's."""
         if not spec.path.is_file():
             raise DpoError(f"{spec.path.name}: static file not found at "
-                           f"{self.paths.relative(spec.path)}", table=spec.name,
+                           f"{self._named(spec, spec.path)}", table=spec.name,
                            error_type=ErrorType.FILE_NOT_FOUND, file=spec.path.name)
         try:
             screened = read_table(spec.path, spec, self.policy, bad_values_quarantine=False,

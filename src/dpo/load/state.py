@@ -29,7 +29,7 @@ class LoaderState:
         self.path = cache_dir / "loader.json"
         self.key = f"{__version__}:{schema_fingerprint}"
         self.tables: dict[str, dict[str, Any]] = {}
-        self.annotations: Any = None  # [size, mtime_ns] of the annotations Phase 2 left
+        self.annotations: Any = None  # the store's commit token when Phase 2 last ended
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -57,18 +57,14 @@ class LoaderState:
         self.tables[table] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "hash": digest,
                               "rows": rows, "warnings": warnings or [], "blank_rows": blank_rows}
 
-    def save(self, annotation_path: Path) -> None:
-        fp = Fingerprint.of(annotation_path) if annotation_path.exists() else None
-        self.annotations = [fp.size, fp.mtime_ns] if fp else None
+    def save(self, commit_token: str | None) -> None:
+        """`commit_token`: the store's (Store.commit_token), which any later commit changes."""
+        self.annotations = commit_token
         data = {"key": self.key, "tables": self.tables, "annotations": self.annotations}
         write_if_changed(self.path, data, point="loader:state")
 
-    def annotations_unchanged(self, annotation_path: Path) -> bool:
-        try:
-            fp = Fingerprint.of(annotation_path)
-        except OSError:
-            return False
-        return bool(self.annotations == [fp.size, fp.mtime_ns])
+    def annotations_unchanged(self, commit_token: str | None) -> bool:
+        return commit_token is not None and self.annotations == commit_token
 
 
 def replayed(record: dict[str, Any]) -> tuple[DataWarning, ...]:

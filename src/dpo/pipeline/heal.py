@@ -10,11 +10,11 @@ from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.fsio import copy_durably
 from dpo.results import HealingAction
+from dpo.store.backend import Store
 from dpo.store.parquet import is_intact, recorded_hash
-from dpo.store.versions import VersionStore
 
 
-def rollback_table(paths: Paths, store: VersionStore, table: str) -> HealingAction:
+def rollback_table(paths: Paths, store: Store, table: str) -> HealingAction:
     """Make `<collector_dir>/<table>.parquet` the last good copy, proven by its hash."""
     output = paths.phase1_output(table)
     logger.info("🔄 rolling back {}", table)
@@ -22,7 +22,7 @@ def rollback_table(paths: Paths, store: VersionStore, table: str) -> HealingActi
         return _done(table, f"kept previous verified output {paths.relative(output)} "
                             f"(hash {_short(output)})")
     try:
-        published = store.current_path(table)
+        published = store.current_file(table)
     except DpoError as exc:
         return _failed(table, f"annotations unreadable: {exc.message}")
     if published is None or not published.exists():

@@ -19,17 +19,18 @@ from dpo.load.state import LoaderState, replayed
 from dpo.quality import needs_review
 from dpo.results import CollectorResult, LoaderResult, Status, TableResult, phase_status
 from dpo.schema import Schema
-from dpo.store.versions import VersionStore
+from dpo.store.backend import Store
 
 
-def unchanged_run(paths: Paths, schema: Schema) -> tuple[CollectorResult, LoaderResult] | None:
+def unchanged_run(paths: Paths, schema: Schema, store: Store
+                  ) -> tuple[CollectorResult, LoaderResult] | None:
     """Both phases' results when nothing changed since the last run, else None."""
     started = time.perf_counter()
     collected = _collector_unchanged(paths, schema)
     if collected is None:
         return None
     collect_s = time.perf_counter() - started
-    loaded = _loader_unchanged(paths, schema)
+    loaded = _loader_unchanged(paths, schema, store)
     if loaded is None:
         return None
     collector = CollectorResult(
@@ -67,10 +68,9 @@ def _collector_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | No
     return results
 
 
-def _loader_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | None:
+def _loader_unchanged(paths: Paths, schema: Schema, store: Store) -> list[TableResult] | None:
     state = LoaderState(paths.cache_dir, schema.fingerprint)
-    store = VersionStore(paths)
-    if not state.annotations_unchanged(paths.annotation_path) or store.leftovers():
+    if not state.annotations_unchanged(store.commit_token()) or store.leftovers():
         return None
     try:
         annotations = store.annotations()
@@ -82,7 +82,7 @@ def _loader_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | None:
                   else spec.path)
         record = state.unchanged(spec.name, source)
         stored = annotations.get(spec.name)
-        if record is None or stored is None or not store.resolve(stored).is_file():
+        if record is None or stored is None or not store.has(stored):
             return None
         warnings = replayed(record)
         results.append(TableResult(

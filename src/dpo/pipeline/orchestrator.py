@@ -46,6 +46,7 @@ from dpo.notify.channels import (
 from dpo.notify.reports import ReportWriter, render_final, render_phase_success
 from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
+from dpo.pipeline.inputs import mirror_inputs, mirror_master_files
 from dpo.pipeline.nochange import unchanged_run
 from dpo.quality import grouped_lines
 from dpo.results import (
@@ -58,8 +59,7 @@ from dpo.results import (
     skipped_phase,
 )
 from dpo.schema import Schema, load_schema
-from dpo.store.lock import run_lock
-from dpo.store.versions import VersionStore
+from dpo.store.backend import Store, store_session
 
 if TYPE_CHECKING:
     from dpo.collect.collector import DataCollector
@@ -123,16 +123,17 @@ class DataPipelineOrchestrator:
             # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
             try:
+                mirror_inputs(self.paths, self.settings)  # a remote schema: fetched first
                 load_schema(self.paths.schema_path, self.paths.root)
-            except ConfigError as exc:  # the result says it (and `dpo run` prints it)
+            except DpoError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
                 collector, _, reason = _config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
-        with run_lock(self.output_dir, timeout=self.settings.lock_timeout):
-            result = self._run_locked(retries, enable_notifications, policy, progress)
+        with store_session(self.paths, self.settings, clock=self.clock) as store:
+            result = self._run_locked(store, retries, enable_notifications, policy, progress)
         return result.to_dict()
 
-    def _run_locked(self, retries: int, notify: bool, policy: RowPolicy,
+    def _run_locked(self, store: Store, retries: int, notify: bool, policy: RowPolicy,
                     progress: Progress | None = None) -> PipelineResult:
         started = self.clock()
         run_id = f"{started:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -143,7 +144,7 @@ class DataPipelineOrchestrator:
         ledger = Ledger(self.output_dir / "runs.sqlite")
         try:
             ledger.start(run_id, started)
-            return self._run_recorded(ledger, run_id, started, retries, notify,
+            return self._run_recorded(ledger, store, run_id, started, retries, notify,
                                       (policy, progress))
         except KeyboardInterrupt:
             # Ctrl-C: every step before was atomic, so the store is as it was before the
@@ -153,9 +154,10 @@ class DataPipelineOrchestrator:
             ledger.interrupt(run_id, self.clock())
             raise
 
-    def _run_recorded(self, ledger: Ledger, run_id: str, started: datetime, retries: int,
-                      notify: bool, how: tuple[RowPolicy, Progress | None]) -> PipelineResult:
-        collector, loader, skip_reason = self._phases(retries, *how)
+    def _run_recorded(self, ledger: Ledger, store: Store, run_id: str, started: datetime,
+                      retries: int, notify: bool, how: tuple[RowPolicy, Progress | None]
+                      ) -> PipelineResult:
+        collector, loader, skip_reason = self._phases(store, retries, *how)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
         result = self._finish(result, run_id, notify)
@@ -167,28 +169,32 @@ class DataPipelineOrchestrator:
         logger.info("{} pipeline run {} finished: {}", icon, run_id, overall)
         return result
 
-    def _phases(self, retries: int, policy: RowPolicy, progress: Progress | None
+    def _phases(self, store: Store, retries: int, policy: RowPolicy, progress: Progress | None
                 ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Both phases' results: a refused configuration, the no-change run, or the phases."""
         try:
+            mirror_inputs(self.paths, self.settings)  # remote sources: what changed
             schema = load_schema(self.paths.schema_path, self.paths.root)
-        except ConfigError as exc:  # edited between two runs: nothing is read or written
-            logger.error("❌ configuration: {}", exc.message)
+            mirror_master_files(schema, self.settings)
+        except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
+            logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
+                         else "inputs", exc.message)
             return _config_failure(exc)
-        unchanged = unchanged_run(self.paths, schema) if self.settings.incremental else None
+        unchanged = (unchanged_run(self.paths, schema, store) if self.settings.incremental
+                     else None)
         if unchanged is None:
-            return self._run_phases(schema, retries, policy, progress)
+            return self._run_phases(schema, store, retries, policy, progress)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
     def _run_phases(
-        self, schema: Schema, retries: int, policy: RowPolicy, progress: Progress | None
+        self, schema: Schema, store: Store, retries: int, policy: RowPolicy,
+        progress: Progress | None,
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect.collector import DataCollector
         from dpo.load.loader import DataLoaderAgent
 
-        store = VersionStore(self.paths, keep_history=self.settings.keep_history, clock=self.clock)
         workers = self.settings.workers or default_workers()
         logger.info("📊 Phase 1: DataCollector")
         collector = self._phase1(DataCollector(
@@ -229,7 +235,7 @@ class DataPipelineOrchestrator:
                                    errors=(error,)))
 
     def _heal(
-        self, collector: CollectorResult, store: VersionStore, dynamic: list[str]
+        self, collector: CollectorResult, store: Store, dynamic: list[str]
     ) -> CollectorResult:
         # A phase that crashed before naming its tables failed for all of them.
         failed = collector.failed_tables() or (dynamic if collector.status is Status.ERROR else [])
@@ -339,21 +345,24 @@ def _all_rolled_back(collector: CollectorResult) -> bool:
     return bool(rollbacks) and all(h.success for h in rollbacks)
 
 
-def _config_failure(exc: ConfigError) -> tuple[CollectorResult, None, str]:
-    """A run refused for its configuration, as results: Phase 1 failed, Phase 2 skipped."""
+def _config_failure(exc: DpoError) -> tuple[CollectorResult, None, str]:
+    """A run refused for its configuration (or inputs it could not fetch from object storage),
+    as results: Phase 1 failed, Phase 2 skipped."""
     found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
     key = re.search(r"key '([^']+)'", exc.message)
     problems = getattr(exc, "problems", None)
     message = (f"schema {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
                else exc.message)
-    info = ErrorInfo(ErrorType.CONFIG_ERROR, message, table=found.group(1) if found else None,
+    kind = ErrorType.CONFIG_ERROR if isinstance(exc, ConfigError) else exc.error_type
+    info = ErrorInfo(kind, message, table=found.group(1) if found else None,
                      file=exc.file, column=key.group(1) if key else (
                          found.group(2) if found else None))
     collector = CollectorResult(status=Status.ERROR, tables=(), files_processed=0,
                                 files_failed=0, records_count=0, duplicates_removed=0,
                                 data_updated=False, seconds=0.0, disk_usage_bytes=0,
                                 errors=(info,))
-    return collector, None, "configuration error: nothing was read or written"
+    what = "configuration error" if isinstance(exc, ConfigError) else "inputs not fetched"
+    return collector, None, f"{what}: nothing was read or written"
 
 
 def _unexpected(exc: BaseException) -> ErrorInfo:
@@ -362,7 +371,7 @@ def _unexpected(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
 
 
-def _annotations_or_empty(store: VersionStore) -> dict[str, str]:
+def _annotations_or_empty(store: Store) -> dict[str, str]:
     """What is published before Phase 2 (to say what its publish changed); Phase 2 itself
     reports unreadable annotations."""
     from dpo.errors import IntegrityError

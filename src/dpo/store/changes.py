@@ -15,6 +15,7 @@ Only numpy over Arrow buffers: no pandas, no per-row Python.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from dpo.transform.rowhash import row_hashes, value_hashes
 
 if TYPE_CHECKING:
     from dpo.results import LoaderResult, TableResult
-    from dpo.store.versions import VersionStore
+    from dpo.store.backend import Store
 
 _COLUMN_MIX = 0x9E3779B97F4A7C15  # odd: times an odd number, one-to-one modulo 2**64
 
@@ -117,7 +118,7 @@ def _matches(a: np.ndarray, b: np.ndarray) -> int:
 
 
 # -- after a publish ---------------------------------------------------------------------------
-def describe_publish(store: VersionStore, before: Mapping[str, str],
+def describe_publish(store: Store, before: Mapping[str, str],
                      loader: LoaderResult) -> LoaderResult:
     """The loader result with `changes` on every table it published: the diff against the
     version that was current before (`before`: the annotations as Phase 2 found them)."""
@@ -126,18 +127,18 @@ def describe_publish(store: VersionStore, before: Mapping[str, str],
     return replace(loader, tables=tables)
 
 
-def _with_changes(store: VersionStore, previous: str | None, table: TableResult) -> TableResult:
+def _with_changes(store: Store, previous: str | None, table: TableResult) -> TableResult:
     import pyarrow.parquet as pq
 
     from dpo.errors import DpoError
     from dpo.store.parquet import recorded_hash
 
-    new_path = store.resolve(str(table.output))
+    new_path = store.local_copy(str(table.output))
     if previous is None:  # the first version: everything is new
         return replace(table, changes={"previous": None, "rows_added": table.rows,
                                        "rows_removed": 0, "columns_changed": [],
                                        "columns_added": [], "columns_removed": []})
-    old_path = _archived(store, Path(previous).name)
+    old_path = store.previous_file(previous)
     cache = RowHashes(store.paths.cache_dir)
     try:
         # Both were verified when published (and the new one seconds ago): read, no re-hash.
@@ -192,11 +193,8 @@ class RowHashes:
             stale.unlink(missing_ok=True)
 
 
-def _archived(store: VersionStore, name: str) -> Path:
-    """The previous version's file: archived by the publish, or still in newest/."""
-    moved = store.history / name
-    return moved if moved.exists() else store.newest / name
-
-
 def _stamp(name: str, table: str) -> str:
-    return name.removesuffix(f"_{table}.parquet")
+    """A version's stamp from its file name: `<stamp>_<table>.parquet` on disk,
+    `<stamp>.<token>.parquet` on object storage."""
+    found = re.match(r"^\d{8}_\d{4}(?:-\d+)?", name)
+    return found.group(0) if found else name.removesuffix(f"_{table}.parquet")

@@ -13,7 +13,7 @@ or changed). `dpo rollback TABLE --release` drops it by hand. Stdlib only: `dpo 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,17 +43,25 @@ class Holds:
 
     def read(self) -> dict[str, Hold]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return self.parse(self.path.read_bytes(), str(self.path))
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise IntegrityError(f"{self.path}: unreadable holds ({exc})",
                                  file=str(self.path)) from exc
+
+    @staticmethod
+    def parse(raw: bytes, where: str) -> dict[str, Hold]:
+        """The holds in `raw` (a holds file's bytes, from disk or an object store)."""
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"{where}: unreadable holds ({exc})", file=where) from exc
         try:
             return {table: Hold(**{**entry, "table": table}) for table, entry in data.items()}
         except (AttributeError, TypeError) as exc:
-            raise IntegrityError(f"{self.path}: holds must map table -> hold ({exc})",
-                                 file=str(self.path)) from exc
+            raise IntegrityError(f"{where}: holds must map table -> hold ({exc})",
+                                 file=where) from exc
 
     def write(self, holds: Mapping[str, Hold], point: str) -> None:
         if not holds and not self.path.exists():
@@ -83,3 +91,21 @@ class Holds:
         if changed:
             self.release(changed, point="holds:sources-changed")
         return {t: h for t, h in holds.items() if t not in changed}
+
+
+def hold_rolled_back(holds: Holds, chosen: Mapping[str, tuple[str, str | None]], command: str,
+                     since: str, sources_hash: Callable[[str], str | None]) -> None:
+    """Hold each rolled-back table ({table: (version stamp, its content hash)}) until its
+    sources change. `sources_hash(table)`: what its sources give now (the current version's
+    hash, since the run published it). Written before the rollback's commit: a crash between
+    them leaves a hold on a version that is still current, which is harmless."""
+    current = holds.read()
+    for table, (stamp, digest) in chosen.items():
+        earlier = current.get(table)
+        # What the sources give: the content rolled away from, or an earlier hold's.
+        sources = earlier.sources_hash if earlier else sources_hash(table)
+        if digest is not None and digest == sources:
+            current.pop(table, None)  # back at what the sources give: nothing to hold
+        else:
+            current[table] = Hold(table, stamp, since, sources, command)
+    holds.write(current, point="rollback:holds")

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
@@ -79,40 +80,80 @@ def parse_manifest(data: bytes, key: str) -> Manifest:
         raise IntegrityError(f"{key}: unreadable manifest ({exc})", file=key) from exc
 
 
-def manifest_numbers(store: ObjectStore) -> list[int]:
-    """The committed manifests' numbers, oldest first (one listing, no object read)."""
+def manifest_listing(store: ObjectStore) -> list[tuple[int, str | None]]:
+    """The committed manifests' numbers and ETags, oldest first (one listing, no object read)."""
     import obstore
 
-    numbers = []
+    found = []
     for chunk in obstore.list(store, prefix=MANIFESTS):
         for meta in chunk:
             match = _MANIFEST_RE.match(meta["path"].rsplit("/", 1)[-1])
             if match:
-                numbers.append(int(match.group(1)))
-    return sorted(numbers)
+                found.append((int(match.group(1)), meta.get("e_tag")))
+    return sorted(found)
 
 
-def read_manifest(store: ObjectStore, number: int) -> Manifest:
+def manifest_numbers(store: ObjectStore) -> list[int]:
+    return [number for number, _ in manifest_listing(store)]
+
+
+def read_manifest(store: ObjectStore, number: int, cache: ManifestCache | None = None,
+                  e_tag: str | None = None) -> Manifest:
     import obstore
 
     key = manifest_key(number)
-    found = parse_manifest(bytes(obstore.get(store, key).bytes()), key)
+    data = cache.get(number, e_tag) if cache else None
+    if data is None:
+        data = bytes(obstore.get(store, key).bytes())
+        if cache is not None:
+            cache.put(number, e_tag, data)
+    found = parse_manifest(data, key)
     if found.number != number:
         raise IntegrityError(f"{key}: says it is manifest {found.number}", file=key)
     return found
 
 
-def read_manifests(store: ObjectStore) -> list[Manifest]:
+def read_manifests(store: ObjectStore, cache: ManifestCache | None = None) -> list[Manifest]:
     """Every kept manifest, oldest first (retention keeps a few dozen small objects). One that
     retention deletes between the listing and its read is skipped: a reader (`dpo versions`)
     needs no lease, and retention only deletes the oldest, never the newest."""
     found = []
-    for number in manifest_numbers(store):
+    for number, e_tag in manifest_listing(store):
         try:
-            found.append(read_manifest(store, number))
+            found.append(read_manifest(store, number, cache, e_tag))
         except FileNotFoundError:
             continue
     return found
+
+
+class ManifestCache:
+    """Manifests read before, as local files named by number and ETag: a manifest is written
+    once and never changed, so a listing that shows the same ETag proves the copy current,
+    and the no-change run reads no object. Parsed again on every use (parse_manifest checks
+    it); a copy that does not parse is an IntegrityError like the object itself would be."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, number: int, e_tag: str | None) -> Path | None:
+        if not e_tag:
+            return None
+        tag = re.sub(r"[^A-Za-z0-9_-]", "", e_tag)[:64]
+        return self.folder / f"{number:08d}.{tag}.json"
+
+    def get(self, number: int, e_tag: str | None) -> bytes | None:
+        path = self._path(number, e_tag)
+        try:
+            return path.read_bytes() if path else None
+        except OSError:
+            return None
+
+    def put(self, number: int, e_tag: str | None, data: bytes) -> None:
+        from dpo.fsio import atomic_write_bytes
+
+        path = self._path(number, e_tag)
+        if path is not None:
+            atomic_write_bytes(path, data, point="cache:manifest", durable=False)
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:

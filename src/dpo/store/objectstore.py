@@ -28,7 +28,9 @@ from dpo.fsio import next_stamp, stamp_key
 from dpo.store.manifests import (
     Entry,
     Manifest,
+    ManifestCache,
     manifest_key,
+    manifest_listing,
     manifest_numbers,
     read_manifest,
     read_manifests,
@@ -78,6 +80,7 @@ class ObjectVersionStore:
     def __init__(
         self, store: ObjectStore, *, keep_manifests: int = 30,
         clock: Callable[[], datetime] = datetime.now, annotations_key: str = ANNOTATIONS,
+        cache: ManifestCache | None = None, guard: Callable[[], None] | None = None,
     ) -> None:
         if keep_manifests < 1:
             raise DpoError("keep_manifests must be at least 1 (the newest commit is the store)",
@@ -86,11 +89,19 @@ class ObjectVersionStore:
         self.keep_manifests = keep_manifests
         self.clock = clock
         self.annotations_key = annotations_key
+        self.cache = cache  # manifests read before (a no-change run reads no object)
+        self.guard = guard  # raises when this writer may no longer commit (a lost lease)
 
     # -- reading -----------------------------------------------------------------------------
     def newest(self) -> Manifest | None:
-        numbers = manifest_numbers(self.store)
-        return read_manifest(self.store, numbers[-1]) if numbers else None
+        listing = manifest_listing(self.store)
+        if not listing:
+            return None
+        number, e_tag = listing[-1]
+        return read_manifest(self.store, number, self.cache, e_tag)
+
+    def manifests(self) -> list[Manifest]:
+        return read_manifests(self.store, self.cache)
 
     def current(self) -> dict[str, Entry]:
         """The committed {table: version entry}: the newest manifest's; empty before a publish."""
@@ -108,7 +119,7 @@ class ObjectVersionStore:
 
     def list_versions(self, table: str) -> list[ObjectVersion]:
         """Every version of `table` a kept manifest references, oldest first."""
-        return self._versions(read_manifests(self.store), table)
+        return self._versions(self.manifests(), table)
 
     @staticmethod
     def _versions(manifests: list[Manifest], table: str) -> list[ObjectVersion]:
@@ -145,7 +156,7 @@ class ObjectVersionStore:
         outcome = ObjectPublish()
         if not tables:
             return outcome
-        manifests = read_manifests(self.store)
+        manifests = self.manifests()
         head = manifests[-1] if manifests else None
         used = {e.version for m in manifests for e in m.tables.values()}
         used |= {m.stamp for m in manifests if m.stamp}
@@ -177,6 +188,8 @@ class ObjectVersionStore:
         from obstore.exceptions import AlreadyExistsError
 
         body = manifest.to_json()
+        if self.guard is not None:
+            self.guard()  # the lease was lost (it expired): another run may be in charge
         try:
             self._put(manifest.key, body, mode="create", point=None)
         except AlreadyExistsError as exc:
@@ -200,7 +213,7 @@ class ObjectVersionStore:
         as one new manifest (older manifests stay as they were)."""
         from dpo.store.parquet import read_verified_bytes
 
-        manifests = read_manifests(self.store)
+        manifests = self.manifests()
         if not manifests:
             raise DpoError("nothing has been published: no version to roll back to",
                            error_type=ErrorType.ROLLBACK_ERROR)
@@ -246,17 +259,32 @@ class ObjectVersionStore:
                 t: e.key for t, e in head.tables.items()}:
             self._write_annotations(head, point="objstore:repair:annotations")
             actions.append(f"rewrote {self.annotations_key} from {head.key}")
+        if self._orphans():
+            # The fence: a run that lost its lease while paused, and wrote the objects about
+            # to be swept, can no longer commit manifest head+1 on top of them (create-only).
+            number = (head.number if head else 0) + 1
+            self._commit(Manifest(number, "repair", None, dict(head.tables) if head else {}),
+                         [], point="objstore:repair:fence")
+            actions.append(f"committed manifest {number} (a fence: the same tables) before "
+                           "deleting what no manifest references")
         actions += [f"deleted {key}: no kept manifest references it" for key in self.retain()]
         return actions
 
     def _sweep(self) -> list[str]:
+        orphans = self._orphans()
+        self._delete(orphans)
+        return orphans
+
+    def _orphans(self) -> list[str]:
+        """Version objects no kept manifest references (two listings; manifests cached)."""
+        referenced = {e.key for m in self.manifests() for e in m.tables.values()}
+        return sorted(key for key in self.version_keys() if key not in referenced)
+
+    def version_keys(self) -> list[str]:
         import obstore
 
-        referenced = {e.key for m in read_manifests(self.store) for e in m.tables.values()}
-        orphans = [meta["path"] for chunk in obstore.list(self.store, prefix=VERSIONS)
-                   for meta in chunk if meta["path"] not in referenced]
-        self._delete(sorted(orphans))
-        return sorted(orphans)
+        return [meta["path"] for chunk in obstore.list(self.store, prefix=VERSIONS)
+                for meta in chunk]
 
     def _stored_annotations(self) -> dict[str, str] | None:
         from obstore.exceptions import NotFoundError

@@ -40,6 +40,8 @@ from dpo.store.meta import META_HASH, META_ROWS
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from dpo.store.holds import Hold
+
 _VERSION_RE = re.compile(r"^(\d{8}_\d{4}(?:-\d+)?)_(.+)\.parquet$")
 
 
@@ -51,9 +53,10 @@ class VersionInfo:
     rows: int | None
     content_hash: str | None
     current: bool
+    url: str | None = None  # on object storage: the object (`path` is its local mirror)
 
     def to_dict(self) -> dict[str, object]:
-        return {"table": self.table, "version": self.stamp, "path": str(self.path),
+        return {"table": self.table, "version": self.stamp, "path": self.url or str(self.path),
                 "rows": self.rows, "content_hash": self.content_hash, "current": self.current}
 
 
@@ -98,6 +101,44 @@ class VersionStore:
     def current_path(self, table: str) -> Path | None:
         stored = self.annotations().get(table)
         return self.resolve(stored) if stored else None
+
+    # -- what the pipeline asks of either store (dpo.store.backend.Store) ----------------------
+    def location(self, table: str) -> str | None:
+        """How results name the current version of `table` (relative to the root)."""
+        path = self.current_path(table)
+        return self.paths.relative(path) if path else None
+
+    def local_copy(self, stored: str) -> Path:
+        """A readable file of a version named as the annotations name it."""
+        return self.resolve(stored)
+
+    def current_file(self, table: str) -> Path | None:
+        return self.current_path(table)
+
+    def previous_file(self, stored: str) -> Path:
+        """The version that was current before a publish: archived by it, or still in newest/."""
+        moved = self.history / Path(stored).name
+        return moved if moved.exists() else self.newest / Path(stored).name
+
+    def fetch(self, version: VersionInfo) -> Path:
+        return version.path
+
+    def commit_token(self) -> str | None:
+        """Changes whenever a commit is made (the no-change run compares it): the annotations
+        file's size and mtime."""
+        try:
+            stat = self.paths.annotation_path.stat()
+        except OSError:
+            return None
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def has(self, stored: str) -> bool:
+        return self.resolve(stored).is_file()
+
+    def holds(self) -> dict[str, Hold]:
+        from dpo.store.holds import Holds
+
+        return Holds(self.paths.loader_dir).read()
 
     def current_hash(self, table: str) -> str | None:
         path = self.current_path(table)
@@ -322,30 +363,14 @@ class VersionStore:
         return restored
 
     def _hold(self, chosen: Mapping[str, VersionInfo], command: str) -> None:
-        from dpo.store.holds import Hold, Holds
+        from dpo.store.holds import Holds, hold_rolled_back
 
-        holds = Holds(self.paths.loader_dir)
-        current = holds.read()
-        since = self.clock().isoformat(timespec="seconds")
-        for table, version in chosen.items():
-            earlier = current.get(table)
-            # What the sources give: the content rolled away from, or an earlier hold's.
-            sources = earlier.sources_hash if earlier else self.current_hash(table)
-            if version.content_hash is not None and version.content_hash == sources:
-                current.pop(table, None)  # back at what the sources give: nothing to hold
-            else:
-                current[table] = Hold(table, version.stamp, since, sources, command)
-        holds.write(current, point="rollback:holds")
+        hold_rolled_back(Holds(self.paths.loader_dir),
+                         {t: (v.stamp, v.content_hash) for t, v in chosen.items()}, command,
+                         self.clock().isoformat(timespec="seconds"), self.current_hash)
 
     def versions_at(self, stamp: str) -> dict[str, str]:
-        """For rollback of all tables: each table's newest version at or before `stamp`."""
-        key = stamp_key(stamp)
-        targets: dict[str, str] = {}
-        for table in self.annotations():
-            older = [v for v in self.list_versions(table) if stamp_key(v.stamp) <= key]
-            if older:
-                targets[table] = older[-1].stamp
-        return targets
+        return versions_at(self.annotations(), self.list_versions, stamp)
 
     # -- change log --------------------------------------------------------------------------
     def _log_publish(self, outcome: PublishOutcome) -> None:
@@ -359,6 +384,18 @@ class VersionStore:
         when = self.clock().strftime("%Y-%m-%d %H:%M:%S")
         body = "".join(f"  - {line}\n" for line in lines)
         append_line_block(self.change_log, f"[{when}] {title}\n{body}\n", point)
+
+
+def versions_at(current: Mapping[str, str], versions: Callable[[str], list[VersionInfo]],
+                stamp: str) -> dict[str, str]:
+    """For rollback of all tables: each table's newest version at or before `stamp`."""
+    key = stamp_key(stamp)
+    targets: dict[str, str] = {}
+    for table in current:
+        older = [v for v in versions(table) if stamp_key(v.stamp) <= key]
+        if older:
+            targets[table] = older[-1].stamp
+    return targets
 
 
 def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:

@@ -1,0 +1,80 @@
+"""Inputs on object storage (docs/storage.md): the sources folder, the schema and the master
+files, mirrored into their local copies (dpo.urls.local_mirror) before a run reads them.
+
+Only what changed is downloaded (listing and ETags: dpo.remote.mirror), and a downloaded file
+keeps the object's last-modified time, so the local fingerprints the incremental run and the
+no-change run compare stay as they were when nothing changed. Nothing here runs for a plant
+whose paths are all local: obstore is imported only when a setting is a URL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from dpo.config import Paths, Settings
+from dpo.schema import Schema
+from dpo.urls import split_url
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+
+class _Stores:
+    """One obstore store per bucket, opened once per run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.options = settings.storage_options
+        self.opened: dict[str, ObjectStore] = {}
+
+    def of(self, url: str) -> tuple[ObjectStore, str]:
+        from dpo.store.manifests import open_store
+
+        base, key = split_url(url)
+        if base not in self.opened:
+            self.opened[base] = open_store(base, self.options)
+        return self.opened[base], key
+
+
+def mirror_inputs(paths: Paths, settings: Settings) -> None:
+    """The sources folder and the schema, when they are URLs, brought up to date locally."""
+    if paths.source_url is None and paths.schema_url is None:
+        return
+    from dpo.remote.mirror import mirror_object, mirror_prefix
+
+    stores = _Stores(settings)
+    if paths.schema_url is not None:
+        store, key = stores.of(paths.schema_url)
+        if mirror_object(store, key, paths.schema_path):
+            logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
+    if paths.source_url is not None:
+        store, prefix = stores.of(paths.source_url)
+        done = mirror_prefix(store, prefix, paths.source_dir)
+        if done.downloaded or done.removed:
+            logger.info("⬇️ sources {}: {} downloaded, {} removed, {} unchanged",
+                        paths.source_url, len(done.downloaded), len(done.removed),
+                        done.unchanged)
+
+
+def mirror_master_files(schema: Schema, settings: Settings) -> None:
+    """Every static table whose schema `path` is a URL, brought up to date locally. A file
+    that cannot be fetched is not left behind in an old copy: its table then fails in Phase 2
+    as a missing file does, naming it."""
+    remote = [spec for spec in schema if spec.url is not None]
+    if not remote:
+        return
+    from dpo.errors import DpoError
+    from dpo.remote.mirror import mirror_object
+
+    stores = _Stores(settings)
+    for spec in remote:
+        assert spec.url is not None
+        store, key = stores.of(spec.url)
+        try:
+            if mirror_object(store, key, spec.path):
+                logger.info("⬇️ {} downloaded (changed)", spec.url)
+        except DpoError as exc:
+            logger.error("❌ {}: {} (the table fails: no old copy is used)", spec.url,
+                         exc.message)
+            spec.path.unlink(missing_ok=True)
