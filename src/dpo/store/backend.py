@@ -82,7 +82,7 @@ def store_session(paths: Paths, settings: Settings, *,
         from dpo.store.remote import RemoteVersionStore
 
         objects = open_store(paths.store_url, settings.storage_options)
-        with store_lease(objects, ttl=settings.lease_ttl) as lease:
+        with store_lease(objects, ttl=settings.lease_ttl, local=_machine_folder(paths)) as lease:
             store = RemoteVersionStore(paths, objects, keep_history=settings.keep_history,
                                        clock=clock, guard=lease.check)
             store.pull_holds()
@@ -91,3 +91,16 @@ def store_session(paths: Paths, settings: Settings, *,
             finally:
                 if lease.lost is None:  # a lost lease is another run's to write under
                     store.push_holds()
+
+
+def _machine_folder(paths: Paths) -> str:
+    """This machine and working folder, for the lease (dpo.store.lease.Lease.local): the host
+    name and the OS's machine id (containers of one image share the id, cloned VMs the host
+    name; both at once is a clone of a whole machine), and the folder."""
+    import socket
+
+    try:
+        machine = Path("/etc/machine-id").read_text(encoding="utf-8").strip()
+    except OSError:
+        machine = ""
+    return f"{socket.gethostname()}:{machine}:{paths.output_dir}"

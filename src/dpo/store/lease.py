@@ -61,9 +61,13 @@ class Seen:
 class Lease:
     """The run lease of `store`. `acquire()` or raise PipelineLocked naming the holder."""
 
-    def __init__(self, store: ObjectStore, *, ttl: float = 60.0) -> None:
+    def __init__(self, store: ObjectStore, *, ttl: float = 60.0,
+                 local: str | None = None) -> None:
         self.store = store
         self.ttl = ttl
+        # This machine's working folder (machine id + path), given only by a caller that holds
+        # its local run lock: a lease left by a run of that same folder is then known dead.
+        self.local = local
         self.e_tag: str | None = None
         self.lost: PipelineLocked | None = None  # set when a renewal finds it taken over
         self._count = 0
@@ -74,7 +78,7 @@ class Lease:
         self._count += 1
         return json.dumps({
             "holder": {"host": socket.gethostname(), "pid": os.getpid(),
-                       "started_at": self._started},
+                       "started_at": self._started, "local": self.local},
             "token": self._token, "count": self._count, "ttl_seconds": self.ttl,
             "released": released,
         }).encode()
@@ -91,6 +95,10 @@ class Lease:
             seen = self.read()
             if seen is None:
                 continue
+            if self._left_here(seen):
+                self.e_tag = self._swap(seen, f"the lease left by a run killed here "
+                                              f"({seen.holder()})")
+                return
             if not seen.body.get("released") and self.server_now() < seen.expires():
                 raise PipelineLocked(
                     f"another dpo run holds the store lease {LEASE} ({seen.holder()}) until "
@@ -101,6 +109,14 @@ class Lease:
             return
         raise PipelineLocked(f"the store lease {LEASE} keeps changing; another run is starting",
                              file=LEASE)
+
+    def _left_here(self, seen: Seen) -> bool:
+        """The lease was taken by a run of this very working folder on this machine: that run
+        is over (this process holds the folder's run lock, which the kernel frees when a
+        process dies), so its lease need not be waited out."""
+        who = seen.body.get("holder")
+        return (self.local is not None and isinstance(who, dict)
+                and who.get("local") == self.local and not seen.body.get("released"))
 
     def check(self) -> None:
         """Raise if the lease was lost: called before a commit, which it must not make then."""
@@ -178,11 +194,12 @@ class Lease:
 
 
 @contextmanager
-def store_lease(store: ObjectStore, *, ttl: float = 60.0) -> Iterator[Lease]:
+def store_lease(store: ObjectStore, *, ttl: float = 60.0,
+                local: str | None = None) -> Iterator[Lease]:
     """Hold the store's lease for the block, renewed every ttl/3 on a daemon thread; released
     at the end. A renewal that fails (the lease was taken over) is raised at the end of the
     block, and `lease.check()` raises it during it: the caller checks before its commit."""
-    lease = Lease(store, ttl=ttl)
+    lease = Lease(store, ttl=ttl, local=local)
     lease.acquire()
     stop = threading.Event()
 
