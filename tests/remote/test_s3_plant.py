@@ -16,11 +16,11 @@ from typing import Any
 
 import obstore
 import pytest
-
-from dpo.store.manifests import open_store
 from pipelinetools import Clock, dpo, make_plant, run
 from reliabilitytools import pause_env, release, wait_for
 from storetools import published_hashes
+
+from dpo.store.manifests import open_store
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 
@@ -72,6 +72,11 @@ def test_a_plant_storing_on_s3_publishes_what_a_local_run_publishes(
     outputs = [t["output"] for t in result["loader_result"]["details"]]
     assert all(o.startswith(f"{s3_url}/DataLoaderAgent/versions/") for o in outputs), outputs
     assert not (remote / "agents").exists()
+    # the reports are put beside the store, where the plant's people look
+    assert len(result["reports"]) == 3
+    shared = objects(s3_url, "DataPipelineOrchestrator/reports/")
+    assert sorted(f"{s3_url}/{k}" for k in shared) == sorted(result["reports"])
+    assert any(b"success" in body for body in shared.values())
     assert (remote / ".dpo-work").is_dir()
 
     again = run(remote, clock=clock, default_dir=s3_url)  # the no-change run
@@ -219,3 +224,25 @@ def test_the_lease_of_a_killed_run_is_taken_over_once_expired(tmp_path: Path,
     taken = dpo("run", "--root", other, "--default-dir", s3_url, env={"DPO_LEASE_TTL": "5"})
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert_store_consistent(s3_url)
+
+
+def test_storage_options_from_dpo_toml_reach_the_store_and_stay_secret(
+        tmp_path: Path, s3_url: str, s3_server: str) -> None:
+    """Endpoint and credentials only in `[dpo.storage_options]` (no AWS_* in the environment):
+    the run reaches the server with them, and the secret is in no output, log or file."""
+    root = make_plant(tmp_path).root
+    secret = "plant-s3cr3t-9f27c1d0"
+    (root / "dpo.toml").write_text(
+        f'[dpo]\ndefault_dir = "{s3_url}"\n\n[dpo.storage_options]\n'
+        f'endpoint = "{s3_server}"\naccess_key_id = "dpo-test-key"\n'
+        f'secret_access_key = "{secret}"\nregion = "us-east-1"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([sys.executable, "-m", "dpo.cli", "run", "--root", str(root), "-v",
+                           "--json"], env={**env, "NO_COLOR": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert newest_manifest(s3_url)["number"] == 1
+    assert secret not in done.stdout + done.stderr
+    written = [p for p in root.rglob("*") if p.is_file() and p.name != "dpo.toml"]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert not [k for k, v in objects(s3_url).items() if secret.encode() in v]

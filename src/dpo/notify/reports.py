@@ -188,3 +188,18 @@ class ReportWriter:
 
     def log(self, block: str) -> None:
         append_line_block(self.change_log, block, point="report:log")
+
+
+def change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> str:
+    """The run's block in the reports' log: one line per phase, healing action and report."""
+    collector = result.collector
+    loader = result.loader
+    lines = [f"[{result.finished_at:%Y-%m-%d %H:%M:%S}] run {run_id}: {result.overall_status}",
+             f"  Phase 1: {collector.status}, {collector.records_count} records, "
+             f"{'data updated' if collector.data_updated else 'no change'}",
+             f"  Phase 2: {loader.status if loader else 'skipped'}"
+             + (f", {loader.tables_created} new version(s)" if loader else "")]
+    lines += [f"  {h.action} {h.table}: {'ok' if h.success else 'FAILED'}"
+              for h in collector.healing_actions]
+    lines += [f"  report {p.name}" for p in reports]
+    return "\n".join(lines) + "\n\n"

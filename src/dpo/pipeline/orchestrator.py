@@ -43,7 +43,7 @@ from dpo.notify.channels import (
     NotificationHandler,
     NotificationOutcome,
 )
-from dpo.notify.reports import ReportWriter, render_final, render_phase_success
+from dpo.notify.reports import ReportWriter, change_block, render_final, render_phase_success
 from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
 from dpo.pipeline.inputs import mirror_inputs, mirror_master_files
@@ -160,7 +160,7 @@ class DataPipelineOrchestrator:
         collector, loader, skip_reason = self._phases(store, retries, *how)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
-        result = self._finish(result, run_id, notify)
+        result = self._finish(result, run_id, notify, store)
         ledger.finish(run_id, result.to_dict())
         from dpo.observe.dashboard import publish_observability  # .prom + dashboard; never raises
 
@@ -248,7 +248,8 @@ class DataPipelineOrchestrator:
         return replace(collector, healing_actions=collector.healing_actions + actions)
 
     # -- telling people ----------------------------------------------------------------------
-    def _finish(self, result: PipelineResult, run_id: str, notify: bool) -> PipelineResult:
+    def _finish(self, result: PipelineResult, run_id: str, notify: bool, store: Store
+                ) -> PipelineResult:
         """Reports from the typed results; a manual-review notification (the seed's notifier
         takes the seed's dict) for each phase that did not succeed."""
         context = self._context(run_id, result)
@@ -274,7 +275,7 @@ class DataPipelineOrchestrator:
         except DpoError as exc:  # e.g. disk full at the very end: the data is already safe
             logger.error("❌ reports not written: {}", exc.message)
             return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
-        return replace(done, reports=tuple(self.paths.relative(p) for p in paths))
+        return replace(done, reports=tuple(store.share(paths)))
 
     def _say_where_notes_went(self, outcomes: list[NotificationOutcome]) -> None:
         """No channel configured: alerts go to files nobody may read; say so, once a run."""
@@ -290,7 +291,7 @@ class DataPipelineOrchestrator:
         writer = ReportWriter(self.output_dir)
         writer.archive_previous()
         paths = writer.write(writer.stamp(f"{result.started_at:%Y%m%d_%H%M}"), reports)
-        writer.log(_change_block(done, run_id, paths))
+        writer.log(change_block(done, run_id, paths))
         return paths
 
     def _context(self, run_id: str, result: PipelineResult) -> dict[str, Any]:
@@ -388,22 +389,6 @@ def _explicit_paths(*values: str) -> dict[str, str]:
 
     names = ("dynamic_db_source_dir", "databaseSchemas_path", "annotation_path", "default_dir")
     return {n: v for n, v in zip(names, values, strict=True) if v != DEFAULTS[n]}
-
-
-
-
-def _change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> str:
-    collector = result.collector
-    loader = result.loader
-    lines = [f"[{result.finished_at:%Y-%m-%d %H:%M:%S}] run {run_id}: {result.overall_status}",
-             f"  Phase 1: {collector.status}, {collector.records_count} records, "
-             f"{'data updated' if collector.data_updated else 'no change'}",
-             f"  Phase 2: {loader.status if loader else 'skipped'}"
-             + (f", {loader.tables_created} new version(s)" if loader else "")]
-    lines += [f"  {h.action} {h.table}: {'ok' if h.success else 'FAILED'}"
-              for h in collector.healing_actions]
-    lines += [f"  report {p.name}" for p in reports]
-    return "\n".join(lines) + "\n\n"
 
 
 __all__ = ["DataPipelineOrchestrator", "TableResult", "decide"]

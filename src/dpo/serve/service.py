@@ -109,6 +109,9 @@ class Service:
         self.options = options
         orch = self._orchestrator()  # refuses bad settings and paths now (exit 2)
         self.settings, self.paths = orch.settings, orch.paths
+        from dpo.pipeline.inputs import mirror_inputs
+
+        mirror_inputs(self.paths, self.settings)  # a schema on object storage: fetched first
         self.schema = load_schema(self.paths.schema_path, self.paths.root)
         self.host, self.port = parse_listen(options.listen)
         self.token: str | None = self.settings.serve_token or None
@@ -140,8 +143,16 @@ class Service:
     def _watcher(self) -> Any:
         from dpo.serve.watch import SourceWatcher
 
-        folders = [self.paths.source_dir, self.paths.schema_path.parent,
-                   *(spec.path.parent for spec in self.schema.static)]
+        # Local folders only: a bucket sends no file events (an object store's notifications
+        # need a queue dpo does not run). Remote inputs are seen by --schedule runs.
+        folders = [*([] if self.paths.source_url else [self.paths.source_dir]),
+                   *([] if self.paths.schema_url else [self.paths.schema_path.parent]),
+                   *(spec.path.parent for spec in self.schema.static if spec.url is None)]
+        if len(folders) < 2 + len(self.schema.static):
+            logger.info("👀 inputs on object storage are not watched (a bucket sends no file "
+                        "events): --schedule runs pick up their changes")
+        if not folders:
+            return None
         settle = self.options.settle
         return SourceWatcher(folders, ignore=[self.paths.default_dir], settle=settle,
                              max_wait=max(MIN_MAX_WAIT, 12 * settle), on_due=self._files_due,

@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loguru import logger
+
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType
 from dpo.fsio import atomic_write_bytes, remove_temp_files
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
 HOLDS = "DataLoaderAgent/holds.json"
+REPORTS = "DataPipelineOrchestrator/reports/"
 
 
 class RemoteVersionStore:
@@ -187,6 +190,23 @@ class RemoteVersionStore:
         self._read_head = False
         return [VersionInfo(v.table, v.stamp, self._mirror(v.key), v.rows, v.content_hash,
                             True, url=self.url_of(v.key)) for v in restored]
+
+    def share(self, reports: list[Path]) -> list[str]:
+        """This run's reports put beside the store (`DataPipelineOrchestrator/reports/`), where
+        the plant's people look; their URLs. The data is published already: a report that
+        cannot be put is said in the log and keeps its local name."""
+        shared = []
+        for path in reports:
+            key = f"{REPORTS}{path.name}"
+            try:
+                self.objects._put(key, path.read_bytes(), mode="overwrite", point=None)
+            except (OSError, DpoError) as exc:
+                logger.error("❌ report {} not put on the store: {}", path.name,
+                             getattr(exc, "message", type(exc).__name__))
+                shared.append(self.paths.relative(path))
+                continue
+            shared.append(self.url_of(key))
+        return shared
 
     # -- holds: an object, mirrored for the run ----------------------------------------------
     def holds(self) -> dict[str, Hold]:

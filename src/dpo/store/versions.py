@@ -135,6 +135,10 @@ class VersionStore:
     def has(self, stored: str) -> bool:
         return self.resolve(stored).is_file()
 
+    def share(self, reports: list[Path]) -> list[str]:
+        """Where people find this run's reports: in the output folder, as written."""
+        return [self.paths.relative(p) for p in reports]
+
     def holds(self) -> dict[str, Hold]:
         from dpo.store.holds import Holds
 
