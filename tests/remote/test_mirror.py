@@ -18,7 +18,7 @@ from typing import Any
 import obstore
 import pytest
 
-from dpo.errors import ConfigError, DpoError, ErrorType
+from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
 from dpo.fsio import Fingerprint
 from dpo.remote.mirror import STATE, Mirrored, is_url, mirror_object, mirror_prefix, split_url
 from dpo.store.manifests import open_store
@@ -307,3 +307,32 @@ def test_split_url(url: str, expected: tuple[str, str]) -> None:
 def test_split_url_refuses(url: str) -> None:
     with pytest.raises(ConfigError):
         split_url(url)
+
+
+def test_an_unreadable_state_stops_the_mirror_instead_of_guessing(store: Any,
+                                                                  tmp_path: Path) -> None:
+    put(store, "a.xlsx", b"a")
+    local = tmp_path / "mirror"
+    mirror_prefix(store, PREFIX, local)
+    (local / STATE).write_text("{not json")
+
+    with pytest.raises(IntegrityError) as caught:
+        mirror_prefix(store, PREFIX, local)
+
+    assert str(local / STATE) in str(caught.value)
+    assert (local / "a.xlsx").read_bytes() == b"a"
+
+
+def test_a_folder_mirror_and_a_file_mirror_share_a_folder(store: Any, tmp_path: Path) -> None:
+    """The schema file mirrored into the sources' folder: its sidecar state is not the
+    folder's, so the folder mirror neither takes it for a deleted object's copy nor lists it."""
+    key_a = put(store, "a.xlsx", b"a")
+    schema = put(store, "databaseSchemas.json", b"{}", prefix="config")
+    local = tmp_path / "mirror"
+    mirror_prefix(store, PREFIX, local)
+    assert mirror_object(store, schema, local / "databaseSchemas.json") is True
+    obstore.delete(store, key_a)
+
+    assert mirror_prefix(store, PREFIX, local) == Mirrored((), (key_a,), 0)
+    assert (local / "databaseSchemas.json").read_bytes() == b"{}"
+    assert mirror_object(store, schema, local / "databaseSchemas.json") is False
