@@ -16,33 +16,38 @@ from pathlib import Path, PurePosixPath
 from dpo.errors import ConfigError
 
 WORK = ".dpo-work"
-SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "memory")
-_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
+SCHEMES = frozenset({"s3", "gs", "az", "abfs", "abfss", "memory"})
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 
 
 def is_url(value: str | Path) -> bool:
-    """An object-storage URL (`s3://`, `gs://`, `az://`, `abfs(s)://`, `memory://`). A Windows
-    path (`C:\\x`) or a plain path is not."""
-    match = _URL_RE.match(str(value)) if isinstance(value, str) else None
-    return bool(match and match.group("scheme").lower() in SCHEMES)
+    """True for an object-storage URL (`s3://`, `gs://`, `az://`, `abfs(s)://`, `memory://`,
+    the scheme in any case); a local path, `C:\\x` included, is not one."""
+    found = _URL.match(value) if isinstance(value, str) else None
+    return found is not None and found.group(1).lower() in SCHEMES
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/a/b/` -> (`s3://bucket`, `a/b`): the store to open and the key prefix in it.
-    A key part with `..` or `.` is refused: it would name a folder outside the mirror."""
-    match = _URL_RE.match(url)
-    if not match or match.group("scheme").lower() not in SCHEMES:
-        raise ConfigError(f"{url!r} is not an object-storage URL ({', '.join(SCHEMES)})")
-    scheme = match.group("scheme").lower()
-    bucket, _, key = match.group("rest").partition("/")
-    if scheme == "memory":  # memory:// has no bucket: everything after it is the key
-        bucket, key = "", match.group("rest")
-    elif not bucket:
-        raise ConfigError(f"{url!r} names no bucket")
-    parts = [p for p in key.split("/") if p]
-    if any(p in (".", "..") for p in parts):
-        raise ConfigError(f"{url!r}: '.' and '..' are not allowed in an object key")
-    return f"{scheme}://{bucket}", "/".join(parts)
+    """`s3://bucket/a/b/` -> ("s3://bucket", "a/b"): the store to open and the prefix in it
+    (no slash at either end); `memory://a` -> ("memory://", "a"). The scheme is lower-cased.
+    A prefix with an empty, `.` or `..` part is refused: it would name a folder outside the
+    local mirror."""
+    found = _URL.match(url)
+    if found is None or found.group(1).lower() not in SCHEMES:
+        raise ConfigError(f"{url}: not an object-storage URL (s3://, gs://, az://, abfs://, "
+                          "memory://)", file=url)
+    scheme, rest = found.group(1).lower(), found.group(2)
+    if scheme == "memory":
+        root, path = "memory://", rest
+    else:
+        container, _, path = rest.partition("/")
+        if not container:
+            raise ConfigError(f"{url}: no bucket or container in the URL", file=url)
+        root = f"{scheme}://{container}"
+    prefix = path.strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ConfigError(f"{url}: the prefix has an empty, '.' or '..' part", file=url)
+    return root, prefix
 
 
 def join_key(prefix: str, key: str) -> str:
@@ -53,7 +58,7 @@ def local_mirror(root: Path, url: str) -> Path:
     """Where the local copy of `url` lives: `<root>/.dpo-work/<scheme>/<bucket>/<key>`."""
     base, key = split_url(url)
     scheme, _, bucket = base.partition("://")
-    parts = PurePosixPath(scheme, bucket or "_", *[p for p in key.split("/") if p]).parts
+    parts = PurePosixPath(scheme, bucket or "_", *key.split("/") if key else ()).parts
     return root.resolve() / WORK / Path(*parts)
 
 

@@ -20,8 +20,9 @@ import pytest
 
 from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
 from dpo.fsio import Fingerprint
-from dpo.remote.mirror import STATE, Mirrored, is_url, mirror_object, mirror_prefix, split_url
+from dpo.remote.mirror import STATE, Mirrored, mirror_object, mirror_prefix
 from dpo.store.manifests import open_store
+from dpo.urls import is_url, split_url
 
 PREFIX = "exports/daily"
 

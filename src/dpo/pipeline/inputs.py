@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from dpo.config import Paths, Settings
-from dpo.schema import Schema
+from dpo.schema import Schema, TableSpec
 from dpo.urls import split_url
 
 if TYPE_CHECKING:
@@ -37,37 +37,47 @@ class _Stores:
         return self.opened[base], key
 
 
-def mirror_inputs(paths: Paths, settings: Settings) -> None:
-    """The sources folder and the schema, when they are URLs, brought up to date locally."""
-    if paths.source_url is None and paths.schema_url is None:
+def mirror_schema(paths: Paths, settings: Settings) -> None:
+    """The schema, when it is a URL, brought up to date locally (it names everything else)."""
+    if paths.schema_url is None:
         return
-    from dpo.remote.mirror import mirror_object, mirror_prefix
+    from dpo.remote.mirror import mirror_object
+
+    store, key = _Stores(settings).of(paths.schema_url)
+    if mirror_object(store, key, paths.schema_path):
+        logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
+
+
+def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
+    """Every dynamic table's folder under a URL `dynamic_db_source_dir` (one listing each), and
+    every master file whose schema `path` is a URL, brought up to date locally."""
+    remote = [spec for spec in schema if spec.url is not None]
+    if paths.source_url is None and not remote:
+        return
+    from dpo.remote.mirror import mirror_prefix
 
     stores = _Stores(settings)
-    if paths.schema_url is not None:
-        store, key = stores.of(paths.schema_url)
-        if mirror_object(store, key, paths.schema_path):
-            logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
     if paths.source_url is not None:
         store, prefix = stores.of(paths.source_url)
-        done = mirror_prefix(store, prefix, paths.source_dir)
-        if done.downloaded or done.removed:
-            logger.info("⬇️ sources {}: {} downloaded, {} removed, {} unchanged",
-                        paths.source_url, len(done.downloaded), len(done.removed),
-                        done.unchanged)
+        for spec in schema.dynamic:
+            folder = spec.path.name
+            done = mirror_prefix(store, f"{prefix}/{folder}".strip("/"),
+                                 paths.source_dir / folder)
+            if done.downloaded or done.removed:
+                logger.info("⬇️ {}/{}: {} downloaded, {} removed, {} unchanged",
+                            paths.source_url, folder, len(done.downloaded), len(done.removed),
+                            done.unchanged)
+    _mirror_master_files(remote, stores)
 
 
-def mirror_master_files(schema: Schema, settings: Settings) -> None:
-    """Every static table whose schema `path` is a URL, brought up to date locally. A file
-    that cannot be fetched is not left behind in an old copy: its table then fails in Phase 2
-    as a missing file does, naming it."""
-    remote = [spec for spec in schema if spec.url is not None]
+def _mirror_master_files(remote: list[TableSpec], stores: _Stores) -> None:
+    """A master file that cannot be fetched is not left behind in an old copy: its table then
+    fails in Phase 2 as a missing file does, naming it."""
     if not remote:
         return
     from dpo.errors import DpoError
     from dpo.remote.mirror import mirror_object
 
-    stores = _Stores(settings)
     for spec in remote:
         assert spec.url is not None
         store, key = stores.of(spec.url)

@@ -46,7 +46,7 @@ from dpo.notify.channels import (
 from dpo.notify.reports import ReportWriter, change_block, render_final, render_phase_success
 from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
-from dpo.pipeline.inputs import mirror_inputs, mirror_master_files
+from dpo.pipeline.inputs import mirror_schema, mirror_sources
 from dpo.pipeline.nochange import unchanged_run
 from dpo.quality import grouped_lines
 from dpo.results import (
@@ -123,7 +123,7 @@ class DataPipelineOrchestrator:
             # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
             try:
-                mirror_inputs(self.paths, self.settings)  # a remote schema: fetched first
+                mirror_schema(self.paths, self.settings)  # a remote schema: fetched first
                 load_schema(self.paths.schema_path, self.paths.root)
             except DpoError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
@@ -173,9 +173,9 @@ class DataPipelineOrchestrator:
                 ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Both phases' results: a refused configuration, the no-change run, or the phases."""
         try:
-            mirror_inputs(self.paths, self.settings)  # remote sources: what changed
+            mirror_schema(self.paths, self.settings)  # inputs on object storage: what changed
             schema = load_schema(self.paths.schema_path, self.paths.root)
-            mirror_master_files(schema, self.settings)
+            mirror_sources(self.paths, schema, self.settings)
         except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
                          else "inputs", exc.message)

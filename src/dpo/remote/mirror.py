@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 STATE = ".dpo-mirror.json"
 SIDECAR_SUFFIX = ".dpo-mirror.json"
-SCHEMES = frozenset({"s3", "gs", "az", "abfs", "abfss", "memory"})
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 # obstore's InvalidPathError quotes the path it could not parse (no request, so no secrets).
 _INVALID_PATH = re.compile(r'Path "([^"]*)"')
 
@@ -49,34 +47,6 @@ class Mirrored:
 
 
 # -- URLs --------------------------------------------------------------------------------------
-def is_url(value: str) -> bool:
-    """True for an object-storage URL (`s3://`, `gs://`, `az://`, `abfs(s)://`, `memory://`,
-    the scheme in any case); a local path, `C:\\x` included, is not one."""
-    found = _URL.match(value)
-    return bool(found) and found is not None and found.group(1).lower() in SCHEMES
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/a/b/` -> ("s3://bucket", "a/b"): the store to open and the prefix in it
-    (no slash at either end); `memory://a` -> ("memory://", "a"). The scheme is lower-cased."""
-    found = _URL.match(url)
-    if found is None or found.group(1).lower() not in SCHEMES:
-        raise ConfigError(f"{url}: not an object-storage URL (s3://, gs://, az://, abfs://, "
-                          "memory://)", file=url)
-    scheme, rest = found.group(1).lower(), found.group(2)
-    if scheme == "memory":
-        root, path = "memory://", rest
-    else:
-        container, _, path = rest.partition("/")
-        if not container:
-            raise ConfigError(f"{url}: no bucket or container in the URL", file=url)
-        root = f"{scheme}://{container}"
-    prefix = path.strip("/")
-    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise ConfigError(f"{url}: the prefix has an empty, '.' or '..' part", file=url)
-    return root, prefix
-
-
 def object_url(store: ObjectStore, key: str) -> str:
     """`key` as a URL for messages: scheme, bucket and the store's prefix (never its config
     beyond the bucket name, which holds no secret)."""

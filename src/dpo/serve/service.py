@@ -109,9 +109,9 @@ class Service:
         self.options = options
         orch = self._orchestrator()  # refuses bad settings and paths now (exit 2)
         self.settings, self.paths = orch.settings, orch.paths
-        from dpo.pipeline.inputs import mirror_inputs
+        from dpo.pipeline.inputs import mirror_schema
 
-        mirror_inputs(self.paths, self.settings)  # a schema on object storage: fetched first
+        mirror_schema(self.paths, self.settings)  # a schema on object storage: fetched first
         self.schema = load_schema(self.paths.schema_path, self.paths.root)
         self.host, self.port = parse_listen(options.listen)
         self.token: str | None = self.settings.serve_token or None
