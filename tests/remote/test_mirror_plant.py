@@ -56,3 +56,18 @@ def test_the_sample_plant_with_every_path_on_s3_publishes_what_a_local_run_publi
     assert third["overall_status"] == "success"
     # the new export is read (its rows repeat 181101's, so they are duplicates, not news)
     assert third["collector_result"]["files_processed"] == 4
+
+
+def test_validate_checks_inputs_on_s3_as_a_run_would(s3_url: str, tmp_path: Path) -> None:
+    from pipelinetools import dpo
+
+    if not SAMPLES.is_dir():
+        skip_or_fail(f"the sample plant is not at {SAMPLES}")
+    shutil.copytree(SAMPLES, tmp_path / "plant" / "database")
+    inputs = upload_plant_inputs(tmp_path / "plant" / "database", f"{s3_url}/inputs")
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    done = dpo("validate", "--root", machine, "--schema", inputs["databaseSchemas_path"],
+               "--source-dir", inputs["dynamic_db_source_dir"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "moldInfo" in done.stdout and "#REF!" in done.stdout

@@ -271,13 +271,17 @@ def demo(
 @app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
              schema: SchemaOpt = None, verbose: Verbose = False) -> None:
-    """Check the schema and every source file without writing anything."""
+    """Check the schema and every source file without writing anything (inputs on object
+    storage are mirrored into the local working folder first, as a run does)."""
     _setup_logging(verbose)
     from dpo.cli.console import print_validation
     from dpo.collect.validate import validate_sources
 
     def go() -> list[dict[str, Any]]:
+        from dpo.pipeline.inputs import mirror_inputs
+
         orch = _orchestrator(root, config, source_dir, schema, None, None)
+        mirror_inputs(orch.paths, orch.settings)
         return validate_sources(orch.paths, orch.settings.row_policy())
 
     rows = _guard(verbose, go)

@@ -48,6 +48,17 @@ def mirror_schema(paths: Paths, settings: Settings) -> None:
         logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
 
 
+def mirror_inputs(paths: Paths, settings: Settings) -> None:
+    """Every input on object storage brought up to date locally (`dpo validate`; a run does
+    the two steps itself, around its own reading of the schema)."""
+    if paths.schema_url is None and paths.source_url is None and not paths.schema_path.is_file():
+        return  # no schema to name master files: validate_sources says so
+    mirror_schema(paths, settings)
+    from dpo.schema import load_schema
+
+    mirror_sources(paths, load_schema(paths.schema_path, paths.root), settings)
+
+
 def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
     """Every dynamic table's folder under a URL `dynamic_db_source_dir` (one listing each), and
     every master file whose schema `path` is a URL, brought up to date locally."""
