@@ -82,20 +82,33 @@ def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
 
 
 def _mirror_master_files(remote: list[TableSpec], stores: _Stores) -> None:
-    """A master file that cannot be fetched is not left behind in an old copy: its table then
-    fails in Phase 2 as a missing file does, naming it."""
+    """Master files, by folder: one listing for a folder of several (a HEAD for a lone one).
+    A file that cannot be fetched is not left behind in an old copy: its table then fails in
+    Phase 2 as a missing file does, naming it."""
     if not remote:
         return
     from dpo.errors import DpoError
-    from dpo.remote.mirror import mirror_object
+    from dpo.remote.mirror import list_folder, mirror_object
 
+    folders: dict[tuple[str, str], list[TableSpec]] = {}
     for spec in remote:
         assert spec.url is not None
-        store, key = stores.of(spec.url)
+        base, key = split_url(spec.url)
+        folders.setdefault((base, key.rpartition("/")[0]), []).append(spec)
+    for (base, folder), specs in folders.items():
+        store, _ = stores.of(base)
         try:
-            if mirror_object(store, key, spec.path):
-                logger.info("⬇️ {} downloaded (changed)", spec.url)
+            listed = list_folder(store, folder) if len(specs) > 1 else {}
         except DpoError as exc:
-            logger.error("❌ {}: {} (the table fails: no old copy is used)", spec.url,
-                         exc.message)
-            spec.path.unlink(missing_ok=True)
+            logger.error("❌ {}/{}: {}", base, folder, exc.message)
+            listed = {}
+        for spec in specs:
+            assert spec.url is not None
+            key = split_url(spec.url)[1]
+            try:
+                if mirror_object(store, key, spec.path, listed.get(key.rpartition("/")[2])):
+                    logger.info("⬇️ {} downloaded (changed)", spec.url)
+            except DpoError as exc:
+                logger.error("❌ {}: {} (the table fails: no old copy is used)", spec.url,
+                             exc.message)
+                spec.path.unlink(missing_ok=True)

@@ -32,7 +32,7 @@ from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType
 from dpo.fsio import atomic_write_bytes, remove_temp_files
 from dpo.store.holds import Hold, Holds, hold_rolled_back
-from dpo.store.manifests import Entry, Manifest, ManifestCache, manifest_listing
+from dpo.store.manifests import Entry, Manifest, ManifestCache, manifest_listing, read_manifest
 from dpo.store.objectstore import ObjectVersionStore
 from dpo.store.versions import PublishOutcome, VersionInfo, versions_at
 from dpo.urls import key_under, local_mirror
@@ -60,15 +60,41 @@ class RemoteVersionStore:
             annotations_key=paths.annotations_key, guard=guard,
             cache=ManifestCache(paths.cache_dir / "manifests"))
         self.clock = clock
+        self._holds_seen: bytes | None = None
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was read of the manifests: after this object's own commit or repair."""
+        self._listed: list[tuple[int, str | None]] | None = None
         self._head: Manifest | None = None
         self._read_head = False
-        self._holds_seen: bytes | None = None
+        self._all: list[Manifest] | None = None
 
-    # -- reading -----------------------------------------------------------------------------
+    # -- reading (one listing of the manifests per run; the manifests cached by ETag) --------
+    def _listing(self) -> list[tuple[int, str | None]]:
+        if self._listed is None:
+            self._listed = manifest_listing(self.objects.store)
+        return self._listed
+
     def head(self) -> Manifest | None:
         if not self._read_head:
-            self._head, self._read_head = self.objects.newest(), True
+            listing = self._listing()
+            self._head = read_manifest(self.objects.store, listing[-1][0], self.objects.cache,
+                                       listing[-1][1]) if listing else None
+            self._read_head = True
         return self._head
+
+    def manifests(self) -> list[Manifest]:
+        if self._all is None:
+            found = []
+            for number, e_tag in self._listing():
+                try:
+                    found.append(read_manifest(self.objects.store, number, self.objects.cache,
+                                               e_tag))
+                except FileNotFoundError:  # retention by a writer since the listing
+                    continue
+            self._all = found
+        return self._all
 
     def _entries(self) -> dict[str, Entry]:
         head = self.head()
@@ -91,14 +117,14 @@ class RemoteVersionStore:
     def list_versions(self, table: str) -> list[VersionInfo]:
         return [VersionInfo(v.table, v.stamp, self._mirror(v.key), v.rows, v.content_hash,
                             v.current, url=self.url_of(v.key))
-                for v in self.objects.list_versions(table)]
+                for v in ObjectVersionStore._versions(self.manifests(), table)]
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         return versions_at(self.annotations(), self.list_versions, stamp)
 
     def commit_token(self) -> str | None:
         """The newest manifest's number and ETag: one listing, no object read."""
-        listing = manifest_listing(self.objects.store)
+        listing = self._listing()
         return f"{listing[-1][0]}:{listing[-1][1]}" if listing else None
 
     def has(self, stored: str) -> bool:
@@ -107,7 +133,8 @@ class RemoteVersionStore:
 
     def leftovers(self) -> list[str]:
         """Version objects no kept manifest references (repair would delete them)."""
-        return self.objects._orphans()
+        referenced = {e.key for m in self.manifests() for e in m.tables.values()}
+        return sorted(k for k in self.objects.version_keys() if k not in referenced)
 
     # -- versions as local files -------------------------------------------------------------
     def _key(self, stored: str) -> str:
@@ -124,7 +151,7 @@ class RemoteVersionStore:
         """The version `stored` (its URL) as a local file, downloaded if not mirrored yet and
         proven against the hash its manifest recorded."""
         key = self._key(stored)
-        entry = next((e for m in reversed(self.objects.manifests()) for e in m.tables.values()
+        entry = next((e for m in reversed(self.manifests()) for e in m.tables.values()
                       if e.key == key), None)
         return self._fetch_key(key, entry.content_hash if entry else None)
 
@@ -154,7 +181,7 @@ class RemoteVersionStore:
         actions = [f"removed temp file {self.paths.relative(p)}"
                    for p in remove_temp_files(self.paths.default_dir)]
         actions += self.objects.repair()
-        self._read_head = False
+        self._forget()
         return actions
 
     def publish(self, tables: Mapping[str, tuple[pa.Table | Path, Mapping[bytes, bytes]]]
@@ -167,7 +194,7 @@ class RemoteVersionStore:
             made[name] = table.read_bytes() if isinstance(table, Path) else \
                 parquet_bytes(table, meta, name)[0]
         done = self.objects.publish({n: (data, tables[n][1]) for n, data in made.items()})
-        self._read_head = False
+        self._forget()
         outcome = PublishOutcome(stamp=done.stamp)
         for name, key in done.written.items():
             outcome.written[name] = self._mirror(key)
@@ -187,7 +214,7 @@ class RemoteVersionStore:
         hold_rolled_back(Holds(self.paths.loader_dir), chosen, command,
                          self.clock().isoformat(timespec="seconds"), self.current_hash)
         restored = self.objects.rollback(targets)  # proves each object's hash first
-        self._read_head = False
+        self._forget()
         return [VersionInfo(v.table, v.stamp, self._mirror(v.key), v.rows, v.content_hash,
                             True, url=self.url_of(v.key)) for v in restored]
 
