@@ -79,6 +79,11 @@ def test_a_plant_storing_on_s3_publishes_what_a_local_run_publishes(
     assert any(b"success" in body for body in shared.values())
     assert (remote / ".dpo-work").is_dir()
 
+    health = dpo("health", "--root", remote, "--default-dir", s3_url)
+    assert health.returncode == 0 and "healthy" in health.stdout, health.stdout + health.stderr
+    assert f"{s3_url}/DataLoaderAgent/newest/path_annotations.json" in health.stdout.replace(
+        "\n", "")
+
     again = run(remote, clock=clock, default_dir=s3_url)  # the no-change run
     assert again["loader_result"]["tables_created"] == 0
     assert len(objects(s3_url, "_dpo/manifests/")) == 1

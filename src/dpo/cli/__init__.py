@@ -302,7 +302,7 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
 
         settings = load_settings(config, root_dir=str(root) if root else None,
                                  default_dir=default_dir)
-        return pipeline_health_check(paths=resolve_paths(settings))
+        return pipeline_health_check(paths=resolve_paths(settings), config=settings)
 
     report = _guard(verbose, go)
     if as_json:

@@ -9,29 +9,30 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dpo.config import Paths, load_settings, resolve_paths
+from dpo.config import Paths, Settings, load_settings, resolve_paths
 from dpo.errors import ConfigError
 from dpo.observe.ledger import Ledger
 from dpo.schema import load_schema
 
 
 def pipeline_health_check(
-    orchestrator: Any = None, *, paths: Paths | None = None, **settings: Any
+    orchestrator: Any = None, *, paths: Paths | None = None, config: Settings | None = None,
+    **settings: Any
 ) -> dict[str, Any]:
     """Paths, last run, disk space (>= 2x the inputs), write permission; healthy or degraded.
 
-    Give an orchestrator, resolved `paths`, or settings (as for the orchestrator).
+    Give an orchestrator, resolved `paths` (with their `config`), or settings (as for the
+    orchestrator). A path on object storage is asked of the store (one request each).
     """
-    if paths is None:
-        paths = (orchestrator.paths if orchestrator is not None
-                 else resolve_paths(load_settings(**settings)))
+    if orchestrator is not None:
+        paths, config = orchestrator.paths, orchestrator.settings
+    elif paths is None:
+        config = load_settings(**settings)
+        paths = resolve_paths(config)
     reasons: list[str] = []
-    checks = {
-        "dynamic_db_source_dir": paths.source_dir,
-        "databaseSchemas_path": paths.schema_path,
-        "annotation_path": paths.annotation_path,
-    }
-    missing = [f"{name} not found: {path}" for name, path in checks.items() if not path.exists()]
+    checks = _locations(paths)
+    missing = [f"{name} not found: {where}" for name, where in checks.items()
+               if not _exists(where, config)]
     reasons += missing
     disk = _disk(paths)
     if not disk["enough_for_run"]:
@@ -40,13 +41,13 @@ def pipeline_health_check(
     writable = _writable(paths.default_dir)
     if not writable:
         reasons.append(f"no write permission on {paths.default_dir}")
-    holds = _holds(paths, reasons)
+    holds = _holds(paths, config, reasons)
     last = _last_run(paths)
     if last and last["status"] not in ("success", "running"):
         reasons.append(f"last run {last['run_id']} ended {last['status']}")
     return {
         "paths_accessible": not missing,
-        "paths": {name: str(path) for name, path in checks.items()},
+        "paths": {name: str(where) for name, where in checks.items()},
         "last_run": last,
         "disk_space": disk,
         "write_permission": writable,
@@ -54,6 +55,35 @@ def pipeline_health_check(
         "service_status": "healthy" if not reasons else "degraded",
         "reasons": reasons,
     }
+
+
+def _locations(paths: Paths) -> dict[str, Path | str]:
+    """What the check looks for, each where it lives: a local path, or a URL."""
+    annotations = (f"{paths.store_url}/{paths.annotations_key}" if paths.store_url
+                   else paths.annotation_path)
+    return {"dynamic_db_source_dir": paths.source_url or paths.source_dir,
+            "databaseSchemas_path": paths.schema_url or paths.schema_path,
+            "annotation_path": annotations}
+
+
+def _exists(where: Path | str, config: Settings | None) -> bool:
+    if isinstance(where, Path):
+        return where.exists()
+    import obstore
+    from obstore.exceptions import BaseError
+
+    from dpo.store.manifests import open_store
+    from dpo.urls import split_url
+
+    base, key = split_url(where)
+    store = open_store(base, config.storage_options if config else None)
+    try:
+        if where.endswith(".json"):
+            obstore.head(store, key)
+            return True
+        return bool(obstore.list_with_delimiter(store, prefix=key or None)["common_prefixes"])
+    except (BaseError, OSError):  # absent, or the store unreachable: either way not usable
+        return False
 
 
 def _existing_parent(path: Path) -> Path:
@@ -89,14 +119,15 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _holds(paths: Paths, reasons: list[str]) -> dict[str, dict[str, Any]]:
+def _holds(paths: Paths, config: Settings | None, reasons: list[str]
+           ) -> dict[str, dict[str, Any]]:
     """Tables a manual rollback holds: {table: {version, since, command}}."""
-    from dpo.errors import IntegrityError
-    from dpo.store.holds import Holds
+    from dpo.errors import DpoError
+    from dpo.store.backend import open_store_for
 
     try:
-        holds = Holds(paths.loader_dir).read()
-    except IntegrityError as exc:
+        holds = open_store_for(paths, config or Settings()).holds()
+    except DpoError as exc:
         reasons.append(exc.message)
         return {}
     return {t: {"version": h.version, "since": h.since, "command": h.command}

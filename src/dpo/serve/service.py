@@ -237,7 +237,7 @@ class Service:
         """The seed's health check plus the service's state; 200 when healthy, else 503."""
         from dpo.pipeline.health import pipeline_health_check
 
-        report = pipeline_health_check(paths=self.paths)
+        report = pipeline_health_check(paths=self.paths, config=self.settings)
         service = self.state.snapshot()
         service["next_run"] = {
             "follow_up_pending": self.triggers.pending,
