@@ -127,10 +127,8 @@ def describe_publish(store: VersionStore, before: Mapping[str, str],
 
 
 def _with_changes(store: VersionStore, previous: str | None, table: TableResult) -> TableResult:
-    import pyarrow.parquet as pq
-
     from dpo.errors import DpoError
-    from dpo.store.parquet import recorded_hash
+    from dpo.store.parquet import read_parquet, recorded_hash
 
     new_path = store.resolve(str(table.output))
     if previous is None:  # the first version: everything is new
@@ -141,7 +139,7 @@ def _with_changes(store: VersionStore, previous: str | None, table: TableResult)
     cache = RowHashes(store.paths.cache_dir)
     try:
         # Both were verified when published (and the new one seconds ago): read, no re-hash.
-        old, new = pq.read_table(old_path), pq.read_table(new_path)
+        old, new = read_parquet(old_path), read_parquet(new_path)
         known = (cache.get(recorded_hash(old_path), old.schema),
                  cache.get(table.content_hash, new.schema))
         diff = diff_tables(old, new, known)
