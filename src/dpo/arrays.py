@@ -136,12 +136,12 @@ class _PoolRuns:
 
 @contextmanager
 def run_memory_pool() -> Iterator[None]:
-    """jemalloc for Arrow while a run works, as the `dpo` command has it: the 200,000-row
-    report runs 8 % faster with it than with the wheels' default mimalloc, and the real plant
-    peaks 35 MB lower (BENCHMARKS.md, "Python API vs CLI (#14)"). Only when the process has
-    not chosen: ARROW_DEFAULT_MEMORY_POOL unset and the default pool still mimalloc (a pool
-    set to mimalloc on purpose cannot be told apart: it is switched for the run too). The
-    pool before is put back when the last run in the process ends."""
+    """jemalloc for Arrow while a run works, as the `dpo` command has it: the real plant's
+    run peaks ~30 MB lower than on the wheels' default mimalloc (201 vs 232 MB, as the CLI's
+    199 MB); speed is the same within noise (BENCHMARKS.md, "Python API vs CLI (#14)"). Only
+    when the process has not chosen: ARROW_DEFAULT_MEMORY_POOL unset and the default pool
+    still mimalloc (a pool set to mimalloc on purpose cannot be told apart: it is switched
+    for the run too). The pool before is put back when the last run in the process ends."""
     with _POOL_LOCK:
         if _PoolRuns.runs == 0:
             current = pa.default_memory_pool()
