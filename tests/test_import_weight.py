@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dpo.demo.plant import generate_plant
+from dpo.demo.plant import generate_plant, write_monthly_report
 
 HEAVY = ("pyarrow", "numpy", "pandas", "fastexcel", "python_calamine")
 PROBE = """
@@ -67,6 +67,7 @@ result = DataPipelineOrchestrator(root_dir=sys.argv[1]).run_pipeline(
     enable_notifications=False,
     progress=lambda event, data: pools.add(pa.default_memory_pool().backend_name))
 found = {"status": result["overall_status"], "pandas_in_run": "pandas" in sys.modules,
+         "created": result["loader_result"].get("tables_created"),
          "default": default, "pools": sorted(pools),
          "after": pa.default_memory_pool().backend_name,
          "jemalloc": "jemalloc" in pa.supported_memory_backends()}
@@ -125,3 +126,13 @@ def test_an_arrow_pool_the_process_chose_is_kept(samples_root: Path) -> None:
     assert chosen["status"] == "success"
     assert chosen["default"] == "system" and chosen["pools"] == ["system"]
     assert chosen["after"] == "system"
+
+
+def test_an_api_run_after_a_change_imports_no_pandas(tmp_path: Path) -> None:
+    """The one-changed run: the cache, the merge and the per-publish diff of two versions."""
+    plant = generate_plant(tmp_path / "plant", months=2, rows_per_month=40, po_files=2, seed=6)
+    assert api_run(plant.root, "alone")["pandas_in_run"] is False
+    write_monthly_report(plant.monthly_files[-1], month="2018-12", n_rows=40, seed=99)
+    again = api_run(plant.root, "alone")
+    assert again["status"] == "success" and again["created"] == 1
+    assert again["pandas_in_run"] is False

@@ -25,6 +25,7 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo import quality
+from dpo.arrays import from_numpy
 from dpo.quality import WarningKind
 from dpo.store.contenthash import content_hash_of
 from dpo.transform.rowhash import row_hashes, value_hashes
@@ -66,7 +67,8 @@ def diff_tables(old: pa.Table, new: pa.Table,
     added = _excess(new_h, old_h)
     return TableDiff(
         added=added, removed=removed,
-        columns_changed=_edited_columns(old_c.take(removed), new_c.take(added)),
+        columns_changed=_edited_columns(old_c.take(from_numpy(removed)),
+                                       new_c.take(from_numpy(added))),
         columns_added=tuple(c for c in new.column_names if c not in common),
         columns_removed=tuple(c for c in old.column_names if c not in set(common)))
 
