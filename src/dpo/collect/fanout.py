@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.arrays import numpy_of
 from dpo.collect.filetask import FileOutcome, RawColumn
 from dpo.collect.segments import HASH_COLUMN, Piece
 from dpo.errors import CellError, CellErrors
@@ -95,7 +96,7 @@ def _piece(outcome: FileOutcome) -> Piece:
     assert outcome.segment is not None  # a file without an error has its segment
     stored = _read_ipc(outcome.segment)
     hashes = stored.column(HASH_COLUMN)
-    values = hashes.chunk(0).to_numpy() if hashes.num_chunks else hashes.to_numpy()
+    values = numpy_of(hashes.chunk(0)) if hashes.num_chunks else np.zeros(0, np.uint64)
     return Piece(stored.drop_columns([HASH_COLUMN]), values, 0, stored.num_rows)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from dpo.arrays import from_numpy
+from dpo.arrays import from_numpy, numpy_of
 from dpo.collect.cache import ByteSink, TableCache
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
@@ -92,7 +92,7 @@ def _segment(cache: TableCache, name: str, spec: TableSpec) -> tuple[pa.Table, n
     hashes = stored.column(HASH_COLUMN)
     if hashes.null_count or hashes.num_chunks != 1:
         return None  # written as one non-null batch (_ipc_writer): anything else is damage
-    return stored.drop_columns([HASH_COLUMN]), hashes.chunk(0).to_numpy()
+    return stored.drop_columns([HASH_COLUMN]), numpy_of(hashes.chunk(0))
 
 
 @lru_cache(maxsize=64)

@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.arrays import bools, lit, numbers, strings
+
 _NINE = Decimal("1e-9")
 # Number text that may hold more than 9 decimals: 10+ decimal digits, or an exponent.
 _XLSX_HINT = re.compile(rb"\.\d{10}|\d[eE][-+]?\d")
@@ -132,7 +134,7 @@ def restore(
 ) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
     """`batch` with the lossy number cells of `columns` (text-read, where one of `texts`
     occurs) in their General spelling, and those cells' floats by column (null elsewhere)."""
-    value_set = pa.array(sorted(texts), pa.string())
+    value_set = strings(sorted(texts), pa.string())
     suspects = {name for name in columns if _holds_any(batch.column(name), value_set)}
     if not suspects:
         return batch, {}
@@ -155,8 +157,8 @@ def _holds_any(column: pa.Array, value_set: pa.Array) -> bool:
 def _restore_column(
     text: pa.Array, floats: pa.Array, value_set: pa.Array
 ) -> tuple[pa.Array, pa.Array | None]:
-    candidates = np.flatnonzero(np.asarray(pc.fill_null(pc.and_(
-        pc.is_in(text, value_set=value_set.cast(text.type)), pc.is_valid(floats)), False)))
+    candidates = np.flatnonzero(bools(pc.fill_null(pc.and_(
+        pc.is_in(text, value_set=value_set.cast(text.type)), pc.is_valid(floats)), lit(False))))
     values: list[str | None] = text.to_pylist()
     exact: list[float | None] = [None] * len(values)
     for position in candidates.tolist():
@@ -166,4 +168,4 @@ def _restore_column(
             values[position], exact[position] = general(number), number
     if not any(x is not None for x in exact):
         return text, None
-    return pa.array(values, text.type), pa.array(exact, pa.float64())
+    return strings(values, text.type), numbers(exact, pa.float64())

@@ -183,7 +183,10 @@ class DataPipelineOrchestrator:
         unchanged = (unchanged_run(self.paths, schema, store) if self.settings.incremental
                      else None)
         if unchanged is None:
-            return self._run_phases(schema, store, retries, policy, progress)
+            from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
+
+            with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
+                return self._run_phases(schema, store, retries, policy, progress)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 

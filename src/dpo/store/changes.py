@@ -26,6 +26,7 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo import quality
+from dpo.arrays import from_numpy
 from dpo.quality import WarningKind
 from dpo.store.contenthash import content_hash_of
 from dpo.transform.rowhash import row_hashes, value_hashes
@@ -67,7 +68,8 @@ def diff_tables(old: pa.Table, new: pa.Table,
     added = _excess(new_h, old_h)
     return TableDiff(
         added=added, removed=removed,
-        columns_changed=_edited_columns(old_c.take(removed), new_c.take(added)),
+        columns_changed=_edited_columns(old_c.take(from_numpy(removed)),
+                                       new_c.take(from_numpy(added))),
         columns_added=tuple(c for c in new.column_names if c not in common),
         columns_removed=tuple(c for c in old.column_names if c not in set(common)))
 
@@ -128,21 +130,19 @@ def describe_publish(store: Store, before: Mapping[str, str],
 
 
 def _with_changes(store: Store, previous: str | None, table: TableResult) -> TableResult:
-    import pyarrow.parquet as pq
-
     from dpo.errors import DpoError
-    from dpo.store.parquet import recorded_hash
+    from dpo.store.parquet import read_parquet, recorded_hash
 
-    new_path = store.local_copy(str(table.output))
     if previous is None:  # the first version: everything is new
         return replace(table, changes={"previous": None, "rows_added": table.rows,
                                        "rows_removed": 0, "columns_changed": [],
                                        "columns_added": [], "columns_removed": []})
-    old_path = store.previous_file(previous)
     cache = RowHashes(store.paths.cache_dir)
-    try:
+    try:  # (on object storage, either version may have to be downloaded first)
+        new_path = store.local_copy(str(table.output))
+        old_path = store.previous_file(previous)
         # Both were verified when published (and the new one seconds ago): read, no re-hash.
-        old, new = pq.read_table(old_path), pq.read_table(new_path)
+        old, new = read_parquet(old_path), read_parquet(new_path)
         known = (cache.get(recorded_hash(old_path), old.schema),
                  cache.get(table.content_hash, new.schema))
         diff = diff_tables(old, new, known)

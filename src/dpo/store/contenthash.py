@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.arrays import bools, numpy_of, scalar_of
 from dpo.store.meta import HASH_PREFIX
 from dpo.transform.rowhash import row_hashes
 
@@ -76,10 +77,10 @@ def legacy_content_hash(table: pa.Table) -> str:
 
 def _canonical_parts(arr: pa.Array) -> list[bytes]:
     """The array as bytes that depend only on its values: validity, values, string bodies."""
-    nulls = arr.is_null().to_numpy(zero_copy_only=False).view(np.uint8).tobytes()
+    nulls = bools(arr.is_null()).view(np.uint8).tobytes()
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        filled = pc.fill_null(arr, "")
-        lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+        filled = pc.fill_null(arr, scalar_of("", arr.type))
+        lengths = numpy_of(pc.binary_length(filled)).astype(np.int64)
         width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
         offsets = np.frombuffer(filled.buffers()[1], dtype=width)[
             filled.offset: filled.offset + len(filled) + 1]
@@ -91,5 +92,5 @@ def _canonical_parts(arr: pa.Array) -> list[bytes]:
         arr = arr.cast(pa.int64())
     elif pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.uint8())
-    zero = pa.scalar(0, arr.type)
-    return [nulls, pc.fill_null(arr, zero).to_numpy(zero_copy_only=False).tobytes(), b""]
+    zero = scalar_of(0, arr.type)
+    return [nulls, numpy_of(pc.fill_null(arr, zero)).tobytes(), b""]

@@ -76,12 +76,19 @@ def recorded_hash(path: Path) -> str | None:
     return value.decode() if value else None
 
 
+def read_parquet(source: Path | pa.NativeFile) -> pa.Table:
+    """One Parquet file, whole. Not `pq.read_table`: it imports pyarrow.dataset, whose import
+    imports pandas when nothing has (dpo.arrays says why that matters)."""
+    with pq.ParquetFile(source) as parquet:
+        return parquet.read()
+
+
 def read_verified(path: Path) -> pa.Table:
     """Read a Parquet file and prove its data still matches the hash recorded when written
     (by the algorithm that recorded it: older versions verify too)."""
     expected = recorded_hash(path)
     try:
-        table = pq.read_table(path)
+        table = read_parquet(path)
     except (OSError, pa.ArrowException) as exc:
         raise IntegrityError(f"{path}: unreadable Parquet ({exc})", file=str(path)) from exc
     if expected is None or not hash_matches(table, expected):
@@ -93,7 +100,7 @@ def read_verified_bytes(data: bytes, name: str, expected: str | None = None) -> 
     """read_verified of a Parquet file held in memory (an object store's object); `expected`,
     when given (the hash a manifest recorded), must be the file's recorded hash too."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = read_parquet(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
         raise IntegrityError(f"{name}: unreadable Parquet ({exc})", file=name) from exc
     found = (table.schema.metadata or {}).get(META_HASH)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.arrays import from_numpy
+from dpo.arrays import from_numpy, numpy_of
 from dpo.transform.rowhash import row_hashes
 
 
@@ -75,8 +75,7 @@ def _codes(table: pa.Table, rows: np.ndarray) -> np.ndarray:
         picked = pa.chunked_array(_take_sorted(column, rows), type=column.type)
         # One dictionary for all chunks (the kernel shares it): codes compare across files.
         encoded = pc.dictionary_encode(picked, null_encoding="encode")
-        codes[j] = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False)
-                                      for chunk in encoded.chunks])
+        codes[j] = np.concatenate([numpy_of(chunk.indices) for chunk in encoded.chunks])
     return codes
 
 

@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.arrays import from_numpy
+from dpo.arrays import from_numpy, lit, null_of, scalar_of, text_array
 from dpo.errors import NOT_CALCULATED, CellError
 from dpo.excel.origin import Origin, Source
 from dpo.schema import TableSpec
 from dpo.transform.arrowtypes import arrow_schema
-from dpo.transform.screen import as_mask, screen, text_array
+from dpo.transform.screen import as_mask, screen
 
 _INT_RE = r"^\s*[+-]?\d+(\.0*)?\s*$"
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -76,14 +76,14 @@ def _failed(raw: pa.Array, out: pa.Array) -> np.ndarray:
 
 def _whole_in_int64(arr: pa.Array) -> pa.Array:
     """Whole floats that fit int64; beyond it an unchecked cast would wrap to garbage."""
-    return pc.and_(pc.equal(arr, pc.floor(arr)), pc.less(pc.abs(arr), 2.0**63))
+    return pc.and_(pc.equal(arr, pc.floor(arr)), pc.less(pc.abs(arr), lit(2.0**63)))
 
 
 def to_text(arr: pa.Array) -> Converted:
     """A whole number stored as a number becomes its integer text; other values keep their text."""
     if pa.types.is_floating(arr.type):
         whole = _whole_in_int64(arr)
-        as_int = pc.cast(pc.if_else(whole, arr, None), pa.int64(), safe=False)
+        as_int = pc.cast(pc.if_else(whole, arr, lit(None)), pa.int64(), safe=False)
         text = pc.if_else(whole, pc.cast(as_int, pa.large_string()), pc.cast(arr, pa.large_string()))
         return text, np.zeros(len(arr), dtype=bool)
     out = pc.cast(arr, pa.large_string())
@@ -95,7 +95,7 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
     """Whole numbers only: `12`, `12.0` are fine; `12.5`, `abc` and out-of-range are failures."""
     target = target or pa.int64()
     if pa.types.is_floating(arr.type):  # read typed: every cell a number, exact
-        typed = _cast_each(pc.cast(pc.if_else(_whole_in_int64(arr), arr, None), pa.int64(),
+        typed = _cast_each(pc.cast(pc.if_else(_whole_in_int64(arr), arr, lit(None)), pa.int64(),
                                    safe=False), target)
         return typed, _failed(arr, typed)
     if pa.types.is_integer(arr.type):
@@ -104,14 +104,14 @@ def to_int(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | N
     numbers = _numeric_cells(text, exact)
     out: pa.Array = pa.nulls(len(text), target)
     if numbers is not None and exact is not None:
-        whole = pc.if_else(pc.and_(numbers, _whole_in_int64(exact)), exact, None)
+        whole = pc.if_else(pc.and_(numbers, _whole_in_int64(exact)), exact, lit(None))
         out = _cast_each(pc.cast(whole, pa.int64(), safe=False), target)
     if _has_text_cells(text, numbers):
         parsed = _plain_cast(text, target)  # the reader's own "12": one strict kernel pass
         if parsed is None:
             ok = pc.match_substring_regex(text, _INT_RE)
             digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+|\.0*$", "")
-            parsed = _cast_each(pc.if_else(ok, digits, None), target)
+            parsed = _cast_each(pc.if_else(ok, digits, lit(None)), target)
         out = parsed if numbers is None else pc.if_else(numbers, out, parsed)
     return out, _failed(arr, out)
 
@@ -139,7 +139,7 @@ def _numeric_cells(text: pa.Array, exact: pa.Array | None) -> pa.Array | None:
     if exact is None:
         return None
     is_bool = pc.is_in(text, value_set=text_array(_BOOL_TEXT, text.type))
-    return pc.and_(pc.is_valid(exact), pc.invert(pc.fill_null(is_bool, False)))
+    return pc.and_(pc.is_valid(exact), pc.invert(pc.fill_null(is_bool, scalar_of(False, is_bool.type))))
 
 
 def _has_text_cells(text: pa.Array, numbers: pa.Array | None) -> bool:
@@ -153,13 +153,13 @@ def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
     try:
         return pc.cast(arr, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = []
-        for item in arr.to_pylist():
+        fits = np.ones(len(arr), dtype=bool)
+        for i in range(len(arr)):
             try:
-                values.append(None if item is None else pc.cast(pa.scalar(item), target).as_py())
+                pc.cast(arr.slice(i, 1), target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                values.append(None)
-        return pa.array(values, target)
+                fits[i] = False
+        return pc.cast(pc.if_else(from_numpy(fits), arr, null_of(arr.type)), target)
 
 
 def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array | None = None
@@ -168,18 +168,18 @@ def to_float(arr: pa.Array, target: pa.DataType | None = None, exact: pa.Array |
     target = target or pa.float64()
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         out = pc.cast(arr, target)
-        out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
+        out = pc.if_else(pc.is_finite(out), out, lit(None)) if len(out) else out
         return out, _failed(arr, out)
     text = as_text(arr)
     numbers = _numeric_cells(text, exact)
     out = pa.nulls(len(text), target)
     if numbers is not None and exact is not None:
-        out = pc.cast(pc.if_else(numbers, exact, None), target)
+        out = pc.cast(pc.if_else(numbers, exact, lit(None)), target)
     if _has_text_cells(text, numbers):
         ok = pc.match_substring_regex(text, _FLOAT_RE)
-        parsed = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), None), target)
+        parsed = _cast_each(pc.if_else(ok, pc.utf8_trim_whitespace(text), lit(None)), target)
         out = parsed if numbers is None else pc.if_else(numbers, out, parsed)
-    out = pc.if_else(pc.is_finite(out), out, None) if len(out) else out
+    out = pc.if_else(pc.is_finite(out), out, lit(None)) if len(out) else out
     return out, _failed(arr, out)
 
 
@@ -195,8 +195,8 @@ def to_datetime(arr: pa.Array, exact: pa.Array | None = None, shift: pa.Array | 
         return out, _failed(arr, out)
     text = as_text(arr)
     numbers = _numeric_cells(text, exact)
-    serial_text = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), False)
-    days = _cast_each(pc.if_else(serial_text, pc.utf8_trim_whitespace(text), None),
+    serial_text = pc.fill_null(pc.match_substring_regex(text, _SERIAL_RE), lit(False))
+    days = _cast_each(pc.if_else(serial_text, pc.utf8_trim_whitespace(text), lit(None)),
                       pa.float64())
     if numbers is not None and exact is not None:
         days = pc.if_else(numbers, exact, days)  # serial numbers, exact to the millisecond
@@ -217,22 +217,23 @@ _NS_RANGE_MS = (-(2**63) // 10**6 + 1, (2**63 - 1) // 10**6)  # what datetime64[
 def _to_ns(arr: pa.Array) -> pa.Array:
     """A date or timestamp as timestamp[ns]; a date past 2262 (or before 1677) is a failure."""
     ms = pc.cast(pc.cast(arr, pa.timestamp("ms")), pa.int64())
-    fits = pc.and_(pc.greater_equal(ms, _NS_RANGE_MS[0]), pc.less_equal(ms, _NS_RANGE_MS[1]))
-    return pc.cast(pc.multiply(pc.if_else(fits, ms, None), 10**6), pa.timestamp("ns"))
+    fits = pc.and_(pc.greater_equal(ms, lit(_NS_RANGE_MS[0])),
+                   pc.less_equal(ms, lit(_NS_RANGE_MS[1])))
+    return pc.cast(pc.multiply(pc.if_else(fits, ms, lit(None)), lit(10**6)), pa.timestamp("ns"))
 
 
 def _from_serial(days: pa.Array) -> pa.Array:
-    valid = pc.and_(pc.greater_equal(days, 0), pc.less(days, _MAX_SERIAL + 1))
+    valid = pc.and_(pc.greater_equal(days, lit(0)), pc.less(days, lit(_MAX_SERIAL + 1)))
     # Excel keeps time to the millisecond; round there so 10:31 is not 10:30:59.999999.
-    ms = pc.round(pc.multiply(pc.if_else(valid, days, None), 86_400_000.0))
-    ns = pc.add(pc.multiply(pc.cast(ms, pa.int64()), 1_000_000), _EXCEL_EPOCH_NS)
+    ms = pc.round(pc.multiply(pc.if_else(valid, days, lit(None)), lit(86_400_000.0)))
+    ns = pc.add(pc.multiply(pc.cast(ms, pa.int64()), lit(1_000_000)), lit(_EXCEL_EPOCH_NS))
     return pc.cast(ns, pa.timestamp("ns"))
 
 
 def _from_iso(text: pa.Array) -> pa.Array:
     """ISO dates/times; impossible dates (2018-02-30) are failures, never rolled over."""
     trimmed = pc.utf8_trim_whitespace(text)
-    shaped = pc.if_else(pc.match_substring_regex(trimmed, _ISO_RE), trimmed, None)
+    shaped = pc.if_else(pc.match_substring_regex(trimmed, _ISO_RE), trimmed, lit(None))
     base = pc.replace_substring_regex(shaped, r"\.\d{1,9}$", "")
     parsed = pa.nulls(len(text), pa.timestamp("ns"))
     for fmt in _ISO_FORMATS:  # the reader's own rendering of a date cell comes first
@@ -241,12 +242,13 @@ def _from_iso(text: pa.Array) -> pa.Array:
             break
     # strptime rolls 2018-02-30 over to 2018-03-02: keep only dates whose day is as written.
     written_day = pc.cast(pc.utf8_slice_codeunits(base, 8, 10), pa.int64())
-    parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(parsed), written_day), False), parsed, None)
+    parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(parsed), written_day), lit(False)), parsed,
+                       lit(None))
     if not pc.any(pc.match_substring(shaped, ".")).as_py():
         return parsed  # no fractional seconds anywhere
     fraction = pc.extract_regex(shaped, r"\.(?P<f>\d{1,9})$").field("f")
     nanos = pc.cast(pc.utf8_rpad(fraction, 9, "0"), pa.int64())
-    return pc.cast(pc.add(pc.cast(parsed, pa.int64()), pc.fill_null(nanos, 0)), pa.timestamp("ns"))
+    return pc.cast(pc.add(pc.cast(parsed, pa.int64()), pc.fill_null(nanos, lit(0))), pa.timestamp("ns"))
 
 
 def to_boolean(arr: pa.Array) -> Converted:
@@ -256,7 +258,7 @@ def to_boolean(arr: pa.Array) -> Converted:
     folded = pc.utf8_lower(pc.utf8_trim_whitespace(as_text(to_text(arr)[0])))
     is_true = pc.is_in(folded, value_set=text_array(_TRUE, folded.type))
     is_false = pc.is_in(folded, value_set=text_array(_FALSE, folded.type))
-    out = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+    out = pc.if_else(is_true, lit(True), pc.if_else(is_false, lit(False), lit(None)))
     return out, _failed(arr, out)
 
 
@@ -315,7 +317,7 @@ def normalize_table(
         if on_error_cells == "null" and errors.any():
             nulled.extend(_cells(values, errors, errors, field.name, "", origin, flagged))
             had_errors |= errors
-            values = pc.if_else(from_numpy(errors), pa.scalar(None, values.type), values)
+            values = pc.if_else(from_numpy(errors), null_of(values.type), values)
             errors = np.zeros(len(values), dtype=bool)
         floats = (exact or {}).get(field.name)
         if kind == "datetime" and (shift := origin.serial_shift(raw.num_rows)) is not None:
@@ -340,7 +342,7 @@ def _cells(
     flagged: Mapping[int, str],
 ) -> list[CellError]:
     positions = np.flatnonzero(failed)
-    texts = as_text(raw.take(pa.array(positions))).to_pylist()
+    texts = as_text(raw.take(from_numpy(positions.astype(np.int64)))).to_pylist()
     cells = []
     for pos, text in zip(positions, texts, strict=True):
         source, row = origin.locate(int(pos))

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.arrays import from_numpy, lit, numbers, strings
 from dpo.config import RowPolicy
 from dpo.errors import CellErrors, ErrorType
 from dpo.excel.origin import Origin
@@ -26,7 +27,7 @@ def blank_rows(raw: pa.Table) -> np.ndarray:
     for column in raw.columns:
         values = column.combine_chunks()
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            values = pc.if_else(pc.equal(pc.utf8_trim_whitespace(values), ""), None, values)
+            values = pc.if_else(pc.equal(pc.utf8_trim_whitespace(values), lit("")), lit(None), values)
         blank &= as_mask(pc.is_null(values))
         if not blank.any():
             break
@@ -72,15 +73,15 @@ def quarantine_table(raw: pa.Table, norm: Normalized, *, as_read: bool = False) 
         reasons.setdefault((cell.file, cell.row), []).append(
             f"{cell.column}: {cell.value!r} {cell.reason}")
     located = [norm.origin.locate(int(p)) for p in norm.bad_rows]
-    picked = raw.take(pa.array(norm.bad_rows, pa.int64()))
+    picked = raw.take(from_numpy(np.asarray(norm.bad_rows, dtype=np.int64)))
     text_cols = [picked.column(i).combine_chunks() if as_read else
                  as_text(picked.column(i).combine_chunks()) for i in range(picked.num_columns)]
     extra = {
-        "_source_file": pa.array([src.file for src, _ in located], pa.large_string()),
-        "_sheet": pa.array([src.sheet for src, _ in located], pa.large_string()),
-        "_excel_row": pa.array([row for _, row in located], pa.int64()),
-        "_reason": pa.array(["; ".join(reasons[(src.file, row)]) for src, row in located],
-                            pa.large_string()),
+        "_source_file": strings([src.file for src, _ in located], pa.large_string()),
+        "_sheet": strings([src.sheet for src, _ in located], pa.large_string()),
+        "_excel_row": numbers([row for _, row in located], pa.int64()),
+        "_reason": strings(["; ".join(reasons[(src.file, row)]) for src, row in located],
+                         pa.large_string()),
     }
     return pa.Table.from_arrays(
         [*text_cols, *extra.values()], names=[*picked.column_names, *extra.keys()]

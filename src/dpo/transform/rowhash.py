@@ -29,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.arrays import bools, numpy_of, scalar_of
+
 _U64 = np.uint64
 _MIX1, _MIX2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)  # splitmix64
 _COMBINE = _U64(0x9E3779B97F4A7C15)  # odd: multiplying by it loses nothing
@@ -68,7 +70,7 @@ def value_hashes(arr: pa.Array) -> np.ndarray:
     if pa.types.is_floating(kind):
         values = _floats(arr)
     elif pa.types.is_boolean(kind):
-        values = pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(np.uint64)
+        values = bools(pc.fill_null(arr, scalar_of(False, kind))).astype(np.uint64)
         values ^= _SEEDS["bool"]
     elif pa.types.is_integer(kind) or _is_fixed_temporal(kind):
         values = _integers(arr, signed=not pa.types.is_unsigned_integer(kind))
@@ -96,7 +98,7 @@ def _finalise(x: np.ndarray) -> np.ndarray:
 def _with_nulls(arr: pa.Array, values: np.ndarray) -> np.ndarray:
     """`values` with the null tag where `arr` is null (the buffer there holds anything)."""
     if arr.null_count:
-        np.putmask(values, arr.is_null().to_numpy(zero_copy_only=False), _NULL)
+        np.putmask(values, bools(arr.is_null()), _NULL)
     return values
 
 
@@ -126,7 +128,7 @@ def _strings(arr: pa.Array) -> np.ndarray:
     hashes = np.concatenate([_string_block(distinct.slice(start, _BLOCK))
                              for start in range(0, len(distinct), _BLOCK)])
     hashes ^= _SEEDS["string"]
-    per_row: np.ndarray = _with_nulls(distinct, _finalise(hashes))[encoded.indices.to_numpy()]
+    per_row: np.ndarray = _with_nulls(distinct, _finalise(hashes))[numpy_of(encoded.indices)]
     return per_row
 
 

@@ -3,13 +3,13 @@ values (#N/A, #DIV/0!... as text) are found (docs/behaviour.md, sections 2-3).""
 
 from __future__ import annotations
 
-from array import array
-from functools import lru_cache
-from itertools import accumulate, product
+from itertools import product
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from dpo.arrays import bools, null_of, scalar_of, text_array
 
 NULL_TOKENS = ("", "nan", "null", "none", "n/a", "na")
 _NULL_SPELLINGS = tuple(sorted({"".join(chars) for token in NULL_TOKENS
@@ -19,19 +19,8 @@ EXCEL_ERRORS = ("#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL
                 "#GETTING_DATA", "#SPILL!", "#CALC!")
 
 
-@lru_cache(maxsize=32)
-def text_array(values: tuple[str, ...], arrow_type: pa.DataType) -> pa.Array:
-    """An Arrow text array built from its buffers: `pa.array(list)` would import pandas (0.2 s)
-    and `pa.array(numpy object array)` numpy.ma (20 ms)."""
-    encoded = [v.encode() for v in values]
-    offsets = [0, *accumulate(len(e) for e in encoded)]
-    width = "q" if pa.types.is_large_string(arrow_type) else "i"
-    return pa.Array.from_buffers(arrow_type, len(values), [
-        None, pa.py_buffer(array(width, offsets).tobytes()), pa.py_buffer(b"".join(encoded))])
-
-
 def as_mask(arr: pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return bools(pc.fill_null(arr, scalar_of(False, arr.type)))
 
 
 def null_like(arr: pa.Array) -> pa.Array:
@@ -49,7 +38,7 @@ def screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         no_errors = np.zeros(len(arr), dtype=bool)
         if pa.types.is_floating(arr.type):
-            return no_errors, pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+            return no_errors, pc.if_else(pc.is_nan(arr), null_of(arr.type), arr)
         return no_errors, arr
     trimmed = pc.utf8_trim_whitespace(arr)
     if pc.any(pc.starts_with(trimmed, "#")).as_py():
@@ -60,4 +49,4 @@ def screen(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
     is_null = pc.is_in(trimmed, value_set=text_array(_NULL_SPELLINGS, arr.type))
     if not pc.any(is_null).as_py():
         return errors, arr  # the common case: no copy of the column's text
-    return errors, pc.if_else(is_null, pa.scalar(None, arr.type), arr)
+    return errors, pc.if_else(is_null, null_of(arr.type), arr)
