@@ -251,3 +251,29 @@ def test_storage_options_from_dpo_toml_reach_the_store_and_stay_secret(
     written = [p for p in root.rglob("*") if p.is_file() and p.name != "dpo.toml"]
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     assert not [k for k, v in objects(s3_url).items() if secret.encode() in v]
+
+
+def test_a_run_killed_during_retention_on_s3_is_finished_by_the_next(
+        tmp_path: Path, s3_url: str) -> None:
+    from pipelinetools import set_cell
+
+    root = make_plant(tmp_path).root
+    settings = ("--root", root, "--default-dir", s3_url)
+    assert dpo("run", *settings, env={"DPO_KEEP_HISTORY": "1"}).returncode == 0
+    po = sorted((root / "database/dynamicDatabase").rglob("purchaseOrder*.xlsx"))[0]
+    set_cell(po, 0, "itemQuantity", 4242)
+    killed = dpo("run", *settings, env={"DPO_KEEP_HISTORY": "1",
+                                        "DPO_CRASH_AT": "objstore:retention:manifest"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert len(objects(s3_url, "_dpo/manifests/")) == 1  # the old one deleted, then the kill
+    leftover = set(objects(s3_url, "DataLoaderAgent/versions/"))
+
+    after = dpo("run", *settings, env={"DPO_KEEP_HISTORY": "1"})
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert_store_consistent(s3_url)
+    kept = set(objects(s3_url, "DataLoaderAgent/versions/"))
+    assert kept < leftover  # the versions only the deleted manifest referenced are gone
+    # the repair deletes behind a fence: manifest 3 repeats manifest 2 (retention kept only it)
+    manifests = {int(k[-13:-5]): json.loads(v) for k, v in objects(s3_url, "_dpo/manifests/").items()}
+    assert sorted(manifests) == [3] and manifests[3]["kind"] == "repair"
+    assert kept == {e["key"] for e in manifests[3]["tables"].values()}
