@@ -220,6 +220,9 @@ class Service:
                     logger.info("⏳ waiting for the run lock: {}", exc.message)
                 with self.state.lock:
                     self.state.waiting_for_lock = exc.message
+                # A store lease is refused at once (the local lock waits LOCK_POLL itself):
+                # ask again a second later, not in a loop that hammers the store.
+                self.stop.wait(LOCK_POLL)
 
     # -- the scheduler -----------------------------------------------------------------------
     def _schedule_loop(self, schedule: Schedule) -> None:
