@@ -20,6 +20,7 @@ from dpo.collect.executors import TaskAhead, open_executor
 from dpo.collect.fanout import combine, split_pieces
 from dpo.collect.filetask import screen_sheets
 from dpo.collect.finisher import Finish, Finisher, done, nothing, then
+from dpo.collect.remotetask import remote_plan
 from dpo.collect.segments import Piece, cached_parts, coalesce, update_cache
 from dpo.config import Paths, RowPolicy
 from dpo.errors import CellError, DpoError
@@ -91,8 +92,10 @@ class DataCollector:
         progress: Progress | None = None,
         executor: str = "threads",
         scheduler: str | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> None:
         self.paths = paths
+        self.storage_options = storage_options or {}  # object storage, this process only
         self.schema = schema or load_schema(paths.schema_path, paths.root)
         self.policy = RowPolicy(on_bad_rows, on_error_cells, drop_total_rows)
         self.max_retries = max_retries
@@ -110,7 +113,8 @@ class DataCollector:
         executor = open_executor(self.executor, self.workers, self.scheduler)
         tasks = nullcontext(None) if executor is None else TaskAhead(
             executor, self.paths.cache_dir / "tasks", self.policy,
-            max_retries=self.max_retries, retry_wait=self.retry_wait)
+            max_retries=self.max_retries, retry_wait=self.retry_wait,
+            remote=remote_plan(self.paths, self.executor, self.scheduler, self.storage_options))
         with tasks as self._tasks, ReadAhead(
                 workers=self.workers if executor is None else 1,
                 max_retries=self.max_retries, retry_wait=self.retry_wait) as self._reads, \

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from dpo.collect.filetask import FileOutcome, FileTask, run_file_task
+from dpo.collect.remotetask import RemotePlan, drop_scratch, fetch_segments
 from dpo.config import RowPolicy
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
@@ -106,9 +107,11 @@ class TaskAhead:
     ended; otherwise the file's task runs again (as excel.pool.ReadAhead does)."""
 
     def __init__(self, executor: FileExecutor, scratch_root: Path, policy: RowPolicy, *,
-                 max_retries: int, retry_wait: float) -> None:
+                 max_retries: int, retry_wait: float, remote: RemotePlan | None = None) -> None:
         self.executor = executor
-        self.scratch = scratch_root / uuid.uuid4().hex
+        run = uuid.uuid4().hex
+        self.scratch = scratch_root / run
+        self.remote = remote.for_run(run) if remote else None  # workers on other machines
         self.policy, self.max_retries, self.retry_wait = policy, max_retries, retry_wait
         self._ahead: dict[Path, Pending] = {}
         shutil.rmtree(scratch_root, ignore_errors=True)  # what a killed run left
@@ -120,6 +123,8 @@ class TaskAhead:
                  tb: TracebackType | None) -> None:
         try:
             self.executor.close()
+            if self.remote is not None:
+                drop_scratch(self.remote)
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -136,6 +141,8 @@ class TaskAhead:
             if outcome.after != _fingerprint(path):  # changed since its task read it
                 outcome = self._submit(path, spec).result()
             outcomes.append(outcome)
+        if self.remote is not None:
+            fetch_segments(outcomes, self.scratch, self.remote)
         return outcomes
 
     def _pending(self, path: Path, spec: TableSpec) -> Pending:
@@ -143,8 +150,9 @@ class TaskAhead:
         return ahead if ahead is not None else self._submit(path, spec)
 
     def _submit(self, path: Path, spec: TableSpec) -> Pending:
+        remote = self.remote.source_of(path) if self.remote else None
         return self.executor.submit(FileTask(path, spec, self.policy, self.max_retries,
-                                             self.retry_wait, self.scratch))
+                                             self.retry_wait, self.scratch, remote))
 
 
 def _fingerprint(path: Path) -> Fingerprint | None:

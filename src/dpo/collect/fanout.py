@@ -93,7 +93,8 @@ def _read_ipc(path: Path) -> pa.Table:
 
 
 def _piece(outcome: FileOutcome) -> Piece:
-    assert outcome.segment is not None  # a file without an error has its segment
+    # a file without an error has its segment, here (remotetask.fetch_segments)
+    assert isinstance(outcome.segment, Path)
     stored = _read_ipc(outcome.segment)
     hashes = stored.column(HASH_COLUMN)
     values = numpy_of(hashes.chunk(0)) if hashes.num_chunks else np.zeros(0, np.uint64)
@@ -101,7 +102,7 @@ def _piece(outcome: FileOutcome) -> Piece:
 
 
 def _quarantine(outcomes: list[FileOutcome]) -> pa.Table | None:
-    parts = [(o, _read_ipc(o.quarantine)) for o in outcomes if o.quarantine is not None]
+    parts = [(o, _read_ipc(o.quarantine)) for o in outcomes if isinstance(o.quarantine, Path)]
     if not parts:
         return None
     width = len(outcomes[0].columns)

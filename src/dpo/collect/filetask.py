@@ -43,6 +43,17 @@ def screen_sheets(files: list[Path], sheets: list[RawSheet], spec: TableSpec, po
 
 
 @dataclass(frozen=True)
+class ObjectSource:
+    """Where a worker that cannot see this machine's disk finds a source file, and puts its
+    segment (collect.remotetask). No credentials: a worker uses its own environment."""
+
+    url: str  # the source object
+    e_tag: str | None  # the version this run mirrored: the worker reads that one or fails
+    fingerprint: Fingerprint  # the local copy: a worker that sees it unchanged reads it
+    scratch_url: str | None  # segments go under this prefix (None: into `scratch`)
+
+
+@dataclass(frozen=True)
 class FileTask:
     """What a worker needs: plain values and paths only (a worker may be another machine
     that sees the same folders)."""
@@ -53,6 +64,7 @@ class FileTask:
     max_retries: int
     retry_wait: float
     scratch: Path  # the run's folder for segments, inside the cache folder
+    remote: ObjectSource | None = None  # a worker on another machine: collect.remotetask
 
 
 @dataclass(frozen=True)
@@ -83,13 +95,20 @@ class FileOutcome:
     totals: tuple[DataWarning, ...] = ()
     blank: int = 0
     rows: int = 0
-    segment: Path | None = None
-    quarantine: Path | None = None
+    segment: Path | str | None = None  # a URL while on object storage (collect.remotetask)
+    quarantine: Path | str | None = None
     quarantined: int = 0
 
 
 def run_file_task(task: FileTask) -> FileOutcome:
     """Read and normalise one file; never raises a DpoError (it is in the outcome)."""
+    if task.remote is not None:
+        from dpo.collect.remotetask import run_object_task
+
+        try:
+            return run_object_task(task)
+        except DpoError as exc:  # the object could not be fetched: as a read failure
+            return FileOutcome(task.path.name, error=exc, read_failed=True)
     outcome = FileOutcome(task.path.name)
     retries: list[str] = []
     try:

@@ -205,7 +205,7 @@ class DataPipelineOrchestrator:
             on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
             max_retries=retries, workers=workers, incremental=self.settings.incremental,
             progress=progress, executor=self.settings.executor,
-            scheduler=self.settings.scheduler))
+            scheduler=self.settings.scheduler, storage_options=self.settings.storage_options))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
             reason = "Phase 1 failed and rollback did not restore every failed table"

@@ -263,6 +263,12 @@ def _ns(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
+def mirrored(local_dir: Path) -> dict[str, dict[str, Any]]:
+    """What the folder mirror of `local_dir` made: {name: {e_tag, size, ...}} (collect.remotetask
+    names the version of each source a worker must read)."""
+    return _load_state(local_dir / STATE)
+
+
 def _load_state(path: Path) -> dict[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 HOLDS = "DataLoaderAgent/holds.json"
 REPORTS = "DataPipelineOrchestrator/reports/"
+TASKS = "_dpo/tasks"  # collect.remotetask.TASKS: per-file segments of workers elsewhere
 
 
 class RemoteVersionStore:
@@ -178,9 +179,16 @@ class RemoteVersionStore:
 
     # -- writing (under the lease) -----------------------------------------------------------
     def recover(self) -> list[str]:
+        import obstore
+
         actions = [f"removed temp file {self.paths.relative(p)}"
                    for p in remove_temp_files(self.paths.default_dir)]
         actions += self.objects.repair()
+        tasks = [m["path"] for chunk in obstore.list(self.objects.store, prefix=TASKS + "/")
+                 for m in chunk]
+        if tasks:  # segments a killed run's workers left (collect.remotetask); nothing runs now
+            self.objects._delete(tasks)
+            actions.append(f"deleted {len(tasks)} task segment(s) a killed run left in {TASKS}/")
         self._forget()
         return actions
 

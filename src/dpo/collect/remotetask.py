@@ -1,0 +1,186 @@
+"""Phase 1's per-file task on workers that do not share this machine's disk (a Dask cluster
+named by `--scheduler`): the source file is read from object storage, the segment is put there.
+
+A run whose sources are on object storage (`dynamic_db_source_dir` a URL) mirrors them here
+first (pipeline.inputs); a worker on another machine cannot see that mirror, so each task
+also carries an `ObjectSource` (collect.filetask): the object's URL and the ETag that was
+mirrored. The worker
+
+- reads the file where this machine put it if it sees it there unchanged (a worker on the
+  same machine, or a shared disk), else GETs the object *with If-Match on that ETag*: the worker
+  reads exactly the version this run's cache records, or the task fails (run again);
+- runs the ordinary task (collect.filetask.run_file_task) on that file;
+- puts its segment (and quarantine) under `scratch_url` when the store is on object storage
+  too (`<default_dir>/_dpo/tasks/<run>/`), returning their URLs; this process fetches them
+  (`fetch_segments`) and deletes the run's prefix at the end (`drop_scratch`).
+
+Credentials: each worker uses its own environment (AWS_* and the like). Storage options from
+`dpo.toml` are secrets and are never put into a task (a Dask scheduler shows task arguments).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dpo.collect.filetask import FileOutcome, FileTask, ObjectSource, run_file_task
+from dpo.config import Paths
+from dpo.errors import DpoError, ErrorType
+from dpo.fsio import Fingerprint
+
+TASKS = "_dpo/tasks"  # under a remote default_dir: one prefix per run's segments
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    """How this run's tasks reach workers on other machines (None: they share the disk)."""
+
+    source_url: str  # the URL of dynamic_db_source_dir
+    source_dir: Path  # its local mirror
+    scratch_url: str | None  # segments on object storage (a remote default_dir), else local
+    options: dict[str, str] = field(default_factory=dict, repr=False)  # this process only
+
+    def source_of(self, path: Path) -> ObjectSource | None:
+        """The object a mirrored source file is a copy of (its state says which ETag)."""
+        from dpo.remote.mirror import mirrored
+
+        try:
+            relative = path.relative_to(self.source_dir).as_posix()
+            fingerprint = Fingerprint.of(path)
+        except (ValueError, OSError):
+            return None  # not a mirrored file: the worker reads the path (a shared disk)
+        entry = mirrored(path.parent).get(path.name, {})
+        return ObjectSource(f"{self.source_url}/{relative}", entry.get("e_tag"), fingerprint,
+                            self.scratch_url)
+
+    def for_run(self, run: str) -> RemotePlan:
+        """This plan with the run's own prefix for segments."""
+        return replace(self, scratch_url=f"{self.scratch_url}/{run}") if self.scratch_url \
+            else self
+
+
+def remote_plan(paths: Paths, executor: str, scheduler: str | None,
+                options: dict[str, str]) -> RemotePlan | None:
+    """A plan when the run's workers are a cluster it was pointed at (possibly other
+    machines) and its sources are on object storage; else None (workers see this disk)."""
+    if executor != "dask" or paths.source_url is None:
+        return None
+    if not (scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")):
+        return None  # dpo's own LocalCluster: workers on this machine
+    scratch = f"{paths.store_url}/{TASKS}" if paths.store_url else None
+    return RemotePlan(paths.source_url, paths.source_dir, scratch, options)
+
+
+def run_object_task(task: FileTask) -> FileOutcome:
+    """A task with an ObjectSource, on any machine (module docstring)."""
+    remote = task.remote
+    assert remote is not None
+    work = Path(tempfile.mkdtemp(prefix="dpo-task-"))
+    try:
+        local = replace(task, remote=None, path=_readable_copy(task.path, remote, work),
+                        scratch=work / "segments" if remote.scratch_url else task.scratch)
+        outcome = run_file_task(local)
+        outcome.file = task.path.name
+        if local.path != task.path:  # read from the object: as this machine mirrored it
+            outcome.after = remote.fingerprint if outcome.after is not None else None
+        if remote.scratch_url is not None:
+            _put_segments(outcome, remote.scratch_url)
+        return outcome
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
+    """The mirrored file if this worker sees it unchanged, else the object, fetched."""
+    try:
+        if Fingerprint.of(path) == remote.fingerprint:
+            return path
+    except OSError:
+        pass  # not on this machine: fetch it
+    import obstore
+    from obstore.exceptions import BaseError, PreconditionError
+
+    from dpo.store.manifests import open_store, storage_error
+    from dpo.urls import split_url
+
+    base, key = split_url(remote.url)
+    target = work / path.name
+    try:
+        got = obstore.get(open_store(base), key,
+                          options={"if_match": remote.e_tag} if remote.e_tag else None)
+        with target.open("wb") as handle:
+            for chunk in got:
+                handle.write(chunk)
+    except PreconditionError as exc:
+        raise DpoError(f"{remote.url} changed on the store while this run read it; run again",
+                       error_type=ErrorType.FILE_READ_ERROR, file=remote.url) from exc
+    except (BaseError, OSError) as exc:
+        raise storage_error("read", remote.url, exc) from exc
+    return target
+
+
+def _put_segments(outcome: FileOutcome, scratch_url: str) -> None:
+    import obstore
+
+    from dpo.store.manifests import open_store
+    from dpo.urls import split_url
+
+    base, prefix = split_url(scratch_url)
+    store = open_store(base)
+    for name in ("segment", "quarantine"):
+        local = getattr(outcome, name)
+        if isinstance(local, Path):
+            key = f"{prefix}/{local.name}"
+            obstore.put(store, key, local.read_bytes())
+            setattr(outcome, name, f"{base}/{key}")
+
+
+def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePlan) -> None:
+    """The segments workers put on object storage, fetched into `local_dir` (several at once)
+    and named by their local paths in the outcomes, so that fanout reads files as always."""
+    wanted = [(o, f) for o in outcomes for f in ("segment", "quarantine")
+              if isinstance(getattr(o, f), str)]
+    if not wanted:
+        return
+    local_dir.mkdir(parents=True, exist_ok=True)
+
+    import obstore
+    from obstore.exceptions import BaseError
+
+    from dpo.store.manifests import open_store, storage_error
+    from dpo.urls import split_url
+
+    def fetch(url: str) -> Path:
+        base, key = split_url(url)
+        target = local_dir / key.rsplit("/", 1)[-1]
+        try:
+            target.write_bytes(bytes(obstore.get(open_store(base, plan.options), key).bytes()))
+        except (BaseError, OSError) as exc:
+            raise storage_error("read", url, exc) from exc
+        return target
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(fetch, [getattr(o, f) for o, f in wanted]))
+    for (outcome, name), path in zip(wanted, paths, strict=True):
+        setattr(outcome, name, path)
+
+
+def drop_scratch(plan: RemotePlan) -> None:
+    """Delete the run's segment objects (a killed run's go at the next run's repair:
+    store.remote.RemoteVersionStore.recover)."""
+    import obstore
+
+    from dpo.store.manifests import open_store
+    from dpo.urls import split_url
+
+    if plan.scratch_url is None:
+        return
+    base, prefix = split_url(plan.scratch_url)
+    store = open_store(base, plan.options)
+    keys = [m["path"] for chunk in obstore.list(store, prefix=prefix + "/") for m in chunk]
+    if keys:
+        obstore.delete(store, keys)
