@@ -7,7 +7,7 @@ Copies the plant's database/ into --work (the plant itself is never written), th
   fresh       one collector run with no cache (every file read);
   onechanged  --changes runs, each after the last monthly report was rewritten (one file read,
               the other 119 served from the cache).
-The collector's own calls of the stage's functions (whichever of `_merge`, `content_hash`,
+The collector's own calls of the stage's functions (whichever of `merge_pieces`, `content_hash`,
 `content_hash_of`, `row_hashes` dpo.collect.collector uses; outermost calls only, so nothing is counted
 twice) are timed for --table. Since one call is noisy on a shared machine, each call is also
 replayed --replays times with the same arguments after the run (all are pure), and the median
@@ -28,7 +28,7 @@ import dpo.collect.collector as collect
 from dpo.config import load_settings, resolve_paths
 from dpo.demo.plant import write_monthly_report
 
-STAGE = ("_merge", "content_hash", "content_hash_of", "row_hashes")
+STAGE = ("merge_pieces", "content_hash", "content_hash_of", "row_hashes")
 Call = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any], float]
 
 

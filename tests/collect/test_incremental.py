@@ -299,6 +299,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
 
     import dpo.collect.collector
     import dpo.collect.fanout
+    import dpo.collect.segments
 
     roots = {kind: fresh_copy(plant, tmp_path / kind) for kind in ("cached", "exact", "collide")}
     for root in roots.values():
@@ -307,7 +308,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
     def run_all(step: int) -> dict[str, TableResult]:
         found = {"cached": table(collect(roots["cached"]), "productRecords")}
         with monkeypatch.context() as patch:
-            patch.setattr(dpo.collect.collector, "duplicate_mask",
+            patch.setattr(dpo.collect.segments, "duplicate_mask",
                           lambda t, hashes=None: old_duplicate_mask(t))
             found["exact"] = table(collect(roots["exact"], incremental=False), "productRecords")
         with monkeypatch.context() as patch:

@@ -14,14 +14,13 @@ import numpy as np
 import pyarrow as pa
 from loguru import logger
 
-from dpo.arrays import from_numpy
 from dpo.collect.cache import TableCache, sha256_by_name
 from dpo.collect.executors import TaskAhead, open_executor
 from dpo.collect.fanout import combine, split_pieces
 from dpo.collect.filetask import screen_sheets
 from dpo.collect.finisher import Finish, Finisher, done, nothing, then
 from dpo.collect.remotetask import remote_plan
-from dpo.collect.segments import Piece, cached_parts, coalesce, update_cache
+from dpo.collect.segments import Piece, cached_parts, merge_pieces, update_cache
 from dpo.config import Paths, RowPolicy
 from dpo.errors import CellError, DpoError
 from dpo.excel.discover import discover_with_notes
@@ -39,11 +38,9 @@ from dpo.results import (
 )
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.store.changes import RowHashes
-from dpo.store.contenthash import content_hash_of, older_hash_if_same
+from dpo.store.contenthash import older_hash_if_same
 from dpo.store.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.store.parquet import parquet_meta, recorded_hash, write_parquet
-from dpo.transform.arrowtypes import empty_table
-from dpo.transform.dedupe import duplicate_mask
 from dpo.transform.normalize import Normalized
 
 
@@ -195,7 +192,7 @@ class DataCollector:
                 digest=summary["hash"], dups=(summary["duplicates"],
                                               tuple(summary["duplicates_by_file"].items()))))
         parts, cache_update = self._parts(run, cache)
-        merged, digest, dup_total, dup_by_file, hashes = _merge(spec, parts, names)
+        merged, digest, dup_total, dup_by_file, hashes = merge_pieces(spec, parts, names)
         if merged.num_rows == 0:
             run.warnings.append(note(WarningKind.HEADERS_ONLY, "no data rows in any file "
                                      "(headers only); existing output kept"))
@@ -379,30 +376,3 @@ class DataCollector:
             healing_actions=tuple(healing),
             errors=errors,
         )
-
-
-def _merge(
-    spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
-) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...], np.ndarray]:
-    """Concatenate in file order; drop exact duplicate rows, counted by the file they were in.
-    Returns the table, its content hash, the duplicates (total, by file) and the row hashes.
-    Duplicates and the hash come from the pieces' row hashes: no pass over the cached rows'
-    values."""
-    pieces = [p for p in parts if p.rows]
-    if not pieces:
-        empty = empty_table(spec)
-        none = np.empty(0, np.uint64)
-        return empty, content_hash_of(empty.schema, none), 0, (), none
-    runs = coalesce(pieces)
-    merged = pa.concat_tables([run.view() for run in runs])  # chunked: nobody needs one copy
-    hashes = np.concatenate([run.row_hashes() for run in runs])
-    duplicated = duplicate_mask(merged, hashes)
-    if not duplicated.any():
-        return merged, content_hash_of(merged.schema, hashes), 0, (), hashes
-    owners = [n for n, p in zip(names, parts, strict=True) if p.rows]
-    owner = np.repeat(np.arange(len(pieces)), [p.rows for p in pieces])
-    counts = np.bincount(owner[duplicated], minlength=len(pieces))
-    by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
-    kept = ~duplicated
-    return (merged.filter(from_numpy(kept)), content_hash_of(merged.schema, hashes[kept]),
-            int(duplicated.sum()), by_file, hashes[kept])

@@ -23,7 +23,9 @@ from dpo.arrays import from_numpy, numpy_of
 from dpo.collect.cache import ByteSink, TableCache
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
-from dpo.transform.arrowtypes import arrow_schema
+from dpo.store.contenthash import content_hash_of
+from dpo.transform.arrowtypes import arrow_schema, empty_table
+from dpo.transform.dedupe import duplicate_mask
 
 HASH_COLUMN = "__dpo_row_hash__"
 
@@ -136,3 +138,28 @@ def _ipc_writer(spec: TableSpec, pieces: list[Piece]) -> Callable[[ByteSink], No
     return write
 
 
+def merge_pieces(
+    spec: TableSpec, parts: list[Piece], names: tuple[str, ...]
+) -> tuple[pa.Table, str, int, tuple[tuple[str, int], ...], np.ndarray]:
+    """Concatenate in file order; drop exact duplicate rows, counted by the file they were in.
+    Returns the table, its content hash, the duplicates (total, by file) and the row hashes.
+    Duplicates and the hash come from the pieces' row hashes: no pass over the cached rows'
+    values."""
+    pieces = [p for p in parts if p.rows]
+    if not pieces:
+        empty = empty_table(spec)
+        none = np.empty(0, np.uint64)
+        return empty, content_hash_of(empty.schema, none), 0, (), none
+    runs = coalesce(pieces)
+    merged = pa.concat_tables([run.view() for run in runs])  # chunked: nobody needs one copy
+    hashes = np.concatenate([run.row_hashes() for run in runs])
+    duplicated = duplicate_mask(merged, hashes)
+    if not duplicated.any():
+        return merged, content_hash_of(merged.schema, hashes), 0, (), hashes
+    owners = [n for n, p in zip(names, parts, strict=True) if p.rows]
+    owner = np.repeat(np.arange(len(pieces)), [p.rows for p in pieces])
+    counts = np.bincount(owner[duplicated], minlength=len(pieces))
+    by_file = tuple((owners[i], int(n)) for i, n in enumerate(counts) if n)
+    kept = ~duplicated
+    return (merged.filter(from_numpy(kept)), content_hash_of(merged.schema, hashes[kept]),
+            int(duplicated.sum()), by_file, hashes[kept])
