@@ -23,7 +23,7 @@ from typing import Any
 
 from dpo.collect.executors import FileExecutor, Pending, TaskAhead, open_executor
 from dpo.collect.fanout import combine
-from dpo.collect.filetask import FileTask, run_file_task
+from dpo.collect.filetask import FileTask, run_file_tasks
 from dpo.config import RowPolicy
 from dpo.schema import load_schema
 
@@ -31,9 +31,11 @@ from dpo.schema import load_schema
 class InProcess:
     """One worker, this process: each task runs when submitted (the 1-worker baseline)."""
 
-    def submit(self, task: FileTask) -> Pending:
+    slots = 1
+
+    def submit(self, tasks: list[FileTask]) -> Pending:
         done: Future[Any] = Future()
-        done.set_result(run_file_task(task))
+        done.set_result(run_file_tasks(tasks))
         return done
 
     def close(self) -> None:

@@ -11,11 +11,18 @@
 A worker writes its file's rows as an Arrow IPC segment in the run's scratch folder and
 returns a FileOutcome (plain data): no table travels back. Dask tasks are submitted with
 pure=False: a changed file is never served from a cached task result.
+
+A unit of work is a batch of one table's files (TaskAhead cuts BATCHES_PER_SLOT batches per
+worker slot), not one file: on a LocalCluster each Dask task costs ~1.7 ms of the scheduler's
+CPU in this process and ~0.7 ms of a worker's, besides the task, while a 700-row file's task
+is ~8 ms; one task per file made the cluster no faster than one worker (BENCHMARKS.md,
+"Executors"). Several batches per slot keep the slots evenly loaded to the end.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import shutil
 import uuid
@@ -23,13 +30,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from dpo.collect.filetask import FileOutcome, FileTask, run_file_task
+from dpo.collect.filetask import FileOutcome, FileTask, run_file_tasks
 from dpo.config import RowPolicy
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
 
 EXECUTORS = ("threads", "processes", "dask")
+BATCHES_PER_SLOT = 4
 
 
 class Pending(Protocol):
@@ -37,9 +45,12 @@ class Pending(Protocol):
 
 
 class FileExecutor(Protocol):
-    """Runs per-file tasks somewhere else; `submit` returns at once."""
+    """Runs batches of per-file tasks somewhere else; `submit` returns at once, its result
+    is the batch's outcomes in order. `slots`: how many batches run at once."""
 
-    def submit(self, task: FileTask) -> Pending: ...
+    slots: int
+
+    def submit(self, tasks: list[FileTask]) -> Pending: ...
     def close(self) -> None: ...
 
 
@@ -48,11 +59,12 @@ class ProcessFiles:
         import multiprocessing  # here: the threads executor (the default) never needs them
         from concurrent.futures import ProcessPoolExecutor
 
+        self.slots = workers
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("forkserver"))
 
-    def submit(self, task: FileTask) -> Pending:
-        return self._pool.submit(run_file_task, task)
+    def submit(self, tasks: list[FileTask]) -> Pending:
+        return self._pool.submit(run_file_tasks, tasks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -76,9 +88,11 @@ class DaskFiles:
         except OSError as exc:
             self.close()
             raise ConfigError(f"no Dask scheduler at {address}: {exc}") from exc
+        # The cluster's threads as they are now (none yet: as many as `workers`)
+        self.slots = sum(self._client.nthreads().values()) or workers
 
-    def submit(self, task: FileTask) -> Pending:
-        future: Pending = self._client.submit(run_file_task, task, pure=False)
+    def submit(self, tasks: list[FileTask]) -> Pending:
+        future: Pending = self._client.submit(run_file_tasks, tasks, pure=False)
         return future
 
     def close(self) -> None:
@@ -99,8 +113,23 @@ def open_executor(kind: str, workers: int, scheduler: str | None) -> FileExecuto
     return None
 
 
+class _Batch:
+    """One submitted batch; its outcomes fetched once (a Dask future's result() fetches
+    from the worker on every call)."""
+
+    def __init__(self, pending: Pending) -> None:
+        self._pending = pending
+        self._outcomes: list[FileOutcome] | None = None
+
+    def outcome(self, index: int) -> FileOutcome:
+        if self._outcomes is None:
+            self._outcomes = self._pending.result()
+        return self._outcomes[index]
+
+
 class TaskAhead:
-    """Files' tasks submitted early (every table's at Phase 1's start), results in file order.
+    """Files' tasks submitted early (every table's at Phase 1's start) in batches, results
+    in file order.
 
     An outcome is used only if the file still has the size and mtime it had when its task
     ended; otherwise the file's task runs again (as excel.pool.ReadAhead does)."""
@@ -110,7 +139,7 @@ class TaskAhead:
         self.executor = executor
         self.scratch = scratch_root / uuid.uuid4().hex
         self.policy, self.max_retries, self.retry_wait = policy, max_retries, retry_wait
-        self._ahead: dict[Path, Pending] = {}
+        self._ahead: dict[Path, tuple[_Batch, int]] = {}
         shutil.rmtree(scratch_root, ignore_errors=True)  # what a killed run left
 
     def __enter__(self) -> TaskAhead:
@@ -124,27 +153,36 @@ class TaskAhead:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def prefetch(self, files: list[Path], spec: TableSpec) -> None:
-        for path in files:
-            if path not in self._ahead:
-                self._ahead[path] = self._submit(path, spec)
+        todo = [path for path in dict.fromkeys(files) if path not in self._ahead]
+        for batch in batches(todo, self.executor.slots * BATCHES_PER_SLOT):
+            submitted = self._submit(batch, spec)
+            self._ahead.update((path, (submitted, i)) for i, path in enumerate(batch))
 
     def run(self, files: list[Path], spec: TableSpec) -> list[FileOutcome]:
-        pending = [self._pending(path, spec) for path in files]
+        self.prefetch(files, spec)
         outcomes = []
-        for path, task in zip(files, pending, strict=True):
-            outcome: FileOutcome = task.result()
+        for path in files:
+            ahead = self._ahead.pop(path) if path in self._ahead else None  # None: listed twice
+            batch, index = ahead or (self._submit([path], spec), 0)
+            outcome = batch.outcome(index)
             if outcome.after != _fingerprint(path):  # changed since its task read it
-                outcome = self._submit(path, spec).result()
+                outcome = self._submit([path], spec).outcome(0)
             outcomes.append(outcome)
         return outcomes
 
-    def _pending(self, path: Path, spec: TableSpec) -> Pending:
-        ahead = self._ahead.pop(path, None)
-        return ahead if ahead is not None else self._submit(path, spec)
+    def _submit(self, paths: list[Path], spec: TableSpec) -> _Batch:
+        return _Batch(self.executor.submit([
+            FileTask(path, spec, self.policy, self.max_retries, self.retry_wait, self.scratch)
+            for path in paths]))
 
-    def _submit(self, path: Path, spec: TableSpec) -> Pending:
-        return self.executor.submit(FileTask(path, spec, self.policy, self.max_retries,
-                                             self.retry_wait, self.scratch))
+
+def batches(paths: list[Path], count: int) -> list[list[Path]]:
+    """`paths` cut into at most `count` runs of consecutive files, sizes differing by one at
+    most (the first batches hold the first files: the results are wanted in file order)."""
+    count = max(1, min(count, len(paths)))
+    size, extra = divmod(len(paths), count)
+    cuts = [i * size + min(i, extra) for i in range(count + 1)]
+    return [paths[a:b] for a, b in itertools.pairwise(cuts) if b > a]
 
 
 def _fingerprint(path: Path) -> Fingerprint | None:
