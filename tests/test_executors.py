@@ -248,3 +248,20 @@ def test_a_dask_executor_has_a_slot_per_worker_thread(scheduler: str) -> None:
         assert executor.slots == 2  # the cluster's two threads, not the `workers` setting
     finally:
         executor.close()
+
+
+def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 for their workers (the per-file task
+    then ran ~30% slower) and write their variables into this process's environment."""
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # the fixture's cluster set it
+    before = dict(os.environ)
+    executor = DaskFiles(1, None)
+    try:
+        client = executor._client
+        got = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                  os.environ.get("OMP_NUM_THREADS")))
+    finally:
+        executor.close()
+    assert list(got.values()) == [(None, "1")]  # dask's other settings are kept
+    assert dict(os.environ) == before

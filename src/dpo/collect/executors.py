@@ -80,8 +80,7 @@ class DaskFiles:
         address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
         self._cluster: Any = None
         if address is None:
-            self._cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None)
+            self._cluster = local_cluster(distributed, workers)
             address = self._cluster.scheduler_address
         try:
             self._client = distributed.Client(address, set_as_default=False)
@@ -100,6 +99,29 @@ class DaskFiles:
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def local_cluster(distributed: Any, workers: int) -> Any:
+    """A LocalCluster of `workers` processes, without dask's MALLOC_TRIM_THRESHOLD_=65536.
+
+    Dask's nannies give their workers that setting (distributed.nanny.pre-spawn-environ),
+    so that glibc hands freed memory back at once: the per-file task, which allocates and
+    frees a sheet's cells and columns file after file, then ran ~30% slower in a worker
+    than in a pool process (BENCHMARKS.md, "Executors"). A value the user set in the
+    environment still wins. The nannies also write their variables into this process's
+    environment, where every process started later would inherit them: restored."""
+    import dask
+
+    before = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            return distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                            processes=True, host="127.0.0.1",
+                                            dashboard_address=None)
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update((k, v) for k, v in before.items() if os.environ.get(k) != v)
 
 
 def open_executor(kind: str, workers: int, scheduler: str | None) -> FileExecutor | None:
