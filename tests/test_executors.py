@@ -17,7 +17,7 @@ from conftest import good_row, make_paths, output_path, source_dir, write_schema
 from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 
 from dpo.collect.collector import DataCollector
-from dpo.collect.executors import BATCHES_PER_SLOT, DaskFiles, ProcessFiles, TaskAhead, batches
+from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
 from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy, load_settings
 from dpo.demo.writers import ExcelError
@@ -192,14 +192,14 @@ def test_cli_runs_on_a_dask_scheduler(tmp_path: Path, scheduler: str) -> None:
 
 
 # -- batches: a worker gets runs of consecutive files, not one file per task ------------------
-def test_batches_are_consecutive_runs_of_near_equal_size() -> None:
-    paths = [Path(f"f{i:03d}") for i in range(11)]
-    cut = batches(paths, 8)
-    assert [len(b) for b in cut] == [2, 2, 2, 1, 1, 1, 1, 1]
+def test_batches_are_consecutive_runs_shrinking_to_one_file() -> None:
+    paths = [Path(f"f{i:03d}") for i in range(120)]
+    cut = batches(paths, 2)
+    assert [len(b) for b in cut] == [30, 23, 17, 13, 10, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
     assert [p for b in cut for p in b] == paths
-    assert batches(paths[:3], 8) == [[p] for p in paths[:3]]
-    assert [len(b) for b in batches(paths * 11, 8)] == [16, 15, 15, 15, 15, 15, 15, 15]
-    assert batches([], 8) == []
+    assert [len(b) for b in batches(paths[:11], 2)] == [3, 2, 2, 1, 1, 1, 1]
+    assert batches(paths[:1], 2) == [paths[:1]]
+    assert batches([], 2) == []
 
 
 class RecordingPool(ProcessFiles):
@@ -227,7 +227,7 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
     pool = RecordingPool(2)
     with TaskAhead(pool, tmp_path / "tasks", RowPolicy(), max_retries=0, retry_wait=0) as ahead:
         ahead.prefetch(files, spec)
-        assert [len(b) for b in pool.given] == [2, 2, 2, 1, 1, 1, 1, 1]  # 2 slots x 4
+        assert [len(b) for b in pool.given] == [3, 2, 2, 1, 1, 1, 1]
         assert [n for b in pool.given for n in b] == names
         for future in pool.futures:
             future.result()  # every task has ended: the change below comes after
@@ -239,7 +239,7 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
     assert [o.file for o in outcomes] == names
     assert [o.rows for o in outcomes] == [5 if n == names[4] else 3 for n in names]
     assert pool.given[-1] == [names[4]]  # read again, alone
-    assert len(pool.given) == 2 * BATCHES_PER_SLOT + 1
+    assert len(pool.given) == 7 + 1
 
 
 def test_a_dask_executor_has_a_slot_per_worker_thread(scheduler: str) -> None:

@@ -12,17 +12,17 @@ A worker writes its file's rows as an Arrow IPC segment in the run's scratch fol
 returns a FileOutcome (plain data): no table travels back. Dask tasks are submitted with
 pure=False: a changed file is never served from a cached task result.
 
-A unit of work is a batch of one table's files (TaskAhead cuts BATCHES_PER_SLOT batches per
-worker slot), not one file: on a LocalCluster each Dask task costs ~1.7 ms of the scheduler's
-CPU in this process and ~0.7 ms of a worker's, besides the task, while a 700-row file's task
-is ~8 ms; one task per file made the cluster no faster than one worker (BENCHMARKS.md,
-"Executors"). Several batches per slot keep the slots evenly loaded to the end.
+A unit of work is a batch of one table's consecutive files (`batches`: largest first, down
+to one file), not one file: on a LocalCluster each Dask task costs ~1.7 ms of the
+scheduler's CPU in this process and ~0.7 ms of a worker's, besides the task, while a 700-row
+file's task is ~8 ms; one task per file made the cluster no faster than one worker
+(BENCHMARKS.md, "Executors"). Equal batches left one worker idle at the end for up to a
+batch's time; shrinking ones end together.
 """
 
 from __future__ import annotations
 
 import importlib
-import itertools
 import os
 import shutil
 import uuid
@@ -37,7 +37,7 @@ from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
 
 EXECUTORS = ("threads", "processes", "dask")
-BATCHES_PER_SLOT = 4
+SHARE = 2  # collect.executors.batches
 
 
 class Pending(Protocol):
@@ -176,7 +176,7 @@ class TaskAhead:
 
     def prefetch(self, files: list[Path], spec: TableSpec) -> None:
         todo = [path for path in dict.fromkeys(files) if path not in self._ahead]
-        for batch in batches(todo, self.executor.slots * BATCHES_PER_SLOT):
+        for batch in batches(todo, self.executor.slots):
             submitted = self._submit(batch, spec)
             self._ahead.update((path, (submitted, i)) for i, path in enumerate(batch))
 
@@ -198,13 +198,18 @@ class TaskAhead:
             for path in paths]))
 
 
-def batches(paths: list[Path], count: int) -> list[list[Path]]:
-    """`paths` cut into at most `count` runs of consecutive files, sizes differing by one at
-    most (the first batches hold the first files: the results are wanted in file order)."""
-    count = max(1, min(count, len(paths)))
-    size, extra = divmod(len(paths), count)
-    cuts = [i * size + min(i, extra) for i in range(count + 1)]
-    return [paths[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+def batches(paths: list[Path], slots: int) -> list[list[Path]]:
+    """`paths` cut into runs of consecutive files, largest first: each takes 1/(SHARE x slots)
+    of the files left, down to one file, so that the slots run out of work together (the
+    last batches are a file or two) while a table of n files costs only ~SHARE x slots x
+    ln(n) batches. The first batches hold the first files: results are wanted in file order.
+    """
+    cut, start = [], 0
+    while start < len(paths):
+        size = -(-(len(paths) - start) // (SHARE * max(1, slots)))  # ceiling division
+        cut.append(paths[start:start + size])
+        start += size
+    return cut
 
 
 def _fingerprint(path: Path) -> Fingerprint | None:
