@@ -254,14 +254,18 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 for their workers (the per-file task
     then ran ~30% slower) and write their variables into this process's environment."""
+    import dask
+
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # the fixture's cluster set it
     before = dict(os.environ)
     executor = DaskFiles(1, None)
     try:
-        client = executor._client
-        got = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                                  os.environ.get("OMP_NUM_THREADS")))
+        got = executor._client.run(lambda: (
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+            dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval")))
     finally:
         executor.close()
-    assert list(got.values()) == [(None, "1")]  # dask's other settings are kept
+    assert list(got.values()) == [(None, "1", False, "1s")]  # dask's OMP_NUM_THREADS kept
     assert dict(os.environ) == before
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's

@@ -101,20 +101,31 @@ class DaskFiles:
             self._cluster.close()
 
 
-def local_cluster(distributed: Any, workers: int) -> Any:
-    """A LocalCluster of `workers` processes, without dask's MALLOC_TRIM_THRESHOLD_=65536.
+# dask settings for the LocalCluster dpo starts. MALLOC_TRIM_THRESHOLD_=65536, which dask's
+# nannies give their workers (glibc then hands freed memory back at once), made the per-file
+# task ~30% slower than in a pool process; None drops it (a value set in the environment
+# still wins). The others are diagnostics for dask's dashboard, which dpo does not serve:
+# each wakes a worker's event loop, which then takes the GIL from the task (every 10 ms, 20 ms
+# and 0.5 s by default); with them two workers' tasks ran ~6% longer (BENCHMARKS.md,
+# "Executors").
+LOCAL_CLUSTER = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
 
-    Dask's nannies give their workers that setting (distributed.nanny.pre-spawn-environ),
-    so that glibc hands freed memory back at once: the per-file task, which allocates and
-    frees a sheet's cells and columns file after file, then ran ~30% slower in a worker
-    than in a pool process (BENCHMARKS.md, "Executors"). A value the user set in the
-    environment still wins. The nannies also write their variables into this process's
-    environment, where every process started later would inherit them: restored."""
+
+def local_cluster(distributed: Any, workers: int) -> Any:
+    """A LocalCluster of `workers` processes on 127.0.0.1, with LOCAL_CLUSTER's settings.
+
+    The nannies also write their variables into this process's environment, where every
+    process started later would inherit them: restored."""
     import dask
 
     before = dict(os.environ)
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        with dask.config.set(LOCAL_CLUSTER):
             return distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
                                             processes=True, host="127.0.0.1",
                                             dashboard_address=None)
