@@ -5,24 +5,28 @@ one worker in this process vs the `processes` and `dask` executors with 2 worker
 
 Each figure is the median of --repeat passes over the 120 monthly reports, outcomes put
 together as a run does (collect.fanout.combine: the segments mapped back, warnings ordered).
-The executors are started first and the passes interleaved (inline, processes, dask, then
-again), so that what other processes do on the machine falls on all of them alike; `first`
-is each executor's first pass (its workers import the stack), left out of the median; `start`
-is the executor's start-up (pool or LocalCluster), paid once per run.
+Each kind runs alone in a fresh process (an idle LocalCluster's threads and workers use ~8%
+of a core, and a closed one leaves threads behind: either would slow the next kind), one
+after the other, in --rounds rounds; `first` is an
+executor's first pass (its workers import the stack), left out of the median; `start` is its
+start-up (pool or LocalCluster), paid once per run.
 
 `pair` is this work's own ceiling on the machine: two worker processes each given half of
 the files as one task (no scheduling at all), against the inline median. `others` is the CPU
-time that processes other than this one and its children used during the passes (from
-/proc/stat): above ~0.1 s per second of passes, the figures are not an idle machine's.
+time that processes other than this one and its children used during a round (from
+/proc/stat): above ~0.1 s per second of the round, the figures are not an idle machine's.
 Run `bench/run.py` first (it makes the plant), or pass --plant. Nothing here is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -77,28 +81,18 @@ def _start(kind: str, workers: int) -> tuple[FileExecutor, float]:
     return executor, time.perf_counter() - started
 
 
-def interleaved(repeat: int, plant: Path, kinds: tuple[str, ...] = KINDS, workers: int = 2
-                ) -> dict[str, dict[str, float]]:
-    """Every kind's passes, one of each kind per round; per kind: median, first, start."""
+def executor_seconds(repeat: int, plant: Path, kind: str, workers: int = 2) -> dict[str, float]:
+    """One kind alone in this process (no other executor's threads or workers running):
+    started, a first pass, then --repeat passes; closed."""
     spec, files = _plant(plant)
     scratch = Path(tempfile.mkdtemp(prefix="dpo-bench-"))
-    started = {kind: _start(kind, workers) for kind in kinds}
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    executor, start = _start(kind, workers)
     try:
-        for _ in range(repeat + 1):
-            for kind in kinds:
-                times[kind].append(_one_pass(started[kind][0], spec, files, scratch))
+        times = [_one_pass(executor, spec, files, scratch) for _ in range(repeat + 1)]
     finally:
-        for executor, _ in started.values():
-            executor.close()
+        executor.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    return {kind: {"seconds": statistics.median(times[kind][1:]), "first_seconds": times[kind][0],
-                   "start": started[kind][1]} for kind in kinds}
-
-
-def executor_seconds(repeat: int, plant: Path, kind: str, workers: int = 2) -> dict[str, float]:
-    """One kind alone (bench/run.py's tasks_*)."""
-    return interleaved(repeat, plant, (kind,), workers)[kind]
+    return {"seconds": statistics.median(times[1:]), "first_seconds": times[0], "start": start}
 
 
 def pair_seconds(repeat: int, plant: Path) -> float:
@@ -148,21 +142,48 @@ def measured(what: Callable[[], Any]) -> tuple[Any, float, float]:
     return value, seconds, max(0.0, (_busy_seconds() - busy) - (_ours() - ours))
 
 
+def one_round(repeat: int, plant: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """Each kind, then the pair, each in a fresh process of its own (a closed LocalCluster
+    leaves threads behind in its process); and the CPU that others used meanwhile."""
+    def alone(kind: str) -> dict[str, float]:
+        done = subprocess.run([sys.executable, __file__, "--plant", str(plant), "--repeat",
+                               str(repeat), "--alone", kind], check=True, capture_output=True,
+                              text=True)
+        found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        return found
+
+    def kinds() -> dict[str, dict[str, float]]:
+        return {kind: alone(kind) for kind in (*KINDS, "pair")}
+
+    found, _, others = measured(kinds)
+    return found, others
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plant", type=Path, default=Path(__file__).parent / "out" / "plant")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--alone", choices=[*KINDS, "pair"], help="one kind, as JSON")
     args = parser.parse_args()
-    print(f"load average at start {os.getloadavg()[0]:.2f}")
-    found, seconds, others = measured(lambda: interleaved(args.repeat, args.plant))
-    pair, _, pair_others = measured(lambda: pair_seconds(args.repeat, args.plant))
-    one = found["inline"]["seconds"]
-    for kind, figure in found.items():
-        print(f"{kind:<10} {figure['seconds']:.3f} s (first pass {figure['first_seconds']:.3f} s, "
-              f"start {figure['start']:.2f} s); speed-up vs 1 worker {one / figure['seconds']:.2f}x")
-    print(f"{'pair':<10} {pair:.3f} s; the ceiling for 2 workers on this work {one / pair:.2f}x")
-    print(f"others used {others:.2f} CPU-s in {seconds:.1f} s of passes "
-          f"(+{pair_others:.2f} during pair); load average at end {os.getloadavg()[0]:.2f}")
+    if args.alone is not None:
+        print(json.dumps({"seconds": pair_seconds(args.repeat, args.plant)}
+                         if args.alone == "pair" else
+                         executor_seconds(args.repeat, args.plant, args.alone)))
+        return
+    ratios: dict[str, list[float]] = {kind: [] for kind in (*KINDS, "pair")}
+    for n in range(args.rounds):
+        load = os.getloadavg()[0]
+        found, others = one_round(args.repeat, args.plant)
+        one = found["inline"]["seconds"]
+        print(f"round {n + 1} (load average {load:.2f}, others used {others:.2f} CPU-s):")
+        for kind, figure in found.items():
+            ratios[kind].append(one / figure["seconds"])
+            extra = (f" (first pass {figure['first_seconds']:.3f} s, start {figure['start']:.2f} s)"
+                     if kind != "pair" else " (the ceiling: no scheduling)")
+            print(f"  {kind:<10} {figure['seconds']:.3f} s{extra}; {ratios[kind][-1]:.2f}x")
+    print("speed-up vs 1 worker, median of rounds: " + ", ".join(
+        f"{kind} {statistics.median(r):.2f}x" for kind, r in ratios.items() if kind != "inline"))
 
 
 if __name__ == "__main__":
