@@ -1,21 +1,23 @@
 """Phase 1's per-file work (read + normalise + row hashes + segment) on the 120-report plant:
 one worker in this process vs the `processes` and `dask` executors with 2 workers.
 
-    .venv/bin/python bench/executors.py [--plant bench/out/plant] [--repeat 5]
+    .venv/bin/python bench/executors.py [--plant bench/out/plant] [--repeat 5] [--rounds 3]
 
 Each figure is the median of --repeat passes over the 120 monthly reports, outcomes put
 together as a run does (collect.fanout.combine: the segments mapped back, warnings ordered).
 Each kind runs alone in a fresh process (an idle LocalCluster's threads and workers use ~8%
 of a core, and a closed one leaves threads behind: either would slow the next kind), one
-after the other, in --rounds rounds; `first` is an
-executor's first pass (its workers import the stack), left out of the median; `start` is its
-start-up (pool or LocalCluster), paid once per run.
+after the other, in --rounds rounds. `first` is an executor's first pass (its workers import
+the stack), left out of the median; `start` is its start-up (pool or LocalCluster), paid
+once per run.
 
 `pair` is this work's own ceiling on the machine: two worker processes each given half of
 the files as one task (no scheduling at all), against the inline median. `others` is the CPU
-time that processes other than this one and its children used during a round (from
-/proc/stat): above ~0.1 s per second of the round, the figures are not an idle machine's.
-Run `bench/run.py` first (it makes the plant), or pass --plant. Nothing here is asserted.
+time other processes used during a round: the machine's busy time (/proc/stat) less what
+each fresh process and its workers used (measured before they stop; their start and stop
+after that count as others'). Above ~1 CPU-s in a round, the figures are not an idle
+machine's. Run `bench/run.py` first (it makes the plant), or pass --plant. Nothing here is
+asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,15 @@ def executor_seconds(repeat: int, plant: Path, kind: str, workers: int = 2) -> d
     executor, start = _start(kind, workers)
     try:
         times = [_one_pass(executor, spec, files, scratch) for _ in range(repeat + 1)]
+        cpu = _ours()  # before the workers stop: a pool's are the forkserver's children
     finally:
         executor.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"seconds": statistics.median(times[1:]), "first_seconds": times[0], "start": start}
+    return {"seconds": statistics.median(times[1:]), "first_seconds": times[0], "start": start,
+            "cpu": cpu}
 
 
-def pair_seconds(repeat: int, plant: Path) -> float:
+def pair_seconds(repeat: int, plant: Path) -> dict[str, float]:
     """Two worker processes, each given half of the files as one task: the ceiling."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -112,9 +115,10 @@ def pair_seconds(repeat: int, plant: Path) -> float:
                 for done in [pool.submit(run_file_tasks, half) for half in halves]:
                     done.result()
                 times.append(time.perf_counter() - began)
+            cpu = _ours()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return statistics.median(times[1:])
+    return {"seconds": statistics.median(times[1:]), "cpu": cpu}
 
 
 def _busy_seconds() -> float:
@@ -134,17 +138,10 @@ def _ours() -> float:
     return float(sum(sum(p.cpu_times()[:4]) for p in [me, *me.children(recursive=True)]))
 
 
-def measured(what: Callable[[], Any]) -> tuple[Any, float, float]:
-    """`what`'s value, its wall seconds and the CPU seconds others used meanwhile."""
-    busy, ours, began = _busy_seconds(), _ours(), time.perf_counter()
-    value = what()
-    seconds = time.perf_counter() - began
-    return value, seconds, max(0.0, (_busy_seconds() - busy) - (_ours() - ours))
-
-
 def one_round(repeat: int, plant: Path) -> tuple[dict[str, dict[str, float]], float]:
     """Each kind, then the pair, each in a fresh process of its own (a closed LocalCluster
-    leaves threads behind in its process); and the CPU that others used meanwhile."""
+    leaves threads behind in its process); and the CPU that other processes used meanwhile:
+    the machine's, less what each fresh process and its workers said they used."""
     def alone(kind: str) -> dict[str, float]:
         done = subprocess.run([sys.executable, __file__, "--plant", str(plant), "--repeat",
                                str(repeat), "--alone", kind], check=True, capture_output=True,
@@ -152,11 +149,9 @@ def one_round(repeat: int, plant: Path) -> tuple[dict[str, dict[str, float]], fl
         found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
         return found
 
-    def kinds() -> dict[str, dict[str, float]]:
-        return {kind: alone(kind) for kind in (*KINDS, "pair")}
-
-    found, _, others = measured(kinds)
-    return found, others
+    busy = _busy_seconds()
+    found = {kind: alone(kind) for kind in (*KINDS, "pair")}
+    return found, max(0.0, _busy_seconds() - busy - sum(f["cpu"] for f in found.values()))
 
 
 def main() -> None:
@@ -167,8 +162,7 @@ def main() -> None:
     parser.add_argument("--alone", choices=[*KINDS, "pair"], help="one kind, as JSON")
     args = parser.parse_args()
     if args.alone is not None:
-        print(json.dumps({"seconds": pair_seconds(args.repeat, args.plant)}
-                         if args.alone == "pair" else
+        print(json.dumps(pair_seconds(args.repeat, args.plant) if args.alone == "pair" else
                          executor_seconds(args.repeat, args.plant, args.alone)))
         return
     ratios: dict[str, list[float]] = {kind: [] for kind in (*KINDS, "pair")}
