@@ -12,7 +12,8 @@ the stack), left out of the median; `start` is its start-up (pool or LocalCluste
 once per run.
 
 `pair` is this work's own ceiling on the machine: two worker processes each given half of
-the files as one task (no scheduling at all), against the inline median. `others` is the CPU
+the files as one task (no scheduling at all). Speed-ups are against the mean of two inline
+figures, one at each end of the round (the machine drifts). `others` is the CPU
 time other processes used during a round: the machine's busy time (/proc/stat) less what
 each fresh process and its workers used (measured before they stop; their start and stop
 after that count as others'). Above ~1 CPU-s in a round, the figures are not an idle
@@ -151,7 +152,10 @@ def one_round(repeat: int, plant: Path) -> tuple[dict[str, dict[str, float]], fl
 
     busy = _busy_seconds()
     found = {kind: alone(kind) for kind in (*KINDS, "pair")}
-    return found, max(0.0, _busy_seconds() - busy - sum(f["cpu"] for f in found.values()))
+    again = alone("inline")  # the machine drifts (±10% within minutes): inline at both ends
+    used = sum(f["cpu"] for f in found.values()) + again["cpu"]
+    found["inline"]["seconds_after"] = again["seconds"]
+    return found, max(0.0, _busy_seconds() - busy - used)
 
 
 def main() -> None:
@@ -169,12 +173,15 @@ def main() -> None:
     for n in range(args.rounds):
         load = os.getloadavg()[0]
         found, others = one_round(args.repeat, args.plant)
-        one = found["inline"]["seconds"]
+        inline = found["inline"]
+        one = (inline["seconds"] + inline["seconds_after"]) / 2
         print(f"round {n + 1} (load average {load:.2f}, others used {others:.2f} CPU-s):")
         for kind, figure in found.items():
             ratios[kind].append(one / figure["seconds"])
-            extra = (f" (first pass {figure['first_seconds']:.3f} s, start {figure['start']:.2f} s)"
-                     if kind != "pair" else " (the ceiling: no scheduling)")
+            extra = (" (the ceiling: no scheduling)" if kind == "pair" else
+                     f" and {inline['seconds_after']:.3f} s at the round's end" if kind == "inline"
+                     else f" (first pass {figure['first_seconds']:.3f} s, "
+                          f"start {figure['start']:.2f} s)")
             print(f"  {kind:<10} {figure['seconds']:.3f} s{extra}; {ratios[kind][-1]:.2f}x")
     print("speed-up vs 1 worker, median of rounds: " + ", ".join(
         f"{kind} {statistics.median(r):.2f}x" for kind, r in ratios.items() if kind != "inline"))
