@@ -6,19 +6,24 @@ order, the same CellErrors, the same quarantine file."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import good_row, make_paths, output_path, write_schema, write_source
+from conftest import good_row, make_paths, output_path, source_dir, write_schema, write_source
 from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 
 from dpo.collect.collector import DataCollector
-from dpo.config import load_settings
+from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
+from dpo.collect.filetask import FileTask
+from dpo.config import RowPolicy, load_settings
 from dpo.demo.writers import ExcelError
 from dpo.errors import ConfigError
+from dpo.fsio import Fingerprint
+from dpo.schema import load_schema
 
 pytestmark = pytest.mark.xdist_group("dask")
 
@@ -184,3 +189,83 @@ def test_cli_runs_on_a_dask_scheduler(tmp_path: Path, scheduler: str) -> None:
     assert outputs(dask) == outputs(threads)
     bad = dpo("run", "--root", threads, "--no-notify", "--executor", "gpu")
     assert bad.returncode == 2 and "executor must be one of" in bad.stdout + bad.stderr
+
+
+# -- batches: a worker gets runs of consecutive files, not one file per task ------------------
+def test_batches_are_consecutive_runs_shrinking_to_one_file() -> None:
+    paths = [Path(f"f{i:03d}") for i in range(120)]
+    cut = batches(paths, 2)
+    assert [len(b) for b in cut] == [30, 23, 17, 13, 10, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+    assert [p for b in cut for p in b] == paths
+    assert [len(b) for b in batches(paths[:11], 2)] == [3, 2, 2, 1, 1, 1, 1]
+    assert batches(paths[:1], 2) == [paths[:1]]
+    assert batches([], 2) == []
+
+
+class RecordingPool(ProcessFiles):
+    """The real process pool; what it was given is kept to look at."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.given: list[list[str]] = []
+        self.futures: list[Any] = []
+
+    def submit(self, tasks: list[FileTask]) -> Any:
+        self.given.append([t.path.name for t in tasks])
+        self.futures.append(super().submit(tasks))
+        return self.futures[-1]
+
+
+def test_a_table_goes_in_batches_and_comes_back_in_file_order(
+        records_root: Path, tmp_path: Path) -> None:
+    names = [f"records_2019{m:02d}.xlsx" for m in range(1, 12)]
+    for i, name in enumerate(names):
+        write_source(records_root, name, [good_row(10 * i + j) for j in range(3)])
+    files = [source_dir(records_root) / name for name in names]
+    spec = load_schema(records_root / "database/databaseSchemas.json", records_root
+                       ).table("records")
+    pool = RecordingPool(2)
+    with TaskAhead(pool, tmp_path / "tasks", RowPolicy(), max_retries=0, retry_wait=0) as ahead:
+        ahead.prefetch(files, spec)
+        assert [len(b) for b in pool.given] == [3, 2, 2, 1, 1, 1, 1]
+        assert [n for b in pool.given for n in b] == names
+        for future in pool.futures:
+            future.result()  # every task has ended: the change below comes after
+        changed = files[4]
+        before = Fingerprint.of(changed)
+        write_source(records_root, names[4], [good_row(500 + j) for j in range(5)])
+        os.utime(changed, ns=(before.mtime_ns + 10**9, before.mtime_ns + 10**9))
+        outcomes = ahead.run(files, spec)
+    assert [o.file for o in outcomes] == names
+    assert [o.rows for o in outcomes] == [5 if n == names[4] else 3 for n in names]
+    assert pool.given[-1] == [names[4]]  # read again, alone
+    assert len(pool.given) == 7 + 1
+
+
+def test_a_dask_executor_has_a_slot_per_worker_thread(scheduler: str) -> None:
+    executor = DaskFiles(5, scheduler)
+    try:
+        assert executor.slots == 2  # the cluster's two threads, not the `workers` setting
+    finally:
+        executor.close()
+
+
+def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 for their workers (the per-file task
+    then ran ~30% slower) and write their variables into this process's environment."""
+    import dask
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # the fixture's cluster set it
+    before = dict(os.environ)
+    executor = DaskFiles(1, None)
+    try:
+        got = executor._client.run(lambda: (
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+            dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval")))
+    finally:
+        executor.close()
+    assert list(got.values()) == [(None, "1", False, "1s")]  # dask's OMP_NUM_THREADS kept
+    assert dict(os.environ) == before
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's
