@@ -338,3 +338,22 @@ def test_a_folder_mirror_and_a_file_mirror_share_a_folder(store: Any, tmp_path: 
     assert mirror_prefix(store, PREFIX, local) == Mirrored((), (key_a,), 0)
     assert (local / "databaseSchemas.json").read_bytes() == b"{}"
     assert mirror_object(store, schema, local / "databaseSchemas.json") is False
+
+
+def test_list_tree_gives_each_folders_objects_from_one_listing(store: Any,
+                                                               tmp_path: Path) -> None:
+    from dpo.remote.mirror import list_tree
+
+    put(store, "top.xlsx", b"not in a folder")
+    put(store, "a.xlsb", b"1", prefix=f"{PREFIX}/monthly")
+    put(store, "b.xlsb", b"2", prefix=f"{PREFIX}/monthly")
+    put(store, "po.xlsx", b"3", prefix=f"{PREFIX}/orders")
+    put(store, "deep.xlsx", b"4", prefix=f"{PREFIX}/orders/old")
+
+    tree = list_tree(store, PREFIX)
+
+    assert {f: sorted(names) for f, names in tree.items()} == {
+        "monthly": ["a.xlsb", "b.xlsb"], "orders": ["po.xlsx"]}
+    done = mirror_prefix(store, f"{PREFIX}/monthly", tmp_path / "monthly", tree["monthly"])
+    assert sorted(done.downloaded) == [f"{PREFIX}/monthly/a.xlsb", f"{PREFIX}/monthly/b.xlsb"]
+    assert (tmp_path / "monthly" / "b.xlsb").read_bytes() == b"2"

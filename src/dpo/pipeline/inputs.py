@@ -65,15 +65,16 @@ def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
     remote = [spec for spec in schema if spec.url is not None]
     if paths.source_url is None and not remote:
         return
-    from dpo.remote.mirror import mirror_prefix
+    from dpo.remote.mirror import list_tree, mirror_prefix
 
     stores = _Stores(settings)
     if paths.source_url is not None:
         store, prefix = stores.of(paths.source_url)
+        tree = list_tree(store, prefix)  # every table's folder from one listing
         for spec in schema.dynamic:
             folder = spec.path.name
             done = mirror_prefix(store, f"{prefix}/{folder}".strip("/"),
-                                 paths.source_dir / folder)
+                                 paths.source_dir / folder, tree.get(folder, {}))
             if done.downloaded or done.removed:
                 logger.info("⬇️ {}/{}: {} downloaded, {} removed, {} unchanged",
                             paths.source_url, folder, len(done.downloaded), len(done.removed),

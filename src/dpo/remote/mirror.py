@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,7 +63,8 @@ def object_url(store: ObjectStore, key: str) -> str:
 
 
 # -- one folder ----------------------------------------------------------------------------
-def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path) -> Mirrored:
+def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path,
+                  listed: dict[str, ObjectMeta] | None = None) -> Mirrored:
     """Make `local_dir` hold the objects directly under `prefix` (not its sub-"folders").
 
     One listing; an object is downloaded when it is new, its ETag or size changed, or its local
@@ -70,9 +72,10 @@ def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path) -> Mirrored:
     of objects that are gone are deleted, but only files the mirror made (those in its state):
     anything else in `local_dir` is left alone. Names that could escape `local_dir`, or that
     collide with the mirror's own files, are refused before anything is downloaded.
+    `listed`: the folder's objects from a listing already made (list_tree), else listed here.
     """
     prefix = prefix.strip("/")
-    listed = list_folder(store, prefix)
+    listed = list_folder(store, prefix) if listed is None else listed
     state_path = local_dir / STATE
     state = _load_state(state_path)
     try:
@@ -120,10 +123,36 @@ def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path) -> Mirrored:
 def list_folder(store: ObjectStore, prefix: str) -> dict[str, ObjectMeta]:
     """The objects directly under `prefix`, by name; every name checked before any is used."""
     import obstore
+
+    with _listing_errors(store, prefix):
+        found = obstore.list_with_delimiter(store, prefix=prefix or None)
+    return _named(store, prefix, found["objects"])
+
+
+def list_tree(store: ObjectStore, prefix: str) -> dict[str, dict[str, ObjectMeta]]:
+    """The objects one folder below `prefix`, by folder and name, from one listing (a few
+    pages for thousands of objects) instead of one listing per folder; objects directly under
+    `prefix` or deeper than one folder are not sources and are left out."""
+    import obstore
+
+    prefix = prefix.strip("/")
+    folders: dict[str, list[ObjectMeta]] = {}
+    with _listing_errors(store, prefix):
+        for chunk in obstore.list(store, prefix=f"{prefix}/" if prefix else None):
+            for meta in chunk:
+                parts = meta["path"][len(prefix) + 1 if prefix else 0:].split("/")
+                if len(parts) == 2:
+                    folders.setdefault(parts[0], []).append(meta)
+    return {folder: _named(store, _join(prefix, folder), metas)
+            for folder, metas in folders.items()}
+
+
+@contextmanager
+def _listing_errors(store: ObjectStore, prefix: str) -> Iterator[None]:
     from obstore.exceptions import BaseError, InvalidPathError
 
     try:
-        found = obstore.list_with_delimiter(store, prefix=prefix or None)
+        yield
     except InvalidPathError as exc:  # obstore refuses `..`, `.` and empty parts itself
         quoted = _INVALID_PATH.search(str(exc))
         key = quoted.group(1) if quoted else prefix
@@ -131,8 +160,12 @@ def list_folder(store: ObjectStore, prefix: str) -> dict[str, ObjectMeta]:
                           "name ('..', '.', or an empty part); refused", file=key) from exc
     except (BaseError, OSError, ValueError) as exc:
         raise storage_error("list", prefix or "/", exc) from exc
+
+
+def _named(store: ObjectStore, prefix: str, objects: Iterable[ObjectMeta]
+           ) -> dict[str, ObjectMeta]:
     listed: dict[str, ObjectMeta] = {}
-    for meta in found["objects"]:
+    for meta in objects:
         key = meta["path"]
         name = key[len(prefix) + 1:] if prefix else key
         _safe_name(name, object_url(store, key))

@@ -228,20 +228,22 @@ class RemoteVersionStore:
 
     def share(self, reports: list[Path]) -> list[str]:
         """This run's reports put beside the store (`DataPipelineOrchestrator/reports/`), where
-        the plant's people look; their URLs. The data is published already: a report that
-        cannot be put is said in the log and keeps its local name."""
-        shared = []
-        for path in reports:
+        the plant's people look, all at once; their URLs. The data is published already: a
+        report that cannot be put is said in the log and keeps its local name."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def put(path: Path) -> str:
             key = f"{REPORTS}{path.name}"
             try:
                 self.objects._put(key, path.read_bytes(), mode="overwrite", point=None)
             except (OSError, DpoError) as exc:
                 logger.error("❌ report {} not put on the store: {}", path.name,
                              getattr(exc, "message", type(exc).__name__))
-                shared.append(self.paths.relative(path))
-                continue
-            shared.append(self.url_of(key))
-        return shared
+                return self.paths.relative(path)
+            return self.url_of(key)
+
+        with ThreadPoolExecutor(max(1, len(reports))) as pool:
+            return list(pool.map(put, reports))
 
     # -- holds: an object, mirrored for the run ----------------------------------------------
     def holds(self) -> dict[str, Hold]:
