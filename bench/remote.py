@@ -6,6 +6,7 @@ S3-compatible server (moto's ThreadedMotoServer, started here on 127.0.0.1).
 Per plant (bench/run.py makes them: `plant` the demo generator's 120 months, `real` the
 sample plant's own workbooks copied under many dates), medians of --repeat runs:
   local_fresh     `dpo run`, every path on the local disk, an empty output folder
+  local_nochange  `dpo run` again, every path local, nothing changed (what the remote one adds to)
   s3_store_fresh  `default_dir` on s3:// (the versioned store remote), sources local; a new
                   store prefix and a new local working folder each run
   s3_all_fresh    every path on s3:// (sources, schema, master files, store): a fresh machine,
@@ -67,11 +68,13 @@ def measure_plant(plant: Path, endpoint: str, repeat: int) -> dict[str, float]:
     named = upload_plant_inputs(plant / "database", f"s3://{bucket}/inputs")
     inputs = {f"DPO_{k.upper()}": v for k, v in named.items()}
     work = plant / ".dpo-work"
-    found: dict[str, list[float]] = {k: [] for k in ("local_fresh", "s3_store_fresh",
-                                                      "s3_all_fresh", "s3_nochange")}
+    found: dict[str, list[float]] = {k: [] for k in ("local_fresh", "local_nochange",
+                                                      "s3_store_fresh", "s3_all_fresh",
+                                                      "s3_nochange")}
     for _ in range(repeat):  # interleaved: a drift of the machine hits every figure alike
         shutil.rmtree(plant / "agents", ignore_errors=True)
         found["local_fresh"].append(run_seconds(plant, {}))
+        found["local_nochange"].append(run_seconds(plant, {}))
         shutil.rmtree(work, ignore_errors=True)
         store = {"DPO_DEFAULT_DIR": f"s3://{bucket}/store-{uuid.uuid4().hex[:8]}"}
         found["s3_store_fresh"].append(run_seconds(plant, store))

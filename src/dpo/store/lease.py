@@ -86,15 +86,16 @@ class Lease:
     def acquire(self) -> None:
         from obstore.exceptions import AlreadyExistsError
 
-        for _ in range(3):  # the lease can vanish between a failed create and the read
-            try:
-                self.e_tag = self._put(self._body(), "create")
-                return
-            except AlreadyExistsError:
-                pass
+        # Read first: a store that ran before holds a released lease (a tombstone), taken
+        # over in one more request; only a store that never ran needs the create.
+        for _ in range(3):  # the lease can appear or vanish between the read and the write
             seen = self.read()
             if seen is None:
-                continue
+                try:
+                    self.e_tag = self._put(self._body(), "create")
+                    return
+                except AlreadyExistsError:
+                    continue  # another run created it first: read what it wrote
             if self._left_here(seen):
                 self.e_tag = self._swap(seen, f"the lease left by a run killed here "
                                               f"({seen.holder()})")
