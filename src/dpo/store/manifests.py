@@ -165,11 +165,27 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStor
     Nothing here logs `options`: they may hold secrets.
     """
     try:
-        from obstore.store import MemoryStore, from_url
+        from obstore.store import MemoryStore
     except ImportError as exc:
         raise ConfigError(f"{url}: object storage needs obstore: pip install 'dpo[s3]'") from exc
     if url == "memory://":
         return MemoryStore()
+    # One client per store and credentials for the process: opening one costs ~5 ms (a run
+    # opens the store's and the inputs' more than once), and a client keeps its connections.
+    key = (url, tuple(sorted((options or {}).items())),
+           tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLOUD_ENV))))
+    if key not in _OPENED:
+        _OPENED[key] = _open(url, options)
+    return _OPENED[key]
+
+
+_CLOUD_ENV = ("AWS_", "GOOGLE_", "AZURE_")
+_OPENED: dict[tuple[Any, ...], ObjectStore] = {}
+
+
+def _open(url: str, options: Mapping[str, str] | None) -> ObjectStore:
+    from obstore.store import from_url
+
     config: dict[str, Any] = dict(options or {})
     endpoint = config.get("endpoint") or config.get("aws_endpoint") or \
         os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
