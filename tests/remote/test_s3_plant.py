@@ -277,3 +277,28 @@ def test_a_run_killed_during_retention_on_s3_is_finished_by_the_next(
     manifests = {int(k[-13:-5]): json.loads(v) for k, v in objects(s3_url, "_dpo/manifests/").items()}
     assert sorted(manifests) == [3] and manifests[3]["kind"] == "repair"
     assert kept == {e["key"] for e in manifests[3]["tables"].values()}
+
+
+def test_inputs_that_cannot_be_fetched_fail_the_run_naming_the_object(
+        tmp_path: Path, s3_url: str) -> None:
+    from dpo.demo.remote import upload_plant_inputs
+
+    plant = make_plant(tmp_path / "plant")
+    inputs = upload_plant_inputs(plant.root / "database", f"{s3_url}/inputs")
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    missing = {**inputs, "databaseSchemas_path": f"{s3_url}/inputs/nothing-here.json"}
+
+    never_ran = run(machine, default_dir=f"{s3_url}/plant", **missing)
+    assert never_ran["overall_status"] == "failed"
+    assert not list(machine.rglob("runs.sqlite"))  # a plant that never ran: nothing recorded
+    assert run(machine, default_dir=f"{s3_url}/plant", **inputs)["overall_status"] == "success"
+
+    failed = run(machine, default_dir=f"{s3_url}/plant", **missing)
+    assert failed["overall_status"] == "failed"
+    error = failed["collector_result"]["errors"][0]
+    assert error["error_type"] == "FILE_NOT_FOUND"
+    assert "nothing-here.json" in error["message"]
+    assert len(objects(s3_url, "plant/_dpo/manifests/")) == 1  # nothing published
+    history = dpo("history", "--root", machine, "--default-dir", f"{s3_url}/plant", "--json")
+    assert [r["overall_status"] for r in json.loads(history.stdout)][:2] == ["failed", "success"]
