@@ -119,10 +119,10 @@ class ObjectVersionStore:
 
     def list_versions(self, table: str) -> list[ObjectVersion]:
         """Every version of `table` a kept manifest references, oldest first."""
-        return self._versions(self.manifests(), table)
+        return self.versions_of(self.manifests(), table)
 
     @staticmethod
-    def _versions(manifests: list[Manifest], table: str) -> list[ObjectVersion]:
+    def versions_of(manifests: list[Manifest], table: str) -> list[ObjectVersion]:
         current = manifests[-1].tables.get(table) if manifests else None
         seen: dict[str, Entry] = {}
         for manifest in manifests:
@@ -144,7 +144,7 @@ class ObjectVersionStore:
             listed = ", ".join(v.stamp for v in versions) or "none"
             raise DpoError(f"no version {stamp or '(current)'} of {table}; versions: {listed}",
                            error_type=ErrorType.ROLLBACK_ERROR, table=table)
-        return read_verified_bytes(self._get(chosen[0].key), chosen[0].key,
+        return read_verified_bytes(self.get_object(chosen[0].key), chosen[0].key,
                                    chosen[0].content_hash)
 
     # -- publishing --------------------------------------------------------------------------
@@ -167,12 +167,12 @@ class ObjectVersionStore:
             for name, (table, meta) in tables.items():
                 data, digest, rows = _parquet(table, meta, name)
                 key = f"{VERSIONS}{name}/{stamp}.{token}.parquet"
-                self._put(key, data, mode="create", point=f"objstore:publish:write:{name}")
+                self.put_object(key, data, mode="create", point=f"objstore:publish:write:{name}")
                 outcome.written[name] = key
                 entries[name] = Entry(key, stamp, digest, rows)
         except BaseException:
             # This run's objects only (its token is in their keys); after a kill -9, repair().
-            self._delete(list(outcome.written.values()))
+            self.delete_objects(list(outcome.written.values()))
             raise
         manifest = Manifest((head.number if head else 0) + 1, "publish", stamp, entries)
         self._commit(manifest, list(outcome.written.values()), point="objstore:publish:manifest")
@@ -191,12 +191,12 @@ class ObjectVersionStore:
         if self.guard is not None:
             self.guard()  # the lease was lost (it expired): another run may be in charge
         try:
-            self._put(manifest.key, body, mode="create", point=None)
+            self.put_object(manifest.key, body, mode="create", point=None)
         except AlreadyExistsError as exc:
             # The client's own retry of a put whose response was lost also lands here: the
             # manifest is then ours, byte for byte (its version keys carry our token).
-            if self._get(manifest.key) != body:
-                self._delete(written)
+            if self.get_object(manifest.key) != body:
+                self.delete_objects(written)
                 raise PipelineLocked(
                     f"another writer committed {manifest.key} first; nothing of this run was "
                     "published (run again: it compares against what that writer published)",
@@ -205,7 +205,7 @@ class ObjectVersionStore:
 
     def _write_annotations(self, manifest: Manifest, point: str) -> None:
         body = json.dumps({t: e.key for t, e in sorted(manifest.tables.items())}, indent=1)
-        self._put(self.annotations_key, body.encode(), mode="overwrite", point=point)
+        self.put_object(self.annotations_key, body.encode(), mode="overwrite", point=point)
 
     # -- rollback ----------------------------------------------------------------------------
     def rollback(self, targets: Mapping[str, str]) -> list[ObjectVersion]:
@@ -220,7 +220,7 @@ class ObjectVersionStore:
         entries = dict(manifests[-1].tables)
         restored: list[ObjectVersion] = []
         for table, stamp in targets.items():
-            versions = self._versions(manifests, table)
+            versions = self.versions_of(manifests, table)
             match = [v for v in versions if v.stamp == stamp]
             if not match:
                 listed = ", ".join(v.stamp for v in versions) or "none"
@@ -228,7 +228,7 @@ class ObjectVersionStore:
                                error_type=ErrorType.ROLLBACK_ERROR, table=table)
             chosen = match[0]
             # raises IntegrityError if the object is not what the manifest recorded
-            read_verified_bytes(self._get(chosen.key), chosen.key, chosen.content_hash)
+            read_verified_bytes(self.get_object(chosen.key), chosen.key, chosen.content_hash)
             entries[table] = Entry(chosen.key, chosen.stamp, chosen.content_hash, chosen.rows)
             restored.append(ObjectVersion(table, chosen.stamp, chosen.key, chosen.rows,
                                           chosen.content_hash, True))
@@ -244,7 +244,7 @@ class ObjectVersionStore:
         numbers = manifest_numbers(self.store)
         dropped = [manifest_key(n) for n in numbers[: max(0, len(numbers) - self.keep_manifests)]]
         for key in dropped:
-            self._delete([key])
+            self.delete_objects([key])
             checkpoint("objstore:retention:manifest")
         return dropped + self._sweep()
 
@@ -259,7 +259,7 @@ class ObjectVersionStore:
                 t: e.key for t, e in head.tables.items()}:
             self._write_annotations(head, point="objstore:repair:annotations")
             actions.append(f"rewrote {self.annotations_key} from {head.key}")
-        if self._orphans():
+        if self.orphans():
             # The fence: a run that lost its lease while paused, and wrote the objects about
             # to be swept, can no longer commit manifest head+1 on top of them (create-only).
             number = (head.number if head else 0) + 1
@@ -271,11 +271,11 @@ class ObjectVersionStore:
         return actions
 
     def _sweep(self) -> list[str]:
-        orphans = self._orphans()
-        self._delete(orphans)
+        orphans = self.orphans()
+        self.delete_objects(orphans)
         return orphans
 
-    def _orphans(self) -> list[str]:
+    def orphans(self) -> list[str]:
         """Version objects no kept manifest references (two listings; manifests cached)."""
         referenced = {e.key for m in self.manifests() for e in m.tables.values()}
         return sorted(key for key in self.version_keys() if key not in referenced)
@@ -290,7 +290,7 @@ class ObjectVersionStore:
         from obstore.exceptions import NotFoundError
 
         try:
-            data = self._get(self.annotations_key)
+            data = self.get_object(self.annotations_key)
         except (NotFoundError, FileNotFoundError):
             return None
         try:
@@ -300,7 +300,7 @@ class ObjectVersionStore:
         return found if isinstance(found, dict) else None
 
     # -- object primitives -------------------------------------------------------------------
-    def _put(self, key: str, data: bytes, *, mode: str, point: str | None) -> None:
+    def put_object(self, key: str, data: bytes, *, mode: str, point: str | None) -> None:
         import obstore
         from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 
@@ -314,12 +314,12 @@ class ObjectVersionStore:
         if point:
             checkpoint(point)
 
-    def _get(self, key: str) -> bytes:
+    def get_object(self, key: str) -> bytes:
         import obstore
 
         return bytes(obstore.get(self.store, key).bytes())
 
-    def _delete(self, keys: list[str]) -> None:
+    def delete_objects(self, keys: list[str]) -> None:
         import obstore
 
         if keys:

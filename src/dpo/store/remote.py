@@ -118,7 +118,7 @@ class RemoteVersionStore:
     def list_versions(self, table: str) -> list[VersionInfo]:
         return [VersionInfo(v.table, v.stamp, self._mirror(v.key), v.rows, v.content_hash,
                             v.current, url=self.url_of(v.key))
-                for v in ObjectVersionStore._versions(self.manifests(), table)]
+                for v in ObjectVersionStore.versions_of(self.manifests(), table)]
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         return versions_at(self.annotations(), self.list_versions, stamp)
@@ -162,7 +162,7 @@ class RemoteVersionStore:
         path = self._mirror(key)
         if path.is_file() and digest is not None and recorded_hash(path) == digest:
             return path
-        data = self.objects._get(key)
+        data = self.objects.get_object(key)
         read_verified_bytes(data, self.url_of(key), digest)  # IntegrityError if it is not
         atomic_write_bytes(path, data, point="mirror:version", durable=False)
         return path
@@ -187,7 +187,7 @@ class RemoteVersionStore:
         tasks = [m["path"] for chunk in obstore.list(self.objects.store, prefix=TASKS + "/")
                  for m in chunk]
         if tasks:  # segments a killed run's workers left (collect.remotetask); nothing runs now
-            self.objects._delete(tasks)
+            self.objects.delete_objects(tasks)
             actions.append(f"deleted {len(tasks)} task segment(s) a killed run left in {TASKS}/")
         self._forget()
         return actions
@@ -235,7 +235,7 @@ class RemoteVersionStore:
         def put(path: Path) -> str:
             key = f"{REPORTS}{path.name}"
             try:
-                self.objects._put(key, path.read_bytes(), mode="overwrite", point=None)
+                self.objects.put_object(key, path.read_bytes(), mode="overwrite", point=None)
             except (OSError, DpoError) as exc:
                 logger.error("❌ report {} not put on the store: {}", path.name,
                              getattr(exc, "message", type(exc).__name__))
@@ -251,7 +251,7 @@ class RemoteVersionStore:
         from obstore.exceptions import NotFoundError
 
         try:
-            return Holds.parse(self.objects._get(HOLDS), self.url_of(HOLDS))
+            return Holds.parse(self.objects.get_object(HOLDS), self.url_of(HOLDS))
         except (NotFoundError, FileNotFoundError):
             return {}
 
@@ -261,7 +261,7 @@ class RemoteVersionStore:
 
         local = Holds(self.paths.loader_dir).path
         try:
-            self._holds_seen = self.objects._get(HOLDS)
+            self._holds_seen = self.objects.get_object(HOLDS)
         except (NotFoundError, FileNotFoundError):
             self._holds_seen = None
             local.unlink(missing_ok=True)
@@ -275,9 +275,9 @@ class RemoteVersionStore:
         if data == self._holds_seen:
             return
         if data is None:
-            self.objects._delete([HOLDS])
+            self.objects.delete_objects([HOLDS])
         else:
-            self.objects._put(HOLDS, data, mode="overwrite", point="objstore:holds")
+            self.objects.put_object(HOLDS, data, mode="overwrite", point="objstore:holds")
         self._holds_seen = data
 
 
