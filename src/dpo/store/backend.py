@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dpo.config import Paths, Settings
+from dpo.fsio import stamp_key
 from dpo.store.lock import run_lock
 
 if TYPE_CHECKING:
@@ -105,3 +106,15 @@ def _machine_folder(paths: Paths) -> str:
     except OSError:
         machine = ""
     return f"{socket.gethostname()}:{machine}:{paths.output_dir}"
+
+
+def versions_at(current: Mapping[str, str], versions: Callable[[str], list[VersionInfo]],
+                stamp: str) -> dict[str, str]:
+    """For rollback of all tables: each table's newest version at or before `stamp`."""
+    key = stamp_key(stamp)
+    targets: dict[str, str] = {}
+    for table in current:
+        older = [v for v in versions(table) if stamp_key(v.stamp) <= key]
+        if older:
+            targets[table] = older[-1].stamp
+    return targets

@@ -31,10 +31,11 @@ from loguru import logger
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType
 from dpo.fsio import atomic_write_bytes, remove_temp_files
+from dpo.store.backend import versions_at
 from dpo.store.holds import Hold, Holds, hold_rolled_back
 from dpo.store.manifests import Entry, Manifest, ManifestCache, manifest_listing, read_manifest
 from dpo.store.objectstore import ObjectVersionStore
-from dpo.store.versions import PublishOutcome, VersionInfo, versions_at
+from dpo.store.versions import PublishOutcome, VersionInfo
 from dpo.urls import key_under, local_mirror
 
 if TYPE_CHECKING:

@@ -374,6 +374,8 @@ class VersionStore:
                          self.clock().isoformat(timespec="seconds"), self.current_hash)
 
     def versions_at(self, stamp: str) -> dict[str, str]:
+        from dpo.store.backend import versions_at
+
         return versions_at(self.annotations(), self.list_versions, stamp)
 
     # -- change log --------------------------------------------------------------------------
@@ -388,18 +390,6 @@ class VersionStore:
         when = self.clock().strftime("%Y-%m-%d %H:%M:%S")
         body = "".join(f"  - {line}\n" for line in lines)
         append_line_block(self.change_log, f"[{when}] {title}\n{body}\n", point)
-
-
-def versions_at(current: Mapping[str, str], versions: Callable[[str], list[VersionInfo]],
-                stamp: str) -> dict[str, str]:
-    """For rollback of all tables: each table's newest version at or before `stamp`."""
-    key = stamp_key(stamp)
-    targets: dict[str, str] = {}
-    for table in current:
-        older = [v for v in versions(table) if stamp_key(v.stamp) <= key]
-        if older:
-            targets[table] = older[-1].stamp
-    return targets
 
 
 def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:
