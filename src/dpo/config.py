@@ -22,7 +22,7 @@ from loguru import logger
 
 from dpo.errors import CellError, ConfigError
 from dpo.schema import resolve_within
-from dpo.urls import is_url, key_under, local_mirror
+from dpo.urls import is_url, key_under, local_mirror, normal_url
 
 DEFAULTS = {
     "dynamic_db_source_dir": "database/dynamicDatabase",
@@ -266,7 +266,7 @@ def resolve_paths(settings: Settings) -> Paths:
         schema_path=inside(settings.databaseSchemas_path, "databaseSchemas_path"),
         annotation_path=_annotation_path(settings, root, store_url, inside),
         default_dir=inside(settings.default_dir, "default_dir"),
-        store_url=store_url.rstrip("/") if store_url else None,
+        store_url=normal_url(store_url) if store_url else None,
         source_url=_url_or_none(settings.dynamic_db_source_dir),
         schema_url=_url_or_none(settings.databaseSchemas_path),
         annotations_key=_annotations_key(settings, store_url),
@@ -274,7 +274,7 @@ def resolve_paths(settings: Settings) -> Paths:
 
 
 def _url_or_none(value: str) -> str | None:
-    return value.rstrip("/") if is_url(value) else None
+    return normal_url(value) if is_url(value) else None
 
 
 REMOTE_ANNOTATIONS = "DataLoaderAgent/newest/path_annotations.json"

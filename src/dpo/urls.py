@@ -50,6 +50,12 @@ def split_url(url: str) -> tuple[str, str]:
     return root, prefix
 
 
+def normal_url(url: str) -> str:
+    """`url` as dpo names it: the scheme lower-cased, no slash at the end."""
+    base, prefix = split_url(url)
+    return f"{base}/{prefix}" if prefix else base
+
+
 def join_key(prefix: str, key: str) -> str:
     return f"{prefix}/{key}" if prefix else key
 
