@@ -104,13 +104,12 @@ def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
     import obstore
     from obstore.exceptions import BaseError, PreconditionError
 
-    from dpo.store.manifests import open_store, storage_error
-    from dpo.urls import split_url
+    from dpo.store.manifests import open_bucket, storage_error
 
-    base, key = split_url(remote.url)
+    store, key = open_bucket(remote.url)
     target = work / path.name
     try:
-        got = obstore.get(open_store(base), key,
+        got = obstore.get(store, key,
                           options={"if_match": remote.e_tag} if remote.e_tag else None)
         with target.open("wb") as handle:
             for chunk in got:
@@ -126,17 +125,15 @@ def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
 def _put_segments(outcome: FileOutcome, scratch_url: str) -> None:
     import obstore
 
-    from dpo.store.manifests import open_store
-    from dpo.urls import split_url
+    from dpo.store.manifests import open_bucket
 
-    base, prefix = split_url(scratch_url)
-    store = open_store(base)
+    store, _ = open_bucket(scratch_url)
     for name in ("segment", "quarantine"):
         local = getattr(outcome, name)
         if isinstance(local, Path):
-            key = f"{prefix}/{local.name}"
-            obstore.put(store, key, local.read_bytes())
-            setattr(outcome, name, f"{base}/{key}")
+            url = f"{scratch_url}/{local.name}"
+            obstore.put(store, open_bucket(url)[1], local.read_bytes())
+            setattr(outcome, name, url)
 
 
 def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePlan) -> None:
@@ -151,14 +148,13 @@ def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePla
     import obstore
     from obstore.exceptions import BaseError
 
-    from dpo.store.manifests import open_store, storage_error
-    from dpo.urls import split_url
+    from dpo.store.manifests import open_bucket, storage_error
 
     def fetch(url: str) -> Path:
-        base, key = split_url(url)
+        store, key = open_bucket(url, plan.options)
         target = local_dir / key.rsplit("/", 1)[-1]
         try:
-            target.write_bytes(bytes(obstore.get(open_store(base, plan.options), key).bytes()))
+            target.write_bytes(bytes(obstore.get(store, key).bytes()))
         except (BaseError, OSError) as exc:
             raise storage_error("read", url, exc) from exc
         return target
@@ -174,13 +170,11 @@ def drop_scratch(plan: RemotePlan) -> None:
     store.remote.RemoteVersionStore.recover)."""
     import obstore
 
-    from dpo.store.manifests import open_store
-    from dpo.urls import split_url
+    from dpo.store.manifests import open_bucket
 
     if plan.scratch_url is None:
         return
-    base, prefix = split_url(plan.scratch_url)
-    store = open_store(base, plan.options)
+    store, prefix = open_bucket(plan.scratch_url, plan.options)
     keys = [m["path"] for chunk in obstore.list(store, prefix=prefix + "/") for m in chunk]
     if keys:
         obstore.delete(store, keys)

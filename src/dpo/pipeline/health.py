@@ -72,11 +72,9 @@ def _exists(where: Path | str, config: Settings | None) -> bool:
     import obstore
     from obstore.exceptions import BaseError
 
-    from dpo.store.manifests import open_store
-    from dpo.urls import split_url
+    from dpo.store.manifests import open_bucket
 
-    base, key = split_url(where)
-    store = open_store(base, config.storage_options if config else None)
+    store, key = open_bucket(where, config.storage_options if config else None)
     try:
         if where.endswith(".json"):
             obstore.head(store, key)

@@ -9,32 +9,11 @@ whose paths are all local: obstore is imported only when a setting is a URL.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from loguru import logger
 
 from dpo.config import Paths, Settings
 from dpo.schema import Schema, TableSpec
-from dpo.urls import split_url
-
-if TYPE_CHECKING:
-    from obstore.store import ObjectStore
-
-
-class _Stores:
-    """One obstore store per bucket, opened once per run."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.options = settings.storage_options
-        self.opened: dict[str, ObjectStore] = {}
-
-    def of(self, url: str) -> tuple[ObjectStore, str]:
-        from dpo.store.manifests import open_store
-
-        base, key = split_url(url)
-        if base not in self.opened:
-            self.opened[base] = open_store(base, self.options)
-        return self.opened[base], key
+from dpo.store.manifests import open_bucket
 
 
 def mirror_schema(paths: Paths, settings: Settings) -> None:
@@ -43,7 +22,7 @@ def mirror_schema(paths: Paths, settings: Settings) -> None:
         return
     from dpo.remote.mirror import mirror_object
 
-    store, key = _Stores(settings).of(paths.schema_url)
+    store, key = open_bucket(paths.schema_url, settings.storage_options)
     if mirror_object(store, key, paths.schema_path):
         logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
 
@@ -60,16 +39,15 @@ def mirror_inputs(paths: Paths, settings: Settings) -> None:
 
 
 def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
-    """Every dynamic table's folder under a URL `dynamic_db_source_dir` (one listing each), and
-    every master file whose schema `path` is a URL, brought up to date locally."""
+    """Every dynamic table's folder under a URL `dynamic_db_source_dir` (one listing for all),
+    and every master file whose schema `path` is a URL, brought up to date locally."""
     remote = [spec for spec in schema if spec.url is not None]
     if paths.source_url is None and not remote:
         return
     from dpo.remote.mirror import list_tree, mirror_prefix
 
-    stores = _Stores(settings)
     if paths.source_url is not None:
-        store, prefix = stores.of(paths.source_url)
+        store, prefix = open_bucket(paths.source_url, settings.storage_options)
         tree = list_tree(store, prefix)  # every table's folder from one listing
         for spec in schema.dynamic:
             folder = spec.path.name
@@ -79,10 +57,10 @@ def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
                 logger.info("⬇️ {}/{}: {} downloaded, {} removed, {} unchanged",
                             paths.source_url, folder, len(done.downloaded), len(done.removed),
                             done.unchanged)
-    _mirror_master_files(remote, stores)
+    _mirror_master_files(remote, settings.storage_options)
 
 
-def _mirror_master_files(remote: list[TableSpec], stores: _Stores) -> None:
+def _mirror_master_files(remote: list[TableSpec], options: dict[str, str]) -> None:
     """Master files, by folder: one listing for a folder of several (a HEAD for a lone one).
     A file that cannot be fetched is not left behind in an old copy: its table then fails in
     Phase 2 as a missing file does, naming it."""
@@ -91,21 +69,19 @@ def _mirror_master_files(remote: list[TableSpec], stores: _Stores) -> None:
     from dpo.errors import DpoError
     from dpo.remote.mirror import list_folder, mirror_object
 
-    folders: dict[tuple[str, str], list[TableSpec]] = {}
+    folders: dict[str, list[TableSpec]] = {}
     for spec in remote:
         assert spec.url is not None
-        base, key = split_url(spec.url)
-        folders.setdefault((base, key.rpartition("/")[0]), []).append(spec)
-    for (base, folder), specs in folders.items():
-        store, _ = stores.of(base)
+        folders.setdefault(spec.url.rpartition("/")[0], []).append(spec)
+    for folder_url, specs in folders.items():
+        store, folder = open_bucket(folder_url, options)
         try:
             listed = list_folder(store, folder) if len(specs) > 1 else {}
         except DpoError as exc:
-            logger.error("❌ {}/{}: {}", base, folder, exc.message)
+            logger.error("❌ {}: {}", folder_url, exc.message)
             listed = {}
         for spec in specs:
-            assert spec.url is not None
-            key = split_url(spec.url)[1]
+            key = open_bucket(str(spec.url), options)[1]
             try:
                 if mirror_object(store, key, spec.path, listed.get(key.rpartition("/")[2])):
                     logger.info("⬇️ {} downloaded (changed)", spec.url)

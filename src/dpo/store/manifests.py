@@ -179,6 +179,15 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStor
     return _OPENED[key]
 
 
+def open_bucket(url: str, options: Mapping[str, str] | None = None) -> tuple[ObjectStore, str]:
+    """The store of `url`'s bucket and the key `url` names in it: one client per bucket for
+    every object of it that a run reads (open_store keeps it)."""
+    from dpo.urls import split_url
+
+    base, key = split_url(url)
+    return open_store(base, options), key
+
+
 _CLOUD_ENV = ("AWS_", "GOOGLE_", "AZURE_")
 _OPENED: dict[tuple[Any, ...], ObjectStore] = {}
 
