@@ -194,6 +194,12 @@ def test_retention_on_s3_keeps_the_last_keep_history_commits(tmp_path: Path,
     assert_store_consistent(s3_url)
     versions = objects(s3_url, "DataLoaderAgent/versions/purchaseOrders/")
     assert len(versions) == 2
+    # the local copies of the versions retention deleted are gone with them
+    from dpo.urls import local_mirror
+
+    mirrored = local_mirror(root, f"{s3_url}/DataLoaderAgent/versions/purchaseOrders")
+    assert sorted(p.name for p in mirrored.glob("*.parquet")) == sorted(
+        k.rsplit("/", 1)[1] for k in versions)
 
 
 def test_two_machines_one_run_holds_the_store_lease_the_other_exits_4(

@@ -34,7 +34,7 @@ from dpo.fsio import atomic_write_bytes, remove_temp_files
 from dpo.store.backend import versions_at
 from dpo.store.holds import Hold, Holds, hold_rolled_back
 from dpo.store.manifests import Entry, Manifest, ManifestCache, manifest_listing, read_manifest
-from dpo.store.objectstore import ObjectVersionStore
+from dpo.store.objectstore import VERSIONS, ObjectVersionStore
 from dpo.store.versions import PublishOutcome, VersionInfo
 from dpo.urls import key_under, local_mirror
 
@@ -209,8 +209,11 @@ class RemoteVersionStore:
             outcome.written[name] = self._mirror(key)
             atomic_write_bytes(outcome.written[name], made[name], point="mirror:version",
                                durable=False)
-        outcome.deleted = [self._mirror(k) for k in done.deleted
-                           if k.startswith("DataLoaderAgent/")]
+        # Retention deleted these versions from the store: their local copies go too, or the
+        # working folder would keep every version this machine ever read or wrote.
+        outcome.deleted = [self._mirror(k) for k in done.deleted if k.startswith(VERSIONS)]
+        for path in outcome.deleted:
+            path.unlink(missing_ok=True)
         return outcome
 
     def rollback(self, targets: Mapping[str, str], *,
