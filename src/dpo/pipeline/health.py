@@ -32,7 +32,7 @@ def pipeline_health_check(
     reasons: list[str] = []
     checks = _locations(paths)
     missing = [f"{name} not found: {where}" for name, where in checks.items()
-               if not _exists(where, config)]
+               if not _exists(where, config, folder=name == "dynamic_db_source_dir")]
     reasons += missing
     disk = _disk(paths)
     if not disk["enough_for_run"]:
@@ -66,7 +66,8 @@ def _locations(paths: Paths) -> dict[str, Path | str]:
             "annotation_path": annotations}
 
 
-def _exists(where: Path | str, config: Settings | None) -> bool:
+def _exists(where: Path | str, config: Settings | None, *, folder: bool) -> bool:
+    """A local path exists; an object exists (one HEAD); a folder holds folders (one listing)."""
     if isinstance(where, Path):
         return where.exists()
     import obstore
@@ -76,10 +77,10 @@ def _exists(where: Path | str, config: Settings | None) -> bool:
 
     store, key = open_bucket(where, config.storage_options if config else None)
     try:
-        if where.endswith(".json"):
-            obstore.head(store, key)
-            return True
-        return bool(obstore.list_with_delimiter(store, prefix=key or None)["common_prefixes"])
+        if folder:
+            return bool(obstore.list_with_delimiter(store, prefix=key or None)["common_prefixes"])
+        obstore.head(store, key)
+        return True
     except (BaseError, OSError):  # absent, or the store unreachable: either way not usable
         return False
 
