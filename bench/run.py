@@ -146,19 +146,23 @@ def make_plants(out: Path) -> tuple[Path, Path]:
     return plant, big
 
 
-SAMPLES = HERE.parent.parent / "shared" / "samples"
+# `shared/` beside the checkout (as tests/conftest.py finds it), or DPO_SAMPLES (a worktree
+# elsewhere): the sample plant's folder, holding database/.
+SAMPLES = Path(os.environ.get("DPO_SAMPLES") or HERE.parent.parent / "shared" / "samples")
 
 
-def make_real_plant(out: Path) -> Path | None:
+def make_real_plant(out: Path, months: int = 60) -> Path | None:
     """The sample plant scaled by copies of its real workbooks under many dates (the demo
-    generator's files and the plant's exporters' differ: styles, shared strings, error cells)."""
-    real = out / "real"
+    generator's files and the plant's exporters' differ: styles, shared strings, error cells):
+    `months` monthly reports (in OUT/real, or OUT/real<months> when not 60) and 120 purchase
+    orders (each of the two samples under 60 dates), beside the samples' master tables."""
+    real = out / ("real" if months == 60 else f"real{months}")
     if (real / "database").exists() or not SAMPLES.is_dir():
         return real if SAMPLES.is_dir() else None
     shutil.copytree(SAMPLES / "database", real / "database")
     dynamic = real / "database/dynamicDatabase"
     report = next((dynamic / "monthlyReports_history").glob("*.xlsb"))
-    for month in range(60):
+    for month in range(months):
         name = f"monthlyReports_{2014 + month // 12}{month % 12 + 1:02d}.xlsb"
         if name != report.name:
             shutil.copy2(report, report.with_name(name))

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from conftest import good_row, make_paths, output_path, source_dir, write_schema, write_source
+from loguru import logger
 from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 
 from dpo.collect.collector import DataCollector
+from dpo.collect.early import AUTO_MIN_FILES, TablePlan, choose_executor
 from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
 from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy, load_settings
@@ -75,7 +77,7 @@ def test_dask_cluster_and_processes_publish_what_threads_publish(
         tmp_path: Path, scheduler: str) -> None:
     make_plant(tmp_path / "plant", months=3, rows_per_month=80)
     threads, processes, dask = copies(tmp_path / "plant", "threads", "processes", "dask")
-    expected = pipeline(threads)
+    expected = pipeline(threads, executor="threads")
     assert expected[0]["overall_status"] == "success"
     assert expected[0]["collector_result"]["records_count"] > 0
     assert pipeline(processes, executor="processes") == expected
@@ -171,7 +173,7 @@ def test_a_changed_file_is_never_served_from_an_earlier_task(
 
 
 def test_executor_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings(root_dir=str(tmp_path)).executor == "threads"
+    assert load_settings(root_dir=str(tmp_path)).executor == "auto"
     monkeypatch.setenv("DPO_EXECUTOR", "processes")
     assert load_settings(root_dir=str(tmp_path)).executor == "processes"
     with pytest.raises(ConfigError, match="executor must be one of"):
@@ -269,3 +271,50 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
     assert list(got.values()) == [(None, "1", False, "1s")]  # dask's OMP_NUM_THREADS kept
     assert dict(os.environ) == before
     assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's
+
+
+# -- auto: threads or processes, chosen from the files to read (collect.early) -----------------
+def test_auto_reads_many_files_in_worker_processes_and_publishes_what_threads_publish(
+        tmp_path: Path) -> None:
+    """A fresh run of AUTO_MIN_FILES files or more goes to worker processes started before
+    the data stack's import; a rerun with one file changed reads it in this process. Both
+    publish exactly what the threads executor publishes."""
+    from dpo.demo.plant import generate_plant, write_monthly_report
+
+    generate_plant(tmp_path / "plant", months=AUTO_MIN_FILES, rows_per_month=20, po_files=2,
+                   seed=5)
+    threads, auto = copies(tmp_path / "plant", "threads", "auto")
+    expected = pipeline(threads, executor="threads")
+    assert expected[0]["overall_status"] == "success"
+    said: list[str] = []
+    sink = logger.add(said.append, level="DEBUG", format="{message}")
+    try:
+        assert pipeline(auto) == expected  # the default: auto
+        for root in (threads, auto):
+            report = sorted((root / "database/dynamicDatabase/monthlyReports_history"
+                             ).iterdir())[-1]
+            write_monthly_report(report, month="2020-01", n_rows=20, seed=9)
+        expected = pipeline(threads, executor="threads")
+        assert expected[0]["collector_result"]["details"][0]["files_read"] == 1
+        assert pipeline(auto) == expected
+    finally:
+        logger.remove(sink)
+    chosen = [line.strip() for line in said if line.startswith("Phase 1 executor")]
+    assert chosen == [f"Phase 1 executor: processes ({AUTO_MIN_FILES + 2} file(s) to read)",
+                      "Phase 1 executor: threads (1 file(s) to read)",  # the threads run's
+                      "Phase 1 executor: threads (1 file(s) to read)"]
+
+
+def test_auto_chooses_processes_only_for_enough_files_and_two_cores(tmp_path: Path) -> None:
+    def plans(n: int) -> dict[str, TablePlan]:
+        files = [tmp_path / f"f{i}.xlsx" for i in range(n)]
+        return {"t": TablePlan(files, [], files)}
+
+    two = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count() or 1) >= 2
+    assert choose_executor("auto", plans(AUTO_MIN_FILES - 1), 2) == "threads"
+    assert choose_executor("auto", plans(AUTO_MIN_FILES), 2) == (
+        "processes" if two else "threads")
+    assert choose_executor("auto", plans(500), 1) == "threads"  # one worker: no pool
+    assert choose_executor("threads", plans(500), 4) == "threads"  # a setting is kept
+    assert choose_executor("dask", plans(0), 4) == "dask"

@@ -31,7 +31,7 @@ DEFAULTS = {
     "default_dir": "agents/shared_db",
 }
 POLICIES = ("fail", "quarantine")
-EXECUTORS = ("threads", "processes", "dask")  # collect.executors
+EXECUTORS = ("auto", "threads", "processes", "dask")  # collect.executors
 ERROR_CELL_POLICIES = ("null", "fail", "quarantine")
 
 
@@ -58,7 +58,9 @@ class Settings:
     plant_name: str | None = None  # names the plant in notifications (default: the root folder)
     # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
     serve_token: str | None = field(default=None, repr=False)
-    executor: str = "threads"  # where Phase 1's per-file work runs: threads | processes | dask
+    # where Phase 1's per-file work runs: auto (threads or processes, collect.early) | threads |
+    # processes | dask
+    executor: str = "auto"
     scheduler: str | None = None  # dask: tcp://HOST:PORT (else DASK_SCHEDULER_ADDRESS, else local)
     # Object storage (docs/storage.md): obstore's options for every s3:// gs:// az:// path, from
     # `[dpo.storage_options]`; they override the standard environment. Never printed.

@@ -15,6 +15,7 @@ import pyarrow as pa
 from loguru import logger
 
 from dpo.collect.cluster import remote_plan
+from dpo.collect.early import EarlyPool, TablePlan, choose_executor, plan_table
 from dpo.collect.executors import TaskAhead, open_executor
 from dpo.collect.fanout import combine, split_pieces
 from dpo.collect.filetask import screen_sheets
@@ -90,6 +91,8 @@ class DataCollector:
         executor: str = "threads",
         scheduler: str | None = None,
         storage_options: dict[str, str] | None = None,
+        plans: dict[str, TablePlan] | None = None,
+        early: EarlyPool | None = None,
     ) -> None:
         self.paths = paths
         self.storage_options = storage_options or {}  # object storage, this process only
@@ -101,24 +104,29 @@ class DataCollector:
         self.incremental = incremental
         self.progress = progress
         self.executor, self.scheduler = executor, scheduler  # collect.executors
+        # What the orchestrator found to read and the pool it started for it (collect.early)
+        self._plans, self._early = plans or {}, early
         self._reads = ReadAhead(workers=1, max_retries=max_retries, retry_wait=retry_wait)
         self._tasks: TaskAhead | None = None
         self._discovered: dict[str, tuple[list[Path], list[DataWarning]]] = {}
 
     def process_all_data(self) -> CollectorResult:
         started = time.perf_counter()
-        executor = open_executor(self.executor, self.workers, self.scheduler)
+        todo = {spec.name: self._to_read(spec) for spec in self.schema.dynamic}
+        kind = "processes" if self._early is not None else choose_executor(
+            self.executor, self._plans, self.workers)
+        executor = open_executor(kind, self.workers, self.scheduler, self._early)
         tasks = nullcontext(None) if executor is None else TaskAhead(
             executor, self.paths.cache_dir / "tasks", self.policy,
             max_retries=self.max_retries, retry_wait=self.retry_wait,
-            remote=remote_plan(self.paths, self.executor, self.scheduler, self.storage_options))
+            remote=remote_plan(self.paths, kind, self.scheduler, self.storage_options))
         with tasks as self._tasks, ReadAhead(
                 workers=self.workers if executor is None else 1,
                 max_retries=self.max_retries, retry_wait=self.retry_wait) as self._reads, \
                 Finisher(self._guarded, background=self._reads.pooled or executor is not None
                          ) as finisher:
             for spec in self.schema.dynamic:  # while one table is merged, the next is read
-                (self._tasks or self._reads).prefetch(self._to_read(spec), spec)
+                (self._tasks or self._reads).prefetch(todo[spec.name], spec)
             runs = [_TableRun(spec) for spec in self.schema.dynamic]
             for run in runs:  # a table is written while the next one is merged
                 finisher.add(run, self._collect_guarded(run))
@@ -127,24 +135,15 @@ class DataCollector:
         return self._summary(results, healing, time.perf_counter() - started)
 
     def _to_read(self, spec: TableSpec) -> list[Path]:
-        """The files of `spec` that the cache does not hold (a first guess: the table's own
-        pass decides, and reads whatever was not read ahead)."""
-        try:
-            files, notes = discover_with_notes(spec, self.paths.source_dir / spec.path.name)
-        except DpoError:
+        """The files of `spec` that the cache does not hold (collect.early.plan_table); its
+        plan is kept for `auto` to choose from, its discovery for the table's pass."""
+        found = self._plans.get(spec.name) or plan_table(self.paths, self.schema, spec,
+                                                         self.incremental)
+        if found is None:
             return []  # reported when the table is collected
-        self._discovered[spec.name] = (files, notes)  # one look at the folder per run
-        if not self.incremental:
-            return files
-        cache = TableCache(self.paths.cache_dir, spec.name, self.schema.fingerprint)
-        todo = []
-        for path in files:
-            try:
-                if cache.lookup(path, Fingerprint.of(path)) is None:
-                    todo.append(path)
-            except OSError:
-                continue
-        return todo
+        self._plans[spec.name] = found
+        self._discovered[spec.name] = (found.files, found.notes)  # one look per run
+        return found.todo
 
     def _collect_guarded(self, run: _TableRun) -> Finish:
         """The table read, normalised and merged; what is left to do (writing) as a callable

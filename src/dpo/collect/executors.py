@@ -1,6 +1,7 @@
 """Where Phase 1's per-file work runs (`executor` setting; README, "Beyond one machine").
 
-  threads    (default) the reading pool in this process (excel.pool.ReadAhead); the new
+  auto       (default) threads or processes, chosen from the files to read (collect.early)
+  threads    the reading pool in this process (excel.pool.ReadAhead); the new
              files of a table are then normalised together, in this process
   processes  a pool of worker processes (forkserver: no copy of this process's state), one
              per `workers`; each runs collect.filetask on a file
@@ -31,13 +32,14 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from dpo.collect.cluster import RemotePlan, drop_scratch, fetch_segments, run_tasks
+from dpo.collect.early import EarlyPool
 from dpo.collect.filetask import FileOutcome, FileTask
 from dpo.config import RowPolicy
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
 
-EXECUTORS = ("threads", "processes", "dask")
+EXECUTORS = ("auto", "threads", "processes", "dask")
 SHARE = 2  # collect.executors.batches
 
 
@@ -56,13 +58,13 @@ class FileExecutor(Protocol):
 
 
 class ProcessFiles:
-    def __init__(self, workers: int) -> None:
-        import multiprocessing  # here: the threads executor (the default) never needs them
-        from concurrent.futures import ProcessPoolExecutor
+    """A pool of worker processes forked from a forkserver that preloaded the read stack;
+    `early`: one the orchestrator started before importing its own stack (collect.early)."""
 
-        self.slots = workers
-        self._pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("forkserver"))
+    def __init__(self, workers: int, early: EarlyPool | None = None) -> None:
+        started = early or EarlyPool(workers)
+        self.slots = started.workers
+        self._pool = started.started()
 
     def submit(self, tasks: list[FileTask]) -> Pending:
         return self._pool.submit(run_tasks, tasks)
@@ -136,10 +138,12 @@ def local_cluster(distributed: Any, workers: int) -> Any:
         os.environ.update((k, v) for k, v in before.items() if os.environ.get(k) != v)
 
 
-def open_executor(kind: str, workers: int, scheduler: str | None) -> FileExecutor | None:
-    """The executor named by the setting (None: threads, the in-process path)."""
+def open_executor(kind: str, workers: int, scheduler: str | None,
+                  early: EarlyPool | None = None) -> FileExecutor | None:
+    """The executor named by the setting, `auto` already chosen (collect.early.choose_executor);
+    None: threads, the in-process path."""
     if kind == "processes":
-        return ProcessFiles(workers)
+        return ProcessFiles(workers, early)
     if kind == "dask":
         return DaskFiles(workers, scheduler)
     if kind != "threads":

@@ -64,6 +64,7 @@ from dpo.store.session import store_session
 
 if TYPE_CHECKING:
     from dpo.collect.collector import DataCollector
+    from dpo.collect.early import EarlyPool, TablePlan
     from dpo.load.loader import DataLoaderAgent
 
 
@@ -184,16 +185,35 @@ class DataPipelineOrchestrator:
         unchanged = (unchanged_run(self.paths, schema, store) if self.settings.incremental
                      else None)
         if unchanged is None:
-            from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
+            # Before the data stack's import: worker processes start while it is imported.
+            plans, early = self._plan_phase1(schema)
+            try:
+                from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
 
-            with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
-                return self._run_phases(schema, store, retries, policy, progress)
+                with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
+                    return self._run_phases(schema, store, retries, policy, progress,
+                                            (plans, early))
+            finally:
+                if early is not None:  # normally closed by Phase 1 already
+                    early.pool.shutdown(wait=True, cancel_futures=True)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
+    def _plan_phase1(self, schema: Schema) -> tuple[dict[str, TablePlan], EarlyPool | None]:
+        """What Phase 1 will read, and, if it will read it in worker processes (`auto` chose
+        them, or the setting), those workers being started (collect.early)."""
+        from dpo.collect.early import EarlyPool, choose_executor, plan
+
+        plans = plan(self.paths, schema, self.settings.incremental)
+        workers = self.settings.workers or default_workers()
+        kind = choose_executor(self.settings.executor, plans, workers)
+        logger.debug("Phase 1 executor: {} ({} file(s) to read)", kind,
+                     sum(len(p.todo) for p in plans.values()))
+        return plans, EarlyPool(workers) if kind == "processes" else None
+
     def _run_phases(
         self, schema: Schema, store: Store, retries: int, policy: RowPolicy,
-        progress: Progress | None,
+        progress: Progress | None, planned: tuple[dict[str, TablePlan], EarlyPool | None],
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect.collector import DataCollector
@@ -206,7 +226,8 @@ class DataPipelineOrchestrator:
             on_error_cells=policy.on_error_cells, drop_total_rows=policy.drop_total_rows,
             max_retries=retries, workers=workers, incremental=self.settings.incremental,
             progress=progress, executor=self.settings.executor,
-            scheduler=self.settings.scheduler, storage_options=self.settings.storage_options))
+            scheduler=self.settings.scheduler, storage_options=self.settings.storage_options,
+            plans=planned[0], early=planned[1]))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
             reason = "Phase 1 failed and rollback did not restore every failed table"

@@ -1,0 +1,107 @@
+"""What Phase 1 will read, which executor reads it (`executor = "auto"`), and worker processes
+started before the data stack is imported. Stdlib only: the orchestrator calls it between
+the no-change check and its first heavy import.
+
+`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and two cores
+to read them on, else `threads`: a pool's start (a forkserver that imports the read stack
+once, then forks the workers) runs on the other core while this process imports its own
+stack, and pays back only over enough files (BENCHMARKS.md, "#22"). A run that reads a few
+changed files keeps the in-process path.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpo.config import Paths
+from dpo.errors import DpoError
+from dpo.excel.discover import discover_with_notes
+from dpo.fsio import Fingerprint
+from dpo.quality import DataWarning
+from dpo.schema import Schema, TableSpec
+from dpo.tables.cache import TableCache
+
+# From this many files to read, two worker processes beat two reader threads (measured on
+# the scaled real plant, BENCHMARKS.md "#22"); below it a pool's start is not paid back.
+AUTO_MIN_FILES = 24
+# What a worker needs, imported once by the forkserver: each worker is a fork of it.
+PRELOAD = ["dpo.collect.cluster"]
+
+
+@dataclass
+class TablePlan:
+    """One dynamic table's source files, discovery notes and the files the cache lacks."""
+
+    files: list[Path]
+    notes: list[DataWarning]
+    todo: list[Path] = field(default_factory=list)
+
+
+def plan_table(paths: Paths, schema: Schema, spec: TableSpec, incremental: bool
+               ) -> TablePlan | None:
+    """The table's files and those to read (a first guess: the table's own pass decides, and
+    reads whatever was not read ahead); None when its folder cannot be listed (reported
+    when the table is collected)."""
+    try:
+        files, notes = discover_with_notes(spec, paths.source_dir / spec.path.name)
+    except DpoError:
+        return None
+    if not incremental:
+        return TablePlan(files, notes, list(files))
+    cache = TableCache(paths.cache_dir, spec.name, schema.fingerprint)
+    todo = []
+    for path in files:
+        try:
+            if cache.lookup(path, Fingerprint.of(path)) is None:
+                todo.append(path)
+        except OSError:
+            continue
+    return TablePlan(files, notes, todo)
+
+
+def plan(paths: Paths, schema: Schema, incremental: bool) -> dict[str, TablePlan]:
+    found = {spec.name: plan_table(paths, schema, spec, incremental) for spec in schema.dynamic}
+    return {name: p for name, p in found.items() if p is not None}
+
+
+def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int) -> str:
+    """The executor a run uses: the setting, or for `auto` threads or processes."""
+    if kind != "auto":
+        return kind
+    todo = sum(len(p.todo) for p in plans.values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if workers < 2 or (cores or 1) < 2 or todo < AUTO_MIN_FILES:
+        return "threads"
+    return "processes"
+
+
+class EarlyPool:
+    """A process pool whose workers are being started in a background thread: the
+    forkserver imports PRELOAD once (on the other core, while this process imports its own
+    stack), then forks `workers` workers, each ready before the first batch is submitted."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)  # no effect once the server runs
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=context)
+        # A submit starts a worker when none is idle: one no-op per worker starts them all.
+        # It blocks until the forkserver has forked (after its imports): a thread waits.
+        self._starter = threading.Thread(target=self._start, name="dpo-pool-start", daemon=True)
+        self._starter.start()
+
+    def _start(self) -> None:
+        for _ in range(self.workers):
+            self.pool.submit(os.getpid)
+
+    def started(self) -> ProcessPoolExecutor:
+        """The pool, once every worker was asked for (submits from two threads at once would
+        only wait on the pool's lock)."""
+        self._starter.join()
+        return self.pool
