@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from dpo.results import Progress as Progress_
@@ -38,6 +37,9 @@ def progress_display(*, enabled: bool) -> Iterator[Progress_ | None]:
     if not enabled or not console.is_terminal:
         yield None
         return
+    # Only a run on a terminal draws bars (not cron, not --json): only it imports them.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
     bars: dict[str, TaskID] = {}
     with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as progress:
