@@ -151,8 +151,9 @@ def run(
         "--drop-total-rows", help="Drop rows that look like totals rows (default: keep, "
         "with a warning).")] = False,
     executor: Annotated[str | None, typer.Option(
-        "--executor", help="Where each source file is read and normalised: threads (the "
-        "default), processes, or dask.")] = None,
+        "--executor", help="Where each source file is read and normalised: auto (the "
+        "default: processes for many files, else threads), threads, processes, or dask."
+    )] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "
         "DASK_SCHEDULER_ADDRESS, else a local cluster).")] = None,
