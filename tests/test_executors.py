@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,13 @@ from loguru import logger
 from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 
 from dpo.collect.collector import DataCollector
-from dpo.collect.early import AUTO_MIN_FILES, TablePlan, choose_executor
+from dpo.collect.early import (
+    AUTO_MIN_FILES,
+    SPARE_CORE,
+    TablePlan,
+    choose_executor,
+    usable_cores,
+)
 from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
 from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy, load_settings
@@ -277,8 +284,9 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
 def test_auto_reads_many_files_in_worker_processes_and_publishes_what_threads_publish(
         tmp_path: Path) -> None:
     """A fresh run of AUTO_MIN_FILES files or more goes to worker processes started before
-    the data stack's import; a rerun with one file changed reads it in this process. Both
-    publish exactly what the threads executor publishes."""
+    the data stack's import (when the machine has a core to spare: the run logs the load it
+    decided on); a rerun with one file changed reads it in this process. Both publish exactly
+    what the threads executor publishes."""
     from dpo.demo.plant import generate_plant, write_monthly_report
 
     generate_plant(tmp_path / "plant", months=AUTO_MIN_FILES, rows_per_month=20, po_files=2,
@@ -299,22 +307,30 @@ def test_auto_reads_many_files_in_worker_processes_and_publishes_what_threads_pu
         assert pipeline(auto) == expected
     finally:
         logger.remove(sink)
-    chosen = [line.strip() for line in said if line.startswith("Phase 1 executor")]
-    assert chosen == [f"Phase 1 executor: processes ({AUTO_MIN_FILES + 2} file(s) to read)",
-                      "Phase 1 executor: threads (1 file(s) to read)",  # the threads run's
-                      "Phase 1 executor: threads (1 file(s) to read)"]
+    chosen = [re.fullmatch(r"Phase 1 executor: (\w+) \((\d+) file\(s\) to read, load "
+                           r"([\d.]+)\)\n", line) for line in said]
+    found = [(m.group(1), int(m.group(2)), float(m.group(3))) for m in chosen if m]
+    fresh, threads_rerun, auto_rerun = found
+    files = AUTO_MIN_FILES + 2
+    assert fresh[:2] == (choose_executor("auto", plans_of(tmp_path, files), 2, load=fresh[2]),
+                         files)
+    assert threads_rerun[:2] == auto_rerun[:2] == ("threads", 1)
 
 
-def test_auto_chooses_processes_only_for_enough_files_and_two_cores(tmp_path: Path) -> None:
-    def plans(n: int) -> dict[str, TablePlan]:
-        files = [tmp_path / f"f{i}.xlsx" for i in range(n)]
-        return {"t": TablePlan(files, [], files)}
+def plans_of(folder: Path, n: int) -> dict[str, TablePlan]:
+    files = [folder / f"f{i}.xlsx" for i in range(n)]
+    return {"t": TablePlan(files, [], files)}
 
-    two = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count() or 1) >= 2
-    assert choose_executor("auto", plans(AUTO_MIN_FILES - 1), 2) == "threads"
-    assert choose_executor("auto", plans(AUTO_MIN_FILES), 2) == (
+
+def test_auto_chooses_processes_only_for_enough_files_and_a_spare_core(tmp_path: Path) -> None:
+    two = usable_cores() >= 2
+    assert choose_executor("auto", plans_of(tmp_path, AUTO_MIN_FILES - 1), 2, load=0) == \
+        "threads"
+    assert choose_executor("auto", plans_of(tmp_path, AUTO_MIN_FILES), 2, load=0) == (
         "processes" if two else "threads")
-    assert choose_executor("auto", plans(500), 1) == "threads"  # one worker: no pool
-    assert choose_executor("threads", plans(500), 4) == "threads"  # a setting is kept
-    assert choose_executor("dask", plans(0), 4) == "dask"
+    busy = usable_cores() - SPARE_CORE + 0.1  # no core to spare: processes would be slower
+    assert choose_executor("auto", plans_of(tmp_path, 500), 2, load=busy) == "threads"
+    assert choose_executor("auto", plans_of(tmp_path, 500), 1, load=0) == "threads"
+    assert choose_executor("threads", plans_of(tmp_path, 500), 4, load=0) == "threads"
+    assert choose_executor("processes", plans_of(tmp_path, 1), 4, load=99) == "processes"
+    assert choose_executor("dask", plans_of(tmp_path, 0), 4) == "dask"

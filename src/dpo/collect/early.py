@@ -3,10 +3,10 @@ started before the data stack is imported. Stdlib only: the orchestrator calls i
 the no-change check and its first heavy import.
 
 `auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and two cores
-to read them on, else `threads`: a pool's start (a forkserver that imports the read stack
-once, then forks the workers) runs on the other core while this process imports its own
-stack, and pays back only over enough files (BENCHMARKS.md, "#22"). A run that reads a few
-changed files keeps the in-process path.
+to read them on, one of them idle by the load average (SPARE_CORE), else `threads`: a pool's
+start (a forkserver that imports the read stack once, then forks the workers) runs on the
+other core while this process imports its own stack, and pays back only over enough files
+(BENCHMARKS.md, "#22"). A run that reads a few changed files keeps the in-process path.
 """
 
 from __future__ import annotations
@@ -68,15 +68,31 @@ def plan(paths: Paths, schema: Schema, incremental: bool) -> dict[str, TablePlan
     return {name: p for name, p in found.items() if p is not None}
 
 
-def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int) -> str:
-    """The executor a run uses: the setting, or for `auto` threads or processes."""
+def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
+                    load: float | None = None) -> str:
+    """The executor a run uses: the setting, or for `auto` threads or processes.
+
+    `load`: the machine's 1-minute load average (default: os.getloadavg()). Worker processes
+    pay only with a core to spare: on a machine already busy they add their start-up's CPU
+    to a run that gets no second core (BENCHMARKS.md, "#22": 2x slower at load 12 on 2 cores).
+    """
     if kind != "auto":
         return kind
     todo = sum(len(p.todo) for p in plans.values())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if workers < 2 or (cores or 1) < 2 or todo < AUTO_MIN_FILES:
+    cores = usable_cores()
+    busy = os.getloadavg()[0] if load is None else load
+    if workers < 2 or cores < 2 or todo < AUTO_MIN_FILES or busy > cores - SPARE_CORE:
         return "threads"
     return "processes"
+
+
+# auto reads in processes only while the load average leaves this much of a core unused.
+SPARE_CORE = 0.5
+
+
+def usable_cores() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 class EarlyPool:

@@ -206,9 +206,10 @@ class DataPipelineOrchestrator:
 
         plans = plan(self.paths, schema, self.settings.incremental)
         workers = self.settings.workers or default_workers()
-        kind = choose_executor(self.settings.executor, plans, workers)
-        logger.debug("Phase 1 executor: {} ({} file(s) to read)", kind,
-                     sum(len(p.todo) for p in plans.values()))
+        load = os.getloadavg()[0]
+        kind = choose_executor(self.settings.executor, plans, workers, load=load)
+        logger.debug("Phase 1 executor: {} ({} file(s) to read, load {:.1f})", kind,
+                     sum(len(p.todo) for p in plans.values()), load)
         return plans, EarlyPool(workers) if kind == "processes" else None
 
     def _run_phases(
