@@ -154,10 +154,11 @@ def print_health(report: dict[str, Any]) -> None:
     status = report["service_status"]
     stdout().print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
     for name, path in report["paths"].items():
-        stdout().print(f"  {name}: {path}")
+        stdout().print(f"  {name}: {escape(str(path))}", soft_wrap=True, highlight=False)
     disk = report["disk_space"]
+    writable = "true" if report["write_permission"] else "false"  # as `--json` says it
     stdout().print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
-              f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {report['write_permission']}")
+                   f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {writable}")
     last = report["last_run"]
     stdout().print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
               if last else "  last run: none yet")

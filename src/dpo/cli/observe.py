@@ -58,15 +58,16 @@ def _snapshot(paths: Any, **query: Any) -> Any:
     """The ledger's runs (Ledger.snapshot), or exit 1 naming an unreadable ledger."""
     import sqlite3
 
-    from dpo.observe.ledger import Ledger
+    from dpo.observe.ledger import Ledger, LedgerOutdated
 
-    ledger = Ledger(paths.output_dir / "runs.sqlite")
+    # Read-only: an operator who may only read the plant sees its runs (and nothing migrates).
+    ledger = Ledger(paths.output_dir / "runs.sqlite", read_only=True)
     try:
         return ledger.snapshot(**query)
+    except LedgerOutdated as exc:
+        raise _fail(str(exc), 1) from exc
     except sqlite3.Error as exc:
         raise _fail(f"run ledger {ledger.path} is unreadable: {exc}", 1) from exc
-
-
 
 
 def history(
@@ -219,7 +220,9 @@ def dashboard(
     try:
         write_dashboard(target, render(snap, compute(snap, window=f"the newest {RECENT_RUNS} runs")))
     except (DpoError, OSError) as exc:
-        raise _fail(f"cannot write {target}: {exc}", 1) from exc
+        problem = exc.message if isinstance(exc, DpoError) else f"cannot write {target}: {exc}"
+        hint = "" if out_file else " (give another file with --out FILE)"
+        raise _fail(f"{problem}{hint}", 1) from exc
     typer.echo(str(target))
 
 
