@@ -83,6 +83,7 @@ def test_a_slowly_copied_report_makes_one_run_and_one_new_version(root: Path,
 
         runs = served.runs()
         assert [r["overall_status"] for r in runs] == ["success", "success"]
+        assert [r["warnings_by_kind"] for r in runs] == [{}, {}]  # JSON objects, not text
         assert runs[0]["started_epoch"] >= last_write  # read only once it was complete
         assert state["last_run"]["trigger"] == [f"watch: {report.name}"]
         assert loader_rows(runs[0]) == 180

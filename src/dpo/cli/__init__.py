@@ -270,7 +270,7 @@ def demo(
 
 @app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
-             schema: SchemaOpt = None, verbose: Verbose = False) -> None:
+             schema: SchemaOpt = None, as_json: Json = False, verbose: Verbose = False) -> None:
     """Check the schema and every source file without writing anything (inputs on object
     storage are mirrored into the local working folder first, as a run does)."""
     _setup_logging(verbose)
@@ -285,7 +285,10 @@ def validate(root: Root = None, config: Config = None, source_dir: Source = None
         return validate_sources(orch.paths, orch.settings.row_policy())
 
     rows = _guard(verbose, go)
-    print_validation(rows)
+    if as_json:  # one object per file: table, file, status (ok|warning|error), rows, message
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        print_validation(rows)
     # A warning is what a run would publish with a warning: not a reason to fail the check.
     problems = [row for row in rows if row["status"] == "error"]
     raise typer.Exit(1 if problems else 0)

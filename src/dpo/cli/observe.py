@@ -199,9 +199,28 @@ def _print_metrics(m: dict[str, Any]) -> None:
                         str(t["duplicates_removed"]), str(t["rows_rejected"]),
                         f"{t['changed_runs']}/{t['runs']}", str(t["failed_runs"]))
     out.print(quality)
+    _print_warnings(out, m["data_quality"])
     if m["data_quality"]["errors_by_type"]:
         out.print("errors: " + ", ".join(f"{t} × {n}"
                                          for t, n in m["data_quality"]["errors_by_type"].items()))
+
+
+def _print_warnings(out: Any, quality: dict[str, Any]) -> None:
+    """Data-quality warnings by kind: over the window, and in its newest finished run."""
+    from rich.table import Table
+
+    from dpo.quality import kind_words
+
+    window, latest = quality["warnings_by_kind"], quality["warnings_by_kind_latest"]
+    if not window:
+        out.print("data-quality warnings: none")
+        return
+    table = Table(title="data-quality warnings")
+    for col in ("kind", "in the window", "newest run"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, count in window.items():
+        table.add_row(kind_words(kind)[1], str(count), str(latest.get(kind, 0)))
+    out.print(table)
 
 
 def dashboard(
