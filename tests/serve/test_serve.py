@@ -112,6 +112,8 @@ def test_a_slowly_copied_report_makes_one_run_and_one_new_version(root: Path,
 
         assert served.stop(signal.SIGINT) == 0
     assert "dpo serve stopped" in served.log()
+    # The log names what a run published (issue #19, 9): the first run all 8 tables.
+    assert "published 1 new version (productRecords) as " in served.log()
 
 
 def test_a_burst_of_five_reports_makes_one_or_two_runs(root: Path, tmp_path: Path) -> None:

@@ -107,12 +107,26 @@ def history(
             "–" if r["rollbacks"] is None else
             f"{r['rollbacks']}" + (f" ({r['rollbacks_failed']} failed)" if r["rollbacks_failed"]
                                    else ""),
-            "–" if r["notifications_sent"] is None else
-            f"{r['notifications_sent']} sent" + (f", {r['notifications_failed']} failed"
-                                                 if r["notifications_failed"] else ""),
+            _notifications(r),
             "–" if r["errors_count"] is None else str(r["errors_count"]))
     out.print(table)
     _print_actions(out, [r for r in records if r["kind"] != "run"])
+
+
+def _notifications(run: dict[str, Any]) -> str:
+    """'2 sent', '2 written to …/notifications' (no channel configured: files), ', 1 failed'."""
+    if run["notifications_sent"] is None:
+        return "–"
+    from collections import Counter
+
+    done = [str(n["channel"]) for n in run["notifications"] if n["outcome"] == "sent"]
+    files = Counter(Path(c.removeprefix("file:")).name for c in done if c.startswith("file:"))
+    sent = run["notifications_sent"] - sum(files.values())
+    parts = [f"{sent} sent"] if sent or not files else []
+    parts += [f"{n} written to …/{folder}" for folder, n in sorted(files.items())]
+    if run["notifications_failed"]:
+        parts.append(f"{run['notifications_failed']} failed")
+    return ", ".join(parts)
 
 
 def _print_actions(out: Any, actions: list[dict[str, Any]]) -> None:
