@@ -228,6 +228,13 @@ class ServiceCollector:
         for source in ("start", "watch", "schedule", "http"):
             triggers.add_metric([source], state["triggers"].get(source, 0))
         yield triggers
+        published = CounterMetricFamily(
+            "dpo_service_published_data_quality_warnings", "Data-quality warnings on the new "
+            "versions this service published, by kind (a table republished unchanged adds "
+            "none).", labels=["kind"])
+        for kind, count in sorted(state["published_warnings"].items()):
+            published.add_metric([kind], count)
+        yield published
         watch = service.watcher.status() if service.watcher else None
         gauges: list[tuple[str, str, float | None]] = [
             ("run_in_progress", "1 while a run is going on.", float(state["run_in_progress"])),
