@@ -220,7 +220,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
 
 
 def _print_warnings(out: Any, quality: dict[str, Any]) -> None:
-    """Data-quality warnings by kind: over the window, and in its newest finished run."""
+    """Data-quality warnings by kind: in the newest finished run, and summed over the window's
+    runs (a file read again says its warnings again: the sum counts them once per run)."""
     from rich.table import Table
 
     from dpo.quality import kind_words
@@ -230,10 +231,10 @@ def _print_warnings(out: Any, quality: dict[str, Any]) -> None:
         out.print("data-quality warnings: none")
         return
     table = Table(title="data-quality warnings")
-    for col in ("kind", "in the window", "newest run"):
+    for col in ("kind", "newest run", "all runs of the window"):
         table.add_column(col, justify="left" if col == "kind" else "right")
     for kind, count in window.items():
-        table.add_row(kind_words(kind)[1], str(count), str(latest.get(kind, 0)))
+        table.add_row(kind_words(kind)[1], str(latest.get(kind, 0)), str(count))
     out.print(table)
 
 
