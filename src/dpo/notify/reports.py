@@ -70,13 +70,13 @@ def _table_line(table: TableResult) -> str:
     change = "changed" if table.changed else "unchanged"
     extra = []
     if table.duplicates_removed:
-        extra.append(f"{table.duplicates_removed} duplicates removed")
+        extra.append(f"{plural(table.duplicates_removed, 'duplicate')} removed")
     if table.rows_rejected:
-        extra.append(f"{table.rows_rejected} rows quarantined")
+        extra.append(f"{plural(table.rows_rejected, 'row')} quarantined")
     if table.changes:
         extra.append(change_summary(table.changes))
     if table.blank_rows:
-        extra.append(f"{table.blank_rows} blank rows skipped")
+        extra.append(f"{plural(table.blank_rows, 'blank row')} skipped")
     if table.warnings:
         extra.append(f"{plural(len(table.warnings), 'warning')}, listed below")
     tail = f" ({'; '.join(extra)})" if extra else ""
