@@ -93,7 +93,7 @@ def _read_ipc(path: Path) -> pa.Table:
 
 
 def _piece(outcome: FileOutcome) -> Piece:
-    # a file without an error has its segment, here (remotetask.fetch_segments)
+    # a file without an error has its segment, here (cluster.fetch_segments)
     assert isinstance(outcome.segment, Path)
     stored = _read_ipc(outcome.segment)
     hashes = stored.column(HASH_COLUMN)
