@@ -21,10 +21,9 @@ from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 from dpo.collect.collector import DataCollector
 from dpo.collect.early import (
     AUTO_MIN_FILES,
-    SPARE_CORE,
+    MIN_PROCESS_WORKERS,
     TablePlan,
     choose_executor,
-    usable_cores,
 )
 from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
 from dpo.collect.filetask import FileTask
@@ -32,6 +31,7 @@ from dpo.config import RowPolicy, load_settings
 from dpo.demo.writers import ExcelError
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
+from dpo.pipeline.orchestrator import default_workers
 from dpo.schema import load_schema
 
 pytestmark = pytest.mark.xdist_group("dask")
@@ -284,9 +284,9 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
 def test_auto_reads_many_files_in_worker_processes_and_publishes_what_threads_publish(
         tmp_path: Path) -> None:
     """A fresh run of AUTO_MIN_FILES files or more goes to worker processes started before
-    the data stack's import (when the machine has a core to spare: the run logs the load it
-    decided on); a rerun with one file changed reads it in this process. Both publish exactly
-    what the threads executor publishes."""
+    the data stack's import when the machine has the idle cores for them (the run logs the
+    load it decided on: the choice is checked against the rule), a rerun with one file
+    changed reads it in this process; both publish exactly what threads publish."""
     from dpo.demo.plant import generate_plant, write_monthly_report
 
     generate_plant(tmp_path / "plant", months=AUTO_MIN_FILES, rows_per_month=20, po_files=2,
@@ -312,8 +312,9 @@ def test_auto_reads_many_files_in_worker_processes_and_publishes_what_threads_pu
     found = [(m.group(1), int(m.group(2)), float(m.group(3))) for m in chosen if m]
     fresh, threads_rerun, auto_rerun = found
     files = AUTO_MIN_FILES + 2
-    assert fresh[:2] == (choose_executor("auto", plans_of(tmp_path, files), 2, load=fresh[2]),
-                         files)
+    workers = default_workers()
+    assert fresh[:2] == (choose_executor("auto", plans_of(tmp_path, files), workers,
+                                         load=fresh[2]), files)
     assert threads_rerun[:2] == auto_rerun[:2] == ("threads", 1)
 
 
@@ -322,15 +323,14 @@ def plans_of(folder: Path, n: int) -> dict[str, TablePlan]:
     return {"t": TablePlan(files, [], files)}
 
 
-def test_auto_chooses_processes_only_for_enough_files_and_a_spare_core(tmp_path: Path) -> None:
-    two = usable_cores() >= 2
-    assert choose_executor("auto", plans_of(tmp_path, AUTO_MIN_FILES - 1), 2, load=0) == \
-        "threads"
-    assert choose_executor("auto", plans_of(tmp_path, AUTO_MIN_FILES), 2, load=0) == (
-        "processes" if two else "threads")
-    busy = usable_cores() - SPARE_CORE + 0.1  # no core to spare: processes would be slower
-    assert choose_executor("auto", plans_of(tmp_path, 500), 2, load=busy) == "threads"
-    assert choose_executor("auto", plans_of(tmp_path, 500), 1, load=0) == "threads"
-    assert choose_executor("threads", plans_of(tmp_path, 500), 4, load=0) == "threads"
-    assert choose_executor("processes", plans_of(tmp_path, 1), 4, load=99) == "processes"
+def test_auto_chooses_processes_only_for_enough_files_and_idle_cores(tmp_path: Path) -> None:
+    many, few = plans_of(tmp_path, AUTO_MIN_FILES), plans_of(tmp_path, AUTO_MIN_FILES - 1)
+    assert choose_executor("auto", many, 4, load=0, cores=4) == "processes"
+    assert choose_executor("auto", few, 4, load=0, cores=4) == "threads"
+    assert choose_executor("auto", many, 4, load=0, cores=MIN_PROCESS_WORKERS - 1) == "threads"
+    assert choose_executor("auto", many, MIN_PROCESS_WORKERS - 1, load=0, cores=8) == "threads"
+    assert choose_executor("auto", many, 4, load=1.5, cores=4) == "threads"  # 2.5 idle cores
+    assert choose_executor("auto", many, 4, load=0.9, cores=4) == "processes"
+    assert choose_executor("threads", many, 4, load=0, cores=8) == "threads"  # a setting is kept
+    assert choose_executor("processes", few, 4, load=99, cores=1) == "processes"
     assert choose_executor("dask", plans_of(tmp_path, 0), 4) == "dask"

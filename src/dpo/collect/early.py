@@ -2,11 +2,12 @@
 started before the data stack is imported. Stdlib only: the orchestrator calls it between
 the no-change check and its first heavy import.
 
-`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and two cores
-to read them on, one of them idle by the load average (SPARE_CORE), else `threads`: a pool's
-start (a forkserver that imports the read stack once, then forks the workers) runs on the
-other core while this process imports its own stack, and pays back only over enough files
-(BENCHMARKS.md, "#22"). A run that reads a few changed files keeps the in-process path.
+`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and at least
+MIN_PROCESS_WORKERS workers with an idle core each (cores less the load average), else
+`threads` (choose_executor says why; on this project's 2-core machine: always threads). A
+process pool, `auto`'s or `processes`', is started before the run imports its data stack: a
+forkserver imports the read stack once and forks the workers, on other cores, while this
+process imports its own.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from dpo.quality import DataWarning
 from dpo.schema import Schema, TableSpec
 from dpo.tables.cache import TableCache
 
-# From this many files to read, two worker processes beat two reader threads (measured on
-# the scaled real plant, BENCHMARKS.md "#22"); below it a pool's start is not paid back.
+# Below this many files to read a pool's start is not paid back (BENCHMARKS.md, "#22").
 AUTO_MIN_FILES = 24
 # What a worker needs, imported once by the forkserver: each worker is a fork of it.
 PRELOAD = ["dpo.collect.cluster"]
@@ -69,25 +69,28 @@ def plan(paths: Paths, schema: Schema, incremental: bool) -> dict[str, TablePlan
 
 
 def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
-                    load: float | None = None) -> str:
+                    load: float | None = None, cores: int | None = None) -> str:
     """The executor a run uses: the setting, or for `auto` threads or processes.
 
-    `load`: the machine's 1-minute load average (default: os.getloadavg()). Worker processes
-    pay only with a core to spare: on a machine already busy they add their start-up's CPU
-    to a run that gets no second core (BENCHMARKS.md, "#22": 2x slower at load 12 on 2 cores).
+    Worker processes run the per-file task, which costs ~1.5x the CPU of the threads path's
+    one normalisation pass over all new files (BENCHMARKS.md, "#22"), and two reader threads
+    already use ~1.45 cores: processes can only win with three workers or more on idle cores.
+    On a busy machine they add their CPU to a run that gets no more cores (2.4x slower than
+    threads at load 7 on 2 cores). `load`: the 1-minute load average (default: the
+    machine's); `cores`: the cores this process may use (default: its affinity).
     """
     if kind != "auto":
         return kind
     todo = sum(len(p.todo) for p in plans.values())
-    cores = usable_cores()
     busy = os.getloadavg()[0] if load is None else load
-    if workers < 2 or cores < 2 or todo < AUTO_MIN_FILES or busy > cores - SPARE_CORE:
+    spare = (usable_cores() if cores is None else cores) - busy
+    if todo < AUTO_MIN_FILES or min(workers, spare) < MIN_PROCESS_WORKERS:
         return "threads"
     return "processes"
 
 
-# auto reads in processes only while the load average leaves this much of a core unused.
-SPARE_CORE = 0.5
+# auto's processes need this many workers, each with an idle core (see choose_executor).
+MIN_PROCESS_WORKERS = 3
 
 
 def usable_cores() -> int:
