@@ -4,7 +4,7 @@ the no-change check and its first heavy import.
 
 `auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and at least
 MIN_PROCESS_WORKERS workers with an idle core each (cores less the load average), else
-`threads` (choose_executor says why; on this project's 2-core machine: always threads). A
+`threads` (choose_executor says why: with the default of at most 4 workers, always threads). A
 process pool, `auto`'s or `processes`', is started before the run imports its data stack: a
 forkserver imports the read stack once and forks the workers, on other cores, while this
 process imports its own.
@@ -72,11 +72,12 @@ def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
                     load: float | None = None, cores: int | None = None) -> str:
     """The executor a run uses: the setting, or for `auto` threads or processes.
 
-    Worker processes run the per-file task, which costs ~1.5x the CPU of the threads path's
-    one normalisation pass over all new files (BENCHMARKS.md, "#22"), and two reader threads
-    already use ~1.45 cores: processes can only win with three workers or more on idle cores.
-    On a busy machine they add their CPU to a run that gets no more cores (2.4x slower than
-    threads at load 7 on 2 cores). `load`: the 1-minute load average (default: the
+    Worker processes run the per-file task, whose normalisation and row hashes pay Arrow's
+    per-call costs once per file: 2.9x the CPU of the threads path's one pass over all new
+    files on the real plant (bench/task_cpu.py, BENCHMARKS.md "#22"), while two reader threads
+    use ~1.45 cores. So processes win only with about 2.9 x 1.45 = 4.2 workers or more, each on
+    an idle core; on a busy machine they add CPU to a run that gets no more cores (2.4x slower
+    than threads at load 7 on 2 cores). `load`: the 1-minute load average (default: the
     machine's); `cores`: the cores this process may use (default: its affinity).
     """
     if kind != "auto":
@@ -90,7 +91,7 @@ def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
 
 
 # auto's processes need this many workers, each with an idle core (see choose_executor).
-MIN_PROCESS_WORKERS = 3
+MIN_PROCESS_WORKERS = 5
 
 
 def usable_cores() -> int:
