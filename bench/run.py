@@ -154,8 +154,8 @@ SAMPLES = Path(os.environ.get("DPO_SAMPLES") or HERE.parent.parent / "shared" / 
 def make_real_plant(out: Path, months: int = 60) -> Path | None:
     """The sample plant scaled by copies of its real workbooks under many dates (the demo
     generator's files and the plant's exporters' differ: styles, shared strings, error cells):
-    `months` monthly reports (in OUT/real, or OUT/real<months> when not 60) and 120 purchase
-    orders (each of the two samples under 60 dates), beside the samples' master tables."""
+    `months` monthly reports (in OUT/real, or OUT/real<months> when not 60) and 122 purchase
+    orders (the two samples, each also under 60 more dates), beside the samples' master tables."""
     real = out / ("real" if months == 60 else f"real{months}")
     if (real / "database").exists() or not SAMPLES.is_dir():
         return real if SAMPLES.is_dir() else None

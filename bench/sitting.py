@@ -5,8 +5,8 @@ measured in the same rounds.
                                       [--tree NAME=SRC ...] [--only fresh,nochange,...]
 
 The plant (`real120`, made once by bench/run.make_real_plant): the samples' own monthly
-`.xlsb` copied under 120 months, the two purchase-order `.xlsx` each under 60 dates (120), and
-the samples' master tables. Each round measures, alternating the order of the trees (a
+`.xlsb` copied under 120 months, the two purchase-order `.xlsx` each also under 60 more dates
+(122), and the samples' master tables (249 files). Each round measures, alternating the order of the trees (a
 slower minute hits every tree), one whole process per figure:
 
   floor             bench/floor.py: fastexcel reads every file, pyarrow writes Parquet

@@ -73,7 +73,7 @@ def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
     """The executor a run uses: the setting, or for `auto` threads or processes.
 
     Worker processes run the per-file task, whose normalisation and row hashes pay Arrow's
-    per-call costs once per file: 2.9x the CPU of the threads path's one pass over all new
+    per-call costs once per file: 2.4-2.9x the CPU of the threads path's one pass over all new
     files on the real plant (bench/task_cpu.py, BENCHMARKS.md "#22"), while two reader threads
     use ~1.45 cores. So processes win only with about 2.9 x 1.45 = 4.2 workers or more, each on
     an idle core; on a busy machine they add CPU to a run that gets no more cores (2.4x slower
