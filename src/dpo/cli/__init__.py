@@ -315,9 +315,11 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
 
 
 from dpo.cli.observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+from dpo.cli.show import register as _register_show  # noqa: E402 - dpo show
 from dpo.cli.store import register as _register_store  # noqa: E402 - versions/rollback/diff
 
 _register_store(app)
+_register_show(app)
 _register_observe(app)
 
 from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve

@@ -28,38 +28,19 @@ def plant_store(root: Path | None, config: Path | None, annotations: str | None,
                 default_dir: str | None) -> Any:
     """The store of the plant at --root (on disk or on object storage), to read; ConfigError
     (exit 2) when there is none. Its `settings` ride along for store_session."""
-    from dpo.config import load_settings, plant_problem, resolve_paths
-    from dpo.errors import ConfigError
-    from dpo.store.backend import open_store_for
+    from dpo.consume.table import open_plant_store
 
-    settings = load_settings(config, root_dir=str(root) if root else None,
-                             annotation_path=annotations, default_dir=default_dir)
-    paths = resolve_paths(settings)
-    problem = plant_problem(paths)
-    if problem:
-        raise ConfigError(problem)
-    store = open_store_for(paths, settings)
+    store, settings = open_plant_store(root, config, annotation_path=annotations,
+                                       default_dir=default_dir)
     store.settings = settings  # type: ignore[attr-defined]
     return store
 
 
 def known_table(store: Any, name: str) -> None:
     """ConfigError naming the tables (and the closest one) when `name` is not one of them."""
-    import difflib
+    from dpo.consume.table import known_table as check
 
-    from dpo.errors import ConfigError, DpoError
-    from dpo.schema import load_schema
-
-    try:
-        names = {spec.name for spec in load_schema(store.paths.schema_path, store.paths.root)}
-    except DpoError:
-        names = set()  # no readable schema: the published tables are all there is to name
-    names |= set(store.annotations())
-    if name in names:
-        return
-    close = difflib.get_close_matches(name, sorted(names), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"unknown table '{name}'{hint}; tables: {', '.join(sorted(names)) or 'none'}")
+    check(store, name)
 
 
 def known_version(store: Any, table: str, stamp: str) -> Any:
