@@ -165,19 +165,37 @@ def _targets(store: Any, table: str | None, to: str) -> dict[str, str]:
 
 
 def _rollback(store: Any, table: str | None, to: str) -> list[str]:
+    """Move the tables whose target is not already current; say for every table where it is
+    now and whether it is held (the holds file decides: a version equal to what the sources
+    give is not held, dpo.store.holds)."""
+    from dpo.store.holds import Holds
+
     targets = _targets(store, table, to)
     skipped = [] if table is not None else sorted(set(store.annotations()) - set(targets))
     before = {t: next((v.stamp for v in store.list_versions(t) if v.current), None)
               for t in targets}
-    restored = store.rollback(targets, command=_command())
-    lines = []
+    moving = {t: s for t, s in targets.items() if before[t] != s}
+    restored = store.rollback(moving, command=_command()) if moving else []
+    holds = Holds(store.paths.loader_dir).read()
+    said: dict[str, str] = {}
     for version in restored:
         _record(store, "rollback", version.table, before[version.table], version.stamp)
-        lines.append(f"{version.table}: now at {version.stamp} ({version.rows} rows, hash "
-                     f"{str(version.content_hash)[:12]} verified); held until one of its "
-                     f"sources changes or `dpo rollback {version.table} --release`")
-    lines += [f"{t}: no version at or before {to}; left where it is" for t in skipped]
-    return lines
+        said[version.table] = (f"{version.table}: now at {version.stamp} ({version.rows} rows, "
+                               f"hash {str(version.content_hash)[:12]} verified); "
+                               f"{_held_text(version.table, holds)}")
+    for name in targets.keys() - moving.keys():
+        hold = holds.get(name)
+        said[name] = (f"{name}: {targets[name]} is already the current version; " + (
+            f"still held there since {hold.since} (`dpo rollback {name} --release` ends it)"
+            if hold else "nothing held"))
+    return [said[t] for t in sorted(said)] + [
+        f"{t}: no version at or before {to}; left where it is" for t in skipped]
+
+
+def _held_text(table: str, holds: dict[str, Any]) -> str:
+    if table in holds:
+        return f"held until one of its sources changes or `dpo rollback {table} --release`"
+    return "nothing held: it is what the sources give now"
 
 
 def _release(store: Any, table: str | None) -> list[str]:

@@ -360,8 +360,12 @@ class VersionStore:
         atomic_write_json(self.paths.annotation_path, new, point="rollback:annotations")
         outcome = PublishOutcome(stamp=None)
         self._archive_superseded(old, new, outcome)
-        lines = [f"rolled back {v.table} from {before[v.table]} to {v.stamp} ({command}); held "
-                 "until its sources change" for v in restored]
+        from dpo.store.holds import Holds
+
+        held = Holds(self.paths.loader_dir).read()
+        lines = [f"rolled back {v.table} from {before[v.table]} to {v.stamp} ({command}); "
+                 + ("held until its sources change" if v.table in held else "nothing held")
+                 for v in restored]
         lines += [f"moved {s.name} -> historical_db/" for s, _ in outcome.moved]
         self._log_block("rollback", lines)
         return restored
