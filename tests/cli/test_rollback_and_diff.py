@@ -96,3 +96,63 @@ def test_a_rollback_to_content_the_sources_give_holds_nothing_and_says_so(root: 
     assert said["purchaseOrders"].endswith("nothing held: it is what the sources give now")
     assert said["moldInfo"].endswith("is already the current version; nothing held")
     assert _holds(root) == {}
+
+
+# -- 6. dpo diff after a rollback ---------------------------------------------------------------
+
+def _quantities(rows: list[dict[str, object]]) -> list[object]:
+    return sorted(str(r["itemQuantity"]) for r in rows)
+
+
+def test_diff_after_a_rollback_to_the_oldest_version_compares_what_the_rollback_changed(
+        root: Path) -> None:
+    assert dpo("rollback", "purchaseOrders", "--to", "20240502_0600", "--root",
+               root).returncode == 0
+
+    done = dpo("diff", "purchaseOrders", "--root", root, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["from"], report["to"]) == ("20240502_0610", "20240502_0600")
+    assert "rollback" in report["compared"]
+    assert _quantities(report["removed"]) == ["4242", "777"]
+    assert report["columns_changed_rows"] == {"itemQuantity": 2}
+    text = dpo("diff", "purchaseOrders", "--root", root)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0] == (
+        "comparing 20240502_0610 -> 20240502_0600: the current version vs the one current "
+        "before it, until a rollback (dpo rollback) moved the pointer")
+
+
+def test_diff_after_a_publish_that_follows_a_rollback_compares_with_the_rolled_back_to(
+        root: Path) -> None:
+    assert dpo("rollback", "purchaseOrders", "--to", "20240502_0600", "--root",
+               root).returncode == 0
+    set_cell(sorted((root / ORDERS).iterdir())[-1], 4, "itemQuantity", 31337)  # hold ends
+    run(root, clock=Clock(datetime(2024, 5, 2, 6, 15)))
+    assert _current(root)["purchaseOrders"] == "20240502_0615"
+
+    report = json.loads(dpo("diff", "purchaseOrders", "--root", root, "--json").stdout)
+    assert (report["from"], report["to"]) == ("20240502_0600", "20240502_0615")
+    assert report["compared"].endswith("until a publish moved the pointer")
+    assert _quantities(report["added"]) == ["31337", "4242", "777"]
+    # naming the versions compares exactly those, and says nothing about why
+    named = json.loads(dpo("diff", "purchaseOrders", "20240502_0610", "20240502_0615",
+                           "--root", root, "--json").stdout)
+    assert named["compared"] is None and _quantities(named["added"]) == ["31337"]
+
+
+@pytest.mark.usefixtures("s3_server")
+def test_diff_after_a_rollback_on_s3(tmp_path: Path, s3_url: str) -> None:
+    plant = make_plant(tmp_path / "plant").root
+    clock = Clock(datetime(2024, 5, 2, 6, 0))
+    run(plant, clock=clock, default_dir=s3_url)
+    set_cell(sorted((plant / ORDERS).iterdir())[-1], 2, "itemQuantity", 4242)
+    run(plant, clock=clock.at(6, 5), default_dir=s3_url)
+    where = ("--root", plant, "--default-dir", s3_url)
+    assert dpo("rollback", "purchaseOrders", "--to", "20240502_0600", *where).returncode == 0
+
+    done = dpo("diff", "purchaseOrders", "--json", *where)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["from"], report["to"]) == ("20240502_0605", "20240502_0600")
+    assert "rollback" in report["compared"] and _quantities(report["removed"]) == ["4242"]

@@ -217,7 +217,8 @@ def _release(store: Any, table: str | None) -> list[str]:
 def diff(
     table: Annotated[str, typer.Argument(help="Table to compare.")],
     from_version: Annotated[str | None, typer.Argument(
-        metavar="[FROM]", help="Older version (default: the one before TO).")] = None,
+        metavar="[FROM]", help="Older version (default: the one current before the last "
+        "publish or rollback; with TO: the one before TO).")] = None,
     to_version: Annotated[str | None, typer.Argument(
         metavar="[TO]", help="Newer version (default: the current one).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Rows added/removed to show.")] = 10,
@@ -226,15 +227,16 @@ def diff(
 ) -> None:
     """What changed in TABLE between two versions: rows added and removed, columns edited.
 
-    Default: the version before the current one vs the current one.
+    Default: the version that was current before the pointer last moved (a publish or a
+    rollback) vs the current one; the command says which two it compares.
     """
     from dpo.cli import _guard
 
     def go() -> dict[str, Any]:
         store = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
-        old, new = _diff_versions(store, table, from_version, to_version)
-        return _diff(store, old, new, limit)
+        old, new, basis = _diff_versions(store, table, from_version, to_version)
+        return {**_diff(store, old, new, limit), "compared": basis}
 
     report = _guard(verbose, go)
     if as_json:
@@ -243,7 +245,11 @@ def diff(
         _print_diff(report)
 
 
-def _diff_versions(store: Any, table: str, older: str | None, newer: str | None) -> tuple[Any, Any]:
+def _diff_versions(store: Any, table: str, older: str | None, newer: str | None
+                   ) -> tuple[Any, Any, str | None]:
+    """The two versions to compare, and why these when the command chose them: by default the
+    current version and the one current before the pointer last moved (by a publish or a
+    rollback, dpo.store.pointer), else the version before the newer one."""
     from dpo.errors import ConfigError
 
     versions = store.list_versions(table)  # oldest first
@@ -254,12 +260,20 @@ def _diff_versions(store: Any, table: str, older: str | None, newer: str | None)
         if new is None:
             raise ConfigError(f"no version of {table} is published yet")
     if older:
-        return known_version(store, table, older), new
+        return known_version(store, table, older), new, None
+    moves = store.pointer_history(table) if not newer else []
+    if len(moves) >= 2 and moves[-1][0] == new.stamp:
+        previous, kind = moves[-2][0], moves[-1][1]
+        found = next((v for v in versions if v.stamp == previous), None)
+        if found is not None:
+            how = "a rollback (dpo rollback)" if kind == "rollback" else "a publish"
+            return found, new, (f"the current version vs the one current before it, until {how} "
+                                "moved the pointer")
     before = versions[:versions.index(new)]
     if not before:
         raise ConfigError(f"no version of {table} before {new.stamp} to compare with; versions: "
                           f"{', '.join(v.stamp for v in versions)}")
-    return before[-1], new
+    return before[-1], new, f"{new.stamp} vs the version before it"
 
 
 def _diff(store: Any, old: Any, new: Any, limit: int) -> dict[str, Any]:
@@ -282,6 +296,8 @@ def _print_diff(report: dict[str, Any]) -> None:
     def line(text: str) -> None:
         stdout().print(text, soft_wrap=True, highlight=False, markup=False)
 
+    if report["compared"]:
+        line(f"comparing {report['from']} -> {report['to']}: {report['compared']}")
     line(f"{report['table']}: {report['from']} -> {report['to']}: "
          f"+{report['rows_added']:,} rows added, -{report['rows_removed']:,} rows removed")
     edited = report["columns_changed_rows"]

@@ -124,6 +124,11 @@ class RemoteVersionStore:
     def versions_at(self, stamp: str) -> dict[str, str]:
         return versions_at(self.annotations(), self.list_versions, stamp)
 
+    def pointer_history(self, table: str) -> list[tuple[str, str]]:
+        from dpo.store.pointer import from_manifests
+
+        return from_manifests(self.manifests(), table)
+
     def commit_token(self) -> str | None:
         """The newest manifest's number and ETag: one listing, no object read."""
         listing = self._listing()

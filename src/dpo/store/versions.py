@@ -377,6 +377,11 @@ class VersionStore:
                          {t: (v.stamp, v.content_hash) for t, v in chosen.items()}, command,
                          self.clock().isoformat(timespec="seconds"), self.current_hash)
 
+    def pointer_history(self, table: str) -> list[tuple[str, str]]:
+        from dpo.store.pointer import from_change_log
+
+        return from_change_log(self._change_log_text(), table)
+
     def versions_at(self, stamp: str) -> dict[str, str]:
         from dpo.store.backend import versions_at
 
