@@ -64,6 +64,9 @@ class Settings:
     # `[dpo.storage_options]`; they override the standard environment. Never printed.
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     lease_ttl: float = 60.0  # seconds the store lease lasts unless renewed (a remote store)
+    # Run only these schema tables (`dpo run --tables a,b`); empty: every table. The others
+    # keep their published versions (docs/behaviour.md, section 6).
+    tables: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         problems = []

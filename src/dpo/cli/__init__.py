@@ -156,6 +156,9 @@ def run(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "
         "DASK_SCHEDULER_ADDRESS, else a local cluster).")] = None,
+    tables: Annotated[str | None, typer.Option(
+        "--tables", help="Run only these tables, comma-separated (e.g. moldInfo,itemInfo); "
+        "the others keep their published versions.")] = None,
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
@@ -170,7 +173,7 @@ def run(
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
                              lock_timeout=wait, max_retries=max_retries,
                              on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None,
-                             executor=executor, scheduler=scheduler)
+                             executor=executor, scheduler=scheduler, tables=tables)
         store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
         return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
@@ -265,7 +268,7 @@ def demo(
     run(root=target, config=None, source_dir=None, schema=None, annotations=None,
         default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
         on_error_cells=None, drop_total_rows=False, executor=None, scheduler=None,
-        as_json=as_json, verbose=verbose)
+        tables=None, as_json=as_json, verbose=verbose)
 
 
 @app.command()

@@ -48,6 +48,7 @@ from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
 from dpo.pipeline.inputs import mirror_schema, mirror_sources
 from dpo.pipeline.nochange import unchanged_run
+from dpo.pipeline.scope import check_tables, select_tables
 from dpo.quality import grouped_lines
 from dpo.results import (
     CollectorResult,
@@ -119,6 +120,8 @@ class DataPipelineOrchestrator:
         if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
             raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
                               f"on_error_cells={policy.on_error_cells!r}")
+        if self.settings.tables:  # a name the schema lacks: refused before anything is done
+            check_tables(self.paths, self.settings)
         if not self.output_dir.exists():
             # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
@@ -174,7 +177,8 @@ class DataPipelineOrchestrator:
         """Both phases' results: a refused configuration, the no-change run, or the phases."""
         try:
             mirror_schema(self.paths, self.settings)  # inputs on object storage: what changed
-            schema = load_schema(self.paths.schema_path, self.paths.root)
+            schema = select_tables(load_schema(self.paths.schema_path, self.paths.root),
+                                   self.settings.tables)
             mirror_sources(self.paths, schema, self.settings)
         except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
@@ -208,7 +212,10 @@ class DataPipelineOrchestrator:
             scheduler=self.settings.scheduler, storage_options=self.settings.storage_options))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
-            reason = "Phase 1 failed and rollback did not restore every failed table"
+            from dpo.pipeline.scope import not_published_reason
+
+            reason = not_published_reason(collector, schema, self.paths,
+                                          set(_annotations_or_empty(store)))
             logger.error("❌ Phase 2 skipped: {}", reason)
             return collector, None, reason
         logger.info("📊 Phase 2: DataLoaderAgent")
