@@ -18,7 +18,7 @@ import pytest
 from pipelinetools import ORDERS, Clock, dpo, every_file, make_plant, run, set_cell
 from storetools import current_file, tamper_keep_hash
 
-from dpo.store.parquet import read_verified
+from dpo.tables.parquet import read_verified
 
 
 @pytest.fixture

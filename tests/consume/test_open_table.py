@@ -18,8 +18,8 @@ from storetools import annotations, current_file, tamper_keep_hash
 import dpo
 from dpo.errors import ConfigError, IntegrityError
 from dpo.schema import load_schema
-from dpo.store.manifests import open_store
-from dpo.store.parquet import read_verified
+from dpo.store.objects.client import open_store
+from dpo.tables.parquet import read_verified
 
 
 def _two_versions(root: Path, **settings: str) -> Clock:

@@ -130,7 +130,7 @@ def _encode(data: pa.Table, fmt: str) -> bytes:
 def _without_version_hash(data: pa.Table) -> pa.Table:
     """A part of a version is not the version: its recorded hash and row count go (the pandas
     metadata, which gives the schema's dtypes, stays)."""
-    from dpo.store.meta import META_HASH, META_ROWS
+    from dpo.tables.meta import META_HASH, META_ROWS
 
     meta = {k: v for k, v in (data.schema.metadata or {}).items()
             if k not in (META_HASH, META_ROWS)}

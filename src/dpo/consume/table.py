@@ -3,7 +3,7 @@ store on disk and on object storage (docs/behaviour.md, section 9).
 
 The plant's settings are resolved as a run resolves them (arguments > DPO_* environment >
 dpo.toml > defaults); the version comes from the store through its interface
-(dpo.store.backend.Store: the file on disk, or the object downloaded into the plant's working
+(dpo.store.api.Store: the file on disk, or the object downloaded into the plant's working
 folder as the commands do), and its content is proven against the hash recorded when it was
 written before anything is given back. A wrong table, version, column or filter is a
 ConfigError naming what there is; a version whose content does not match its hash is an
@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from dpo.config import Settings
-    from dpo.store.backend import Store
-    from dpo.store.versions import VersionInfo
+    from dpo.store.api import Store, VersionInfo
 
 
 def open_table(table: str, root: str | Path | None = None, version: str | None = None, *,
@@ -49,7 +48,7 @@ def open_plant_store(root: str | Path | None, config_file: str | Path | None = N
     """The store of the plant at `root`, to read, and its settings; ConfigError when the
     folder holds no plant (nothing is created there)."""
     from dpo.config import load_settings, plant_problem, resolve_paths
-    from dpo.store.backend import open_store_for
+    from dpo.store.session import open_store_for
 
     given = {k: v for k, v in settings.items() if v is not None}
     loaded = load_settings(config_file, root_dir=str(root) if root is not None else None,
@@ -96,11 +95,11 @@ def pick_version(store: Store, table: str, version: str | None) -> VersionInfo:
 def read_version(store: Store, version: VersionInfo) -> pa.Table:
     """The version's data, its content proven against the hash recorded when it was written
     (and, on object storage, the hash its manifest recorded)."""
-    from dpo.store.meta import META_HASH
-    from dpo.store.parquet import read_verified
+    from dpo.tables.meta import META_HASH
+    from dpo.tables.parquet import read_verified
 
     try:
-        path = store.fetch(version)
+        path = store.local_file(version.stored)
         data = read_verified(path)
     except IntegrityError as exc:
         raise IntegrityError(

@@ -33,7 +33,7 @@ def check_tables(paths: Paths, settings: Settings) -> None:
     the run does anything. A schema that does not load is the run's to report, as always."""
     from loguru import logger
 
-    from dpo.pipeline.inputs import mirror_schema
+    from dpo.inputs.plant import mirror_schema
     from dpo.schema import load_schema
 
     try:

@@ -2,10 +2,10 @@
 current, and what moved the pointer there (a publish or a rollback). `dpo diff` compares the
 current version with the one before it (docs/behaviour.md, section 5).
 
-On disk the store's change log is its history (dpo.store.versions writes it: a `publish STAMP`
+On disk the store's change log is its history (dpo.store.local.versions writes it: a `publish STAMP`
 block lists `saved <path>` per version written, a `rollback` block `rolled back T from A to B
 (…)` per table); on object storage the manifests are (each is a commit of every table's
-version, dpo.store.manifests). Stdlib only.
+version, dpo.store.objects.manifests). Stdlib only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dpo.store.manifests import Manifest
+    from dpo.store.objects.manifests import Manifest
 
 Moves = list[tuple[str, str]]  # (version stamp, "publish" | "rollback"), oldest first
 
