@@ -62,6 +62,7 @@ def not_published_reason(collector: CollectorResult, schema: Schema, paths: Path
                    "(first run?), so there is nothing to roll back to")
     if broken:
         why.append(f"{', '.join(broken)} failed in Phase 1 and could not be rolled back")
+    why = why or ["Phase 1 failed and rollback did not restore every failed table"]
     failed = set(unrestored) | set(collector.failed_tables())
     others = [spec.name for spec in schema if spec.name not in failed]
     rule = ("by the seed's rule (Phase 1 failed and nothing to roll back to: Phase 2 skipped) "
