@@ -46,7 +46,7 @@ def show(
     verbose: Verbose = False,
 ) -> None:
     """Show TABLE's current version (or --version), its content hash verified first."""
-    from dpo.cli import EXIT_USAGE, _fail, _guard, _setup_logging
+    from dpo.cli.runtime import EXIT_USAGE, _fail, _guard, _setup_logging
 
     _setup_logging(verbose)
     if fmt not in FORMATS:
