@@ -137,3 +137,27 @@ def test_show_reads_a_store_on_s3_from_another_machine(tmp_path: Path, s3_url: s
     expected = json.loads(dpo("show", "purchaseOrders", "--root", local, "--format",
                               "json").stdout)
     assert json.loads(done.stdout) == expected and expected
+
+
+def test_a_read_only_operator_can_show_and_export_and_writes_nothing_to_the_plant(
+        tmp_path: Path) -> None:
+    from test_readonly_operator import chmod_tree, contents, read_only_dpo
+
+    plant = make_plant(tmp_path / "plant", months=1, rows_per_month=20).root
+    run(plant)
+    expected = read_verified(current_file(plant, "moldInfo")).to_pylist()
+    chmod_tree(plant, writable=False)
+    try:
+        before = contents(plant)
+        shown = read_only_dpo("show", "moldInfo", "--root", plant, "--format", "json")
+        out = tmp_path / "exports" / "molds.csv"
+        out.parent.mkdir()
+        exported = read_only_dpo("show", "moldInfo", "--root", plant, "--format", "csv",
+                                 "--out", out)
+        assert contents(plant) == before
+    finally:
+        chmod_tree(plant, writable=True)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert [r["moldNo"] for r in json.loads(shown.stdout)] == [r["moldNo"] for r in expected]
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert len(list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))) == len(expected)
