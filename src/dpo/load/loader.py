@@ -11,14 +11,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
+from dpo.checks.spec import NO_CHECKS, Checks
 from dpo.collect.cache import TableCache
 from dpo.config import Paths, RowPolicy
-from dpo.errors import DpoError, ErrorType
+from dpo.errors import DpoError, ErrorInfo, ErrorType
 from dpo.excel.retry import with_retries
 from dpo.fsio import folder_size
 from dpo.load.state import LoaderState, replayed
 from dpo.quality import DataWarning, WarningKind, needs_review, note
-from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
+from dpo.results import (
+    CheckResult,
+    HealingAction,
+    LoaderResult,
+    Progress,
+    Status,
+    TableResult,
+    phase_status,
+)
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.store.backend import Store
 from dpo.store.contenthash import content_hash, older_hash_if_same
@@ -50,9 +59,10 @@ class DataLoaderAgent:
         self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
         max_retries: int = 3, retry_wait: float = 0.5, store: Store | None = None,
         progress: Progress | None = None, incremental: bool = True,
-        policy: RowPolicy | None = None,
+        policy: RowPolicy | None = None, checks: Checks = NO_CHECKS,
     ) -> None:
         self.progress = progress
+        self.checks = checks  # dpo.checks: run on the tables about to be published
         self.policy = policy or RowPolicy()
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
@@ -84,9 +94,12 @@ class DataLoaderAgent:
             results += [self._not_published(item, failed) for item in loaded]
             return self._summary(results, 0, (), healing, started)
         held = self._holds(loaded)
+        loaded, refused, checked = self._checked(loaded, held)
+        healing += [HealingAction("rollback", name, True, r.error.message if r.error else "")
+                    for name, r in refused.items()]
         changed = [item for item in loaded
                    if (item.table is not None or item.copy_from is not None)
-                   and item.spec.name not in held
+                   and item.spec.name not in held and item.spec.name not in refused
                    and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
             item.spec.name: (item.copy_from or item.table,
@@ -100,18 +113,33 @@ class DataLoaderAgent:
             if item.spec.name in held:
                 results.append(self._held(item, held[item.spec.name]))
                 continue
+            if item.spec.name in refused:
+                results.append(refused[item.spec.name])
+                continue
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
                 table=item.spec.name, status=_status(item), rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
                 output=self.paths.location(path), warnings=item.warnings,
                 blank_rows=item.blank_rows))
-        self._remember(loaded)
+        self._remember([i for i in loaded if i.spec.name not in refused], refused)
         if changed:
             logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
         else:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
-        return self._summary(results, len(outcome.written), moved, healing, started)
+        return self._summary(results, len(outcome.written), moved, healing, started, checked)
+
+    def _checked(self, loaded: list[_Loaded], held: dict[str, Hold]
+                 ) -> tuple[list[_Loaded], dict[str, TableResult], tuple[CheckResult, ...]]:
+        """The checks run on every table about to be published, or whose referenced table is
+        (all tables with checks when the checks file changed): the items as they publish
+        (quarantined rows left out), the tables a fail-severity check keeps out, the checks."""
+        if not self.checks.checks:
+            return loaded, {}, ()
+        from dpo.load.checking import TableChecker
+
+        checker = TableChecker(self, loaded, held)
+        return checker.run()
 
     def _not_published(self, item: _Loaded, failed: str) -> TableResult:
         """A table that loaded but is not published because another failed (all-or-nothing)."""
@@ -138,14 +166,17 @@ class DataLoaderAgent:
                        rows=version.rows or 0 if version else 0,
                        warnings=(*result.warnings, held))
 
-    def _remember(self, loaded: list[_Loaded]) -> None:
-        """Record what was published from, so an unchanged input is not read next time."""
+    def _remember(self, loaded: list[_Loaded], refused: dict[str, TableResult]) -> None:
+        """Record what was published from, so an unchanged input is not read next time (a
+        table a check refused is read and checked again next time)."""
         if self.state is None:
             return
         for item in loaded:
             self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows,
                               [w.to_dict() for w in item.warnings], item.blank_rows)
-        self.state.save(self.store.commit_token())
+        for name in refused:
+            self.state.forget(name)
+        self.state.save(self.store.commit_token(), self.checks.fingerprint)
 
     def _emit(self, event: str, **data: object) -> None:
         if self.progress is not None:
@@ -168,9 +199,10 @@ class DataLoaderAgent:
             return self.paths.phase1_output(spec.name)
         return spec.path
 
-    def _load(self, spec: TableSpec) -> _Loaded:
+    def _load(self, spec: TableSpec, *, again: bool = False) -> _Loaded:
+        """`again`: read the input even if it is unchanged (its checks must run)."""
         path = self.source_of(spec)
-        known = self.state.unchanged(spec.name, path) if self.state else None
+        known = self.state.unchanged(spec.name, path) if self.state and not again else None
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
             return _Loaded(spec, None, known["hash"], self._named(spec, path), known["rows"],
                            warnings=replayed(known), blank_rows=known.get("blank_rows", 0))
@@ -256,7 +288,7 @@ class DataLoaderAgent:
 
     def _summary(
         self, results: list[TableResult], written: int, moved: tuple[str, ...],
-        healing: list[HealingAction], started: float,
+        healing: list[HealingAction], started: float, checks: tuple[CheckResult, ...] = (),
     ) -> LoaderResult:
         order = {spec.name: i for i, spec in enumerate(self.schema)}
         results.sort(key=lambda r: order[r.table])
@@ -267,8 +299,29 @@ class DataLoaderAgent:
             tables_created=written, seconds=time.perf_counter() - started,
             peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             disk_usage_bytes=folder_size(self.paths.loader_dir), files_moved=moved,
-            healing_actions=tuple(healing), errors=errors,
+            healing_actions=tuple(healing), errors=errors, checks=checks,
         )
+
+
+def refused_result(item: _Loaded, failed: tuple[CheckResult, ...], output: str | None,
+                   warnings: tuple[DataWarning, ...]) -> TableResult:
+    """A table a fail-severity check keeps from publishing: its current version stays."""
+    first = failed[0]
+    example = next((e for e in first.examples if e.get("file")), None)
+    where = (f"; first: {example['file']} [{example['sheet']}] row {example['row']}"
+             if example else "")
+    kept = (f"current version {output.rsplit('/', 1)[-1]} kept" if output
+            else "never published")
+    names = ", ".join(repr(c.name) for c in failed)
+    message = (f"check {names} failed ({first.failing_rows} row(s){where}): "
+               f"{item.spec.name} not published, {kept}")
+    error = ErrorInfo(ErrorType.CHECK_FAILED, message, table=item.spec.name,
+                      file=example["file"] if example else None,
+                      sheet=example["sheet"] if example else None,
+                      row=example["row"] if example else None)
+    return TableResult(table=item.spec.name, status=Status.ERROR, rows=item.rows,
+                       files=(item.source,), changed=False, content_hash=item.digest,
+                       output=output, warnings=(*item.warnings, *warnings), error=error)
 
 
 def _status(item: _Loaded) -> Status:

@@ -1,0 +1,146 @@
+"""Phase 2's data checks (dpo.checks): which tables are checked, against what, and what each
+severity makes of the publish (docs/behaviour.md, "Data checks").
+
+A table is checked when its content changed, when a table it `references` changed, or when
+the checks file changed since the last Phase 2; a `references` check sees the referenced
+table as this run publishes it (its current version when it does not publish). Tables with
+no `references` check are checked first, so that what they publish is what others see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dpo.checks.origins import Provenance
+from dpo.checks.run import Sources, check_table
+from dpo.checks.rules import without
+from dpo.collect.cache import TableCache
+from dpo.errors import DpoError
+from dpo.excel.discover import discover
+from dpo.fsio import Fingerprint
+from dpo.quality import WarningKind, note
+from dpo.results import CheckResult, TableResult
+from dpo.schema import TableSpec
+from dpo.store.contenthash import content_hash, older_hash_if_same
+from dpo.store.holds import Hold
+from dpo.store.meta import META_TABLE
+from dpo.store.parquet import read_verified, write_parquet
+from dpo.transform.arrowtypes import arrow_schema
+
+if TYPE_CHECKING:
+    from dpo.load.loader import DataLoaderAgent, _Loaded
+
+
+class TableChecker:
+    def __init__(self, loader: DataLoaderAgent, loaded: list[_Loaded], held: dict[str, Hold]
+                 ) -> None:
+        self.loader, self.held = loader, held
+        self.order = [item.spec.name for item in loaded]
+        self.items = {item.spec.name: item for item in loaded}
+        self.refused: dict[str, TableResult] = {}
+        self.results: list[CheckResult] = []
+        self.published: dict[str, pa.Table | None] = {}  # as this run publishes them
+
+    def run(self) -> tuple[list[_Loaded], dict[str, TableResult], tuple[CheckResult, ...]]:
+        checks, store = self.loader.checks, self.loader.store
+        changed = {name for name, item in self.items.items()
+                   if name not in self.held and item.digest != store.current_hash(name)}
+        todo = changed | {t for name in changed for t in checks.referencing(name)}
+        state = self.loader.state
+        if state is None or state.checks != checks.fingerprint:
+            todo |= {c.table for c in checks.checks}
+        todo = {t for t in todo if t in self.items and t not in self.held and checks.for_table(t)}
+        for name in sorted(todo, key=lambda t: (
+                any(c.rule == "references" for c in checks.for_table(t)), self.order.index(t))):
+            self._check(name)
+        index = {(c.table, c.name): c.index for c in checks.checks}
+        self.results.sort(key=lambda r: index[(r.table, r.name)])
+        return [self.items[n] for n in self.order], self.refused, tuple(self.results)
+
+    def _check(self, name: str) -> None:
+        loader, item = self.loader, self.items[name]
+        if item.table is None and item.copy_from is None:
+            try:  # unchanged, but a table it references changed (or the rules did)
+                item = loader._load(item.spec, again=True)
+            except DpoError as exc:  # it loaded a moment ago: said, and not checked
+                self.results += [CheckResult(c.name, c.table, c.rule, c.severity, "skipped",
+                                             reason=exc.message)
+                                 for c in loader.checks.for_table(name)]
+                return
+        table = item.table if item.table is not None else self._read_input(item)
+        sources = Sources(self._as_published, lambda: self._rows_before(name),
+                          self._provenance(item.spec))
+        verdict = check_table(loader.checks.for_table(name), table, sources)
+        self.results += verdict.results
+        if verdict.failed:
+            from dpo.load.loader import refused_result
+
+            self.refused[name] = refused_result(item, verdict.failed, loader.store.location(name),
+                                                verdict.warnings)
+            self.published[name] = None
+            return
+        path = loader.paths.checks_quarantine_path(name)
+        warnings = (*item.warnings, *verdict.warnings)
+        if verdict.quarantine is not None:
+            write_parquet(path, verdict.quarantine, {META_TABLE: name.encode()},
+                          point=f"checks-quarantine:{name}")
+            table = without(table, verdict.quarantined)
+            warnings += (note(WarningKind.QUARANTINE, f"{verdict.quarantine.num_rows} row(s) "
+                              f"left out by checks, in {loader.paths.relative(path)}"),)
+            digest = older_hash_if_same(loader.store.current_hash(name), table,
+                                        content_hash(table))
+            item = replace(item, table=table, copy_from=None, digest=digest,
+                           rows=table.num_rows)
+        elif path.exists():
+            path.unlink()
+        self.items[name] = replace(item, warnings=warnings)
+        self.published[name] = table
+
+    def _read_input(self, item: _Loaded) -> pa.Table:
+        """Phase 1's output this run proved (published by copying): read for its checks."""
+        assert item.copy_from is not None
+        columns = list(item.spec.columns)
+        return pq.read_table(item.copy_from, columns=columns).replace_schema_metadata(
+            arrow_schema(item.spec).metadata)
+
+    def _as_published(self, name: str) -> pa.Table | None:
+        """`name` as this run publishes it, else its current version (None: never published)."""
+        if name in self.published and self.published[name] is not None:
+            return self.published[name]
+        item = self.items.get(name)
+        if item is not None and name not in self.refused and name not in self.held and (
+                item.table is not None or item.copy_from is not None):
+            table = item.table if item.table is not None else self._read_input(item)
+        else:
+            current = self.loader.store.current_file(name)
+            table = read_verified(current) if current is not None else None
+        self.published[name] = table
+        return table
+
+    def _rows_before(self, name: str) -> int | None:
+        current = next((v for v in self.loader.store.list_versions(name) if v.current), None)
+        return current.rows if current is not None else None
+
+    def _provenance(self, spec: TableSpec) -> Provenance:
+        paths, loader = self.loader.paths, self.loader
+        if spec.kind != "dynamic":
+            return Provenance(spec, [spec.path], loader.policy)
+        try:
+            files = discover(spec, paths.source_dir / spec.path.name)
+        except DpoError:
+            files = []
+        cache = TableCache(paths.cache_dir, spec.name, loader.schema.fingerprint)
+
+        def cached_rows(path: Path) -> int | None:
+            try:
+                record = cache.lookup(path, Fingerprint.of(path))
+            except OSError:
+                return None
+            return int(record["rows"]) if record is not None else None
+
+        return Provenance(spec, files, loader.policy, cached_rows)
