@@ -19,13 +19,16 @@ import pyarrow.parquet as pq
 from dpo.checks.origins import Provenance
 from dpo.checks.run import Sources, check_table
 from dpo.checks.rules import without
+from dpo.checks.spec import Checks
 from dpo.collect.cache import TableCache
+from dpo.config import Paths, RowPolicy
 from dpo.errors import DpoError
 from dpo.excel.discover import discover
 from dpo.fsio import Fingerprint
 from dpo.quality import WarningKind, note
 from dpo.results import CheckResult, TableResult
-from dpo.schema import TableSpec
+from dpo.schema import Schema, TableSpec
+from dpo.store.backend import Store
 from dpo.store.contenthash import content_hash, older_hash_if_same
 from dpo.store.holds import Hold
 from dpo.store.meta import META_TABLE
@@ -127,20 +130,62 @@ class TableChecker:
         return current.rows if current is not None else None
 
     def _provenance(self, spec: TableSpec) -> Provenance:
-        paths, loader = self.loader.paths, self.loader
-        if spec.kind != "dynamic":
-            return Provenance(spec, [spec.path], loader.policy)
+        return provenance(spec, self.loader.paths, self.loader.policy,
+                          self.loader.schema.fingerprint)
+
+
+def provenance(spec: TableSpec, paths: Paths, policy: RowPolicy, schema_fingerprint: str
+               ) -> Provenance:
+    """Where `spec`'s rows come from: its workbook, or its source files in the order Phase 1
+    reads them (row counts from Phase 1's cache where it has them)."""
+    if spec.kind != "dynamic":
+        return Provenance(spec, [spec.path], policy)
+    try:
+        files = discover(spec, paths.source_dir / spec.path.name)
+    except DpoError:
+        files = []
+    cache = TableCache(paths.cache_dir, spec.name, schema_fingerprint)
+
+    def cached_rows(path: Path) -> int | None:
         try:
-            files = discover(spec, paths.source_dir / spec.path.name)
-        except DpoError:
-            files = []
-        cache = TableCache(paths.cache_dir, spec.name, loader.schema.fingerprint)
+            record = cache.lookup(path, Fingerprint.of(path))
+        except OSError:
+            return None
+        return int(record["rows"]) if record is not None else None
 
-        def cached_rows(path: Path) -> int | None:
-            try:
-                record = cache.lookup(path, Fingerprint.of(path))
-            except OSError:
-                return None
-            return int(record["rows"]) if record is not None else None
+    return Provenance(spec, files, policy, cached_rows)
 
-        return Provenance(spec, files, loader.policy, cached_rows)
+
+def check_published(store: Store, paths: Paths, schema: Schema, checks: Checks,
+                    tables: list[str], policy: RowPolicy) -> list[CheckResult]:
+    """`dpo check`: the checks of `tables` (all with checks when empty) on the current
+    published versions, with no run. Nothing is written."""
+    read: dict[str, pa.Table | None] = {}
+
+    def current(name: str) -> pa.Table | None:
+        if name not in read:
+            path = store.current_file(name)
+            read[name] = read_verified(path) if path is not None else None
+        return read[name]
+
+    results: list[CheckResult] = []
+    for spec in schema:
+        todo = checks.for_table(spec.name)
+        if not todo or (tables and spec.name not in tables):
+            continue
+        table = current(spec.name)
+        if table is None:
+            results += [CheckResult(c.name, c.table, c.rule, c.severity, "skipped",
+                                    reason=f"{spec.name} has no published version yet")
+                        for c in todo]
+            continue
+        row_level = tuple(c for c in todo if c.rule != "row_count_change")
+        verdict = check_table(row_level, table, Sources(
+            current, lambda: None, provenance(spec, paths, policy, schema.fingerprint)))
+        results += verdict.results
+        results += [CheckResult(c.name, c.table, c.rule, c.severity, "skipped",
+                                reason="compares a run's rows with the published version: "
+                                "checked by `dpo run` only")
+                    for c in todo if c.rule == "row_count_change"]
+    index = {(c.table, c.name): c.index for c in checks.checks}
+    return sorted(results, key=lambda r: index[(r.table, r.name)])
