@@ -14,7 +14,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpo.checks.expr import evaluate, parse
+from dpo.checks.evaluate import evaluate
+from dpo.checks.expr import parse
 from dpo.checks.rules import failing_rows
 from dpo.checks.spec import Check, load_checks
 from dpo.schema import Schema, load_schema

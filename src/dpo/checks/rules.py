@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.arrays import bools, from_numpy, numbers, numpy_of, scalar_of, strings
-from dpo.checks.expr import evaluate
+from dpo.checks.evaluate import evaluate
 from dpo.checks.spec import Check
 
 

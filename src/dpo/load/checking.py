@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpo.checks.origins import Provenance
-from dpo.checks.run import Sources, check_table
 from dpo.checks.rules import without
+from dpo.checks.run import Sources, check_table
 from dpo.checks.spec import Checks
 from dpo.collect.cache import TableCache
 from dpo.config import Paths, RowPolicy
