@@ -17,7 +17,7 @@ from checktools import (
     write_codes,
 )
 from conftest import write_source
-from pipelinetools import ANNOTATIONS, PHASE1, Clock, detail, published
+from pipelinetools import ANNOTATIONS, NEWEST, PHASE1, Clock, detail, published
 
 A, B = "records_201811.xlsx", "records_201812.xlsx"
 RULE = 'rule = "quantity < 1000"\n'
@@ -71,6 +71,11 @@ def test_fail_keeps_the_current_version_byte_for_byte_and_others_publish(tmp_pat
     assert after["codes"] != before["codes"]  # the other table published as always
     assert any(a["action"] == "rollback" and a["table"] == "records"
                for a in loader["healing_actions"])
+    final = next((root / NEWEST).glob("*_final_report.txt")).read_text(encoding="utf-8")
+    assert "DATA CHECKS" in final and f"- {B} [Sheet1] row 4: {{'quantity': 7000}}" in final
+    review = next((root / NEWEST).glob("*_DataLoader_manual_review_notification.txt"))
+    first = review.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("records: check 'small' failed (2 row(s)")  # named first
     clock.advance()
     again = run_plant(root, clock)  # nothing changed: still refused, never a quiet success
     assert again["overall_status"] == "failed" and published(root)["records"] == before["records"]
