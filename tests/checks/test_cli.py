@@ -59,3 +59,33 @@ def test_a_no_change_run_with_checks_runs_none_and_imports_no_data_library(
     first = probe("run", "--root", root, "--no-notify")
     assert first["code"] == 0 and "pyarrow" in first["heavy"]
     assert probe("run", "--root", root, "--no-notify") == {"code": 0, "heavy": []}
+
+
+def test_an_api_run_whose_checks_fail_imports_no_pandas(tmp_path: Path) -> None:
+    """Checks that fail: rows located in the sources again, dates in the examples, a
+    quarantine written; all without pandas (pyarrow asks for it on some calls)."""
+    from test_import_weight import api_run
+
+    from dpo.demo.plant import generate_plant
+
+    plant = generate_plant(tmp_path / "plant", months=2, rows_per_month=40, po_files=2, seed=6)
+    write_checks(plant.root, """
+[[check]]
+table = "productRecords"
+rule = "recordDate >= '2018-11-15' AND itemGoodQuantity < itemTotalQuantity - 100"
+
+[[check]]
+table = "productRecords"
+column = "workingShift"
+accepted_values = ["1", "2"]
+severity = "quarantine"
+
+[[check]]
+table = "productRecords"
+column = "moldNo"
+references = "moldInfo.moldNo"
+""")
+    found = api_run(plant.root, "alone")
+    assert found["status"] == "success" and found["pandas_in_run"] is False
+    assert (plant.root / "agents/shared_db/dynamicDatabase/quarantine/"
+            "productRecords.checks.parquet").is_file()

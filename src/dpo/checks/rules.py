@@ -56,7 +56,7 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """True where `values` is true (NA: false)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    return bools(pc.fill_null(values, False))
+    return bools(pc.fill_null(values, scalar_of(False, pa.bool_())))
 
 
 def _false_rows(result: pa.Array | pa.ChunkedArray | pa.Scalar, rows: int) -> np.ndarray:
@@ -97,7 +97,7 @@ def _duplicated(table: pa.Table, keys: list[str]) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     first = table.column(keys[0])
     if len(keys) == 1 and pa.types.is_integer(first.type):
-        combined = numpy_of(pc.cast(pc.fill_null(first, 0), pa.int64()))
+        combined = numpy_of(pc.fill_null(pc.cast(first, pa.int64()), scalar_of(0, pa.int64())))
     else:
         combined = np.zeros(n, dtype=np.int64)
         for name in keys:  # in place: a 1,000,000-row key costs 8 MB, not 8 MB a step

@@ -108,7 +108,9 @@ class TableChecker:
         """Phase 1's output this run proved (published by copying): read for its checks."""
         assert item.copy_from is not None
         columns = list(item.spec.columns)
-        return pq.read_table(item.copy_from, columns=columns).replace_schema_metadata(
+        # ParquetFile.read, not pq.read_table: that imports pyarrow.dataset, which asks for
+        # pandas (BENCHMARKS.md, "Python API vs CLI")
+        return pq.ParquetFile(item.copy_from).read(columns=columns).replace_schema_metadata(
             arrow_schema(item.spec).metadata)
 
     def _as_published(self, name: str) -> pa.Table | None:
