@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +23,18 @@ from dpo.checks.rules import failing_rows, row_counts_fail, short_files
 from dpo.checks.spec import Check
 from dpo.quality import DataWarning, WarningKind
 from dpo.results import CheckResult
+from dpo.tables.parquet import read_verified
+
+if TYPE_CHECKING:
+    from dpo.store.api import Store
 
 MAX_EXAMPLES = 20
+
+
+def published(store: Store, table: str) -> pa.Table | None:
+    """The current published version of `table`, read and proven (None: never published)."""
+    stored = store.annotations().get(table)
+    return read_verified(store.local_file(stored)) if stored else None
 
 
 @dataclass(frozen=True)

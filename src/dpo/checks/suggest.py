@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpo.checks.run import published
 from dpo.schema import Schema, TableSpec
-from dpo.store.backend import Store
-from dpo.store.parquet import read_verified
+from dpo.store.api import Store
 
 MAX_ACCEPTED = 12
 MIN_ROWS_FOR_ACCEPTED = 20
@@ -60,10 +60,9 @@ def suggest_checks(store: Store, schema: Schema, tables: list[str] | None = None
 
 
 def _profile(store: Store, spec: TableSpec) -> _Profile | None:
-    path = store.current_file(spec.name)
-    if path is None:
+    table = published(store, spec.name)
+    if table is None:
         return None
-    table = read_verified(path)
     distinct = {c: pc.unique(table.column(c)).drop_null() for c in spec.columns
                 if spec.kind_of(c) in KEY_KINDS}
     return _Profile(spec, table, distinct)

@@ -284,7 +284,7 @@ def validate(root: Root = None, config: Config = None, source_dir: Source = None
 
     def go() -> list[dict[str, Any]]:
         from dpo.checks.spec import load_checks
-        from dpo.pipeline.inputs import mirror_inputs
+        from dpo.inputs.plant import mirror_inputs
         from dpo.schema import load_schema
 
         orch = _orchestrator(root, config, source_dir, schema, None, None, checks_path=checks)

@@ -77,7 +77,7 @@ def _run(root: Path | None, config: Path | None, checks_path: str | None,
     from dpo.checks.spec import load_checks
     from dpo.errors import ConfigError
     from dpo.load.checking import check_published
-    from dpo.store.backend import open_store_for
+    from dpo.store.session import open_store_for
 
     settings, paths, schema = _context(root, config, checks_path)
     checks = load_checks(paths.checks_file, schema, paths.relative(paths.checks_file))
@@ -97,7 +97,7 @@ def _run(root: Path | None, config: Path | None, checks_path: str | None,
 
 def _suggest(root: Path | None, config: Path | None, tables: list[str]) -> str:
     from dpo.checks.suggest import suggest_checks
-    from dpo.store.backend import open_store_for
+    from dpo.store.session import open_store_for
 
     settings, paths, schema = _context(root, config, None)
     return suggest_checks(open_store_for(paths, settings), schema, tables)

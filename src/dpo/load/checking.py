@@ -18,21 +18,20 @@ import pyarrow.parquet as pq
 
 from dpo.checks.origins import Provenance
 from dpo.checks.rules import without
-from dpo.checks.run import Sources, check_table
+from dpo.checks.run import Sources, check_table, published
 from dpo.checks.spec import Checks
-from dpo.collect.cache import TableCache
 from dpo.config import Paths, RowPolicy
-from dpo.errors import DpoError
+from dpo.errors import DpoError, ErrorInfo, ErrorType
 from dpo.excel.discover import discover
 from dpo.fsio import Fingerprint
-from dpo.quality import WarningKind, note
-from dpo.results import CheckResult, TableResult
+from dpo.quality import DataWarning, WarningKind, note
+from dpo.results import CheckResult, Status, TableResult
 from dpo.schema import Schema, TableSpec
-from dpo.store.backend import Store
-from dpo.store.contenthash import content_hash, older_hash_if_same
-from dpo.store.holds import Hold
-from dpo.store.meta import META_TABLE
-from dpo.store.parquet import read_verified, write_parquet
+from dpo.store.api import Hold, Store
+from dpo.tables.cache import TableCache
+from dpo.tables.contenthash import content_hash, older_hash_if_same
+from dpo.tables.meta import META_TABLE
+from dpo.tables.parquet import write_parquet
 from dpo.transform.arrowtypes import arrow_schema
 
 if TYPE_CHECKING:
@@ -81,8 +80,6 @@ class TableChecker:
         verdict = check_table(loader.checks.for_table(name), table, sources)
         self.results += verdict.results
         if verdict.failed:
-            from dpo.load.loader import refused_result
-
             self.refused[name] = refused_result(item, verdict.failed, loader.store.location(name),
                                                 verdict.warnings)
             self.published[name] = None
@@ -122,8 +119,7 @@ class TableChecker:
                 item.table is not None or item.copy_from is not None):
             table = item.table if item.table is not None else self._read_input(item)
         else:
-            current = self.loader.store.current_file(name)
-            table = read_verified(current) if current is not None else None
+            table = published(self.loader.store, name)
         self.published[name] = table
         return table
 
@@ -166,8 +162,7 @@ def check_published(store: Store, paths: Paths, schema: Schema, checks: Checks,
 
     def current(name: str) -> pa.Table | None:
         if name not in read:
-            path = store.current_file(name)
-            read[name] = read_verified(path) if path is not None else None
+            read[name] = published(store, name)
         return read[name]
 
     results: list[CheckResult] = []
@@ -191,3 +186,24 @@ def check_published(store: Store, paths: Paths, schema: Schema, checks: Checks,
                     for c in todo if c.rule == "row_count_change"]
     index = {(c.table, c.name): c.index for c in checks.checks}
     return sorted(results, key=lambda r: index[(r.table, r.name)])
+
+
+def refused_result(item: _Loaded, failed: tuple[CheckResult, ...], output: str | None,
+                   warnings: tuple[DataWarning, ...]) -> TableResult:
+    """A table a fail-severity check keeps from publishing: its current version stays."""
+    first = failed[0]
+    example = next((e for e in first.examples if e.get("file")), None)
+    where = (f"; first: {example['file']} [{example['sheet']}] row {example['row']}"
+             if example else "")
+    kept = (f"current version {output.rsplit('/', 1)[-1]} kept" if output
+            else "never published")
+    names = ", ".join(repr(c.name) for c in failed)
+    message = (f"check {names} failed ({first.failing_rows} row(s){where}): "
+               f"{item.spec.name} not published, {kept}")
+    error = ErrorInfo(ErrorType.CHECK_FAILED, message, table=item.spec.name,
+                      file=example["file"] if example else None,
+                      sheet=example["sheet"] if example else None,
+                      row=example["row"] if example else None)
+    return TableResult(table=item.spec.name, status=Status.ERROR, rows=item.rows,
+                       files=(item.source,), changed=False, content_hash=item.digest,
+                       output=output, warnings=(*item.warnings, *warnings), error=error)
