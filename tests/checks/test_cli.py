@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from checktools import records_plant, rows, write_checks
-from pipelinetools import dpo
+from pipelinetools import dpo, every_file
 from test_import_weight import probe
 
 A = "records_201811.xlsx"
@@ -43,7 +43,9 @@ def test_dpo_check_exit_codes_and_json(tmp_path: Path) -> None:
     (example,) = data["checks"][0]["examples"]
     assert example == {"file": A, "sheet": "Sheet1", "row": 4, "values": {"quantity": 5000}}
     write_checks(root, WARN_AND_FAIL.format(limit=1000, severity="fail"))
+    before = {p: p.read_bytes() for p in every_file(root)}
     failed = dpo("check", "--root", root)
+    assert {p: p.read_bytes() for p in every_file(root)} == before  # writes nothing
     assert failed.returncode == 1
     assert "FAILED records: small" in failed.stdout and f"{A} [Sheet1] row 4" in failed.stdout
     only = dpo("check", "codes", "--root", root, "--json")

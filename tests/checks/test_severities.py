@@ -138,3 +138,15 @@ def test_no_table_changed_no_check_runs_and_an_edited_checks_file_runs_them(
     clock.advance()
     edited = checks_of(run_plant(root, clock))["small"]
     assert edited["status"] == "failed" and failing(edited) == [(A, "Sheet1", 4)]
+
+
+def test_quarantine_of_a_truncated_export_leaves_out_that_files_rows(tmp_path: Path) -> None:
+    short = "records_201901.xlsx"
+    root = records_plant(tmp_path, {A: rows(0, 10), B: rows(10, 10), short: rows(20, 2)})
+    checks(root, "quarantine", "min_file_rows_ratio = 0.5\n")
+    result = run_plant(root)
+    assert detail(result["loader_result"], "records")["rows"] == 20
+    assert [r["quantity"] for r in published_table(root, "records")] == list(range(100, 120))
+    quarantine = pq.read_table(root / PHASE1 / "quarantine" / "records.checks.parquet").to_pylist()
+    assert [(q["_check"], q["_source_file"], q["_excel_row"]) for q in quarantine] == [
+        ("small", short, 2), ("small", short, 3)]
