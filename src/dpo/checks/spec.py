@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,8 +201,11 @@ def _table(schema: Schema, name: str) -> TableSpec | None:
     return next((t for t in schema.tables if t.name == name), None)
 
 
+Problem = Callable[[str], None]  # says one problem of the check being read
+
+
 def _rule_problems(rule: str, entry: dict[str, Any], spec: TableSpec, schema: Schema,
-                   column: Any, problem: Any) -> Expr | None:
+                   column: Any, problem: Problem) -> Expr | None:
     """The rule's own values checked against the table (`problem` says each)."""
     if rule in ("unique", "not_null"):
         cols = entry[rule]
@@ -245,7 +249,7 @@ def _rule_problems(rule: str, entry: dict[str, Any], spec: TableSpec, schema: Sc
     return None
 
 
-def _references(target: Any, spec: TableSpec, schema: Schema, column: Any, problem: Any
+def _references(target: Any, spec: TableSpec, schema: Schema, column: Any, problem: Problem
                 ) -> None:
     if not isinstance(target, str) or target.count(".") != 1:
         problem(f"references: {target!r} must be \"table.column\"")
@@ -261,7 +265,7 @@ def _references(target: Any, spec: TableSpec, schema: Schema, column: Any, probl
                 f"{other.dtype_of(ref_column)}; values of different types never match")
 
 
-def _expression(text: Any, spec: TableSpec, problem: Any) -> Expr | None:
+def _expression(text: Any, spec: TableSpec, problem: Problem) -> Expr | None:
     if not isinstance(text, str):
         problem("rule: must be text (a row expression)")
         return None

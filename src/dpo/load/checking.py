@@ -68,7 +68,7 @@ class TableChecker:
         loader, item = self.loader, self.items[name]
         if item.table is None and item.copy_from is None:
             try:  # unchanged, but a table it references changed (or the rules did)
-                item = loader._load(item.spec, again=True)
+                item = loader.reload(item.spec)
             except DpoError as exc:  # it loaded a moment ago: said, and not checked
                 self.results += [CheckResult(c.name, c.table, c.rule, c.severity, "skipped",
                                              reason=exc.message)

@@ -217,8 +217,13 @@ class DataLoaderAgent:
             return self.paths.phase1_output(spec.name)
         return spec.path
 
+    def reload(self, spec: TableSpec) -> _Loaded:
+        """`spec`'s input read even if it is unchanged: a table it references changed, or the
+        checks file did, so its checks must run (dpo.load.checking)."""
+        return self._load(spec, again=True)
+
     def _load(self, spec: TableSpec, *, again: bool = False) -> _Loaded:
-        """`again`: read the input even if it is unchanged (its checks must run)."""
+        """`again`: read the input even if it is unchanged."""
         path = self.source_of(spec)
         known = self.state.unchanged(spec.name, path) if self.state and not again else None
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
