@@ -33,7 +33,7 @@ def check(
     as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the data checks on the current published store (no run, nothing written)."""
-    from dpo.cli import _guard, _setup_logging, _without_pandas
+    from dpo.cli.runtime import _guard, _setup_logging, _without_pandas
 
     _setup_logging(verbose)
     _without_pandas()
