@@ -1,5 +1,5 @@
 """Reading a published table: `dpo.open_table`, the consumer's one way, the same call for a
-store on disk and on object storage (docs/behaviour.md, section 10).
+store on disk and on object storage (docs/behaviour.md, section 11).
 
 The plant's settings are resolved as a run resolves them (arguments > DPO_* environment >
 dpo.toml > defaults); the version comes from the store through its interface
