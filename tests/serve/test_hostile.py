@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import resource
 import select
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -205,3 +207,13 @@ def test_an_internal_error_is_a_500_with_an_id_and_the_details_only_in_the_log(
     (line,) = [line for line in log.splitlines() if match.group(1) in line]
     assert "ERROR" in line and "GET /runs failed" in line and "DatabaseError" in line
     assert "QUERY-s3cret" not in log and "limit=5" not in log and TOKEN not in log
+
+
+def test_the_listen_backlog_is_not_the_stdlibs_five(served: Served) -> None:
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed: the listening socket cannot be read")
+    listing = subprocess.run(["ss", "-Hltn", f"sport = :{served.port}"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.split()
+    backlog = int(listing[2])  # State Recv-Q Send-Q ...: Send-Q is the backlog of a listener
+
+    assert backlog == 128, listing
