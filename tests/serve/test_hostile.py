@@ -131,8 +131,10 @@ def test_idle_connections_beyond_the_limit_leave_health_answering(served: Served
     baseline = descriptors(served)
     held = []
     try:
-        for _ in range(FD_LIMIT + 44):  # more connections than the child has descriptors
+        for i in range(FD_LIMIT + 44):  # more connections than the child has descriptors
             held.append(connect(served.port))
+            if i % 2:  # half of them hold a request whose body never comes
+                held[-1].sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
         assert answers_health(served) == 200
         during = descriptors(served)
         evicted = [closed_by_peer(sock) for sock in held]

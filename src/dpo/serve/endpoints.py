@@ -99,8 +99,6 @@ class Handler(BoundedHandler):
         route(parse_qs(url.query))
 
     def do_POST(self) -> None:
-        if not self._read_body():
-            return
         service, address = self.server.service, self.client_address[0]
         if self.route != "/run" or service.token is None:
             self.send_json(404, {"error": f"no such endpoint: POST {self.route}"})
@@ -119,32 +117,6 @@ class Handler(BoundedHandler):
         self.send_json(202, {"accepted": True, "run_in_progress": in_progress,
                              "note": "a run follows the one in progress" if in_progress
                              else "a run starts now"})
-
-    def _read_body(self) -> bool:
-        """Read (and drop: it means nothing) a body of at most max_body bytes in body_timeout;
-        False when a 400, 411, 413 or 408 was sent instead (the connection then closes)."""
-        limits = self.server.limits
-        if self.headers.get("Transfer-Encoding"):
-            self._error(411, "send the body with a Content-Length (or none)")
-            return False
-        text = self.headers.get("Content-Length") or "0"
-        length = parse_count(text, 0, 1 << 62)
-        if length is None:
-            self._error(400, "Content-Length must be a whole number of bytes")
-            return False
-        if length > limits.max_body:
-            self._error(413, f"a body is at most {limits.max_body} bytes")
-            return False
-        self.rfile.arm(limits.body_timeout)
-        try:
-            received = len(self.rfile.read(length))
-        except TimeoutError:
-            self._error(408, "the request body did not arrive in time")
-            return False
-        if received < length:  # closed on us mid-body
-            self.close_connection = True
-            return False
-        return True
 
     # -- endpoints ---------------------------------------------------------------------------
     def _health(self, query: dict[str, list[str]]) -> None:

@@ -10,8 +10,8 @@ What one client can hold or cost, and what happens beyond it:
 * the request line at most `max_line` bytes (414), the headers `max_headers` (431), a body
   `max_body` (413); a Content-Length that is not plain ASCII digits is a 400.
 * at most `max_connections` connections (a quarter of the descriptor limit, at most 128).
-  A new one at the limit closes the oldest *idle* one (waiting for, or dripping, its
-  request): idle clients cannot keep /health from answering. When every connection is busy
+  A new one at the limit closes the oldest *idle* one (its request, body included, not yet
+  all there): idle or dripping clients cannot keep /health from answering. When every connection is busy
   with a request, the new one gets a 503 at once and is closed: a refusal, never a hang.
 * out of descriptors all the same (a run holds many files): accept is retried after a pause,
   not in a loop that spins a core.
@@ -244,6 +244,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
 
     server: BoundedHTTPServer
     rfile: DeadlineReader  # type: ignore[assignment]
+    body = b""
     wfile: ReplyBuffer  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
 
@@ -286,13 +287,41 @@ class BoundedHandler(BaseHTTPRequestHandler):
                 return self._error(408, "the request did not arrive in time")
             self.close_connection = True  # a kept-alive connection nobody used
             return None
-        self.server.slots.mark(self.request, True)
         method = getattr(self, f"do_{self.command}", None)
         if method is None:
             return self._error(501, f"method {self.command} is not supported")
+        if not self._read_body():
+            return None
+        self.server.slots.mark(self.request, True)  # only now: a client cannot hold it busy
         self._dispatch(method)
         self.wfile.flush()
         return None
+
+    def _read_body(self) -> bool:
+        """Read a body of at most max_body bytes within body_timeout into `self.body`; False
+        when a 400, 411, 413 or 408 was sent instead (the connection then closes)."""
+        limits = self.server.limits
+        if self.headers.get("Transfer-Encoding"):
+            self._error(411, "send the body with a Content-Length (or none)")
+            return False
+        text = self.headers.get("Content-Length") or "0"
+        length = parse_count(text, 0, 1 << 62)
+        if length is None:
+            self._error(400, "Content-Length must be a whole number of bytes")
+            return False
+        if length > limits.max_body:
+            self._error(413, f"a body is at most {limits.max_body} bytes")
+            return False
+        self.rfile.arm(limits.body_timeout)
+        try:
+            self.body = self.rfile.read(length)
+        except TimeoutError:
+            self._error(408, "the request body did not arrive in time")
+            return False
+        if len(self.body) < length:  # closed on us mid-body
+            self.close_connection = True
+            return False
+        return True
 
     def _dispatch(self, method: Any) -> None:
         try:
