@@ -219,3 +219,16 @@ def test_the_listen_backlog_is_not_the_stdlibs_five(served: Served) -> None:
     backlog = int(listing[2])  # State Recv-Q Send-Q ...: Send-Q is the backlog of a listener
 
     assert backlog == 128, listing
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(
+        served: Served) -> None:
+    with connect(served.port) as sock:
+        sock.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        interim = sock.recv(65536)
+        sock.sendall(b"hello")
+        reply = read_reply(sock)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim  # and nothing more
+    assert status_of(reply) == 404, reply

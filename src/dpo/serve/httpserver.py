@@ -189,9 +189,10 @@ class Slots:
         return len(self.held)
 
 
+_REFUSAL = b'{"error": "too many connections in progress: try again soon"}\n'
 REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 62\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-           b'{"error": "too many connections in progress: try again soon"}\n')
+           b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+           % (len(_REFUSAL), _REFUSAL))
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -282,6 +283,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
             self.rfile.limit(limits.max_headers)
             if not self.parse_request():  # it sent 400, 431 or 505 and closes
                 return self.wfile.flush()
+            self.wfile.flush()  # a "100 Continue" (Expect: 100-continue) leaves before the body
         except TimeoutError:
             if self.rfile.started:
                 return self._error(408, "the request did not arrive in time")
