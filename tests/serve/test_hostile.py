@@ -68,7 +68,7 @@ def answered(sock: socket.socket) -> bool:
 def answers_health(served: Served) -> int:
     """A fresh /health on a raw connection, answered by the service (not refused); a 10 s
     socket timeout: a hang fails rather than waits."""
-    with connect(served.port, timeout=10.0) as sock:
+    with connect(served.port, timeout=20.0) as sock:
         sock.sendall(get("/health"))
         reply = read_reply(sock)
     assert b'"service_status"' in reply, reply[:300]
@@ -135,16 +135,19 @@ def test_idle_connections_beyond_the_limit_leave_health_answering(served: Served
             held.append(connect(served.port))
             if i % 2:  # half of them hold a request whose body never comes
                 held[-1].sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
+        last_connected = time.monotonic()
         assert answers_health(served) == 200
         during = descriptors(served)
         evicted = [closed_by_peer(sock) for sock in held]
+        looked = time.monotonic()
     finally:
         for sock in held:
             sock.close()
 
     assert during <= baseline + FD_LIMIT // 4 + 2, (baseline, during)  # the limit held
     assert sum(evicted) >= len(held) - FD_LIMIT // 4  # the oldest idle ones made room
-    assert not any(evicted[-8:])  # the newest were kept
+    if looked - last_connected < HEADER_TIMEOUT:  # (later, the deadline has closed them all)
+        assert not any(evicted[-8:]), evicted  # the newest were kept
     assert answers_health(served) == 200
     assert descriptors(served) < FD_LIMIT
 
