@@ -228,13 +228,15 @@ def test_the_lease_of_a_killed_run_is_taken_over_once_expired(tmp_path: Path,
                                                              s3_url: str) -> None:
     root = make_plant(tmp_path).root
     killed = dpo("run", "--root", root, "--default-dir", s3_url,
-                 env={"DPO_CRASH_AT": "objstore:publish:manifest", "DPO_LEASE_TTL": "5"})
+                 env={"DPO_CRASH_AT": "objstore:publish:manifest", "DPO_LEASE_TTL": "15"})
     assert killed.returncode == -9
     other = make_plant(tmp_path / "other").root  # another machine: no local lock in common
     clock = Lease(open_store(s3_url))  # reads the server's time
     left = clock.read()  # the killed run's lease: neither released nor renewed
     assert left is not None and not left.body["released"]
-    expires = left.last_modified + timedelta(seconds=5)
+    # 15 s: long enough that the first attempt below normally ends inside it (and must then
+    # have been refused), short enough to wait out.
+    expires = left.last_modified + timedelta(seconds=15)
     end = time.monotonic() + 120
     while True:  # the other machine retries, as an operator (or a timer) would
         attempt = dpo("run", "--root", other, "--default-dir", s3_url,
