@@ -251,7 +251,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.connection = self.request
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(OSError):  # reset already: the first read will say so
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rfile = DeadlineReader(self.connection)
         self.wfile = ReplyBuffer(self.connection, self.server.limits.write_timeout)
 
