@@ -7,15 +7,21 @@ Exit codes: 0 success · 1 failed · 2 bad usage or configuration · 3 partial_s
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from dpo.cli.runtime import (
+    EXIT_USAGE,
+    _arrow_memory_pool,
+    _fail,
+    _guard,
+    _setup_logging,
+    _without_pandas,
+)
+
 EXIT_CODES = {"success": 0, "failed": 1, "partial_success": 3}
-EXIT_USAGE, EXIT_LOCKED = 2, 4
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -49,77 +55,6 @@ SchemaOpt = Annotated[str | None, typer.Option("--schema", help="databaseSchemas
 Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
 Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-class _NoPandas:
-    """Import hook that makes `import pandas` fail in the CLI process.
-
-    pyarrow imports pandas on its first `pa.array`/`pa.scalar` call only to check whether it
-    was handed pandas objects; the CLI never hands it any, and that import alone costs more
-    than a whole no-change run (BENCHMARKS.md). The Python API is not affected.
-    """
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is not used by the dpo command", name=name)
-
-
-def _arrow_memory_pool() -> None:
-    """jemalloc for Arrow in the CLI process: calamine frees its cell grid just before Arrow
-    allocates the columns, and with jemalloc the 200,000-row report peaks ~90 MB lower (and
-    runs faster) than with the wheels' default mimalloc (BENCHMARKS.md). Read by pyarrow at
-    first use, so setting it costs nothing; a value the user set wins."""
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
-
-
-def _without_pandas() -> None:
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
-
-
-def _setup_logging(verbose: bool) -> None:
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", diagnose=verbose,
-               backtrace=verbose,  # no variable values in a traceback unless -v
-               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    from rich.console import Console
-    from rich.markup import escape
-
-    # escape: a message quoting "[Sheet1]" or a path must print as is (and not crash rich);
-    # soft_wrap: one line, not broken at the console width of a pipe (80 columns).
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
-                               soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _guard(verbose: bool, action: Any) -> Any:
-    """Run `action`; turn dpo errors into one clear line and the documented exit code."""
-    from dpo.errors import ConfigError, DpoError, ErrorType
-
-    try:
-        return action()
-    except ConfigError as exc:
-        if verbose:
-            raise
-        raise _fail(_one_line(exc), EXIT_USAGE) from exc
-    except DpoError as exc:
-        if verbose:
-            raise
-        code = EXIT_LOCKED if exc.error_type is ErrorType.LOCKED else 1
-        raise _fail(exc.message, code) from exc
-
-
-def _one_line(exc: Any) -> str:
-    """A schema rejected for one reason is said in one line; several keep one line each."""
-    problems = getattr(exc, "problems", None)
-    if problems and len(problems) == 1:
-        return f"schema {exc.file} rejected: {problems[0]}"
-    return str(exc.message)
 
 
 def _orchestrator(root: Path | None, config: Path | None, source: str | None,
@@ -271,7 +206,7 @@ def demo(
 
 @app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
-             schema: SchemaOpt = None, verbose: Verbose = False) -> None:
+             schema: SchemaOpt = None, as_json: Json = False, verbose: Verbose = False) -> None:
     """Check the schema and every source file without writing anything (inputs on object
     storage are mirrored into the local working folder first, as a run does)."""
     _setup_logging(verbose)
@@ -286,7 +221,10 @@ def validate(root: Root = None, config: Config = None, source_dir: Source = None
         return validate_sources(orch.paths, orch.settings.row_policy())
 
     rows = _guard(verbose, go)
-    print_validation(rows)
+    if as_json:  # one object per file: table, file, status (ok|warning|error), rows, message
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        print_validation(rows)
     # A warning is what a run would publish with a warning: not a reason to fail the check.
     problems = [row for row in rows if row["status"] == "error"]
     raise typer.Exit(1 if problems else 0)

@@ -16,7 +16,7 @@ from dpo.errors import DpoError, ErrorType
 from dpo.excel.retry import with_retries
 from dpo.fsio import folder_size
 from dpo.load.state import LoaderState, replayed
-from dpo.quality import DataWarning, WarningKind, needs_review, note
+from dpo.quality import DataWarning, WarningKind, needs_review, note, plural
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.store.api import Hold, Store, keep_holds
@@ -124,7 +124,8 @@ class DataLoaderAgent:
                 blank_rows=item.blank_rows))
         self._remember(loaded)
         if changed:
-            logger.info("✅ Phase 2: published {} new version(s) as {}", len(changed), outcome.stamp)
+            logger.info("✅ Phase 2: published {} ({}) as {}", plural(len(changed), "new version"),
+                        ", ".join(item.spec.name for item in changed), outcome.stamp)
         else:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)

@@ -10,6 +10,8 @@ from loguru import logger
 
 from dpo.errors import shown as shown_value
 from dpo.notify.channels import (
+    SUBJECT_LEAD,
+    SUBJECT_PARTS,
     Notification,
     NotificationHandler,
     NotificationOutcome,
@@ -225,17 +227,21 @@ _LEAD_ERRORS = 3
 
 def _subject(component: str, res: dict[str, Any], ctx: dict[str, Any]) -> str:
     """Which plant and which tables, not only which component: an inbox shows the subject."""
-    parts = [f"Manual Review Required: {component}"]
+    parts = [f"{SUBJECT_LEAD}{component}"]
     if ctx.get("plant"):
         parts.append(str(ctx["plant"]))
     failed = [str(d.get("table")) for d in res.get("details") or [] if d.get("status") == "error"]
+    review = [str(d.get("table")) for d in res.get("details") or []
+              if d.get("status") == "warning"]
     if failed:
         parts.append("failed: " + ", ".join(failed))
+    elif review:  # rows quarantined, a file with headers only: someone must look
+        parts.append("to review: " + ", ".join(review))
     elif res.get("status") == "skipped":
         parts.append("did not run")
     elif res.get("status") in ("error", "failed"):
         parts.append("failed")
-    return " · ".join(parts)
+    return SUBJECT_PARTS.join(parts)
 
 
 def _lead(res: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _RENAME = {"table_name": "table", "n_rows": "rows", "excel_row": "row", "column_name": "column"}
@@ -24,6 +25,8 @@ def history_records(snap: Any) -> list[dict[str, Any]]:
         records.append({
             "kind": "run",
             **run,
+            # Kept in the ledger as compact JSON text: a JSON object here, as in the result.
+            "warnings_by_kind": json.loads(run.get("warnings_by_kind") or "{}"),
             "phases": {"collector": {"status": run["collector_status"],
                                      "seconds": run["collector_s"]},
                        "loader": {"status": run["loader_status"], "seconds": run["loader_s"]}},
