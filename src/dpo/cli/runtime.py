@@ -80,5 +80,5 @@ def _one_line(exc: Any) -> str:
     """A schema rejected for one reason is said in one line; several keep one line each."""
     problems = getattr(exc, "problems", None)
     if problems and len(problems) == 1:
-        return f"schema {exc.file} rejected: {problems[0]}"
+        return f"{getattr(exc, 'what', 'schema')} {exc.file} rejected: {problems[0]}"
     return str(exc.message)
