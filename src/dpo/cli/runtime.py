@@ -43,7 +43,8 @@ def _setup_logging(verbose: bool) -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO",
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", diagnose=verbose,
+               backtrace=verbose,  # no variable values in a traceback unless -v
                format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
 
 

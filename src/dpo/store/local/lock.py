@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from loguru import logger
 
 from dpo.errors import DpoError, ErrorType, PipelineLocked
 
@@ -36,7 +37,14 @@ def run_lock(folder: Path, *, timeout: float = 0.0) -> Iterator[None]:
     info = folder / ".dpo.store.lock.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if timeout <= 0:
+                raise
+            logger.debug("⏳ the run lock of {} is held ({}): waiting up to {:g} s", folder,
+                         _holder(info), timeout)
+            lock.acquire()
     except Timeout as exc:
         raise PipelineLocked(
             f"another dpo run holds {folder} ({_holder(info)}); wait for it to finish "
