@@ -64,6 +64,8 @@ class Settings:
     # `[dpo.storage_options]`; they override the standard environment. Never printed.
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     lease_ttl: float = 60.0  # seconds the store lease lasts unless renewed (a remote store)
+    storage_timeout: float = 30.0  # seconds one object-storage request may take
+    storage_retry_budget: float = 60.0  # seconds one object-storage operation keeps retrying
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +82,9 @@ class Settings:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.lease_ttl < 5:
             problems.append(f"lease_ttl must be >= 5 seconds, got {self.lease_ttl}")
+        if self.storage_timeout <= 0 or self.storage_retry_budget < 0:
+            problems.append("storage_timeout must be positive and storage_retry_budget not "
+                            "negative")
         if self.workers < 0 or self.lock_timeout < 0:
             problems.append("workers and lock_timeout must not be negative")
         if problems:
@@ -134,7 +139,12 @@ def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Set
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-    return Settings(**{name: _coerce(name, value) for name, value in values.items()})
+    settings = Settings(**{name: _coerce(name, value) for name, value in values.items()})
+    # Object-storage requests follow the settings the process runs with (dpo.store.calls).
+    from dpo.store.calls import configure
+
+    configure(timeout=settings.storage_timeout, budget=settings.storage_retry_budget)
+    return settings
 
 
 def _from_env() -> dict[str, str]:
