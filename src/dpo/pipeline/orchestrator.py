@@ -134,12 +134,12 @@ class DataPipelineOrchestrator:
             with store_session(self.paths, self.settings, clock=self.clock) as store:
                 done.append(self._run_locked(store, retries, enable_notifications, policy,
                                              progress))
-        except PipelineLocked:
-            raise  # another run holds the store (exit 4): nothing of this run happened
         except DpoError as exc:
             if done:  # the run is over and recorded; only giving the store back failed
                 logger.warning("⚠️ after the run: {}", exc.message)
                 return done[0].to_dict()
+            if isinstance(exc, PipelineLocked):
+                raise  # another run holds the store (exit 4): nothing of this run happened
             # The store could not be held (unreachable, no such bucket, a read failing past
             # its retries): a failed run, recorded like any other when the plant has run.
             return self._failed_before_start(exc).to_dict()

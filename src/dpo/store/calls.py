@@ -19,6 +19,7 @@ Stdlib + tenacity; obstore is imported when a call is made.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -73,6 +74,35 @@ def retry_config() -> dict[str, Any]:
     return {"max_retries": 0, "retry_timeout": timedelta(seconds=policy().budget),
             "backoff": {"init_backoff": timedelta(seconds=0.1),
                         "max_backoff": timedelta(seconds=1), "base": 2}}
+
+
+INSTANCE_CREDENTIALS = "instance_credentials"  # dpo's own key in [dpo.storage_options]
+_TRUE = ("1", "true", "yes")
+
+
+def without_credentials(url: str, config: Mapping[str, str]) -> str | None:
+    """Why an S3 store would have to ask the cloud metadata endpoint (169.254.169.254) for
+    credentials, as the message to stop with; None when it has credentials of its own, or
+    the configuration asks for the machine's instance role (`instance_credentials = "true"`
+    in [dpo.storage_options]). obstore asks that endpoint whenever it finds no key: off a
+    cloud machine that is a request to an address nobody configured, and a long wait."""
+    if not url.startswith(("s3://", "s3a://")):
+        return None
+    given = {k.lower().removeprefix("aws_"): str(v) for k, v in config.items()}
+    env = os.environ
+    if given.get(INSTANCE_CREDENTIALS, "").lower() in _TRUE:
+        return None
+    if ({"access_key_id", "secret_access_key"} <= given.keys()
+            or given.get("skip_signature", "").lower() in _TRUE
+            or (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
+            or env.get("AWS_SKIP_SIGNATURE", "").lower() in _TRUE
+            or any(env.get(k) for k in ("AWS_WEB_IDENTITY_TOKEN_FILE",
+                                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                        "AWS_CONTAINER_CREDENTIALS_FULL_URI"))):
+        return None
+    return (f"no credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+            "access_key_id and secret_access_key in [dpo.storage_options]); on a cloud machine "
+            f"with an instance role, set {INSTANCE_CREDENTIALS} = \"true\" there instead")
 
 
 # -- what went wrong ---------------------------------------------------------------------------
