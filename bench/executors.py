@@ -36,9 +36,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from dpo.collect.cluster import run_tasks
 from dpo.collect.executors import FileExecutor, Pending, TaskAhead, open_executor
 from dpo.collect.fanout import combine
-from dpo.collect.filetask import FileTask, run_file_tasks
+from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy
 from dpo.schema import TableSpec, load_schema
 
@@ -52,7 +53,7 @@ class InProcess:
 
     def submit(self, tasks: list[FileTask]) -> Pending:
         done: Future[Any] = Future()
-        done.set_result(run_file_tasks(tasks))
+        done.set_result(run_tasks(tasks))
         return done
 
     def close(self) -> None:
@@ -113,7 +114,7 @@ def pair_seconds(repeat: int, plant: Path) -> dict[str, float]:
         with ProcessPoolExecutor(2, mp_context=get_context("forkserver")) as pool:
             for _ in range(repeat + 1):
                 began = time.perf_counter()
-                for done in [pool.submit(run_file_tasks, half) for half in halves]:
+                for done in [pool.submit(run_tasks, half) for half in halves]:
                     done.result()
                 times.append(time.perf_counter() - began)
             cpu = _ours()

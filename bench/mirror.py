@@ -1,4 +1,4 @@
-"""Mirroring remote sources (dpo.remote.mirror.mirror_prefix) from a local S3 server (moto's
+"""Mirroring remote sources (dpo.inputs.mirror.mirror_prefix) from a local S3 server (moto's
 ThreadedMotoServer on 127.0.0.1): 120 real sample workbooks (copies of ../shared/samples'
 monthly report and purchase orders under many dates, 60 + 60 in two source folders, as a
 plant lays them out), mirrored into a fresh local folder (everything downloaded), then again
@@ -27,8 +27,8 @@ from typing import Any
 
 import obstore
 
-from dpo.remote.mirror import Mirrored, mirror_prefix
-from dpo.store.manifests import open_store
+from dpo.inputs.mirror import Mirrored, mirror_prefix
+from dpo.store.objects.client import open_store
 
 FOLDERS = {  # source folder -> (sample files, name of the copy for the i-th date)
     "monthlyReports_history": (["monthlyReports_201811.xlsb"],

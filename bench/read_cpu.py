@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from dpo.excel.pool import read_files
+from readfiles import read_files
+
 from dpo.schema import load_schema
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent / "tests"))  # tests/uploadtools.py: the inputs' uploader
 from run import DPO, make_plants, make_real_plant, timed  # noqa: E402 - bench/run.py beside this
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -63,7 +64,7 @@ def run_seconds(root: Path, env: dict[str, str]) -> float:
 
 def measure_plant(plant: Path, endpoint: str, repeat: int) -> dict[str, float]:
     bucket = make_bucket(endpoint)
-    from dpo.demo.remote import upload_plant_inputs
+    from uploadtools import upload_plant_inputs
 
     named = upload_plant_inputs(plant / "database", f"s3://{bucket}/inputs")
     inputs = {f"DPO_{k.upper()}": v for k, v in named.items()}

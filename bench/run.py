@@ -14,7 +14,7 @@ Figures, each the median of --repeat whole-process runs measured in this one ses
   nochange     `dpo run` again with nothing changed
   onechanged   `dpo run` after one monthly report was rewritten with other values
   help         `dpo --help`
-  files_1w/2w  the 120-file read alone (dpo.excel.pool.read_files) with 1 and 2 threads
+  files_1w/2w  the 120-file read alone (bench/readfiles.read_files) with 1 and 2 threads
   tasks_inline/processes/dask   the 120 files' per-file task (read + normalise + segment,
                bench/executors.py) with 1 worker in process and on 2 worker processes
   read_1w/2w   Phase 1 of a fresh run (its own execution_seconds) with 1 and 2 reader threads
@@ -110,8 +110,9 @@ def cpu_ceiling(n: int = 5_000_000) -> float:
 
 
 def read_seconds(repeat: int, root: Path, workers: int) -> float:
-    """The 120-file read alone (dpo.excel.pool.read_files, every monthly report), in process."""
-    from dpo.excel.pool import read_files
+    """The 120-file read alone (bench/readfiles.read_files, every monthly report), in process."""
+    from readfiles import read_files
+
     from dpo.schema import load_schema
 
     spec = load_schema(root / "database/databaseSchemas.json", root).table("productRecords")

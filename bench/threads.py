@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import fastexcel
+from readfiles import read_files
 
-from dpo.excel.pool import read_files
 from dpo.schema import load_schema
 
 
@@ -52,7 +52,7 @@ def main() -> None:
             files, n, lambda p: fastexcel.read_excel(p).load_sheet(0)),
         "fastexcel load_sheet + to_arrow": lambda n: each(
             files, n, lambda p: fastexcel.read_excel(p).load_sheet(0).to_arrow()),
-        "dpo.excel.pool.read_files": lambda n: lambda: read_files(
+        "bench/readfiles.read_files": lambda n: lambda: read_files(
             files, spec, workers=n, max_retries=0, retry_wait=0, on_retry=print,
             on_done=lambda _n: None),
     }

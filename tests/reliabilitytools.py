@@ -31,7 +31,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from dpo.fsio import TMP_MARK
-from dpo.store.parquet import read_verified
+from dpo.tables.parquet import read_verified
 
 SHARED = Path("agents") / "shared_db"
 ORCH = SHARED / "DataPipelineOrchestrator"

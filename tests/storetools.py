@@ -25,9 +25,9 @@ from dpo.demo.plant import SCHEMA, write_xlsx
 from dpo.fsio import TMP_MARK
 from dpo.load.loader import DataLoaderAgent
 from dpo.results import CollectorResult, LoaderResult
-from dpo.store.contenthash import content_hash
-from dpo.store.parquet import read_verified, recorded_hash
-from dpo.store.versions import VersionStore
+from dpo.store.local.versions import VersionStore
+from dpo.tables.contenthash import content_hash
+from dpo.tables.parquet import read_verified, recorded_hash
 
 DYNAMIC = tuple(SCHEMA["dynamicDB"])
 STATIC = tuple(SCHEMA["staticDB"])
@@ -223,7 +223,7 @@ sys.exit(0 if r.status == "success" else 3)
 ROLLBACK = """
 import json, sys
 from dpo.config import load_settings, resolve_paths
-from dpo.store.versions import VersionStore
+from dpo.store.local.versions import VersionStore
 paths = resolve_paths(load_settings(root_dir=sys.argv[1]))
 VersionStore(paths, keep_history=int(sys.argv[2])).rollback(json.loads(sys.argv[3]))
 """

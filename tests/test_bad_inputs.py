@@ -49,7 +49,7 @@ from dpo.demo.plant import generate_plant, write_xlsb, write_xlsx
 from dpo.demo.writers import ExcelError
 from dpo.notify.channels import MockNotificationHandler
 from dpo.pipeline.orchestrator import DataPipelineOrchestrator
-from dpo.store.parquet import read_verified
+from dpo.tables.parquet import read_verified
 
 PO = ORDERS / "purchaseOrder_181201.xlsx"
 REPORT = MONTHLY / "monthlyReports_201812.xlsb"

@@ -56,10 +56,6 @@ def normal_url(url: str) -> str:
     return f"{base}/{prefix}" if prefix else base
 
 
-def join_key(prefix: str, key: str) -> str:
-    return f"{prefix}/{key}" if prefix else key
-
-
 def local_mirror(root: Path, url: str) -> Path:
     """Where the local copy of `url` lives: `<root>/.dpo-work/<scheme>/<bucket>/<key>`."""
     base, key = split_url(url)

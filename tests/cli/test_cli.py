@@ -31,7 +31,7 @@ from pipelinetools import (
     smtp_receiver,
 )
 
-from dpo.store.lock import run_lock
+from dpo.store.local.lock import run_lock
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 from pipelinetools import read_book
 
-from dpo.collect.cache import TableCache
 from dpo.collect.collector import DataCollector
 from dpo.collect.segments import HASH_COLUMN, cached_parts
 from dpo.config import load_settings, resolve_paths
@@ -27,6 +26,7 @@ from dpo.demo.plant import generate_plant, write_monthly_report, write_xlsb
 from dpo.fsio import Fingerprint
 from dpo.results import CollectorResult, Status, TableResult
 from dpo.schema import TableSpec, load_schema
+from dpo.tables.cache import TableCache
 from dpo.transform.rowhash import row_hashes
 
 MONTHLY = "database/dynamicDatabase/monthlyReports_history"

@@ -1,4 +1,4 @@
-"""Remote inputs mirrored into a local work folder (dpo.remote.mirror): only what changed is
+"""Remote inputs mirrored into a local work folder (dpo.inputs.mirror): only what changed is
 downloaded, a no-op mirror touches nothing (dpo's own fingerprints stay), copies of deleted
 objects go, files the mirror did not make stay, names that would escape are refused. Each
 test runs on obstore's MemoryStore and on a real S3-compatible server (moto's, on 127.0.0.1;
@@ -20,8 +20,8 @@ import pytest
 
 from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
 from dpo.fsio import Fingerprint
-from dpo.remote.mirror import STATE, Mirrored, mirror_object, mirror_prefix
-from dpo.store.manifests import open_store
+from dpo.inputs.mirror import STATE, Mirrored, mirror_object, mirror_prefix
+from dpo.store.objects.client import open_store
 from dpo.urls import is_url, split_url
 
 PREFIX = "exports/daily"
@@ -164,8 +164,8 @@ def test_a_local_copy_changed_by_hand_is_downloaded_again(store: Any, tmp_path: 
 _MIRROR_IN_A_CHILD = """
 import sys
 from pathlib import Path
-from dpo.remote.mirror import mirror_prefix
-from dpo.store.manifests import open_store
+from dpo.inputs.mirror import mirror_prefix
+from dpo.store.objects.client import open_store
 mirror_prefix(open_store(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))
 """
 
@@ -342,7 +342,7 @@ def test_a_folder_mirror_and_a_file_mirror_share_a_folder(store: Any, tmp_path: 
 
 def test_list_tree_gives_each_folders_objects_from_one_listing(store: Any,
                                                                tmp_path: Path) -> None:
-    from dpo.remote.mirror import list_tree
+    from dpo.inputs.mirror import list_tree
 
     put(store, "top.xlsx", b"not in a folder")
     put(store, "a.xlsb", b"1", prefix=f"{PREFIX}/monthly")

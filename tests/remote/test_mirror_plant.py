@@ -11,9 +11,9 @@ from pathlib import Path
 import obstore
 from conftest import SAMPLES, skip_or_fail
 from pipelinetools import Clock, run
+from uploadtools import upload_plant_inputs
 
-from dpo.demo.remote import upload_plant_inputs
-from dpo.store.manifests import open_store
+from dpo.store.objects.client import open_store
 
 
 def hashes(result: dict[str, object]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pipelinetools import Clock, dpo, make_plant, run
 from reliabilitytools import pause_env, release, wait_for
 from storetools import published_hashes
 
-from dpo.store.manifests import open_store
+from dpo.store.objects.client import open_store
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 
@@ -287,7 +287,7 @@ def test_a_run_killed_during_retention_on_s3_is_finished_by_the_next(
 
 def test_inputs_that_cannot_be_fetched_fail_the_run_naming_the_object(
         tmp_path: Path, s3_url: str) -> None:
-    from dpo.demo.remote import upload_plant_inputs
+    from uploadtools import upload_plant_inputs
 
     plant = make_plant(tmp_path / "plant")
     inputs = upload_plant_inputs(plant.root / "database", f"{s3_url}/inputs")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pipelinetools import make_plant
 from servetools import serve
+from uploadtools import upload_plant_inputs
 
-from dpo.demo.remote import upload_plant_inputs
-from dpo.store.lease import LEASE
-from dpo.store.manifests import open_store
+from dpo.store.objects.client import open_store
+from dpo.store.objects.lease import LEASE
 
 
 def test_serve_runs_a_plant_whose_inputs_and_store_are_on_s3(tmp_path: Path,

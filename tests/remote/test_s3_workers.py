@@ -1,7 +1,7 @@
 """A Dask cluster whose workers cannot see the run's disk (each runs in its own mount namespace,
 with an empty tmpfs over the test's folder: as on another machine), sources and store on a
 real S3 server (moto's): the workers read the sources from the bucket and put their segments
-there (collect.remotetask), and the tables published equal a local run's on the same files."""
+there (collect.cluster), and the tables published equal a local run's on the same files."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from conftest import skip_or_fail
 from pipelinetools import Clock, make_plant, run
-
-from dpo.demo.remote import upload_plant_inputs
+from uploadtools import upload_plant_inputs
 
 distributed = pytest.importorskip("distributed")
 

@@ -32,7 +32,7 @@ from servetools import Served, copy_slowly, sample, serve
 from storetools import assert_consistent, published_hashes
 
 from dpo.demo.plant import write_monthly_report
-from dpo.store.lock import run_lock
+from dpo.store.local.lock import run_lock
 
 BAD_MONTH = MONTHLY / "monthlyReports_201812.xlsb"
 TOKEN = "serve-T0ken-s3cret"

@@ -146,8 +146,8 @@ def test_row_hashes_are_cached_by_content_and_a_wrong_file_is_never_trusted(root
     import pyarrow.parquet as pq
 
     from dpo.config import load_settings, resolve_paths
-    from dpo.store.changes import RowHashes
-    from dpo.store.parquet import recorded_hash
+    from dpo.tables.parquet import recorded_hash
+    from dpo.tables.rowhashes import RowHashes
 
     first = run(root, clock=Clock(datetime(2024, 5, 2, 6, 0)))
     published = root / detail(first["loader_result"], "purchaseOrders")["output"]

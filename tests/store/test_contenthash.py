@@ -27,9 +27,9 @@ from storetools import (
 
 from dpo.demo.plant import write_monthly_report
 from dpo.errors import IntegrityError
-from dpo.store.contenthash import content_hash, content_hash_of, legacy_content_hash
-from dpo.store.meta import HASH_PREFIX, META_HASH
-from dpo.store.parquet import read_verified, recorded_hash, write_parquet
+from dpo.tables.contenthash import content_hash, content_hash_of, legacy_content_hash
+from dpo.tables.meta import HASH_PREFIX, META_HASH
+from dpo.tables.parquet import read_verified, recorded_hash, write_parquet
 from dpo.transform.rowhash import row_hashes
 
 MONTHLY = "database/dynamicDatabase/monthlyReports_history"

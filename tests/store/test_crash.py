@@ -47,8 +47,8 @@ from storetools import (
 
 from dpo.fsio import TMP_MARK
 from dpo.results import Status
-from dpo.store.contenthash import content_hash
-from dpo.store.parquet import read_verified
+from dpo.tables.contenthash import content_hash
+from dpo.tables.parquet import read_verified
 
 KEEP = 2  # keep_history of every run here
 CHANGED = ("productRecords", "purchaseOrders", "itemInfo", "machineInfo")

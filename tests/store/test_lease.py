@@ -1,4 +1,4 @@
-"""The run lease on the store (dpo.store.lease): two processes, one wins and the other gets
+"""The run lease on the store (dpo.store.objects.lease): two processes, one wins and the other gets
 PipelineLocked naming the holder; a released lease and an expired one (its holder killed -9)
 are taken over; renewal and release are conditional on the holder's own ETag. On a real
 S3-compatible server (moto's on 127.0.0.1), and on MemoryStore where no server is needed."""
@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from dpo.errors import PipelineLocked
-from dpo.store.lease import Lease, store_lease
-from dpo.store.manifests import open_store
+from dpo.store.objects.client import open_store
+from dpo.store.objects.lease import Lease, store_lease
 
 HOLDER = """
 import sys
-from dpo.store.lease import Lease
-from dpo.store.manifests import open_store
+from dpo.store.objects.lease import Lease
+from dpo.store.objects.client import open_store
 lease = Lease(open_store(sys.argv[1]), ttl=float(sys.argv[2]))
 lease.acquire()
 print("held", flush=True)

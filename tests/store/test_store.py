@@ -42,8 +42,8 @@ from storetools import (
 from dpo.demo.plant import write_xlsx
 from dpo.errors import DpoError, ErrorType, IntegrityError
 from dpo.fsio import TMP_MARK
-from dpo.store.contenthash import content_hash
-from dpo.store.parquet import read_verified
+from dpo.tables.contenthash import content_hash
+from dpo.tables.parquet import read_verified
 
 
 @pytest.fixture

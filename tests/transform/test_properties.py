@@ -29,7 +29,7 @@ from dpo.demo.writers import ExcelError, write_xlsb
 from dpo.excel.numbercells import general
 from dpo.excel.origin import Source
 from dpo.schema import TableSpec
-from dpo.store.parquet import read_verified
+from dpo.tables.parquet import read_verified
 from dpo.transform.normalize import normalize_table
 
 COLUMNS = {"code": "string", "qty": "Int64", "weight": "Float64", "when": "datetime64[ns]",

@@ -278,7 +278,7 @@ def validate(root: Root = None, config: Config = None, source_dir: Source = None
     from dpo.collect.validate import validate_sources
 
     def go() -> list[dict[str, Any]]:
-        from dpo.pipeline.inputs import mirror_inputs
+        from dpo.inputs.plant import mirror_inputs
 
         orch = _orchestrator(root, config, source_dir, schema, None, None)
         mirror_inputs(orch.paths, orch.settings)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from dpo.config import Settings
+    from dpo.store.api import Store, VersionInfo
 
 Root = Annotated[Path | None, typer.Option("--root", help="Root that relative paths resolve "
                                            "against (default: current directory).")]
@@ -25,12 +29,12 @@ STAMP = re.compile(r"\d{8}_\d{4}(?:-\d+)?")
 
 
 def plant_store(root: Path | None, config: Path | None, annotations: str | None,
-                default_dir: str | None) -> Any:
-    """The store of the plant at --root (on disk or on object storage), to read; ConfigError
-    (exit 2) when there is none. Its `settings` ride along for store_session."""
+                default_dir: str | None) -> tuple[Store, Settings]:
+    """The store of the plant at --root (on disk or on object storage), to read, and the
+    settings it was opened with (for store_session); ConfigError (exit 2) when there is none."""
     from dpo.config import load_settings, plant_problem, resolve_paths
     from dpo.errors import ConfigError
-    from dpo.store.backend import open_store_for
+    from dpo.store.session import open_store_for
 
     settings = load_settings(config, root_dir=str(root) if root else None,
                              annotation_path=annotations, default_dir=default_dir)
@@ -38,12 +42,10 @@ def plant_store(root: Path | None, config: Path | None, annotations: str | None,
     problem = plant_problem(paths)
     if problem:
         raise ConfigError(problem)
-    store = open_store_for(paths, settings)
-    store.settings = settings  # type: ignore[attr-defined]
-    return store
+    return open_store_for(paths, settings), settings
 
 
-def known_table(store: Any, name: str) -> None:
+def known_table(store: Store, name: str) -> None:
     """ConfigError naming the tables (and the closest one) when `name` is not one of them."""
     import difflib
 
@@ -62,7 +64,7 @@ def known_table(store: Any, name: str) -> None:
     raise ConfigError(f"unknown table '{name}'{hint}; tables: {', '.join(sorted(names)) or 'none'}")
 
 
-def known_version(store: Any, table: str, stamp: str) -> Any:
+def known_version(store: Store, table: str, stamp: str) -> VersionInfo:
     from dpo.errors import ConfigError
 
     versions = store.list_versions(table)
@@ -79,7 +81,7 @@ def versions(table: str, root: Root = None, config: Config = None, annotations: 
     from dpo.cli import _guard
 
     def go() -> list[dict[str, Any]]:
-        store = plant_store(root, config, annotations, default_dir)
+        store, _ = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
         hold = store.holds().get(table)
         rows = []
@@ -126,14 +128,14 @@ def rollback(
                     "TABLE)", EXIT_USAGE)
 
     def go() -> list[str]:
-        from dpo.store.backend import store_session
+        from dpo.store.session import store_session
 
-        store = plant_store(root, config, annotations, default_dir)
+        store, settings = plant_store(root, config, annotations, default_dir)
         if table is not None:
             known_table(store, table)
         if not release:
             _targets(store, table, to)  # a wrong version is refused before the lock is made
-        with store_session(store.paths, store.settings, timeout=0) as held:
+        with store_session(store.paths, settings, timeout=0) as held:
             if release:
                 return _release(held, table)
             return _rollback(held, table, to)
@@ -158,7 +160,7 @@ def _user() -> str:
         return "unknown"
 
 
-def _record(store: Any, action: str, table: str, old: str | None, new: str | None) -> None:
+def _record(store: Store, action: str, table: str, old: str | None, new: str | None) -> None:
     from datetime import datetime
 
     from dpo.observe.ledger import Ledger
@@ -167,7 +169,7 @@ def _record(store: Any, action: str, table: str, old: str | None, new: str | Non
         action, table, old, new, command=_command(), user=_user(), when=datetime.now())
 
 
-def _targets(store: Any, table: str | None, to: str) -> dict[str, str]:
+def _targets(store: Store, table: str | None, to: str) -> dict[str, str]:
     """{table: version} to roll back to; ConfigError when there is none."""
     from dpo.errors import ConfigError
 
@@ -183,7 +185,7 @@ def _targets(store: Any, table: str | None, to: str) -> dict[str, str]:
     return targets
 
 
-def _rollback(store: Any, table: str | None, to: str) -> list[str]:
+def _rollback(store: Store, table: str | None, to: str) -> list[str]:
     targets = _targets(store, table, to)
     skipped = [] if table is not None else sorted(set(store.annotations()) - set(targets))
     before = {t: next((v.stamp for v in store.list_versions(t) if v.current), None)
@@ -199,13 +201,12 @@ def _rollback(store: Any, table: str | None, to: str) -> list[str]:
     return lines
 
 
-def _release(store: Any, table: str | None) -> list[str]:
+def _release(store: Store, table: str | None) -> list[str]:
     from dpo.load.state import forget_loader_state
-    from dpo.store.holds import Holds
+    from dpo.store.api import release_holds
 
-    holds = Holds(store.paths.loader_dir)
-    names = [table] if table is not None else sorted(holds.read())
-    dropped = holds.release(names)
+    names = [table] if table is not None else sorted(store.holds())
+    dropped = release_holds(store, names)
     if dropped:
         forget_loader_state(store.paths.cache_dir)  # else a no-change run would skip it
     for hold in dropped:
@@ -232,7 +233,7 @@ def diff(
     from dpo.cli import _guard
 
     def go() -> dict[str, Any]:
-        store = plant_store(root, config, annotations, default_dir)
+        store, _ = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
         old, new = _diff_versions(store, table, from_version, to_version)
         return _diff(store, old, new, limit)
@@ -244,16 +245,15 @@ def diff(
         _print_diff(report)
 
 
-def _diff_versions(store: Any, table: str, older: str | None, newer: str | None) -> tuple[Any, Any]:
+def _diff_versions(store: Store, table: str, older: str | None, newer: str | None
+                   ) -> tuple[VersionInfo, VersionInfo]:
     from dpo.errors import ConfigError
 
     versions = store.list_versions(table)  # oldest first
-    if newer:
-        new = known_version(store, table, newer)
-    else:
-        new = next((v for v in versions if v.current), None)
-        if new is None:
-            raise ConfigError(f"no version of {table} is published yet")
+    current = next((v for v in versions if v.current), None)
+    new = known_version(store, table, newer) if newer else current
+    if new is None:
+        raise ConfigError(f"no version of {table} is published yet")
     if older:
         return known_version(store, table, older), new
     before = versions[:versions.index(new)]
@@ -263,11 +263,12 @@ def _diff_versions(store: Any, table: str, older: str | None, newer: str | None)
     return before[-1], new
 
 
-def _diff(store: Any, old: Any, new: Any, limit: int) -> dict[str, Any]:
+def _diff(store: Store, old: VersionInfo, new: VersionInfo, limit: int) -> dict[str, Any]:
     from dpo.store.changes import diff_tables
-    from dpo.store.parquet import read_verified
+    from dpo.tables.parquet import read_verified
 
-    old_table, new_table = read_verified(store.fetch(old)), read_verified(store.fetch(new))
+    old_table, new_table = (read_verified(store.local_file(old.stored)),
+                            read_verified(store.local_file(new.stored)))
     found = diff_tables(old_table, new_table)
     counts = found.counts(old.stamp)
     del counts["previous"]

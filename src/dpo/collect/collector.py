@@ -14,12 +14,11 @@ import numpy as np
 import pyarrow as pa
 from loguru import logger
 
-from dpo.collect.cache import TableCache, sha256_by_name
+from dpo.collect.cluster import remote_plan
 from dpo.collect.executors import TaskAhead, open_executor
 from dpo.collect.fanout import combine, split_pieces
 from dpo.collect.filetask import screen_sheets
 from dpo.collect.finisher import Finish, Finisher, done, nothing, then
-from dpo.collect.remotetask import remote_plan
 from dpo.collect.segments import Piece, cached_parts, merge_pieces, update_cache
 from dpo.config import Paths, RowPolicy
 from dpo.errors import CellError, DpoError
@@ -37,10 +36,11 @@ from dpo.results import (
     phase_status,
 )
 from dpo.schema import Schema, TableSpec, load_schema
-from dpo.store.changes import RowHashes
-from dpo.store.contenthash import older_hash_if_same
-from dpo.store.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
-from dpo.store.parquet import parquet_meta, recorded_hash, write_parquet
+from dpo.tables.cache import TableCache, sha256_by_name
+from dpo.tables.contenthash import older_hash_if_same
+from dpo.tables.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
+from dpo.tables.parquet import parquet_meta, recorded_hash, write_parquet
+from dpo.tables.rowhashes import RowHashes
 from dpo.transform.normalize import Normalized
 
 

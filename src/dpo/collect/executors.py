@@ -30,8 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from dpo.collect.filetask import FileOutcome, FileTask, run_file_tasks
-from dpo.collect.remotetask import RemotePlan, drop_scratch, fetch_segments
+from dpo.collect.cluster import RemotePlan, drop_scratch, fetch_segments, run_tasks
+from dpo.collect.filetask import FileOutcome, FileTask
 from dpo.config import RowPolicy
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
@@ -65,7 +65,7 @@ class ProcessFiles:
             workers, mp_context=multiprocessing.get_context("forkserver"))
 
     def submit(self, tasks: list[FileTask]) -> Pending:
-        return self._pool.submit(run_file_tasks, tasks)
+        return self._pool.submit(run_tasks, tasks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -92,7 +92,7 @@ class DaskFiles:
         self.slots = sum(self._client.nthreads().values()) or workers
 
     def submit(self, tasks: list[FileTask]) -> Pending:
-        future: Pending = self._client.submit(run_file_tasks, tasks, pure=False)
+        future: Pending = self._client.submit(run_tasks, tasks, pure=False)
         return future
 
     def close(self) -> None:

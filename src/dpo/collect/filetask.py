@@ -45,7 +45,7 @@ def screen_sheets(files: list[Path], sheets: list[RawSheet], spec: TableSpec, po
 @dataclass(frozen=True)
 class ObjectSource:
     """Where a worker that cannot see this machine's disk finds a source file, and puts its
-    segment (collect.remotetask). No credentials: a worker uses its own environment."""
+    segment (collect.cluster). No credentials: a worker uses its own environment."""
 
     url: str  # the source object
     e_tag: str | None  # the version this run mirrored: the worker reads that one or fails
@@ -64,7 +64,7 @@ class FileTask:
     max_retries: int
     retry_wait: float
     scratch: Path  # the run's folder for segments, inside the cache folder
-    remote: ObjectSource | None = None  # a worker on another machine: collect.remotetask
+    remote: ObjectSource | None = None  # a worker on another machine: collect.cluster
 
 
 @dataclass(frozen=True)
@@ -95,20 +95,15 @@ class FileOutcome:
     totals: tuple[DataWarning, ...] = ()
     blank: int = 0
     rows: int = 0
-    segment: Path | str | None = None  # a URL while on object storage (collect.remotetask)
+    segment: Path | str | None = None  # a URL while on object storage (collect.cluster)
     quarantine: Path | str | None = None
     quarantined: int = 0
 
 
 def run_file_task(task: FileTask) -> FileOutcome:
-    """Read and normalise one file; never raises a DpoError (it is in the outcome)."""
-    if task.remote is not None:
-        from dpo.collect.remotetask import run_object_task
-
-        try:
-            return run_object_task(task)
-        except DpoError as exc:  # the object could not be fetched: as a read failure
-            return FileOutcome(task.path.name, error=exc, read_failed=True)
+    """Read and normalise one file on this machine's disk; never raises a DpoError (it is in
+    the outcome). A task whose file a worker may not see (`task.remote`) goes through
+    collect.cluster.run_tasks instead."""
     outcome = FileOutcome(task.path.name)
     retries: list[str] = []
     try:
@@ -145,13 +140,6 @@ def run_file_task(task: FileTask) -> FileOutcome:
         outcome.quarantined = screened.quarantine.num_rows
         _write_ipc(outcome.quarantine, screened.quarantine)
     return _ended(outcome, task, retries)
-
-
-def run_file_tasks(tasks: list[FileTask]) -> list[FileOutcome]:
-    """Several files' tasks as one unit of work for a pool or a cluster: what a unit costs to
-    schedule, send and answer (a few ms on Dask, as much as a 700-row file's task) is paid
-    once per batch (collect.executors.TaskAhead cuts them). Their specs are pickled once."""
-    return [run_file_task(task) for task in tasks]
 
 
 def _write_ipc(path: Path, table: pa.Table) -> None:

@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow as pa
 
 from dpo.arrays import from_numpy, numpy_of
-from dpo.collect.cache import ByteSink, TableCache
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
-from dpo.store.contenthash import content_hash_of
+from dpo.tables.cache import ByteSink, TableCache
+from dpo.tables.contenthash import content_hash_of
 from dpo.transform.arrowtypes import arrow_schema, empty_table
 from dpo.transform.dedupe import duplicate_mask
 

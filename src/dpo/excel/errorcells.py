@@ -114,12 +114,6 @@ def _stream(archive: zipfile.ZipFile, part: str, binary: bool) -> tuple[bool, fr
     return maybe, lossy_texts_of(np.concatenate([np.zeros(0), *numbers]))
 
 
-def find_error_cells(path: str, sheet: str, archive: zipfile.ZipFile | None = None
-                     ) -> list[ErrorCell]:
-    """The error cells (and uncalculated formulas) of `sheet`."""
-    return list(scan_sheet(path, sheet, archive).errors)
-
-
 _CHUNK = 4 << 20
 _OVERLAP = 512  # longer than any error record or `t="e"` cell tag that could straddle chunks
 

@@ -125,12 +125,3 @@ def _fingerprint(path: Path) -> Fingerprint | None:
         return Fingerprint.of(path)
     except OSError:
         return None
-
-
-def read_files(
-    files: list[Path], spec: TableSpec, *, workers: int, max_retries: int, retry_wait: float,
-    on_retry: Callable[[str], None], on_done: Callable[[int], None],
-) -> list[RawSheet]:
-    """Every file's raw sheet, in the order given (a pool of `workers` threads)."""
-    with ReadAhead(workers=workers, max_retries=max_retries, retry_wait=retry_wait) as pool:
-        return pool.read(files, spec, on_retry=on_retry, on_done=on_done)

@@ -11,8 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
-from dpo.collect.cache import TableCache
-from dpo.config import Paths, RowPolicy
+from dpo.config import Paths, RowPolicy, Settings
 from dpo.errors import DpoError, ErrorType
 from dpo.excel.retry import with_retries
 from dpo.fsio import folder_size
@@ -20,12 +19,12 @@ from dpo.load.state import LoaderState, replayed
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
 from dpo.schema import Schema, TableSpec, load_schema
-from dpo.store.backend import Store
-from dpo.store.contenthash import content_hash, older_hash_if_same
-from dpo.store.holds import Hold, Holds
-from dpo.store.meta import META_HASH, META_SOURCES, META_TABLE
-from dpo.store.parquet import parquet_meta, read_verified, recorded_hash, write_parquet
-from dpo.store.versions import VersionStore
+from dpo.store.api import Hold, Store, keep_holds
+from dpo.store.local.versions import VersionStore
+from dpo.tables.cache import TableCache
+from dpo.tables.contenthash import content_hash, older_hash_if_same
+from dpo.tables.meta import META_HASH, META_SOURCES, META_TABLE
+from dpo.tables.parquet import parquet_meta, read_verified, recorded_hash, write_parquet
 from dpo.transform.arrowtypes import arrow_schema
 from dpo.transform.rejects import Screened
 from dpo.transform.table import read_table
@@ -44,24 +43,42 @@ class _Loaded:
 
 
 class DataLoaderAgent:
-    """Phase 2: every schema table -> a new version in the store when its content changed."""
+    """Phase 2: every schema table -> a new version in the store when its content changed.
+
+    `store`: the store to publish to, held by the caller (the orchestrator's store_session).
+    Without one, the loader opens the plant's own: on disk, the versioned store; on object
+    storage (`paths.store_url`), the store held for this loader's runs as the `dpo` command
+    holds it (the run lock and the store lease, dpo.store.session), with `settings`' storage
+    options and lease (default: Settings(keep_history=keep_history)).
+    """
 
     def __init__(
         self, paths: Paths, *, schema: Schema | None = None, keep_history: int = 30,
         max_retries: int = 3, retry_wait: float = 0.5, store: Store | None = None,
         progress: Progress | None = None, incremental: bool = True,
-        policy: RowPolicy | None = None,
+        policy: RowPolicy | None = None, settings: Settings | None = None,
     ) -> None:
         self.progress = progress
         self.policy = policy or RowPolicy()
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
         self.state = LoaderState(paths.cache_dir, self.schema.fingerprint) if incremental else None
+        # On object storage without a store given: one is opened per run (process_all_data)
+        self._session = settings or Settings(keep_history=keep_history) \
+            if store is None and paths.store_url is not None else None
         self.store: Store = store or VersionStore(paths, keep_history=keep_history)
         self.max_retries = max_retries
         self.retry_wait = retry_wait
 
     def process_all_data(self) -> LoaderResult:
+        if self._session is None:
+            return self._process()
+        from dpo.store.session import store_session
+
+        with store_session(self.paths, self._session) as self.store:
+            return self._process()
+
+    def _process(self) -> LoaderResult:
         started = time.perf_counter()
         healing = [HealingAction("repair", "*", True, a) for a in self.store.recover()]
         loaded: list[_Loaded] = []
@@ -124,9 +141,9 @@ class DataLoaderAgent:
                                       f"{where}"),))
 
     def _holds(self, loaded: list[_Loaded]) -> dict[str, Hold]:
-        """Tables a manual rollback holds (dpo.store.holds): not republished while their sources
+        """Tables a manual rollback holds (dpo.store.api): not republished while their sources
         give what they gave at the rollback."""
-        return Holds(self.paths.loader_dir).keep({i.spec.name: i.digest for i in loaded})
+        return keep_holds(self.store, {i.spec.name: i.digest for i in loaded})
 
     def _held(self, item: _Loaded, hold: Hold) -> TableResult:
         result = self._unchanged(item, published=True)

@@ -10,8 +10,8 @@ from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.fsio import copy_durably
 from dpo.results import HealingAction
-from dpo.store.backend import Store
-from dpo.store.parquet import is_intact, recorded_hash
+from dpo.store.api import Store
+from dpo.tables.parquet import is_intact, recorded_hash
 
 
 def rollback_table(paths: Paths, store: Store, table: str) -> HealingAction:
@@ -22,7 +22,8 @@ def rollback_table(paths: Paths, store: Store, table: str) -> HealingAction:
         return _done(table, f"kept previous verified output {paths.relative(output)} "
                             f"(hash {_short(output)})")
     try:
-        published = store.current_file(table)
+        stored = store.annotations().get(table)
+        published = store.local_file(stored) if stored else None
     except DpoError as exc:
         return _failed(table, f"annotations unreadable: {exc.message}")
     if published is None or not published.exists():

@@ -70,18 +70,16 @@ def _exists(where: Path | str, config: Settings | None, *, folder: bool) -> bool
     """A local path exists; an object exists (one HEAD); a folder holds folders (one listing)."""
     if isinstance(where, Path):
         return where.exists()
-    import obstore
-    from obstore.exceptions import BaseError
-
-    from dpo.store.manifests import open_bucket
+    from dpo.errors import DpoError
+    from dpo.store.objects.client import head, list_level, open_bucket
 
     store, key = open_bucket(where, config.storage_options if config else None)
     try:
         if folder:
-            return bool(obstore.list_with_delimiter(store, prefix=key or None)["common_prefixes"])
-        obstore.head(store, key)
+            return bool(list_level(store, key)[1])
+        head(store, key)
         return True
-    except (BaseError, OSError):  # absent, or the store unreachable: either way not usable
+    except (DpoError, OSError):  # absent, or the store unreachable: either way not usable
         return False
 
 
@@ -122,7 +120,7 @@ def _holds(paths: Paths, config: Settings | None, reasons: list[str]
            ) -> dict[str, dict[str, Any]]:
     """Tables a manual rollback holds: {table: {version, since, command}}."""
     from dpo.errors import DpoError
-    from dpo.store.backend import open_store_for
+    from dpo.store.session import open_store_for
 
     try:
         holds = open_store_for(paths, config or Settings()).holds()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-from dpo.collect.cache import TableCache
 from dpo.config import Paths
 from dpo.errors import DpoError
 from dpo.excel.discover import discover_with_notes
@@ -19,7 +18,8 @@ from dpo.load.state import LoaderState, replayed
 from dpo.quality import needs_review
 from dpo.results import CollectorResult, LoaderResult, Status, TableResult, phase_status
 from dpo.schema import Schema
-from dpo.store.backend import Store
+from dpo.store.api import Store
+from dpo.tables.cache import TableCache
 
 
 def unchanged_run(paths: Paths, schema: Schema, store: Store

@@ -37,6 +37,7 @@ from dpo.config import (
 )
 from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType, PipelineLocked
 from dpo.fsio import remove_temp_files
+from dpo.inputs.plant import mirror_schema, mirror_sources
 from dpo.notify.channels import (
     AppriseNotificationHandler,
     FileNotificationHandler,
@@ -46,7 +47,6 @@ from dpo.notify.channels import (
 from dpo.notify.reports import ReportWriter, change_block, render_final, render_phase_success
 from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
-from dpo.pipeline.inputs import mirror_schema, mirror_sources
 from dpo.pipeline.nochange import unchanged_run
 from dpo.quality import grouped_lines
 from dpo.results import (
@@ -59,7 +59,8 @@ from dpo.results import (
     skipped_phase,
 )
 from dpo.schema import Schema, load_schema
-from dpo.store.backend import Store, store_session
+from dpo.store.api import Store
+from dpo.store.session import store_session
 
 if TYPE_CHECKING:
     from dpo.collect.collector import DataCollector

@@ -109,7 +109,7 @@ class Service:
         self.options = options
         orch = self._orchestrator()  # refuses bad settings and paths now (exit 2)
         self.settings, self.paths = orch.settings, orch.paths
-        from dpo.pipeline.inputs import mirror_schema
+        from dpo.inputs.plant import mirror_schema
 
         mirror_schema(self.paths, self.settings)  # a schema on object storage: fetched first
         self.schema = load_schema(self.paths.schema_path, self.paths.root)

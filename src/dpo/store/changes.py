@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,12 +27,12 @@ from loguru import logger
 from dpo import quality
 from dpo.arrays import from_numpy
 from dpo.quality import WarningKind
-from dpo.store.contenthash import content_hash_of
+from dpo.tables.rowhashes import RowHashes
 from dpo.transform.rowhash import row_hashes, value_hashes
 
 if TYPE_CHECKING:
     from dpo.results import LoaderResult, TableResult
-    from dpo.store.backend import Store
+    from dpo.store.api import Store
 
 _COLUMN_MIX = 0x9E3779B97F4A7C15  # odd: times an odd number, one-to-one modulo 2**64
 
@@ -131,7 +130,7 @@ def describe_publish(store: Store, before: Mapping[str, str],
 
 def _with_changes(store: Store, previous: str | None, table: TableResult) -> TableResult:
     from dpo.errors import DpoError
-    from dpo.store.parquet import read_parquet, recorded_hash
+    from dpo.tables.parquet import read_parquet, recorded_hash
 
     if previous is None:  # the first version: everything is new
         return replace(table, changes={"previous": None, "rows_added": table.rows,
@@ -139,8 +138,8 @@ def _with_changes(store: Store, previous: str | None, table: TableResult) -> Tab
                                        "columns_added": [], "columns_removed": []})
     cache = RowHashes(store.paths.cache_dir)
     try:  # (on object storage, either version may have to be downloaded first)
-        new_path = store.local_copy(str(table.output))
-        old_path = store.previous_file(previous)
+        new_path = store.local_file(str(table.output))
+        old_path = store.local_file(previous)
         # Both were verified when published (and the new one seconds ago): read, no re-hash.
         old, new = read_parquet(old_path), read_parquet(new_path)
         known = (cache.get(recorded_hash(old_path), old.schema),
@@ -153,44 +152,6 @@ def _with_changes(store: Store, previous: str | None, table: TableResult) -> Tab
         logger.warning("⚠️ {}: {}", table.table, note)
         return replace(table, warnings=(*table.warnings, quality.note(WarningKind.OTHER, note)))
     return replace(table, changes=diff.counts(_stamp(old_path.name, table.table)))
-
-
-class RowHashes:
-    """Row hashes of published tables by content hash, in the cache (`<cache>/rowhashes/`):
-    the diff of the next publish finds the previous version's there instead of hashing it
-    again. Written by Phase 1 for the tables it writes, and by the diff. A cache: a file that
-    is missing or of the wrong size is recomputed, never trusted."""
-
-    KEEP = 64  # files kept (newest by mtime): a few versions of every table
-
-    def __init__(self, cache_dir: Path) -> None:
-        self.folder = cache_dir / "rowhashes"
-
-    def _path(self, digest: str) -> Path:
-        return self.folder / f"{digest.replace(':', '_')}.u64"
-
-    def get(self, digest: str | None, schema: pa.Schema) -> np.ndarray | None:
-        """The row hashes of the table with content hash `digest` and this schema, if cached
-        and proven: they must give that very content hash (blake2b over 8 bytes a row)."""
-        if not digest:
-            return None
-        try:
-            data = self._path(digest).read_bytes()
-        except OSError:
-            return None
-        if len(data) % 8:
-            return None
-        hashes = np.frombuffer(data, dtype="<u8")
-        return hashes if content_hash_of(schema, hashes) == digest else None
-
-    def put(self, digest: str, hashes: np.ndarray) -> None:
-        from dpo.fsio import atomic_write_bytes
-
-        atomic_write_bytes(self._path(digest), np.ascontiguousarray(hashes, dtype="<u8").tobytes(),
-                           point="cache:rowhashes", durable=False)
-        files = sorted(self.folder.glob("*.u64"), key=lambda p: p.stat().st_mtime_ns)
-        for stale in files[:-self.KEEP]:
-            stale.unlink(missing_ok=True)
 
 
 def _stamp(name: str, table: str) -> str:

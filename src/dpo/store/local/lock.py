@@ -30,8 +30,8 @@ def _holder(info: Path) -> str:
 @contextmanager
 def run_lock(folder: Path, *, timeout: float = 0.0) -> Iterator[None]:
     """Hold the run lock of `folder`; wait up to `timeout` seconds, then raise PipelineLocked."""
-    lock = FileLock(folder / ".dpo.store.lock", timeout=timeout)
-    info = folder / ".dpo.store.lock.json"
+    lock = FileLock(folder / ".dpo.store.local.lock", timeout=timeout)
+    info = folder / ".dpo.store.local.lock.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.arrays import bools, numpy_of, scalar_of
-from dpo.store.meta import HASH_PREFIX
+from dpo.tables.meta import HASH_PREFIX
 from dpo.transform.rowhash import row_hashes
 
 

@@ -1,7 +1,7 @@
 """Inputs on object storage (docs/storage.md): the sources folder, the schema and the master
 files, mirrored into their local copies (dpo.urls.local_mirror) before a run reads them.
 
-Only what changed is downloaded (listing and ETags: dpo.remote.mirror), and a downloaded file
+Only what changed is downloaded (listing and ETags: dpo.inputs.mirror), and a downloaded file
 keeps the object's last-modified time, so the local fingerprints the incremental run and the
 no-change run compare stay as they were when nothing changed. Nothing here runs for a plant
 whose paths are all local: obstore is imported only when a setting is a URL.
@@ -13,14 +13,14 @@ from loguru import logger
 
 from dpo.config import Paths, Settings
 from dpo.schema import Schema, TableSpec
-from dpo.store.manifests import open_bucket
+from dpo.store.objects.client import open_bucket
 
 
 def mirror_schema(paths: Paths, settings: Settings) -> None:
     """The schema, when it is a URL, brought up to date locally (it names everything else)."""
     if paths.schema_url is None:
         return
-    from dpo.remote.mirror import mirror_object
+    from dpo.inputs.mirror import mirror_object
 
     store, key = open_bucket(paths.schema_url, settings.storage_options)
     if mirror_object(store, key, paths.schema_path):
@@ -44,7 +44,7 @@ def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
     remote = [spec for spec in schema if spec.url is not None]
     if paths.source_url is None and not remote:
         return
-    from dpo.remote.mirror import list_tree, mirror_prefix
+    from dpo.inputs.mirror import list_tree, mirror_prefix
 
     if paths.source_url is not None:
         store, prefix = open_bucket(paths.source_url, settings.storage_options)
@@ -67,7 +67,7 @@ def _mirror_master_files(remote: list[TableSpec], options: dict[str, str]) -> No
     if not remote:
         return
     from dpo.errors import DpoError
-    from dpo.remote.mirror import list_folder, mirror_object
+    from dpo.inputs.mirror import list_folder, mirror_object
 
     folders: dict[str, list[TableSpec]] = {}
     for spec in remote:

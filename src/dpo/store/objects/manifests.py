@@ -1,23 +1,22 @@
-"""The manifests of the object-storage store (docs/storage.md), and opening a store from a URL.
+"""The manifests of the object-storage store (docs/storage.md): its commits.
 
     _dpo/manifests/00000042.json   commit 42: every table -> version object, hash, rows
-    _dpo/lease.json                the run lease (dpo.store.lease)
+    _dpo/lease.json                the run lease (dpo.store.objects.lease)
 
 A manifest is written once, create-only, and never changed: the newest one IS the store's
-state. obstore is imported when a store is opened, never by the no-change run.
+state. Every request goes through dpo.store.objects.client.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
+from dpo.errors import IntegrityError
+from dpo.store.objects.client import get_bytes, list_objects
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -82,14 +81,11 @@ def parse_manifest(data: bytes, key: str) -> Manifest:
 
 def manifest_listing(store: ObjectStore) -> list[tuple[int, str | None]]:
     """The committed manifests' numbers and ETags, oldest first (one listing, no object read)."""
-    import obstore
-
     found = []
-    for chunk in obstore.list(store, prefix=MANIFESTS):
-        for meta in chunk:
-            match = _MANIFEST_RE.match(meta["path"].rsplit("/", 1)[-1])
-            if match:
-                found.append((int(match.group(1)), meta.get("e_tag")))
+    for meta in list_objects(store, MANIFESTS):
+        match = _MANIFEST_RE.match(meta["path"].rsplit("/", 1)[-1])
+        if match:
+            found.append((int(match.group(1)), meta.get("e_tag")))
     return sorted(found)
 
 
@@ -99,12 +95,10 @@ def manifest_numbers(store: ObjectStore) -> list[int]:
 
 def read_manifest(store: ObjectStore, number: int, cache: ManifestCache | None = None,
                   e_tag: str | None = None) -> Manifest:
-    import obstore
-
     key = manifest_key(number)
     data = cache.get(number, e_tag) if cache else None
     if data is None:
-        data = bytes(obstore.get(store, key).bytes())
+        data = get_bytes(store, key)
         if cache is not None:
             cache.put(number, e_tag, data)
     found = parse_manifest(data, key)
@@ -154,62 +148,3 @@ class ManifestCache:
         path = self._path(number, e_tag)
         if path is not None:
             atomic_write_bytes(path, data, point="cache:manifest", durable=False)
-
-
-def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:
-    """The obstore store of `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`).
-
-    Credentials and endpoint come from the standard environment (AWS_ENDPOINT_URL,
-    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION: obstore reads them) or `options`;
-    a plain-HTTP endpoint is allowed when its URL says http:// (a local test server, MinIO).
-    Nothing here logs `options`: they may hold secrets.
-    """
-    try:
-        from obstore.store import MemoryStore
-    except ImportError as exc:
-        raise ConfigError(f"{url}: object storage needs obstore: pip install 'dpo[s3]'") from exc
-    if url == "memory://":
-        return MemoryStore()
-    # One client per store and credentials for the process: opening one costs ~5 ms (a run
-    # opens the store's and the inputs' more than once), and a client keeps its connections.
-    key = (url, tuple(sorted((options or {}).items())),
-           tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLOUD_ENV))))
-    if key not in _OPENED:
-        _OPENED[key] = _open(url, options)
-    return _OPENED[key]
-
-
-def open_bucket(url: str, options: Mapping[str, str] | None = None) -> tuple[ObjectStore, str]:
-    """The store of `url`'s bucket and the key `url` names in it: one client per bucket for
-    every object of it that a run reads (open_store keeps it)."""
-    from dpo.urls import split_url
-
-    base, key = split_url(url)
-    return open_store(base, options), key
-
-
-_CLOUD_ENV = ("AWS_", "GOOGLE_", "AZURE_")
-_OPENED: dict[tuple[Any, ...], ObjectStore] = {}
-
-
-def _open(url: str, options: Mapping[str, str] | None) -> ObjectStore:
-    from obstore.store import from_url
-
-    config: dict[str, Any] = dict(options or {})
-    endpoint = config.get("endpoint") or config.get("aws_endpoint") or \
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
-    client: dict[str, Any] = {"allow_http": True} if endpoint.startswith("http://") else {}
-    try:
-        # obstore's TypedDicts per scheme: the keys are checked by obstore itself, at run time
-        return from_url(url, config=cast(Any, config or None),
-                        client_options=cast(Any, client or None))
-    except (ValueError, OSError) as exc:  # obstore's config errors derive from these
-        raise ConfigError(f"{url}: cannot open the object store ({type(exc).__name__})",
-                          file=url) from exc
-
-
-def storage_error(action: str, key: str, exc: Exception) -> DpoError:
-    """An obstore failure as a dpo write error naming the object (never the credentials: the
-    message of an auth failure can echo request headers, so only the error's kind is kept)."""
-    return DpoError(f"cannot {action} {key} on the object store ({type(exc).__name__})",
-                    error_type=ErrorType.WRITE_ERROR, file=key)

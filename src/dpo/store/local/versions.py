@@ -3,7 +3,7 @@
     DataLoaderAgent/newest/YYYYMMDD_HHMM[-N]_<table>.parquet   current versions
     DataLoaderAgent/historical_db/...                           superseded versions (bounded)
     DataLoaderAgent/change_log.txt                              one block per publishing run
-    DataLoaderAgent/holds.json                                  manual rollbacks (dpo.store.holds)
+    DataLoaderAgent/holds.json                                  manual rollbacks (dpo.store.api)
     <annotation_path>                                           {table: path}: the commit point
 
 Publishing is write-once, publish-by-pointer: (1) new version files are written atomically,
@@ -18,7 +18,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,37 +34,22 @@ from dpo.fsio import (
     next_stamp,
     stamp_key,
 )
-from dpo.store.meta import META_HASH, META_ROWS
+from dpo.store.api import (
+    HOLDS,
+    Hold,
+    PublishOutcome,
+    VersionInfo,
+    hold_rolled_back,
+    holds_body,
+    parse_holds,
+)
+from dpo.store.api import versions_at as _versions_at
+from dpo.tables.meta import META_HASH, META_ROWS
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from dpo.store.holds import Hold
-
 _VERSION_RE = re.compile(r"^(\d{8}_\d{4}(?:-\d+)?)_(.+)\.parquet$")
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    table: str
-    stamp: str
-    path: Path
-    rows: int | None
-    content_hash: str | None
-    current: bool
-    url: str | None = None  # on object storage: the object (`path` is its local mirror)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"table": self.table, "version": self.stamp, "path": self.url or str(self.path),
-                "rows": self.rows, "content_hash": self.content_hash, "current": self.current}
-
-
-@dataclass
-class PublishOutcome:
-    stamp: str | None = None
-    written: dict[str, Path] = field(default_factory=dict)  # table -> new version file
-    moved: list[tuple[Path, Path]] = field(default_factory=list)
-    deleted: list[Path] = field(default_factory=list)
 
 
 class VersionStore:
@@ -79,6 +63,7 @@ class VersionStore:
         self.newest = paths.loader_dir / "newest"
         self.history = paths.loader_dir / "historical_db"
         self.change_log = paths.loader_dir / "change_log.txt"
+        self.holds_path = paths.loader_dir / HOLDS.rsplit("/", 1)[-1]
 
     # -- reading -----------------------------------------------------------------------------
     def annotations(self) -> dict[str, str]:
@@ -102,26 +87,20 @@ class VersionStore:
         stored = self.annotations().get(table)
         return self.resolve(stored) if stored else None
 
-    # -- what the pipeline asks of either store (dpo.store.backend.Store) ----------------------
+    # -- what the pipeline asks of either store (dpo.store.session.Store) ----------------------
     def location(self, table: str) -> str | None:
         """How results name the current version of `table` (relative to the root)."""
         path = self.current_path(table)
         return self.paths.relative(path) if path else None
 
-    def local_copy(self, stored: str) -> Path:
-        """A readable file of a version named as the annotations name it."""
-        return self.resolve(stored)
-
-    def current_file(self, table: str) -> Path | None:
-        return self.current_path(table)
-
-    def previous_file(self, stored: str) -> Path:
-        """The version that was current before a publish: archived by it, or still in newest/."""
-        moved = self.history / Path(stored).name
-        return moved if moved.exists() else self.newest / Path(stored).name
-
-    def fetch(self, version: VersionInfo) -> Path:
-        return version.path
+    def local_file(self, stored: str) -> Path:
+        """A readable file of a version named as the annotations name it; one a publish has
+        archived since (the version current before it) is found in historical_db/."""
+        path = self.resolve(stored)
+        if path.is_file():
+            return path
+        moved = self.history / path.name
+        return moved if moved.exists() else path
 
     def commit_token(self) -> str | None:
         """Changes whenever a commit is made (the no-change run compares it): the annotations
@@ -140,9 +119,18 @@ class VersionStore:
         return [self.paths.relative(p) for p in reports]
 
     def holds(self) -> dict[str, Hold]:
-        from dpo.store.holds import Holds
+        path = self.holds_path
+        try:
+            return parse_holds(path.read_bytes(), str(path))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise IntegrityError(f"{path}: unreadable holds ({exc})", file=str(path)) from exc
 
-        return Holds(self.paths.loader_dir).read()
+    def write_holds(self, holds: Mapping[str, Hold], *, point: str) -> None:
+        if not holds and not self.holds_path.exists():
+            return
+        atomic_write_json(self.holds_path, holds_body(holds), point=point)
 
     def current_hash(self, table: str) -> str | None:
         path = self.current_path(table)
@@ -270,7 +258,7 @@ class VersionStore:
 
         A table given as a Path is a finished Parquet file (with its own metadata): copied.
         """
-        from dpo.store.parquet import write_parquet
+        from dpo.tables.parquet import write_parquet
 
         outcome = PublishOutcome()
         if not tables:
@@ -326,11 +314,11 @@ class VersionStore:
                  command: str = "dpo rollback") -> list[VersionInfo]:
         """Point each table at the named version, after proving the file's hash; all at once.
 
-        Each table is then held there (dpo.store.holds) until its sources change or it is released;
+        Each table is then held there (dpo.store.api) until its sources change or it is released;
         the holds are written before the commit, so a crash between them leaves a hold on a
         version that is still current: harmless.
         """
-        from dpo.store.parquet import read_verified
+        from dpo.tables.parquet import read_verified
 
         chosen: dict[str, VersionInfo] = {}
         before: dict[str, str | None] = {}
@@ -367,16 +355,12 @@ class VersionStore:
         return restored
 
     def _hold(self, chosen: Mapping[str, VersionInfo], command: str) -> None:
-        from dpo.store.holds import Holds, hold_rolled_back
-
-        hold_rolled_back(Holds(self.paths.loader_dir),
+        hold_rolled_back(self,
                          {t: (v.stamp, v.content_hash) for t, v in chosen.items()}, command,
                          self.clock().isoformat(timespec="seconds"), self.current_hash)
 
     def versions_at(self, stamp: str) -> dict[str, str]:
-        from dpo.store.backend import versions_at
-
-        return versions_at(self.annotations(), self.list_versions, stamp)
+        return _versions_at(self, stamp)
 
     # -- change log --------------------------------------------------------------------------
     def _log_publish(self, outcome: PublishOutcome) -> None:
@@ -393,6 +377,6 @@ class VersionStore:
 
 
 def _parquet_meta(path: Path) -> dict[bytes, bytes] | None:
-    from dpo.store.parquet import parquet_meta  # pyarrow only once a data file is opened
+    from dpo.tables.parquet import parquet_meta  # pyarrow only once a data file is opened
 
     return parquet_meta(path)

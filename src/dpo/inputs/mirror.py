@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from dpo.errors import ConfigError, DpoError, ErrorType, IntegrityError
 from dpo.fsio import TMP_MARK, Fingerprint, atomic_file, fsync_dir, write_if_changed
-from dpo.store.manifests import storage_error
+from dpo.store.objects.client import (
+    head,
+    list_level,
+    list_objects,
+    object_url,
+    storage_error,
+    stream,
+)
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
@@ -38,8 +43,6 @@ if TYPE_CHECKING:
 STATE = ".dpo-mirror.json"
 DOWNLOADS = 8  # objects fetched at once by a folder mirror
 SIDECAR_SUFFIX = ".dpo-mirror.json"
-# obstore's InvalidPathError quotes the path it could not parse (no request, so no secrets).
-_INVALID_PATH = re.compile(r'Path "([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,6 @@ class Mirrored:
 
 
 # -- URLs --------------------------------------------------------------------------------------
-def object_url(store: ObjectStore, key: str) -> str:
-    """`key` as a URL for messages: scheme, bucket and the store's prefix (never its config
-    beyond the bucket name, which holds no secret)."""
-    scheme = {"S3Store": "s3", "GCSStore": "gs", "AzureStore": "az",
-              "MemoryStore": "memory"}.get(type(store).__name__, "object")
-    config = getattr(store, "config", None) or {}
-    container = config.get("bucket") or config.get("container_name") or ""
-    prefix = getattr(store, "prefix", None) or ""
-    path = "/".join(str(p).strip("/") for p in (prefix, key) if p)
-    return f"{scheme}://{container}/{path}" if scheme != "memory" else f"memory:///{path}"
-
-
 # -- one folder ----------------------------------------------------------------------------
 def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path,
                   listed: dict[str, ObjectMeta] | None = None) -> Mirrored:
@@ -122,44 +113,21 @@ def mirror_prefix(store: ObjectStore, prefix: str, local_dir: Path,
 
 def list_folder(store: ObjectStore, prefix: str) -> dict[str, ObjectMeta]:
     """The objects directly under `prefix`, by name; every name checked before any is used."""
-    import obstore
-
-    with _listing_errors(store, prefix):
-        found = obstore.list_with_delimiter(store, prefix=prefix or None)
-    return _named(store, prefix, found["objects"])
+    return _named(store, prefix, list_level(store, prefix)[0])
 
 
 def list_tree(store: ObjectStore, prefix: str) -> dict[str, dict[str, ObjectMeta]]:
     """The objects one folder below `prefix`, by folder and name, from one listing (a few
     pages for thousands of objects) instead of one listing per folder; objects directly under
     `prefix` or deeper than one folder are not sources and are left out."""
-    import obstore
-
     prefix = prefix.strip("/")
     folders: dict[str, list[ObjectMeta]] = {}
-    with _listing_errors(store, prefix):
-        for chunk in obstore.list(store, prefix=f"{prefix}/" if prefix else None):
-            for meta in chunk:
-                parts = meta["path"][len(prefix) + 1 if prefix else 0:].split("/")
-                if len(parts) == 2:
-                    folders.setdefault(parts[0], []).append(meta)
+    for meta in list_objects(store, f"{prefix}/" if prefix else None):
+        parts = meta["path"][len(prefix) + 1 if prefix else 0:].split("/")
+        if len(parts) == 2:
+            folders.setdefault(parts[0], []).append(meta)
     return {folder: _named(store, _join(prefix, folder), metas)
             for folder, metas in folders.items()}
-
-
-@contextmanager
-def _listing_errors(store: ObjectStore, prefix: str) -> Iterator[None]:
-    from obstore.exceptions import BaseError, InvalidPathError
-
-    try:
-        yield
-    except InvalidPathError as exc:  # obstore refuses `..`, `.` and empty parts itself
-        quoted = _INVALID_PATH.search(str(exc))
-        key = quoted.group(1) if quoted else prefix
-        raise ConfigError(f"{object_url(store, key)}: an object whose name is not a plain file "
-                          "name ('..', '.', or an empty part); refused", file=key) from exc
-    except (BaseError, OSError, ValueError) as exc:
-        raise storage_error("list", prefix or "/", exc) from exc
 
 
 def _named(store: ObjectStore, prefix: str, objects: Iterable[ObjectMeta]
@@ -201,17 +169,12 @@ def mirror_object(store: ObjectStore, key: str, local_path: Path,
     """Make `local_path` hold the object `key`: one HEAD (none when `meta` comes from a
     listing of its folder: list_folder), a GET only when its ETag or size differ from the
     state beside the file (or the file was changed). True when downloaded."""
-    import obstore
-    from obstore.exceptions import BaseError, NotFoundError
-
     try:
-        meta = meta or obstore.head(store, key)
-    except (NotFoundError, FileNotFoundError) as exc:
+        meta = meta or head(store, key)
+    except FileNotFoundError as exc:
         url = object_url(store, key)
         raise DpoError(f"{url}: no such object", error_type=ErrorType.FILE_NOT_FOUND,
                        file=url) from exc
-    except (BaseError, OSError, ValueError) as exc:
-        raise storage_error("read", key, exc) from exc
     sidecar = local_path.parent / f".{local_path.name}{SIDECAR_SUFFIX}"
     state = _load_state(sidecar)
     if _current(state.get(local_path.name), meta, local_path, key):
@@ -246,23 +209,19 @@ def _download(store: ObjectStore, key: str, path: Path) -> dict[str, Any]:
     """GET `key` into `path` (temp file + rename), its mtime set to the object's
     last_modified; the state entry of what was written (the GET's own metadata: an object
     replaced after the listing is recorded as what was actually fetched)."""
-    import obstore
-    from obstore.exceptions import BaseError, NotFoundError
-
     try:
         previous: Fingerprint | None = Fingerprint.of(path)
     except OSError:
         previous = None
     try:
-        got = obstore.get(store, key)
-        meta = got.meta
         with atomic_file(path, point="mirror:download", sync_dir=False) as handle:
-            written = _copy(got, handle.write)
-    except (NotFoundError, FileNotFoundError) as exc:  # deleted between listing and GET
+            # streamed: a large workbook is never held whole in memory
+            meta, written = stream(store, key, handle.write)
+    except FileNotFoundError as exc:  # deleted between listing and GET
         url = object_url(store, key)
         raise DpoError(f"{url}: the object disappeared while being mirrored",
                        error_type=ErrorType.FILE_NOT_FOUND, file=url) from exc
-    except (BaseError, OSError) as exc:
+    except OSError as exc:  # this machine's disk (the store's failures are DpoErrors)
         raise storage_error("read", key, exc) from exc
     if written != meta["size"]:
         path.unlink(missing_ok=True)
@@ -282,14 +241,6 @@ def _download(store: ObjectStore, key: str, path: Path) -> dict[str, Any]:
             "last_modified": meta["last_modified"].isoformat(), "mtime_ns": mtime_ns}
 
 
-def _copy(chunks: Iterable[bytes], write: Callable[[bytes], object]) -> int:
-    written = 0
-    for chunk in chunks:  # streamed: a large workbook is never held whole in memory
-        write(chunk)
-        written += len(chunk)
-    return written
-
-
 def _ns(when: datetime) -> int:
     # Exact integer arithmetic: a float timestamp would lose the microseconds of 2026 dates.
     delta = when - datetime(1970, 1, 1, tzinfo=when.tzinfo)
@@ -297,7 +248,7 @@ def _ns(when: datetime) -> int:
 
 
 def mirrored(local_dir: Path) -> dict[str, dict[str, Any]]:
-    """What the folder mirror of `local_dir` made: {name: {e_tag, size, ...}} (collect.remotetask
+    """What the folder mirror of `local_dir` made: {name: {e_tag, size, ...}} (collect.cluster
     names the version of each source a worker must read)."""
     return _load_state(local_dir / STATE)
 

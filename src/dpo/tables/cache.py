@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol
 
 from dpo import __version__
 from dpo.fsio import Fingerprint, atomic_file, sha256_of, write_if_changed
-from dpo.store.meta import ROW_HASH_VERSION
+from dpo.tables.meta import ROW_HASH_VERSION
 
 # 2: each segment carries its rows' dpo.transform.rowhash hashes (cacheio.HASH_COLUMN). Hashes made by
 # another algorithm must never be compared with this one's, hence its version in the key.

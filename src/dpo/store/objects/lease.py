@@ -1,6 +1,6 @@
 """One run at a time across machines: a lease object on the store, `_dpo/lease.json`.
 
-The object-storage counterpart of dpo.store.lock (docs/storage.md): no machine's lock reaches
+The object-storage counterpart of dpo.store.local.lock (docs/storage.md): no machine's lock reaches
 another machine, and no kernel frees the lease of a holder that died, so it expires.
 
 - acquire: a create-only put; if the lease exists, it is taken over only if released or
@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dpo.errors import DpoError, PipelineLocked
-from dpo.store.manifests import storage_error
+from dpo.store.objects.client import ObjectChanged, ObjectExists, get_with_meta, head, put
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -84,8 +84,6 @@ class Lease:
         }).encode()
 
     def acquire(self) -> None:
-        from obstore.exceptions import AlreadyExistsError
-
         # Read first: a store that ran before holds a released lease (a tombstone), taken
         # over in one more request; only a store that never ran needs the create.
         for _ in range(3):  # the lease can appear or vanish between the read and the write
@@ -94,7 +92,7 @@ class Lease:
                 try:
                     self.e_tag = self._put(self._body(), "create")
                     return
-                except AlreadyExistsError:
+                except ObjectExists:
                     continue  # another run created it first: read what it wrote
             if self._left_here(seen):
                 self.e_tag = self._swap(seen, f"the lease left by a run killed here "
@@ -136,62 +134,44 @@ class Lease:
         self.e_tag = None
 
     def _swap(self, seen: Seen, what: str) -> str | None:
-        from obstore.exceptions import PreconditionError
-
         try:
             return self._put(self._body(), {"e_tag": seen.e_tag})
-        except (PreconditionError, FileNotFoundError) as exc:
+        except (ObjectChanged, FileNotFoundError) as exc:
             now = self.read()
             raise PipelineLocked(f"another dpo run took over {what} first "
                                  f"({now.holder() if now else 'since released'})",
                                  file=LEASE) from exc
 
     def _update(self, body: bytes, action: str) -> str | None:
-        from obstore.exceptions import PreconditionError
-
         if self.e_tag is None:
             raise PipelineLocked(f"cannot {action} the store lease: this run does not hold it",
                                  file=LEASE)
         try:
             return self._put(body, {"e_tag": self.e_tag})
-        except (PreconditionError, FileNotFoundError) as exc:
+        except (ObjectChanged, FileNotFoundError) as exc:
             now = self.read()
             raise PipelineLocked(f"the store lease was taken over while this run held it "
                                  f"({now.holder() if now else 'deleted'}): it had expired",
                                  file=LEASE) from exc
 
     def read(self) -> Seen | None:
-        import obstore
-
         try:
-            got = obstore.get(self.store, LEASE)
-            data = bytes(got.bytes())
+            data, meta = get_with_meta(self.store, LEASE)
         except FileNotFoundError:
             return None
         try:
             body = json.loads(data)
         except ValueError:
             body = {}  # unreadable: no holder, no ttl, so expired: taken over
-        meta = got.meta
         return Seen(body if isinstance(body, dict) else {}, meta["e_tag"], meta["last_modified"])
 
     def server_now(self) -> datetime:
         """The server's time now: the last_modified of an object put for the purpose."""
-        import obstore
-
         self._put(b"", "overwrite", key=CLOCK)
-        return obstore.head(self.store, CLOCK)["last_modified"]
+        return head(self.store, CLOCK)["last_modified"]
 
     def _put(self, body: bytes, mode: Any, *, key: str = LEASE) -> str | None:
-        import obstore
-        from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
-
-        try:
-            return obstore.put(self.store, key, body, mode=mode)["e_tag"]
-        except (AlreadyExistsError, PreconditionError, FileNotFoundError):
-            raise
-        except (BaseError, OSError) as exc:
-            raise storage_error("write", key, exc) from exc
+        return put(self.store, key, body, mode=mode)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 named by `--scheduler`): the source file is read from object storage, the segment is put there.
 
 A run whose sources are on object storage (`dynamic_db_source_dir` a URL) mirrors them here
-first (pipeline.inputs); a worker on another machine cannot see that mirror, so each task
+first (inputs.plant); a worker on another machine cannot see that mirror, so each task
 also carries an `ObjectSource` (collect.filetask): the object's URL and the ETag that was
 mirrored. The worker
 
@@ -46,7 +46,7 @@ class RemotePlan:
 
     def source_of(self, path: Path) -> ObjectSource | None:
         """The object a mirrored source file is a copy of (its state says which ETag)."""
-        from dpo.remote.mirror import mirrored
+        from dpo.inputs.mirror import mirrored
 
         try:
             relative = path.relative_to(self.source_dir).as_posix()
@@ -75,6 +75,23 @@ def remote_plan(paths: Paths, executor: str, scheduler: str | None,
     return RemotePlan(paths.source_url, paths.source_dir, scratch, options)
 
 
+def run_tasks(tasks: list[FileTask]) -> list[FileOutcome]:
+    """Several files' tasks as one unit of work for a pool or a cluster: what a unit costs to
+    schedule, send and answer (a few ms on Dask, as much as a 700-row file's task) is paid
+    once per batch (collect.executors.TaskAhead cuts them). Their specs are pickled once."""
+    return [run_task(task) for task in tasks]
+
+
+def run_task(task: FileTask) -> FileOutcome:
+    """One file's task on any worker; never raises a DpoError (it is in the outcome)."""
+    if task.remote is None:
+        return run_file_task(task)
+    try:
+        return run_object_task(task)
+    except DpoError as exc:  # the object could not be fetched: as a read failure
+        return FileOutcome(task.path.name, error=exc, read_failed=True)
+
+
 def run_object_task(task: FileTask) -> FileOutcome:
     """A task with an ObjectSource, on any machine (module docstring)."""
     remote = task.remote
@@ -101,38 +118,30 @@ def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
             return path
     except OSError:
         pass  # not on this machine: fetch it
-    import obstore
-    from obstore.exceptions import BaseError, PreconditionError
-
-    from dpo.store.manifests import open_bucket, storage_error
+    from dpo.store.objects.client import ObjectChanged, open_bucket, storage_error, stream
 
     store, key = open_bucket(remote.url)
     target = work / path.name
     try:
-        got = obstore.get(store, key,
-                          options={"if_match": remote.e_tag} if remote.e_tag else None)
         with target.open("wb") as handle:
-            for chunk in got:
-                handle.write(chunk)
-    except PreconditionError as exc:
+            stream(store, key, handle.write, if_match=remote.e_tag)
+    except ObjectChanged as exc:
         raise DpoError(f"{remote.url} changed on the store while this run read it; run again",
                        error_type=ErrorType.FILE_READ_ERROR, file=remote.url) from exc
-    except (BaseError, OSError) as exc:
+    except OSError as exc:  # this machine's disk (the store's failures are DpoErrors)
         raise storage_error("read", remote.url, exc) from exc
     return target
 
 
 def _put_segments(outcome: FileOutcome, scratch_url: str) -> None:
-    import obstore
+    from dpo.store.objects.client import open_bucket, put
 
-    from dpo.store.manifests import open_bucket
-
-    store, _ = open_bucket(scratch_url)
     for name in ("segment", "quarantine"):
         local = getattr(outcome, name)
         if isinstance(local, Path):
             url = f"{scratch_url}/{local.name}"
-            obstore.put(store, open_bucket(url)[1], local.read_bytes())
+            store, key = open_bucket(url)
+            put(store, key, local.read_bytes())
             setattr(outcome, name, url)
 
 
@@ -145,17 +154,15 @@ def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePla
         return
     local_dir.mkdir(parents=True, exist_ok=True)
 
-    import obstore
-    from obstore.exceptions import BaseError
-
-    from dpo.store.manifests import open_bucket, storage_error
+    from dpo.store.objects.client import get_bytes, open_bucket, storage_error
 
     def fetch(url: str) -> Path:
         store, key = open_bucket(url, plan.options)
         target = local_dir / key.rsplit("/", 1)[-1]
+        data = get_bytes(store, key)
         try:
-            target.write_bytes(bytes(obstore.get(store, key).bytes()))
-        except (BaseError, OSError) as exc:
+            target.write_bytes(data)
+        except OSError as exc:
             raise storage_error("read", url, exc) from exc
         return target
 
@@ -167,14 +174,10 @@ def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePla
 
 def drop_scratch(plan: RemotePlan) -> None:
     """Delete the run's segment objects (a killed run's go at the next run's repair:
-    store.remote.RemoteVersionStore.recover)."""
-    import obstore
-
-    from dpo.store.manifests import open_bucket
+    dpo.store.objects.store.ObjectVersionStore.recover)."""
+    from dpo.store.objects.client import delete, list_keys, open_bucket
 
     if plan.scratch_url is None:
         return
     store, prefix = open_bucket(plan.scratch_url, plan.options)
-    keys = [m["path"] for chunk in obstore.list(store, prefix=prefix + "/") for m in chunk]
-    if keys:
-        obstore.delete(store, keys)
+    delete(store, list_keys(store, prefix + "/"))

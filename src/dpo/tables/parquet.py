@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from dpo.errors import DpoError, ErrorType, IntegrityError
 from dpo.fsio import atomic_file
-from dpo.store.contenthash import content_hash, hash_matches
-from dpo.store.meta import META_HASH, META_ROWS
+from dpo.tables.contenthash import content_hash, hash_matches
+from dpo.tables.meta import META_HASH, META_ROWS
 
 
 def write_parquet(path: Path, table: pa.Table, meta: Mapping[bytes, bytes], point: str) -> str:
@@ -31,7 +31,7 @@ def write_parquet(path: Path, table: pa.Table, meta: Mapping[bytes, bytes], poin
 
 def parquet_bytes(table: pa.Table, meta: Mapping[bytes, bytes], name: str) -> tuple[bytes, str]:
     """`table` as the bytes of the Parquet file write_parquet would write, and its content hash
-    (for a store that puts whole objects: dpo.store.objectstore)."""
+    (for a store that puts whole objects: dpo.store.objects.store)."""
     table, digest = _with_meta(table, meta)
     sink = pa.BufferOutputStream()
     _write(table, sink, name)
@@ -119,3 +119,21 @@ def is_intact(path: Path) -> bool:
     return True
 
 
+
+
+def version_bytes(table: pa.Table | Path, meta: Mapping[bytes, bytes],
+                  name: str) -> tuple[bytes, str, int]:
+    """A version's Parquet bytes, content hash and row count, for a store that puts whole
+    objects. A file given must carry dpo's hash in its metadata (written by dpo): a store
+    never records a hash it did not see made."""
+    if not isinstance(table, Path):
+        data, digest = parquet_bytes(table, meta, name)
+        return data, digest, table.num_rows
+    data = table.read_bytes()
+    try:
+        found = pq.read_schema(pa.BufferReader(data)).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise IntegrityError(f"{name}: unreadable Parquet ({exc})", table=name) from exc
+    if META_HASH not in found or META_ROWS not in found:
+        raise IntegrityError(f"{name}: Parquet without dpo's content hash", table=name)
+    return data, found[META_HASH].decode(), int(found[META_ROWS])

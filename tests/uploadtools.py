@@ -13,7 +13,7 @@ def upload_plant_inputs(database: Path, url: str) -> dict[str, str]:
     put under `url`; the settings that name it all there."""
     import obstore
 
-    from dpo.store.manifests import open_store
+    from dpo.store.objects.client import open_store
 
     store = open_store(url)
     dynamic = database / "dynamicDatabase"
