@@ -17,8 +17,8 @@ from faultproxy import FaultProxy
 from pipelinetools import dpo, make_plant, run, set_cell
 from storetools import published_hashes
 
-from dpo.store.manifests import open_store
-from dpo.store.parquet import read_verified_bytes
+from dpo.store.objects.client import open_store
+from dpo.tables.parquet import read_verified_bytes
 
 ALLOWED_EXITS = {0, 1, 3, 4}
 TABLE = "purchaseOrders"  # the table rolled back and released
@@ -148,8 +148,8 @@ class Plant:
         if code == 4 and history.returncode != 0:
             return  # refused before anything was recorded (another holder)
         assert history.returncode == 0, history.stderr
-        runs = json.loads(history.stdout)
-        assert not [r for r in runs if r["overall_status"] == "running"], runs[:3]
+        runs = [r for r in json.loads(history.stdout) if r["kind"] == "run"]
+        assert not [r for r in runs if "running" in (r["state"], r["overall_status"])], runs[:3]
         status = {0: "success", 1: "failed", 3: "partial_success"}.get(code)
         if status and runs:
             assert runs[0]["overall_status"] == status, (code, runs[0])

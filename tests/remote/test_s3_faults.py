@@ -22,9 +22,6 @@ pytestmark = pytest.mark.usefixtures("s3_server")
 
 SOAK = os.environ.get("DPO_SOAK") == "1"
 SEEDS = list(range(100, 100 + int(os.environ.get("DPO_SOAK_SEEDS", "12")))) if SOAK else [1, 2]
-# Scenarios that fail on the code as it was when the suite was written (issue 20), until fixed.
-BEFORE_FIX = pytest.mark.xfail(strict=True, reason="issue 20: the outcome misreported under "
-                               "faults (fixed by the read-back and retry of store calls)")
 
 
 def soak_report(name: str, plant: Plant, proxy: FaultProxy) -> None:
@@ -38,7 +35,6 @@ def soak_report(name: str, plant: Plant, proxy: FaultProxy) -> None:
                                   "requests": proxy.requests}) + "\n")
 
 
-@BEFORE_FIX
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_faults_on_every_command_leave_the_truth_told(
         tmp_path: Path, s3_url: str, s3_server: str, seed: int) -> None:
@@ -86,12 +82,7 @@ AMBIGUOUS_WRITES = {
 }
 
 
-FAILING_BEFORE_FIX = {"lease-release", "lease-release-503", "manifest", "manifest-listing",
-                      "retention-listing"}
-
-
-@pytest.mark.parametrize("write", [pytest.param(w, marks=BEFORE_FIX) if w in FAILING_BEFORE_FIX
-                                   else w for w in sorted(AMBIGUOUS_WRITES)])
+@pytest.mark.parametrize("write", sorted(AMBIGUOUS_WRITES))
 def test_an_ambiguous_fault_on_each_step_of_a_publish(
         tmp_path: Path, s3_url: str, s3_server: str, write: str) -> None:
     """The server applied the request (or did not) and the client never heard: the run still
@@ -110,7 +101,6 @@ def test_an_ambiguous_fault_on_each_step_of_a_publish(
     assert taken > 0, f"the {write} fault was never injected"
 
 
-@BEFORE_FIX
 def test_a_lost_lease_renewal_after_the_commit_does_not_fail_the_run(
         tmp_path: Path, s3_url: str, s3_server: str) -> None:
     """The annotations write is held for longer than a renewal period, and the renewal's
@@ -127,7 +117,6 @@ def test_a_lost_lease_renewal_after_the_commit_does_not_fail_the_run(
         plant.settle()
 
 
-@BEFORE_FIX
 def test_a_rollback_that_fails_under_503s_changes_neither_manifest_nor_holds(
         tmp_path: Path, s3_url: str, s3_server: str) -> None:
     with FaultProxy(s3_server, seed=5) as proxy:

@@ -149,28 +149,19 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, BaseError | OSError | _NotApplied) and kind_of(exc) in TRANSIENT
 
 
-def url_of(store: ObjectStore, key: str = "") -> str:
-    """`s3://bucket/prefix/key` (never the store's credentials)."""
-    config = getattr(store, "config", None) or {}
-    prefix = str(getattr(store, "prefix", "") or "").strip("/")
-    path = "/".join(p for p in (prefix, key) if p)
-    for scheme, name in (("s3", "bucket"), ("gs", "bucket"), ("az", "container_name")):
-        if name in config:
-            return f"{scheme}://{config[name]}/{path}".rstrip("/")
-    return f"memory://{path}"
-
-
 def endpoint_of(store: ObjectStore) -> str:
+    """The endpoint the store talks to, as configured or from the environment obstore read."""
     config = getattr(store, "config", None) or {}
-    return str(config.get("endpoint") or "the provider's default endpoint")
+    return str(config.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3")
+               or os.environ.get("AWS_ENDPOINT_URL") or "the provider's default endpoint")
 
 
-def problem(exc: BaseException, store: ObjectStore, key: str, action: str, *,
+def problem(exc: BaseException, store: ObjectStore, url: str, action: str, *,
             tries: int = 1, seconds: float = 0.0) -> DpoError:
     """An obstore failure as one line naming the URL and what to do; a ConfigError (exit 2)
     when the configuration is at fault. Never the failure's own text: an authentication
     error's can echo request headers."""
-    url, kind = url_of(store, key), kind_of(exc)
+    kind = kind_of(exc)
     endpoint = endpoint_of(store)
     config = getattr(store, "config", None) or {}
     bucket = config.get("bucket") or config.get("container_name") or "?"
@@ -205,9 +196,9 @@ def problem(exc: BaseException, store: ObjectStore, key: str, action: str, *,
 
 # -- retrying ----------------------------------------------------------------------------------
 @contextmanager
-def _named(store: ObjectStore, key: str, action: str, started: float,
+def _named(store: ObjectStore, url: str, action: str, started: float,
            tries: Callable[[], int]) -> Iterator[None]:
-    """Turn an obstore failure escaping the block into one line (DpoError)."""
+    """A failure escaping the block, once retrying is over, as one line (problem())."""
     from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 
     try:
@@ -216,103 +207,60 @@ def _named(store: ObjectStore, key: str, action: str, started: float,
         raise  # the protocol's own outcomes: the caller says what they mean
     except FileNotFoundError as exc:
         if kind_of(exc) == "bucket":
-            raise problem(exc, store, key, action) from exc
+            raise problem(exc, store, url, action) from exc
         raise  # no such object: the caller decides
     except (BaseError, OSError, _NotApplied) as exc:
-        raise problem(exc, store, key, action, tries=tries(),
+        if kind_of(exc) == "other" and not isinstance(exc, _NotApplied):
+            raise  # not a failure of the request: the caller's mapping names it
+        raise problem(exc, store, url, action, tries=tries(),
                       seconds=time.monotonic() - started) from exc
 
 
-def retried(store: ObjectStore, key: str, action: str, call: Callable[[], T]) -> T:
+def retried(store: ObjectStore, url: str, action: str, call: Callable[[], T]) -> T:
     """`call()` (one request, or a listing read whole), tried again on a transient failure
-    until the budget is spent; any failure then as one line."""
+    until the budget is spent; then any failure of the request as one line."""
     from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
     now = policy()
     retrying = Retrying(stop=stop_after_delay(now.budget), reraise=True,
-                        wait=wait_random_exponential(multiplier=now.first_wait, max=now.max_wait),
+                        wait=wait_random_exponential(multiplier=now.first_wait,
+                                                     max=now.max_wait),
                         retry=retry_if_exception(_transient))
     started = time.monotonic()
-    with _named(store, key, action, started,
+    with _named(store, url, action, started,
                 lambda: int(retrying.statistics.get("attempt_number", 1))):
         return retrying(call)
 
 
-def get(store: ObjectStore, key: str) -> bytes:
-    """The object's bytes; FileNotFoundError when there is none."""
-    import obstore
-
-    return retried(store, key, "read", lambda: bytes(obstore.get(store, key).bytes()))
-
-
-def get_with_meta(store: ObjectStore, key: str) -> tuple[bytes, Mapping[str, Any]]:
-    import obstore
-
-    def call() -> tuple[bytes, Mapping[str, Any]]:
-        got = obstore.get(store, key)
-        return bytes(got.bytes()), got.meta
-
-    return retried(store, key, "read", call)
-
-
-def head(store: ObjectStore, key: str) -> Mapping[str, Any]:
-    import obstore
-
-    return retried(store, key, "read", lambda: obstore.head(store, key))
-
-
-def listing(store: ObjectStore, prefix: str | None) -> list[Mapping[str, Any]]:
-    """Every object under `prefix`, the listing read whole (a cut-off page is read again)."""
-    import obstore
-
-    return retried(store, prefix or "", "list",
-                   lambda: [meta for chunk in obstore.list(store, prefix=prefix)
-                            for meta in chunk])
-
-
-def listing_with_delimiter(store: ObjectStore, prefix: str | None) -> Mapping[str, Any]:
-    import obstore
-
-    return retried(store, prefix or "", "list",
-                   lambda: obstore.list_with_delimiter(store, prefix=prefix))
-
-
-def delete(store: ObjectStore, keys: list[str]) -> None:
-    """Delete `keys` (a missing one is no error: deleting is idempotent)."""
-    import obstore
-
-    if keys:
-        retried(store, keys[0], "delete", lambda: obstore.delete(store, keys))
-
-
-def put(store: ObjectStore, key: str, data: bytes, *, mode: Any = "overwrite",
-        use_multipart: bool = False) -> str | None:
+def put(store: ObjectStore, url: str, key: str, data: bytes, *, mode: Any,
+        use_multipart: bool | None) -> str | None:
     """Put `data`; its ETag. `mode`: "overwrite", "create" (AlreadyExistsError if another
     writer's object is there) or {"e_tag": …} (PreconditionError if the object changed).
     An ambiguous failure of a conditional put is read back (module docstring)."""
     import obstore
     from obstore.exceptions import AlreadyExistsError, PreconditionError
 
+    tried = [0]
+
     def attempt() -> str | None:
         try:
             return obstore.put(store, key, data, mode=mode,
                                use_multipart=use_multipart)["e_tag"]
-        except (AlreadyExistsError, PreconditionError) as exc:
+        except (AlreadyExistsError, PreconditionError):
             if tried[0] == 0:
                 raise  # nothing of ours can be there yet
-            found = _read_back(store, key)
+            found = _read_back(store, url, key)
             if found is not None and found[0] == data:
-                return found[1]
-            raise exc
+                return found[1]  # an earlier try of ours landed; its answer was lost
+            raise
         except Exception as exc:
             if mode == "overwrite" or not _transient(exc):
                 raise
-            return _settle(store, key, data, mode, exc)
+            return _settle(store, url, key, data, mode, exc)
         finally:
             tried[0] += 1
 
-    tried = [0]
-    return retried(store, key, "write", attempt)
+    return retried(store, url, "write", attempt)
 
 
 class _NotApplied(Exception):
@@ -320,26 +268,31 @@ class _NotApplied(Exception):
     is classified as the same transient failure)."""
 
 
-def _settle(store: ObjectStore, key: str, data: bytes, mode: Any,
+def _settle(store: ObjectStore, url: str, key: str, data: bytes, mode: Any,
             cause: BaseException) -> str | None:
     """After an ambiguous failure of a conditional put: ours (its ETag), or raise."""
     from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-    found = _read_back(store, key)
+    found = _read_back(store, url, key)
     if found is not None and found[0] == data:
         return found[1]  # it landed: the answer was lost
     if mode == "create" and found is not None:
         raise AlreadyExistsError(f"{key}: another writer created it first")
-    if isinstance(mode, dict) and found is not None and found[1] != mode.get("e_tag"):
-        raise PreconditionError(f"{key}: changed by another writer")
     if isinstance(mode, dict) and found is None:
         raise PreconditionError(f"{key}: deleted by another writer")
+    if isinstance(mode, dict) and found is not None and found[1] != mode.get("e_tag"):
+        raise PreconditionError(f"{key}: changed by another writer")
     raise _NotApplied(str(cause)) from cause
 
 
-def _read_back(store: ObjectStore, key: str) -> tuple[bytes, str | None] | None:
+def _read_back(store: ObjectStore, url: str, key: str) -> tuple[bytes, str | None] | None:
+    import obstore
+
+    def call() -> tuple[bytes, str | None]:
+        got = obstore.get(store, key)
+        return bytes(got.bytes()), got.meta.get("e_tag")
+
     try:
-        data, meta = get_with_meta(store, key)
+        return retried(store, url, "read", call)
     except FileNotFoundError:
         return None
-    return data, meta.get("e_tag")
