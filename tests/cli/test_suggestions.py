@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dpo"
 # Every module: any text may reach people (notifications, reports, console, CLI errors, logs).
 TEMPLATES = tuple(sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")))
 # Their --flags are `dpo run`'s.
-BARE_FLAG_MODULES = ("notify/review.py", "notify/reports.py", "store/lock.py")
+BARE_FLAG_MODULES = ("notify/review.py", "notify/reports.py", "store/local/lock.py")
 
 
 def _texts(module: str) -> list[str]:
