@@ -139,12 +139,7 @@ def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Set
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-    settings = Settings(**{name: _coerce(name, value) for name, value in values.items()})
-    # Object-storage requests follow the settings the process runs with (dpo.store.objects.retry).
-    from dpo.store.objects.retry import configure
-
-    configure(timeout=settings.storage_timeout, budget=settings.storage_retry_budget)
-    return settings
+    return Settings(**{name: _coerce(name, value) for name, value in values.items()})
 
 
 def _from_env() -> dict[str, str]:

@@ -115,6 +115,7 @@ def test_a_lost_lease_renewal_after_the_commit_does_not_fail_the_run(
         assert proxy.injected["drop"] == 1 and proxy.injected["delay"] == 1, proxy.log
         proxy.set_rules()
         plant.settle()
+        soak_report("lost-renewal", plant, proxy)
 
 
 def test_a_rollback_that_fails_under_503s_changes_neither_manifest_nor_holds(
@@ -136,6 +137,7 @@ def test_a_rollback_that_fails_under_503s_changes_neither_manifest_nor_holds(
         plant.run()  # the next no-change run publishes nothing new
         assert view(s3_url).manifests == after.manifests
         plant.settle()
+        soak_report("rollback-under-503s", plant, proxy)
 
 
 def test_faults_are_counted_by_kind(s3_server: str) -> None:

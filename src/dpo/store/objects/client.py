@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from obstore import ObjectMeta
     from obstore.store import ObjectStore
 
+    from dpo.config import Settings
+
 # obstore's InvalidPathError quotes the path it could not parse (no request, so no secrets).
 _INVALID_PATH = re.compile(r'Path "([^"]*)"')
 
@@ -63,6 +65,12 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStor
     if key not in _OPENED:
         _OPENED[key] = _open(url, options)
     return _OPENED[key]
+
+
+def follow_settings(settings: Settings) -> None:
+    """Requests from now on follow `settings` (storage_timeout, storage_retry_budget): called
+    by whoever opens a store for a plant, before opening it."""
+    retry.configure(timeout=settings.storage_timeout, budget=settings.storage_retry_budget)
 
 
 def open_bucket(url: str, options: Mapping[str, str] | None = None) -> tuple[ObjectStore, str]:
