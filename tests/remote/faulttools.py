@@ -80,12 +80,13 @@ class Plant:
     (the same sources, run without faults): what a fault-free run publishes."""
 
     def __init__(self, tmp: Path, url: str, proxy: FaultProxy | None, *,
-                 lease_ttl: str = "5") -> None:
+                 lease_ttl: str = "5", budget: str | None = None) -> None:
         self.root = make_plant(tmp / "plant").root
         self.reference = make_plant(tmp / "reference").root
         self.url = url
         self.proxy = proxy
         self.lease_ttl = lease_ttl
+        self.budget = budget  # storage_retry_budget of the runs under faults (None: default)
         self.held: dict[str, str] = {}  # table -> the content hash a hold keeps it at
         self.tally = Tally()
         self._expected: dict[str, str] | None = None
@@ -112,7 +113,8 @@ class Plant:
     # -- commands ----------------------------------------------------------------------------
     def env(self, faults: bool) -> dict[str, str]:
         endpoint = self.proxy.url if faults and self.proxy else os.environ["AWS_ENDPOINT_URL"]
-        return {"AWS_ENDPOINT_URL": endpoint, "DPO_LEASE_TTL": self.lease_ttl}
+        budget = {"DPO_STORAGE_RETRY_BUDGET": self.budget} if faults and self.budget else {}
+        return {"AWS_ENDPOINT_URL": endpoint, "DPO_LEASE_TTL": self.lease_ttl, **budget}
 
     def dpo(self, *args: str, faults: bool = True) -> Any:
         before = Counter(self.proxy.injected) if self.proxy else Counter()
