@@ -92,8 +92,8 @@ AMBIGUOUS_WRITES = {
 
 # In `make test` (bounded): the commit's and the lease's own writes, a cut-off listing, and a
 # write failing past its budget after the commit; the soak runs every one.
-IN_SUITE = ("manifest", "manifest-reset", "version", "lease-acquire", "lease-release",
-            "retention-listing", "annotations-past-budget")
+IN_SUITE = ("manifest", "manifest-reset", "lease-release", "retention-listing",
+            "annotations-past-budget")
 
 
 @pytest.mark.parametrize("write", sorted(AMBIGUOUS_WRITES) if SOAK else IN_SUITE)

@@ -115,3 +115,20 @@ def test_a_missing_bucket_and_a_closed_port_are_config_errors(s3_server: str) ->
         client.get_bytes(through("http://127.0.0.1:1", "s3://b/store"), "k")
     with pytest.raises(ConfigError, match="TLS failed"):
         client.get_bytes(through(s3_server.replace("http://", "https://"), "s3://b/store"), "k")
+
+
+def test_credentials_are_required_unless_the_instance_role_is_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_SKIP_SIGNATURE"):
+        monkeypatch.delenv(name, raising=False)
+    missing = retry.without_credentials("s3://b/p", {})
+    assert missing is not None and missing.startswith("no credentials for s3://b/p")
+    assert retry.without_credentials("s3://b/p", {"instance_credentials": "true"}) is None
+    assert retry.without_credentials("s3://b/p", {"access_key_id": "k",
+                                                  "secret_access_key": "s"}) is None
+    assert retry.without_credentials("gs://b/p", {}) is None  # S3 only, for now
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    assert retry.without_credentials("s3://b/p", {}) is None
