@@ -317,6 +317,103 @@ def test_1904_workbooks_load_the_same_dates(tmp_path: Path, ext: str, as_text: b
         dt.datetime(2018, 11, 1), dt.datetime(2018, 11, 20, 6, 30), dt.datetime(2018, 11, 3)]
 
 
+# Excel 2013+ saves a 1904-system workbook's workbook.xml like this: the real flag on
+# <workbookPr>, then an mc:AlternateContent block, and in <extLst> the x15 extension
+# <x15:workbookPr chartTrackingRefBase="1"/>, which some readers take for the first one.
+EXCEL_2013_WORKBOOK_XML = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" '
+    'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+    'mc:Ignorable="x15 xr xr6 xr10 xr2" '
+    'xmlns:x15="http://schemas.microsoft.com/office/spreadsheetml/2010/11/main" '
+    'xmlns:xr="http://schemas.microsoft.com/office/spreadsheetml/2014/revision" '
+    'xmlns:xr6="http://schemas.microsoft.com/office/spreadsheetml/2016/revision6" '
+    'xmlns:xr10="http://schemas.microsoft.com/office/spreadsheetml/2016/revision10" '
+    'xmlns:xr2="http://schemas.microsoft.com/office/spreadsheetml/2015/revision2">'
+    '<fileVersion appName="xl" lastEdited="7" lowestEdited="7" rupBuild="27328"/>'
+    '<workbookPr date1904="1" defaultThemeVersion="166925"/>'
+    '<mc:AlternateContent xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006">'
+    '<mc:Choice Requires="x15"><x15ac:absPath url="/Users/planner/Documents/Reports/" '
+    'xmlns:x15ac="http://schemas.microsoft.com/office/spreadsheetml/2010/11/ac"/></mc:Choice>'
+    '</mc:AlternateContent>'
+    '<xr:revisionPtr revIDLastSave="0" documentId="13_ncr:1_{6B1C8D2E-6A53-C249-9D8D-'
+    '2F1B5F3E0C11}" xr6:coauthVersionLast="47" xr6:coauthVersionMax="47" '
+    'xr10:uidLastSave="{00000000-0000-0000-0000-000000000000}"/>'
+    '<bookViews><workbookView xWindow="0" yWindow="500" windowWidth="28800" '
+    'windowHeight="16500" xr2:uid="{9A3F0A55-1E5B-7C4B-8F0D-0C8F4C2B6B7A}"/></bookViews>'
+    '<sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets><calcPr calcId="191029"/>'
+    '<extLst><ext uri="{140A7094-0E35-4892-8432-C4D2E57EDEB5}" '
+    'xmlns:x15="http://schemas.microsoft.com/office/spreadsheetml/2010/11/main">'
+    '<x15:workbookPr chartTrackingRefBase="1"/></ext>'
+    '<ext uri="{B58B0392-4F1F-4190-BB64-5DF3571DCCFF}" '
+    'xmlns:xcalcf="http://schemas.microsoft.com/office/spreadsheetml/2018/calcfeatures">'
+    '<xcalcf:calcFeatures><xcalcf:feature name="microsoft.com:RD"/>'
+    '<xcalcf:feature name="microsoft.com:Single"/></xcalcf:calcFeatures></ext></extLst>'
+    '</workbook>')
+
+
+def saved_by_excel_2013(path: Path) -> None:
+    """Rewrite an xlsxwriter 1904 workbook's workbook.xml as Excel 2013+ saves it."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    assert b'date1904="1"' in parts["xl/workbook.xml"]
+    parts["xl/workbook.xml"] = EXCEL_2013_WORKBOOK_XML.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_1904_workbooks_saved_by_excel_2013_keep_their_dates(tmp_path: Path,
+                                                            as_text: bool) -> None:
+    """A Mac-template workbook saved by current Excel: date cells and plain serial numbers in
+    the date column publish the day Excel shows, whatever the reader makes of the x15
+    extension (calamine under fastexcel 0.21 resets the 1904 flag there: 1,462 days early)."""
+    from dpo.demo.writers import excel_serial
+
+    write_schema(tmp_path, {"records": dynamic_entry()})
+    rows = [good_row(i) for i in range(4)]
+    rows[0][0] = dt.datetime(2018, 11, 1)
+    rows[1][0] = excel_serial(dt.datetime(2018, 11, 20, 6, 30), date1904=True)  # plain number
+    rows[2][0] = dt.datetime(2018, 11, 3, 22, 15)
+    rows[3][0] = dt.datetime(1904, 1, 2)  # serial 1 in the 1904 system
+    if as_text:
+        rows[2][SOURCE_HEADER.index("quantity")] = " 102 "  # a text cell: read as text
+    path = write_xlsx(source_dir(tmp_path) / "records_201811.xlsx", "Sheet1", SOURCE_HEADER,
+                      rows, date1904=True)
+    saved_by_excel_2013(path)
+    assert table_result(collect(tmp_path), "records").status is Status.SUCCESS
+    dates = [r["recordDate"] for r in pq.read_table(output_path(tmp_path, "records")).to_pylist()]
+    assert dates == [dt.datetime(2018, 11, 1), dt.datetime(2018, 11, 20, 6, 30),
+                     dt.datetime(2018, 11, 3, 22, 15), dt.datetime(1904, 1, 2)]
+
+
+def test_the_date_system_names_the_workbooks_flag_and_the_readers_choice(tmp_path: Path) -> None:
+    """The probe asks the reader itself: a 1900 workbook is 1900 to both; an Excel 2013+ 1904
+    workbook is 1904, and the reader's choice is what the reader really returns for it."""
+    import zipfile
+
+    import fastexcel
+
+    from dpo.excel.datesystem import date_system
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", "Sheet1", ["d"], [[dt.datetime(2018, 11, 5)]])
+    mac = write_xlsx(tmp_path / "mac.xlsx", "Sheet1", ["d"], [[dt.datetime(2018, 11, 5)]],
+                     date1904=True)
+    saved_by_excel_2013(mac)
+    with zipfile.ZipFile(plain) as book:
+        system = date_system(book)
+        assert (system.date1904, system.reader1904) == (False, False)
+    with zipfile.ZipFile(mac) as book:
+        system = date_system(book)
+    shown = fastexcel.read_excel(str(mac)).load_sheet(0).to_arrow().column(0)[0].as_py()
+    assert system.date1904 is True
+    assert system.reader1904 is (shown == dt.datetime(2018, 11, 5))
+
+
 # -- rule 5: blank, merged and totals rows ----------------------------------------------------------
 def test_blank_and_formula_blank_rows_of_a_master_table_are_skipped_and_counted(
         tmp_path: Path) -> None:

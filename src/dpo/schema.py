@@ -75,6 +75,10 @@ class TableSpec:
         return frozenset(c for c in self.columns if self.kind_of(c) == "string")
 
     @cached_property
+    def date_columns(self) -> frozenset[str]:
+        return frozenset(c for c in self.columns if self.kind_of(c) == "datetime")
+
+    @cached_property
     def float_columns(self) -> frozenset[str]:
         """Columns whose number cells are read a second time as floats when a sheet has to be
         read as text: the reader's text of a number keeps 9 decimals (1e-10 reads as "0").

@@ -125,44 +125,6 @@ def _xlsx_may_hold(block: bytes) -> bool:
     return any(marker in block for marker in _XLSX_MARKERS)
 
 
-# -- the workbook's date system ------------------------------------------------------------------
-_DATE1904_XML = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
-_BRT_WB_PROP = 0x99
-
-
-def workbook_1904(archive: zipfile.ZipFile | None) -> bool:
-    """Does the workbook count dates from 1904-01-01 (Mac Excel, some exporters)? Its serial
-    numbers are then 1,462 days short of the 1900 system's. (Cells formatted as dates are
-    converted by the reader itself, which honours the flag; plain numbers in a date column
-    are dpo's to convert.) Files of one template share the answer, known by their CRCs."""
-    if archive is None:
-        return False
-    key = tuple((i.filename, i.CRC) for i in archive.infolist() if i.filename in _WORKBOOK_PARTS)
-    known = _DATE1904.get(key)
-    if known is None:
-        if len(_DATE1904) > 256:
-            _DATE1904.clear()
-        known = _DATE1904[key] = _date1904(archive)
-    return known
-
-
-_DATE1904: dict[tuple[object, ...], bool] = {}
-
-
-def _date1904(archive: zipfile.ZipFile) -> bool:
-    try:
-        names = set(archive.namelist())
-        if "xl/workbook.xml" in names:
-            return _DATE1904_XML.search(archive.read("xl/workbook.xml")) is not None
-        if "xl/workbook.bin" in names:
-            data = archive.read("xl/workbook.bin")
-            return any(data[start] & 1 for rtype, start, size in _records(data)
-                       if rtype == _BRT_WB_PROP and size >= 4)
-    except (zipfile.BadZipFile, OSError, KeyError, IndexError):
-        return False
-    return False
-
-
 # -- locating the sheet's part ------------------------------------------------------------------
 def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
     """The zip member holding `sheet`. Files exported from one template share their workbook
@@ -214,7 +176,7 @@ def _xlsx_rel_id(workbook: bytes, sheet: str) -> str | None:
 
 
 def _xlsb_rel_id(workbook: bytes, sheet: str) -> str | None:
-    for rtype, start, _size in _records(workbook):
+    for rtype, start, _size in records(workbook):
         if rtype != _BRT_BUNDLE_SH:
             continue
         rel_id, offset = _wide_string(workbook, start + 8)
@@ -262,7 +224,7 @@ def _column_index(letters: str) -> int:
 
 
 # -- .xlsb ----------------------------------------------------------------------------------------
-def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
+def records(data: bytes) -> Iterator[tuple[int, int, int]]:
     """(record type, payload start, payload size) of each BIFF12 record."""
     i, n = 0, len(data)
     while i < n:
@@ -289,7 +251,7 @@ def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 def _xlsb_scan(data: bytes) -> SheetScan:
     found, merges, row = [], [], 0
-    for rtype, start, size in _records(data):
+    for rtype, start, size in records(data):
         if rtype == _BRT_ROW and size >= 4:
             (row,) = struct.unpack_from("<I", data, start)
         elif rtype in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and size >= 9:

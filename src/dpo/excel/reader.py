@@ -33,7 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from dpo.errors import DpoError, ErrorType
-from dpo.excel.errorcells import SheetScan, scan_sheet, workbook_1904
+from dpo.excel.datesystem import date_system, dates_as_serials
+from dpo.excel.errorcells import SheetScan, scan_sheet
 from dpo.excel.files import check_unchanged, open_reader, open_zip, read_error, stat_source
 from dpo.excel.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
 from dpo.excel.merged import fill_merges
@@ -80,7 +81,7 @@ def _quiet_reader_logs() -> None:
 def read_spec(path: Path, spec: TableSpec, display_name: str | None = None) -> RawSheet:
     """The sheet of `path` that `spec` names, its columns typed as the spec says."""
     return read_sheet(path, spec.sheet_name, spec.columns, RENAMES, numeric=spec.float_columns,
-                      text=spec.text_columns, display_name=display_name)
+                      text=spec.text_columns, dates=spec.date_columns, display_name=display_name)
 
 
 def read_sheet(
@@ -91,20 +92,22 @@ def read_sheet(
     *,
     numeric: frozenset[str] = frozenset(),
     text: frozenset[str] | None = None,
+    dates: frozenset[str] = frozenset(),
     display_name: str | None = None,
 ) -> RawSheet:
     """Read `columns` (canonical names) of one sheet; extra columns are dropped.
 
     Columns in `text` are read as text, the others typed (see the module's docstring);
     `text=None` reads everything as text. When the sheet is read as text, columns in `numeric`
-    are read a second time as floats, for their exact values.
+    are read a second time as floats, for their exact values. Columns in `dates` have their
+    date cells corrected when the reader took the workbook's date system wrong (datesystem.py).
     """
     _quiet_reader_logs()
     name = display_name or path.name
     before = stat_source(path, name)
     archive = open_zip(path, name)  # bomb-checked; the sheet scan reads it too
     try:
-        return _read_sheet(path, sheet, _Wanted(columns, renames, numeric, text),
+        return _read_sheet(path, sheet, _Wanted(columns, renames, numeric, text, dates),
                            name=name, before=before, archive=archive)
     finally:
         if archive is not None:
@@ -119,6 +122,7 @@ class _Wanted:
     renames: Mapping[str, str]
     numeric: frozenset[str]
     text: frozenset[str] | None
+    dates: frozenset[str] = frozenset()
 
     def headers(self, names: Mapping[str, str] | None) -> _Headers:
         """The header names to load: as matched (`names`), else every exact spelling."""
@@ -189,7 +193,13 @@ def _read_columns(
     table = _select(pa.Table.from_batches([batch]), wanted.columns, match.names)
     exact = {column: exact[match.names[column]] for column in wanted.columns
              if match.names[column] in exact}
-    source = Source(name, sheet, date1904=workbook_1904(archive))
+    system = date_system(archive)
+    if system.reader_disagrees:
+        table, exact = dates_as_serials(
+            table, exact, {c: match.names[c] for c in wanted.dates if c in match.names},
+            lambda headers, dtype: _load(reader, sheet, headers, dtype, name,
+                                         header_row=header_row), system.reader1904)
+    source = Source(name, sheet, date1904=system.date1904)
     if not (found.errors or found.merges):
         return RawSheet(table, source, exact, (), header_row, tuple(notes))
     start_row = range_start(path, sheet)[0]
@@ -263,7 +273,7 @@ def _columns_by_index(reader: fastexcel.ExcelReader, sheet: str, header_row: int
 
 def _load(
     reader: fastexcel.ExcelReader, sheet: str, wanted: set[str],
-    dtype: Literal["string", "float"], name: str, headers: list[str] | None = None, *,
+    dtype: Literal["string", "float", "datetime"], name: str, headers: list[str] | None = None, *,
     header_row: int = 0, n_rows: int | None = None,
 ) -> pa.RecordBatch:
     def use(column: fastexcel.ColumnInfoNoDtype) -> bool:  # type: ignore[name-defined]
