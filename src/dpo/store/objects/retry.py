@@ -1,7 +1,7 @@
 """Every request dpo makes to object storage: retried within a budget, an ambiguous write read
 back, every failure one line naming the URL and what to do (docs/storage.md, "Faults").
 
-obstore's own retries are switched off (`RETRY_CONFIG`): it retries a 5xx but not a
+obstore's own retries are switched off (`retry_config()`): it retries a 5xx but not a
 conditional PUT whose connection broke after sending (object_store's `RetryableRequest::send`
 retries transport timeouts only for idempotent requests, and never an "unknown" body error), and
 its budget is per request. Here each *operation* has one budget (`Policy.budget` seconds), with
@@ -128,7 +128,8 @@ _KINDS: tuple[tuple[str, str], ...] = (
 def kind_of(exc: BaseException) -> str:
     """The kind of an obstore failure: one of TRANSIENT, a configuration problem (bucket,
     credentials, region, denied, tls), `missing` (no such object) or `other`."""
-    text = str(exc)
+    # Without the URLs and object names it quotes: a bucket or key may spell anything.
+    text = re.sub(r"\S+://\S+|location \S+", "", str(exc))
     for kind, pattern in _KINDS:
         if re.search(pattern, text):
             return kind
