@@ -93,11 +93,14 @@ def test_answers_of_a_misconfigured_store(tmp_path: Path, s3_url: str, s3_server
     assert words in line and s3_url in line, line
 
 
+@pytest.mark.parametrize("target", [r"_dpo/manifests/", r"_dpo/lease\.json"])
 def test_throttled_past_the_budget_is_a_failed_run_in_the_history(
-        tmp_path: Path, s3_url: str, s3_server: str) -> None:
+        tmp_path: Path, s3_url: str, s3_server: str, target: str) -> None:
+    """Past the budget on the manifests (during the run) or on the lease (before the run
+    could hold the store): a failed run, recorded."""
     root = make_plant(tmp_path).root
     assert run_against(root, s3_url, {}).returncode == 0
-    with FaultProxy(s3_server, rules=[Rule(("slowdown",), key=r"_dpo/manifests/")]) as proxy:
+    with FaultProxy(s3_server, rules=[Rule(("slowdown",), key=target)]) as proxy:
         done = run_against(root, s3_url, {"AWS_ENDPOINT_URL": proxy.url})
         assert proxy.injected["slowdown"] > 2
     assert done.returncode == 1, said(done)

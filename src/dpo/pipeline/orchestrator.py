@@ -139,10 +139,11 @@ class DataPipelineOrchestrator:
             if done:  # the run is over and recorded; only giving the store back failed
                 logger.warning("⚠️ after the run: {}", exc.message)
                 return done[0].to_dict()
-            if isinstance(exc, PipelineLocked):
-                raise  # another run holds the store (exit 4): nothing of this run happened
-            # The store could not be held (unreachable, no such bucket, a read failing past
-            # its retries): a failed run, recorded like any other when the plant has run.
+            if isinstance(exc, PipelineLocked) or self.paths.store_url is None:
+                raise  # another run holds it (exit 4), or the local lock cannot be taken
+            # The store on object storage could not be held (unreachable, no such bucket, a
+            # read failing past its retries): a failed run, recorded like any other when the
+            # plant has run.
             return self._failed_before_start(exc).to_dict()
         return done[0].to_dict()
 
@@ -154,8 +155,9 @@ class DataPipelineOrchestrator:
         if (self.output_dir / "runs.sqlite").exists():
             ledger = Ledger(self.output_dir / "runs.sqlite")
             run_id = f"{now:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
-            ledger.start(run_id, now)
+            ledger.start(run_id, now)  # the ledger logs, never raises, what it cannot record
             ledger.finish(run_id, result.to_dict())
+            ledger.close()
         return result
 
     def _run_locked(self, store: Store, retries: int, notify: bool, policy: RowPolicy,
@@ -186,6 +188,7 @@ class DataPipelineOrchestrator:
             failed = PipelineResult(Status.FAILED, collector, None, started, self.clock(),
                                     reason)
             ledger.finish(run_id, failed.to_dict())
+            ledger.close()
             return failed
 
     def _run_recorded(self, ledger: Ledger, store: Store, run_id: str, started: datetime,
