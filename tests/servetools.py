@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pipelinetools import free_port
 from prometheus_client.parser import text_string_to_metric_families
+from promrules import naming_problems
 
 T = TypeVar("T")
 DEADLINE = 90.0  # seconds any one condition may take on a loaded machine before a test fails
@@ -69,6 +70,7 @@ class Served:
         """{(sample name, sorted labels): value} of /metrics."""
         reply = self.request("/metrics")
         assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+        assert naming_problems(reply.body.decode()) == []  # every family, Prometheus' names
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(reply.body.decode())
                 for s in family.samples}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from conftest import (
     write_schema,
     write_source,
 )
+from promrules import naming_problems
 from reliabilitytools import Raw, raw_xlsx
 
 from dpo import DataPipelineOrchestrator, MockNotificationHandler
@@ -486,11 +488,19 @@ def test_warnings_reach_summary_ledger_metrics_and_dashboard(tmp_path: Path) -> 
     _static_root(tmp_path, [["A", "a", ExcelError("#N/A")], ["B", ExcelError("#REF!"), 1.0]])
     done = dpo("run", "--root", tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "2 warnings" in done.stdout  # the run summary: a count per table
+    assert "2 warnings (2 error cells)" in done.stdout  # the run summary: a count per table
+    again = dpo("run", "--root", tmp_path)  # the same file: its warnings are said again
+    assert again.returncode == 0 and "2 warnings (2 error cells)" in again.stdout
     metrics = dpo("metrics", "--root", tmp_path, "--prometheus")
-    assert 'dpo_data_quality_warnings_total{kind="error_cell"} 2' in metrics.stdout
+    # A gauge of the newest run's warnings per kind: 2 after two runs, not 2 + 2.
+    assert 'dpo_data_quality_warnings{kind="error_cell"} 2' in metrics.stdout
+    assert "# TYPE dpo_data_quality_warnings gauge" in metrics.stdout
+    assert "_total" not in metrics.stdout and naming_problems(metrics.stdout) == []
+    plain = dpo("metrics", "--root", tmp_path)  # the table shows them too (issue #19, 7)
+    assert re.search(r"error cells\W+2\W+4\W", plain.stdout), plain.stdout
     history = json.loads(dpo("history", "--root", tmp_path, "--json").stdout)
     assert history[0]["warnings_count"] == 2
+    assert history[0]["warnings_by_kind"] == {"error_cell": 2}  # an object, as /runs gives it
     page = (tmp_path / "agents/shared_db/DataPipelineOrchestrator/dashboard.html").read_text(
         encoding="utf-8")
     assert "Data quality warnings per run" in page and "error cell" in page

@@ -66,6 +66,8 @@ class Settings:
     lease_ttl: float = 60.0  # seconds the store lease lasts unless renewed (a remote store)
     storage_timeout: float = 30.0  # seconds one object-storage request may take
     storage_retry_budget: float = 60.0  # seconds one object-storage operation keeps retrying
+    # The data checks file (dpo.checks); default: dataChecks.toml beside the schema file.
+    checks_path: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -116,6 +118,7 @@ class RowPolicy:
 
 
 CONFIG_NAME = "dpo.toml"
+CHECKS_NAME = "dataChecks.toml"  # beside the schema file unless checks_path says otherwise
 
 
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
@@ -202,6 +205,11 @@ class Paths:
     source_url: str | None = None
     schema_url: str | None = None
     annotations_key: str | None = None  # path_annotations.json's key in the remote store
+    checks_path: Path | None = None  # the data checks file (absent file: no checks)
+
+    @property
+    def checks_file(self) -> Path:
+        return self.checks_path or self.schema_path.parent / CHECKS_NAME
 
     @property
     def remote(self) -> bool:
@@ -234,6 +242,10 @@ class Paths:
     def quarantine_path(self, table: str) -> Path:
         """Where a table's rejected rows go (both phases)."""
         return self.collector_dir / "quarantine" / f"{table}.parquet"
+
+    def checks_quarantine_path(self, table: str) -> Path:
+        """Where rows a quarantine-severity data check left out go (dpo.checks)."""
+        return self.collector_dir / "quarantine" / f"{table}.checks.parquet"
 
     @property
     def loader_dir(self) -> Path:
@@ -275,7 +287,18 @@ def resolve_paths(settings: Settings) -> Paths:
         source_url=_url_or_none(settings.dynamic_db_source_dir),
         schema_url=_url_or_none(settings.databaseSchemas_path),
         annotations_key=_annotations_key(settings, store_url),
+        checks_path=_checks_path(settings, inside),
     )
+
+
+def _checks_path(settings: Settings, inside: Callable[[str, str], Path]) -> Path | None:
+    if settings.checks_path is None:
+        return None
+    if is_url(settings.checks_path):
+        raise ConfigError(f"checks_path {settings.checks_path} is a URL: the checks file is "
+                          "read from this machine (put it beside the schema file, or a local "
+                          "path)")
+    return inside(settings.checks_path, "checks_path")
 
 
 def _url_or_none(value: str) -> str | None:

@@ -29,6 +29,7 @@ class WarningKind(StrEnum):
     HEADERS_ONLY = "headers_only"  # a file with no data rows
     NOT_PUBLISHED = "not_published"  # loaded, but another table failed (all-or-nothing)
     HELD = "held"  # a manual rollback holds the table at its version
+    CHECK = "check"  # a data check failed (dpo.checks; docs/behaviour.md, "Data checks")
     OTHER = "other"
 
 
@@ -105,3 +106,35 @@ def grouped_lines(warnings: Iterable[DataWarning]) -> list[str]:
         lines.append(f"{file} [{sheet}] column {column}, row{'s' if len(rows) > 1 else ''} "
                      f"{shown}: {what}")
     return lines
+
+
+# What a count of each kind reads as: (one, several). Kinds not listed read as their name.
+_KIND_WORDS: dict[str, tuple[str, str]] = {
+    WarningKind.ERROR_CELL: ("error cell", "error cells"),
+    WarningKind.NOT_CALCULATED: ("formula not calculated", "formulas not calculated"),
+    WarningKind.HEADER: ("loose header", "loose headers"),
+    WarningKind.HEADER_ROW: ("header row moved", "header rows moved"),
+    WarningKind.MERGED: ("merged range", "merged ranges"),
+    WarningKind.TOTALS: ("totals row", "totals rows"),
+    WarningKind.SOURCE_FILE: ("source file not read", "source files not read"),
+    WarningKind.QUARANTINE: ("quarantine", "quarantines"),
+    WarningKind.HEADERS_ONLY: ("file with headers only", "files with headers only"),
+    WarningKind.NOT_PUBLISHED: ("table not published", "tables not published"),
+    WarningKind.HELD: ("held table", "held tables"),
+    WarningKind.OTHER: ("other", "other"),
+}
+
+
+def plural(count: int, one: str, several: str | None = None) -> str:
+    """'1 file', '3 files', '0 files' ('several' when adding an s is not the plural)."""
+    return f"{count:,} {one if count == 1 else several or one + 's'}"
+
+
+def kind_words(kind: str) -> tuple[str, str]:
+    """What one warning of `kind` and several read as: ('error cell', 'error cells')."""
+    return _KIND_WORDS.get(kind, (kind.replace("_", " "),) * 2)
+
+
+def kind_count(kind: str, count: int) -> str:
+    """'1 error cell', '3 error cells', '2 totals rows': a count of warnings of one kind."""
+    return plural(count, *kind_words(kind))

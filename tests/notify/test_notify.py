@@ -193,7 +193,7 @@ def test_warning_phase_is_medium_priority_and_absent_values_leave_no_placeholder
                           tables_created=0, seconds=1.0).to_dict()
     note = ManualReviewNotifier(MockNotificationHandler(), recipient="ops").build_message(
         result, run_context={"run_id": "r2"})
-    assert note.subject == "Manual Review Required: DataLoaderAgent"
+    assert note.subject == "Manual Review Required: DataLoaderAgent · to review: machineInfo"
     assert note.priority == "medium"
     warning = "WARNING (machineInfo): sheet is empty (headers only); kept previous data"
     assert warning in note.message

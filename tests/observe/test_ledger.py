@@ -211,7 +211,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 5
+    assert ledger.version() == SCHEMA_VERSION == 6
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
     assert migrated["warnings_count"] == partial["warnings"]["total"]  # v4, from the result
@@ -231,7 +231,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 5
+    assert ledger.version() == 6
 
 
 def test_early_v2_ledger_without_table_stats_is_repaired(
@@ -283,3 +283,28 @@ def test_a_broken_ledger_never_fails_the_run(tmp_path: Path, damage: str) -> Non
     assert result["loader_result"]["tables_created"] > 0
     if damage == "garbage":
         assert "unreadable" in cli("history", "--root", str(tmp_path), expect=1).stderr
+
+
+def test_read_commands_never_migrate_an_older_ledger(
+        tmp_path: Path, history: tuple[Path, list[Any]]) -> None:
+    """A ledger of an older schema (dpo upgraded, no run since): reads say what to do, in one
+    line, and leave it as it is; the next run upgrades it."""
+    _, results = history
+    generate_plant(tmp_path, months=1, rows_per_month=20)
+    path = ledger_path(tmp_path)
+    _v1_ledger(path, results[2])
+    before = path.read_bytes()
+
+    refused = cli("history", "--root", str(tmp_path), expect=1)
+    assert refused.stderr == (f"error: run ledger {path} has schema v1, older than this dpo's "
+                              f"v{SCHEMA_VERSION}: the next `dpo run` upgrades it (read "
+                              "commands never write)\n")
+    cli("metrics", "--root", str(tmp_path), expect=1)
+    health = pipeline_health_check(root_dir=tmp_path)
+    assert health["last_run"] is None
+    assert any("schema v1" in reason for reason in health["reasons"])
+    assert path.read_bytes() == before and Ledger(path).version() == 1
+
+    assert run(tmp_path)["overall_status"] == "success"
+    runs = json.loads(cli("history", "--root", str(tmp_path), "--json").stdout)
+    assert {r["run_id"] for r in runs} >= {"v1-finished", "v1-running"}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from promrules import naming_problems
 from test_ledger import OUTPUT, STATES, cli, ledger_path, make_history, run
 
 from dpo.config import load_settings, resolve_paths
@@ -93,11 +94,11 @@ def test_prometheus_output_parses(history: tuple[Path, list[Any]]) -> None:
     root, _ = history
     text = cli("metrics", "--root", str(root), "--prometheus").stdout
     found = samples(text)
-    assert found[("dpo_pipeline_success_rate", ())] == 0.5
-    assert found[("dpo_rollback_frequency", ())] == 0.5
+    assert found[("dpo_pipeline_success_ratio", ())] == 0.5
+    assert found[("dpo_rollback_frequency_ratio", ())] == 0.5
     assert found[("dpo_runs", (("status", "failed"),))] == 1
     assert found[("dpo_runs", (("status", "partial_success"),))] == 1
-    assert found[("dpo_phase_success_rate", (("phase", "collector"),))] == 0.5
+    assert found[("dpo_phase_success_ratio", (("phase", "collector"),))] == 0.5
     assert found[("dpo_rollbacks", (("outcome", "failed"),))] == 1
     assert found[("dpo_run_duration_seconds_count", (("phase", "total"),))] == 4
     assert ("dpo_run_duration_seconds", (("phase", "total"), ("quantile", "0.95"))) in found
@@ -108,6 +109,15 @@ def test_prometheus_output_parses(history: tuple[Path, list[Any]]) -> None:
     assert found[("dpo_notifications", (("outcome", "sent"),))] == 3
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert types["dpo_run_duration_seconds"] == "summary"
+
+
+def test_every_family_is_named_as_prometheus_says(history: tuple[Path, list[Any]]) -> None:
+    """Issue #19, item 8: `_total` only on counters, base units in names, a 0-1 fraction is
+    a `_ratio`, summaries alone carry `_count`/`_sum` (the rules of `promtool check metrics`)."""
+    root, _ = history
+    text = cli("metrics", "--root", str(root), "--prometheus").stdout
+    assert len(list(text_string_to_metric_families(text))) >= 15
+    assert naming_problems(text) == []
 
 
 def test_prom_file_is_written_after_each_run(history: tuple[Path, list[Any]]) -> None:
@@ -158,7 +168,7 @@ def test_metrics_of_an_empty_ledger(tmp_path: Path) -> None:
     assert m["processing_time"]["total"]["median"] is None and m["last_run"] is None
     found = samples(cli("metrics", "--root", str(tmp_path), "--prometheus").stdout)
     assert found[("dpo_runs", (("status", "success"),))] == 0
-    assert ("dpo_pipeline_success_rate", ()) not in found
+    assert ("dpo_pipeline_success_ratio", ()) not in found
 
 
 def test_label_values_are_escaped() -> None:

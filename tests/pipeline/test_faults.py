@@ -575,6 +575,10 @@ def test_source_still_being_copied_is_read_once_complete(
     assert out.result is not None and out.result["overall_status"] == "success", out.log[-3000:]
     orders = read_verified(plant / PHASE1 / "purchaseOrders.parquet").column("poNo").to_pylist()
     assert "PO-NEW-1" in orders
+    # Only the retry that read the whole file worked; any before it failed (issue #19, 3).
+    retried = [h["success"] for h in out.result["collector_result"]["healing_actions"]
+               if h["action"] == "retry"]
+    assert retried and retried[-1] and not any(retried[:-1])
 
 
 def test_source_that_never_finishes_copying_fails_after_retries(
@@ -589,6 +593,8 @@ def test_source_that_never_finishes_copying_fails_after_retries(
     (error,) = errors_of(out.result)
     assert (error["error_type"], error["file"]) == ("FILE_READ_ERROR", NEW_PO.name)
     assert phase1_bytes(plant) == old_phase1
+    assert [(h["action"], h["success"]) for h in out.result["collector_result"]
+            ["healing_actions"]] == [("retry", False), ("rollback", True)]
 
 
 # -- two runs at once --------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def test_a_slowly_copied_report_makes_one_run_and_one_new_version(root: Path,
 
         runs = served.runs()
         assert [r["overall_status"] for r in runs] == ["success", "success"]
+        assert [r["warnings_by_kind"] for r in runs] == [{}, {}]  # JSON objects, not text
         assert runs[0]["started_epoch"] >= last_write  # read only once it was complete
         assert state["last_run"]["trigger"] == [f"watch: {report.name}"]
         assert loader_rows(runs[0]) == 180
@@ -111,6 +112,8 @@ def test_a_slowly_copied_report_makes_one_run_and_one_new_version(root: Path,
 
         assert served.stop(signal.SIGINT) == 0
     assert "dpo serve stopped" in served.log()
+    # The log names what a run published (issue #19, 9): the first run all 8 tables.
+    assert "published 1 new version (productRecords) as " in served.log()
 
 
 def test_a_burst_of_five_reports_makes_one_or_two_runs(root: Path, tmp_path: Path) -> None:
@@ -371,3 +374,26 @@ def run_that_cannot_start(served: Served) -> None:
     assert health.status == 503
     assert any("did not start" in r and "max_retries" in r for r in health.json()["reasons"])
     assert sample(served.metrics(), "dpo_service_runs_total", outcome="error") == 1
+
+
+def test_warnings_are_counted_once_per_published_version(root: Path, tmp_path: Path) -> None:
+    """Issue #19, item 8: a master table with a #REF! cell is published once with its warning;
+    a later run that publishes only a new monthly report says the warning again (the gauge of
+    the newest run) but the counter of warnings on published versions does not grow."""
+    from dpo.demo.writers import ExcelError
+
+    set_cell(root / "database" / "staticDatabase" / "moldInfo.xlsx", 2, "itemsWeight",
+             ExcelError("#REF!"))
+    report = new_report(tmp_path, "2019-02", seed=31)
+    with serve(root, settle=1.0) as served:
+        served.idle_after(1)
+        first = served.metrics()
+        shutil.copyfile(report, root / MONTHLY / report.name)
+        served.idle_after(2)
+        second = served.metrics()
+        runs = served.runs()
+    assert [r["warnings_by_kind"] for r in runs] == [{"error_cell": 1}, {"error_cell": 1}]
+    counter = "dpo_service_published_data_quality_warnings_total"
+    assert sample(first, counter, kind="error_cell") == 1
+    assert sample(second, counter, kind="error_cell") == 1  # moldInfo was not published again
+    assert sample(second, "dpo_data_quality_warnings", kind="error_cell") == 1  # newest run

@@ -7,15 +7,21 @@ Exit codes: 0 success · 1 failed · 2 bad usage or configuration · 3 partial_s
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from dpo.cli.runtime import (
+    EXIT_USAGE,
+    _arrow_memory_pool,
+    _fail,
+    _guard,
+    _setup_logging,
+    _without_pandas,
+)
+
 EXIT_CODES = {"success": 0, "failed": 1, "partial_success": 3}
-EXIT_USAGE, EXIT_LOCKED = 2, 4
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -49,76 +55,9 @@ SchemaOpt = Annotated[str | None, typer.Option("--schema", help="databaseSchemas
 Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
 Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-class _NoPandas:
-    """Import hook that makes `import pandas` fail in the CLI process.
-
-    pyarrow imports pandas on its first `pa.array`/`pa.scalar` call only to check whether it
-    was handed pandas objects; the CLI never hands it any, and that import alone costs more
-    than a whole no-change run (BENCHMARKS.md). The Python API is not affected.
-    """
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is not used by the dpo command", name=name)
-
-
-def _arrow_memory_pool() -> None:
-    """jemalloc for Arrow in the CLI process: calamine frees its cell grid just before Arrow
-    allocates the columns, and with jemalloc the 200,000-row report peaks ~90 MB lower (and
-    runs faster) than with the wheels' default mimalloc (BENCHMARKS.md). Read by pyarrow at
-    first use, so setting it costs nothing; a value the user set wins."""
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
-
-
-def _without_pandas() -> None:
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
-
-
-def _setup_logging(verbose: bool) -> None:
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO",
-               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    from rich.console import Console
-    from rich.markup import escape
-
-    # escape: a message quoting "[Sheet1]" or a path must print as is (and not crash rich);
-    # soft_wrap: one line, not broken at the console width of a pipe (80 columns).
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
-                               soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _guard(verbose: bool, action: Any) -> Any:
-    """Run `action`; turn dpo errors into one clear line and the documented exit code."""
-    from dpo.errors import ConfigError, DpoError, ErrorType
-
-    try:
-        return action()
-    except ConfigError as exc:
-        if verbose:
-            raise
-        raise _fail(_one_line(exc), EXIT_USAGE) from exc
-    except DpoError as exc:
-        if verbose:
-            raise
-        code = EXIT_LOCKED if exc.error_type is ErrorType.LOCKED else 1
-        raise _fail(exc.message, code) from exc
-
-
-def _one_line(exc: Any) -> str:
-    """A schema rejected for one reason is said in one line; several keep one line each."""
-    problems = getattr(exc, "problems", None)
-    if problems and len(problems) == 1:
-        return f"schema {exc.file} rejected: {problems[0]}"
-    return str(exc.message)
+ChecksOpt = Annotated[str | None, typer.Option("--checks", help="checks_path: the data checks "
+                                               "file (default: dataChecks.toml beside the "
+                                               "schema file)")]
 
 
 def _orchestrator(root: Path | None, config: Path | None, source: str | None,
@@ -156,7 +95,7 @@ def run(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "
         "DASK_SCHEDULER_ADDRESS, else a local cluster).")] = None,
-    as_json: Json = False, verbose: Verbose = False,
+    checks: ChecksOpt = None, as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
     _setup_logging(verbose)
@@ -170,7 +109,7 @@ def run(
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
                              lock_timeout=wait, max_retries=max_retries,
                              on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None,
-                             executor=executor, scheduler=scheduler)
+                             executor=executor, scheduler=scheduler, checks_path=checks)
         store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
         return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
@@ -265,27 +204,37 @@ def demo(
     run(root=target, config=None, source_dir=None, schema=None, annotations=None,
         default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
         on_error_cells=None, drop_total_rows=False, executor=None, scheduler=None,
-        as_json=as_json, verbose=verbose)
+        checks=None, as_json=as_json, verbose=verbose)
 
 
 @app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
-             schema: SchemaOpt = None, verbose: Verbose = False) -> None:
-    """Check the schema and every source file without writing anything (inputs on object
-    storage are mirrored into the local working folder first, as a run does)."""
+             schema: SchemaOpt = None, checks: ChecksOpt = None, as_json: Json = False,
+             verbose: Verbose = False) -> None:
+    """Check the schema, the data checks file and every source file without writing anything
+    (inputs on object storage are mirrored into the local working folder first, as a run
+    does)."""
     _setup_logging(verbose)
     from dpo.cli.console import print_validation
     from dpo.collect.validate import validate_sources
 
     def go() -> list[dict[str, Any]]:
+        from dpo.checks.spec import load_checks
         from dpo.inputs.plant import mirror_inputs
+        from dpo.schema import load_schema
 
-        orch = _orchestrator(root, config, source_dir, schema, None, None)
+        orch = _orchestrator(root, config, source_dir, schema, None, None, checks_path=checks)
         mirror_inputs(orch.paths, orch.settings)
+        checks_file = orch.paths.checks_file  # refused (exit 2) before any source is read
+        load_checks(checks_file, load_schema(orch.paths.schema_path, orch.paths.root),
+                    orch.paths.relative(checks_file))
         return validate_sources(orch.paths, orch.settings.row_policy())
 
     rows = _guard(verbose, go)
-    print_validation(rows)
+    if as_json:  # one object per file: table, file, status (ok|warning|error), rows, message
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        print_validation(rows)
     # A warning is what a run would publish with a warning: not a reason to fail the check.
     problems = [row for row in rows if row["status"] == "error"]
     raise typer.Exit(1 if problems else 0)
@@ -323,6 +272,10 @@ _register_observe(app)
 from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve
 
 _register_serve(app)
+
+from dpo.cli.checks import register as _register_checks  # noqa: E402 - dpo check
+
+_register_checks(app)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from dpo.quality import kind_count, plural
 from dpo.results import Progress as Progress_
 
 STYLE = {"success": "green", "partial_success": "yellow", "warning": "yellow",
@@ -82,15 +83,35 @@ def print_summary(result: dict[str, Any]) -> None:
                   soft_wrap=True, highlight=False)
     collector, loader = result["collector_result"], result["loader_result"]
     stdout().print(f"collect {seconds(collector.get('execution_seconds'))} · "
-              f"{collector['files_processed']} files · {collector['records_count']:,} records · "
-              f"load {seconds(loader.get('execution_seconds'))} · "
-              f"{loader.get('tables_created', 0)} new version(s)", highlight=False)
+                   f"{plural(collector['files_processed'], 'file')} · "
+                   f"{plural(collector['records_count'], 'record')} · "
+                   f"load {seconds(loader.get('execution_seconds'))} · "
+                   f"{plural(loader.get('tables_created', 0), 'new version')}", highlight=False)
     for action in collector.get("healing_actions", []):
         stdout().print(escape(f"  {action['action']} {action['table']}: "
                          f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
                   soft_wrap=True, highlight=False)
+    for line in check_lines(loader.get("checks") or []):
+        stdout().print(escape(line), soft_wrap=True, highlight=False)
     for path in result.get("reports", []):
         stdout().print(f"  report: {path}", soft_wrap=True, highlight=False)
+
+
+def check_lines(checks: list[dict[str, Any]]) -> list[str]:
+    """Data checks: passed/failed per table, then each failed one (fail severity first)."""
+    tables: dict[str, list[str]] = {}
+    for check in checks:
+        tables.setdefault(check["table"], []).append(check["status"])
+    lines = [f"checks {name}: " + ", ".join(f"{found.count(s)} {s}" for s in
+                                            ("passed", "failed", "skipped") if s in found)
+             for name, found in tables.items()]
+    for check in sorted((c for c in checks if c["status"] == "failed"),
+                        key=lambda c: c["severity"] != "fail"):
+        first = next((e for e in check["examples"] if e.get("file")), None)
+        where = f"; first {first['file']} [{first['sheet']}] row {first['row']}" if first else ""
+        lines.append(f"  FAILED [{check['severity']}] {check['table']}: {check['name']} "
+                     f"({check['failing_rows']} row(s){where})")
+    return lines
 
 
 def seconds(value: float | None) -> str:
@@ -125,8 +146,8 @@ def _warning_notes(row: dict[str, Any]) -> list[str]:
                if k not in _SAID_AS_WRITTEN}
     total = sum(counted.values())
     if total:
-        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counted.items())
-        said.append(f"{total} warning{'s' if total != 1 else ''} ({kinds}); see the final report")
+        kinds = ", ".join(kind_count(kind, n) for kind, n in counted.items())
+        said.append(f"{plural(total, 'warning')} ({kinds}); see the final report")
     return said
 
 
@@ -134,16 +155,29 @@ def _styled(status: str) -> str:
     return f"[{STYLE.get(status, 'white')}]{status}[/]"
 
 
+# The width a validate column keeps before its long values wrap (they fit 80 columns together).
+_NAME_WIDTH = {"table": 24, "file": 30, "status": 7, "rows": 6, "message": 30}
+_WIDE = 120
+
+
 def print_validation(rows: list[dict[str, Any]]) -> None:
     table = Table(title="dpo validate", title_justify="left")
-    for column in ("table", "file", "status", "rows", "message"):
-        table.add_column(column)
+    # Messages go in the table when it is wide enough; every one is said in full below anyway.
+    wide = stdout().width >= _WIDE
+    columns = ("table", "file", "status", "rows", *(("message",) if wide and any(
+        row["message"] for row in rows) else ()))
+    widest = {c: max((len(str(row[c])) for row in rows), default=0) for c in columns}
+    for column in columns:
+        # Names are never cut to the terminal (80 columns in a pipe or a cron mail): a long
+        # one wraps inside its cell (fold); most names fit on one line.
+        table.add_column(column, overflow="fold", no_wrap=column in ("status", "rows"),
+                         min_width=min(widest[column], _NAME_WIDTH[column]))
     for row in rows:
-        table.add_row(row["table"], escape(row["file"]), _styled(row["status"]),
-                      str(row["rows"]), escape(row["message"]))
+        table.add_row(*(_styled(row[c]) if c == "status" else escape(str(row[c]))
+                        for c in columns))
     stdout().print(table)
-    # The table truncates to the terminal (80 columns in a pipe or a cron mail): say each
-    # problem again in full, so file, sheet, row and column are always readable.
+    # Each problem in full, one line each (a pipe wraps it, never cuts it), so file, sheet,
+    # row and column are always readable.
     for row in rows:
         if row["status"] != "ok":
             stdout().print(escape(f"{row['status'].upper()} {row['table']} {row['file']}: "
@@ -154,10 +188,11 @@ def print_health(report: dict[str, Any]) -> None:
     status = report["service_status"]
     stdout().print(f"service status: [bold {'green' if status == 'healthy' else 'red'}]{status}[/]")
     for name, path in report["paths"].items():
-        stdout().print(f"  {name}: {path}")
+        stdout().print(f"  {name}: {escape(str(path))}", soft_wrap=True, highlight=False)
     disk = report["disk_space"]
+    writable = "true" if report["write_permission"] else "false"  # as `--json` says it
     stdout().print(f"  free space: {disk['free_bytes'] / 1e9:.1f} GB (inputs "
-              f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {report['write_permission']}")
+                   f"{disk['input_bytes'] / 1e6:.1f} MB) · writable: {writable}")
     last = report["last_run"]
     stdout().print(f"  last run: {last['run_id']} {last['status']} at {last['started_at']}"
               if last else "  last run: none yet")

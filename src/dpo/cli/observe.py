@@ -58,15 +58,16 @@ def _snapshot(paths: Any, **query: Any) -> Any:
     """The ledger's runs (Ledger.snapshot), or exit 1 naming an unreadable ledger."""
     import sqlite3
 
-    from dpo.observe.ledger import Ledger
+    from dpo.observe.ledger import Ledger, LedgerOutdated
 
-    ledger = Ledger(paths.output_dir / "runs.sqlite")
+    # Read-only: an operator who may only read the plant sees its runs (and nothing migrates).
+    ledger = Ledger(paths.output_dir / "runs.sqlite", read_only=True)
     try:
         return ledger.snapshot(**query)
+    except LedgerOutdated as exc:
+        raise _fail(str(exc), 1) from exc
     except sqlite3.Error as exc:
         raise _fail(f"run ledger {ledger.path} is unreadable: {exc}", 1) from exc
-
-
 
 
 def history(
@@ -106,12 +107,26 @@ def history(
             "–" if r["rollbacks"] is None else
             f"{r['rollbacks']}" + (f" ({r['rollbacks_failed']} failed)" if r["rollbacks_failed"]
                                    else ""),
-            "–" if r["notifications_sent"] is None else
-            f"{r['notifications_sent']} sent" + (f", {r['notifications_failed']} failed"
-                                                 if r["notifications_failed"] else ""),
+            _notifications(r),
             "–" if r["errors_count"] is None else str(r["errors_count"]))
     out.print(table)
     _print_actions(out, [r for r in records if r["kind"] != "run"])
+
+
+def _notifications(run: dict[str, Any]) -> str:
+    """'2 sent', '2 written to …/notifications' (no channel configured: files), ', 1 failed'."""
+    if run["notifications_sent"] is None:
+        return "–"
+    from collections import Counter
+
+    done = [str(n["channel"]) for n in run["notifications"] if n["outcome"] == "sent"]
+    files = Counter(Path(c.removeprefix("file:")).name for c in done if c.startswith("file:"))
+    sent = run["notifications_sent"] - sum(files.values())
+    parts = [f"{sent} sent"] if sent or not files else []
+    parts += [f"{n} written to …/{folder}" for folder, n in sorted(files.items())]
+    if run["notifications_failed"]:
+        parts.append(f"{run['notifications_failed']} failed")
+    return ", ".join(parts)
 
 
 def _print_actions(out: Any, actions: list[dict[str, Any]]) -> None:
@@ -198,9 +213,29 @@ def _print_metrics(m: dict[str, Any]) -> None:
                         str(t["duplicates_removed"]), str(t["rows_rejected"]),
                         f"{t['changed_runs']}/{t['runs']}", str(t["failed_runs"]))
     out.print(quality)
+    _print_warnings(out, m["data_quality"])
     if m["data_quality"]["errors_by_type"]:
         out.print("errors: " + ", ".join(f"{t} × {n}"
                                          for t, n in m["data_quality"]["errors_by_type"].items()))
+
+
+def _print_warnings(out: Any, quality: dict[str, Any]) -> None:
+    """Data-quality warnings by kind: in the newest finished run, and summed over the window's
+    runs (a file read again says its warnings again: the sum counts them once per run)."""
+    from rich.table import Table
+
+    from dpo.quality import kind_words
+
+    window, latest = quality["warnings_by_kind"], quality["warnings_by_kind_latest"]
+    if not window:
+        out.print("data-quality warnings: none")
+        return
+    table = Table(title="data-quality warnings")
+    for col in ("kind", "newest run", "all runs of the window"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, count in window.items():
+        table.add_row(kind_words(kind)[1], str(latest.get(kind, 0)), str(count))
+    out.print(table)
 
 
 def dashboard(
@@ -219,7 +254,9 @@ def dashboard(
     try:
         write_dashboard(target, render(snap, compute(snap, window=f"the newest {RECENT_RUNS} runs")))
     except (DpoError, OSError) as exc:
-        raise _fail(f"cannot write {target}: {exc}", 1) from exc
+        problem = exc.message if isinstance(exc, DpoError) else f"cannot write {target}: {exc}"
+        hint = "" if out_file else " (give another file with --out FILE)"
+        raise _fail(f"{problem}{hint}", 1) from exc
     typer.echo(str(target))
 
 

@@ -65,7 +65,7 @@ def serve(
     """Run the pipeline whenever the exports land (and on --schedule); serve /health,
     /metrics, the dashboard (/), /runs and, with serve_token, POST /run."""
     _setup_logging(verbose)
-    from dpo.cli import _arrow_memory_pool, _guard, _without_pandas
+    from dpo.cli.runtime import _arrow_memory_pool, _guard, _without_pandas
     from dpo.serve.service import ServeOptions, Service
 
     _without_pandas()

@@ -78,7 +78,7 @@ def known_version(store: Store, table: str, stamp: str) -> VersionInfo:
 def versions(table: str, root: Root = None, config: Config = None, annotations: Annot = None,
              default_dir: Out = None, as_json: Json = False, verbose: Verbose = False) -> None:
     """List the stored versions of TABLE (newest last); a held table says since when."""
-    from dpo.cli import _guard
+    from dpo.cli.runtime import _guard
 
     def go() -> list[dict[str, Any]]:
         store, _ = plant_store(root, config, annotations, default_dir)
@@ -117,7 +117,7 @@ def rollback(
     The table is then held there: runs do not republish it until one of its source files
     changes, or until `dpo rollback TABLE --release`.
     """
-    from dpo.cli import EXIT_USAGE, _fail, _guard, _setup_logging
+    from dpo.cli.runtime import EXIT_USAGE, _fail, _guard, _setup_logging
 
     _setup_logging(verbose)
     if (table is None) == (not all_tables) or release == bool(to):
@@ -230,7 +230,7 @@ def diff(
 
     Default: the version before the current one vs the current one.
     """
-    from dpo.cli import _guard
+    from dpo.cli.runtime import _guard
 
     def go() -> dict[str, Any]:
         store, _ = plant_store(root, config, annotations, default_dir)

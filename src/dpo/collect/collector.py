@@ -25,6 +25,7 @@ from dpo.errors import CellError, DpoError
 from dpo.excel.discover import discover_with_notes
 from dpo.excel.pool import ReadAhead
 from dpo.excel.reader import RawSheet
+from dpo.excel.retry import RetryReport
 from dpo.fsio import Fingerprint, folder_size
 from dpo.quality import DataWarning, WarningKind, needs_review, note
 from dpo.results import (
@@ -308,8 +309,8 @@ class DataCollector:
         self._screened(run, got.warnings, got.blank, got.quarantine)
         return got.pieces, got.cells
 
-    def _on_retry(self, run: _TableRun) -> Callable[[str], None]:
-        return lambda msg: run.healing.append(HealingAction("retry", run.spec.name, True, msg))
+    def _on_retry(self, run: _TableRun) -> RetryReport:
+        return lambda msg, ok: run.healing.append(HealingAction("retry", run.spec.name, ok, msg))
 
     def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
         """Read files (in the reading pool, or ahead of need), in file order."""

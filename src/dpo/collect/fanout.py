@@ -24,6 +24,7 @@ from dpo.arrays import numpy_of
 from dpo.collect.filetask import FileOutcome, RawColumn
 from dpo.collect.segments import HASH_COLUMN, Piece
 from dpo.errors import CellError, CellErrors
+from dpo.excel.retry import RetryReport, report_retries
 from dpo.quality import DataWarning, WarningKind, from_cell, note
 from dpo.schema import TableSpec
 from dpo.transform.arrowtypes import arrow_schema
@@ -54,13 +55,12 @@ class Combined:
 
 
 def combine(outcomes: list[FileOutcome], spec: TableSpec, said: list[DataWarning], *,
-            on_retry: Callable[[str], None], on_done: Callable[[int], None]) -> Combined:
+            on_retry: RetryReport, on_done: Callable[[int], None]) -> Combined:
     """The outcomes in file order; raises what the one pass would have raised first: a read
     error (first file first), a normalisation error, then CellErrors with every file's cells.
     Files with headers only are said (in `said`, the table's warnings) before that."""
     for outcome in outcomes:
-        for message in outcome.retries:
-            on_retry(message)
+        report_retries(outcome.retries, not outcome.read_failed, on_retry)
         on_done(1)
         if outcome.read_failed and outcome.error is not None:
             raise outcome.error
@@ -93,7 +93,7 @@ def _read_ipc(path: Path) -> pa.Table:
 
 
 def _piece(outcome: FileOutcome) -> Piece:
-    # a file without an error has its segment, here (remotetask.fetch_segments)
+    # a file without an error has its segment, here (cluster.fetch_segments)
     assert isinstance(outcome.segment, Path)
     stored = _read_ipc(outcome.segment)
     hashes = stored.column(HASH_COLUMN)

@@ -1,5 +1,6 @@
-"""A source file as a file: there, readable, not a decompression bomb, not still being copied,
-and unchanged while it is read. Reader errors become dpo errors here, once, naming the file."""
+"""A source file as a file: there, readable, a workbook by its content, not a decompression
+bomb, not still being copied, and unchanged while it is read. Reader errors become dpo errors
+here, once, naming the file."""
 
 from __future__ import annotations
 
@@ -28,6 +29,52 @@ def stat_source(path: Path, name: str) -> os.stat_result:
     except PermissionError as exc:
         raise TransientError(f"{name}: permission denied", error_type=ErrorType.FILE_READ_ERROR,
                              file=name) from exc
+
+
+# What every workbook starts with: .xlsx/.xlsm/.xlsb are zip packages, .xls an OLE2 container.
+WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+# What files that land in an export folder by mistake start with (after a BOM and spaces).
+_LOOKS_LIKE = ((b"%PDF", "a PDF"), (b"<!doctype html", "an HTML page"), (b"<html", "an HTML page"),
+               (b"<table", "an HTML table"),
+               (b"<?xml", "an XML file"), (b"{\\rtf", "an RTF document"),
+               (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"),
+               (b"7z\xbc\xaf", "a 7-Zip archive"), (b"\x89PNG", "a PNG image"),
+               (b"\xff\xd8\xff", "a JPEG image"), (b"PK\x05\x06", "an empty zip archive"))
+
+
+def check_workbook(path: Path, name: str, before: os.stat_result) -> None:
+    """Decide by content before any reader tries: a file that does not start as a workbook is
+    not one, at once and for good (never retried as a copy in progress); unless it is empty
+    or zeros right after it changed, which is how a copy starts (docs/behaviour.md, "Discovery")."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except PermissionError as exc:
+        raise TransientError(f"{name}: permission denied (locked?)",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name) from exc
+    if head.startswith(WORKBOOK_MAGIC):
+        return
+    if not head.strip(b"\0") and time.time() - before.st_mtime < SETTLING_SECONDS:
+        raise TransientError(f"{name}: empty right after it changed; still being copied?",
+                             error_type=ErrorType.FILE_READ_ERROR, file=name)
+    raise DpoError(f"{name}: not an Excel workbook ({_looks_like(head)}); export it again "
+                   "as .xlsx or .xlsb", error_type=ErrorType.FILE_READ_ERROR, file=name)
+
+
+def _looks_like(head: bytes) -> str:
+    if not head:
+        return "the file is empty"
+    if not head.strip(b"\0"):
+        return "it holds only zero bytes"
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    for magic, what in _LOOKS_LIKE:
+        if start.startswith(magic.lower()):
+            return f"it starts like {what}"
+    # Text: UTF-8 (a character cut at byte 512 aside) of printable characters and line ends.
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff").removesuffix("\ufffd")
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "it starts like text, a CSV file?"
+    return f"its first bytes are {head[:8].hex(' ')}"
 
 
 def check_unchanged(path: Path, name: str, before: os.stat_result) -> None:

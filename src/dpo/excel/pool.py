@@ -19,7 +19,7 @@ from types import TracebackType
 
 from dpo.errors import DpoError
 from dpo.excel.reader import RawSheet, read_spec
-from dpo.excel.retry import with_retries
+from dpo.excel.retry import RetryReport, report_retries, with_retries
 from dpo.fsio import Fingerprint
 from dpo.schema import TableSpec
 
@@ -78,7 +78,7 @@ class ReadAhead:
             if path not in self._ahead:
                 self._ahead[path] = self._pool.submit(self._read, path, spec)
 
-    def read(self, files: list[Path], spec: TableSpec, *, on_retry: Callable[[str], None],
+    def read(self, files: list[Path], spec: TableSpec, *, on_retry: RetryReport,
              on_done: Callable[[int], None]) -> list[RawSheet]:
         """Every file's raw sheet, in the order given; the first failure raises."""
         if self._pool is None or (len(files) < MIN_FILES_FOR_POOL and not self._ahead):
@@ -109,10 +109,10 @@ class ReadAhead:
         return outcome
 
     @staticmethod
-    def _deliver(outcome: _Outcome, on_retry: Callable[[str], None],
+    def _deliver(outcome: _Outcome, on_retry: RetryReport,
                  on_done: Callable[[int], None]) -> RawSheet:
-        for message in outcome.retries:  # a file that failed after retries still reports them
-            on_retry(message)
+        # A file that failed after retries still reports them.
+        report_retries(outcome.retries, outcome.error is None, on_retry)
         on_done(1)
         if outcome.error is not None:
             raise outcome.error

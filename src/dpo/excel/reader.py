@@ -35,7 +35,14 @@ import pyarrow as pa
 from dpo.errors import DpoError, ErrorType
 from dpo.excel.datesystem import date_system, dates_as_serials
 from dpo.excel.errorcells import SheetScan, scan_sheet
-from dpo.excel.files import check_unchanged, open_reader, open_zip, read_error, stat_source
+from dpo.excel.files import (
+    check_unchanged,
+    check_workbook,
+    open_reader,
+    open_zip,
+    read_error,
+    stat_source,
+)
 from dpo.excel.headers import HEADER_SEARCH_ROWS, HeaderMatch, find_header_row, match_headers, spellings
 from dpo.excel.merged import fill_merges
 from dpo.excel.numbercells import restore
@@ -105,6 +112,7 @@ def read_sheet(
     _quiet_reader_logs()
     name = display_name or path.name
     before = stat_source(path, name)
+    check_workbook(path, name, before)  # a PDF named .xlsx is said at once, never retried
     archive = open_zip(path, name)  # bomb-checked; the sheet scan reads it too
     try:
         return _read_sheet(path, sheet, _Wanted(columns, renames, numeric, text, dates),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from loguru import logger
@@ -17,6 +17,8 @@ from tenacity import (
 from dpo.errors import TransientError
 
 T = TypeVar("T")
+# Told of each retry once the file's read is over: (the retry's message, whether it worked).
+RetryReport = Callable[[str, bool], None]
 
 
 def with_retries(
@@ -40,3 +42,10 @@ def with_retries(
         reraise=True,
     )
     return retrying(func)
+
+
+def report_retries(messages: Sequence[str], read_ok: bool, on_retry: RetryReport) -> None:
+    """Say each retry of one file's read: only the last one can have worked, when the read
+    did; every earlier one failed (a retry line says `ok` only for a retry that succeeded)."""
+    for i, message in enumerate(messages, 1):
+        on_retry(message, read_ok and i == len(messages))

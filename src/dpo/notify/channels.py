@@ -129,6 +129,34 @@ class MockNotificationHandler:
         return True
 
 
+# The parts of a manual-review subject (notify.review builds it): "Manual Review Required:
+# COMPONENT · PLANT · failed: TABLE, TABLE" (or "to review: TABLE…", "did not run", "failed").
+SUBJECT_PARTS = " · "
+SUBJECT_LEAD = "Manual Review Required: "
+_MAX_NAMED_TABLES = 4
+_OUTCOMES = ("failed", "to review:", "did not run")
+
+
+def file_stem(subject: str) -> str:
+    """A notification file's name after its time: component and failed tables, whole
+    ('DataCollector_failed_purchaseOrders'); the plant is the folder's. Another subject: its
+    words, to 80 characters."""
+    def words(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+    component, *rest = subject.split(SUBJECT_PARTS)
+    if not component.startswith(SUBJECT_LEAD):
+        return words(subject)[:80].strip("_") or "notification"
+    outcome = rest[-1] if rest and rest[-1].startswith(_OUTCOMES) else "review"  # last part
+    label, _, listed = outcome.partition(":")
+    tables = [words(t) for t in listed.split(",") if words(t)]
+    if len(tables) > _MAX_NAMED_TABLES:
+        more = len(tables) - _MAX_NAMED_TABLES + 1
+        tables = [*tables[:_MAX_NAMED_TABLES - 1], f"and_{more}_more"]
+    said = "_".join([words(label.removeprefix("to ")), *tables])
+    return f"{words(component.removeprefix(SUBJECT_LEAD))}_{said}"
+
+
 class FileNotificationHandler:
     """Writes each notification as a text file, mode 0o600 since it may quote plant data."""
 
@@ -141,12 +169,11 @@ class FileNotificationHandler:
     def send_notification(self, recipient: str, subject: str, message: str,
                           priority: str = "high") -> bool:
         now = datetime.now().astimezone()
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", subject).strip("_")[:60] or "notification"
         text = (f"To: {recipient}\nSubject: {subject}\nPriority: {priority}\n"
                 f"Date: {now.isoformat(timespec='seconds')}\n\n{message}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{now:%Y%m%d_%H%M%S_%f}_{slug}.txt"
+            path = self.folder / f"{now:%Y%m%d_%H%M%S_%f}_{file_stem(subject)}.txt"
             # Written whole under a temp name (mkstemp: 0o600 from creation on), then linked in:
             # a crash never leaves a partial notification, and link() never overwrites one.
             fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, suffix=".txt", dir=self.folder)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dpo.fsio import append_line_block, atomic_write_text, fsync_dir, move_durably, next_stamp
-from dpo.quality import grouped_lines
+from dpo.quality import grouped_lines, plural
 from dpo.results import (
+    CheckResult,
     CollectorResult,
     LoaderResult,
     PipelineResult,
@@ -52,7 +53,34 @@ def render_phase_success(phase: CollectorResult | LoaderResult, context: Mapping
         state = "succeeded" if action.success else "FAILED"
         lines.append(f"  {action.action} {action.table}: {state} — {action.detail}")
     lines += warning_section(phase.tables)
+    if isinstance(phase, LoaderResult):
+        lines += check_section(phase.checks)
     return "\n".join(lines) + "\n"
+
+
+def check_section(checks: Sequence[CheckResult]) -> list[str]:
+    """"DATA CHECKS": passed/failed per table, then every failed check (fail severity first)
+    with its first examples (file, sheet, Excel row and values)."""
+    if not checks:
+        return []
+    lines = ["", "DATA CHECKS", "-" * 72]
+    tables: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        tables.setdefault(check.table, []).append(check)
+    for table, found in tables.items():
+        counts = {s: sum(c.status == s for c in found) for s in ("passed", "failed", "skipped")}
+        lines.append(f"  {table:<28} " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    failed = sorted((c for c in checks if c.failed), key=lambda c: c.severity != "fail")
+    for check in failed:
+        rows = (f"{check.rows_after} rows against {check.rows_before} published"
+                if check.rule == "row_count_change" else f"{check.failing_rows} row(s)")
+        lines.append(f"  FAILED [{check.severity}] {check.table}: {check.name!r} "
+                     f"({check.rule}) on {rows}")
+        lines += [f"    - {e['file']} [{e['sheet']}] row {e['row']}: {e['values']}"
+                  for e in check.examples]
+        if check.failing_rows > len(check.examples) and check.examples:
+            lines.append(f"    ... and {check.failing_rows - len(check.examples)} more row(s)")
+    return lines
 
 
 def warning_section(tables: Sequence[TableResult]) -> list[str]:
@@ -61,7 +89,7 @@ def warning_section(tables: Sequence[TableResult]) -> list[str]:
     lines: list[str] = []
     for table in tables:
         if table.warnings:
-            lines += [f"  {table.table} ({len(table.warnings)} warning(s)):",
+            lines += [f"  {table.table} ({plural(len(table.warnings), 'warning')}):",
                       *(f"    - {line}" for line in grouped_lines(table.warnings))]
     return ["", "DATA QUALITY WARNINGS", "-" * 72, *lines] if lines else []
 
@@ -70,15 +98,15 @@ def _table_line(table: TableResult) -> str:
     change = "changed" if table.changed else "unchanged"
     extra = []
     if table.duplicates_removed:
-        extra.append(f"{table.duplicates_removed} duplicates removed")
+        extra.append(f"{plural(table.duplicates_removed, 'duplicate')} removed")
     if table.rows_rejected:
-        extra.append(f"{table.rows_rejected} rows quarantined")
+        extra.append(f"{plural(table.rows_rejected, 'row')} quarantined")
     if table.changes:
         extra.append(change_summary(table.changes))
     if table.blank_rows:
-        extra.append(f"{table.blank_rows} blank rows skipped")
+        extra.append(f"{plural(table.blank_rows, 'blank row')} skipped")
     if table.warnings:
-        extra.append(f"{len(table.warnings)} warning(s), listed below")
+        extra.append(f"{plural(len(table.warnings), 'warning')}, listed below")
     tail = f" ({'; '.join(extra)})" if extra else ""
     where = f" -> {table.output}" if table.output else ""
     return f"  {table.table:<28} {table.status:<8} {table.rows:>9,} rows, {change}{where}{tail}"
@@ -106,12 +134,13 @@ def render_final(result: PipelineResult, context: Mapping[str, Any]) -> str:
              f"Overall status:  {overall.upper()}{_with_warnings(result)}",
              "",
              f"Phase 1 DataCollector:   {collector.status:<8} ({hms(collector.seconds)}, "
-             f"{collector.files_processed} files, {collector.records_count:,} records)"]
+             f"{plural(collector.files_processed, 'file')}, "
+             f"{plural(collector.records_count, 'record')})"]
     if loader is None:
         lines.append(f"Phase 2 DataLoaderAgent: skipped  ({result.skip_reason})")
     else:
         lines.append(f"Phase 2 DataLoaderAgent: {loader.status:<8} ({hms(loader.seconds)}, "
-                     f"{loader.tables_created} new versions, validation "
+                     f"{plural(loader.tables_created, 'new version')}, validation "
                      f"{loader.data_validation})")
     loaded = loader.tables if loader is not None else ()
     changed = [t for t in loaded if t.changes]
@@ -128,6 +157,7 @@ def render_final(result: PipelineResult, context: Mapping[str, Any]) -> str:
         lines += ["", "ERRORS"]
         lines += [f"  - [{e.error_type}] {e.message}" for e in errors]
     lines += warning_section([*collector.tables, *loaded])
+    lines += check_section(loader.checks if loader is not None else ())
     lines += ["", "NEXT STEPS", f"  {next_step(overall)}"]
     for note in result.notifications:
         state = "sent" if note.get("sent") else f"NOT sent ({note.get('error') or 'disabled'})"
@@ -198,7 +228,7 @@ def change_block(result: PipelineResult, run_id: str, reports: list[Path]) -> st
              f"  Phase 1: {collector.status}, {collector.records_count} records, "
              f"{'data updated' if collector.data_updated else 'no change'}",
              f"  Phase 2: {loader.status if loader else 'skipped'}"
-             + (f", {loader.tables_created} new version(s)" if loader else "")]
+             + (f", {plural(loader.tables_created, 'new version')}" if loader else "")]
     lines += [f"  {h.action} {h.table}: {'ok' if h.success else 'FAILED'}"
               for h in collector.healing_actions]
     lines += [f"  report {p.name}" for p in reports]

@@ -3,13 +3,16 @@
 A run is inserted as `running` when it starts and completed when it ends. A run killed in
 between stays `running` until the next run starts (holding the run lock, so no other run can
 be alive) and marks it `interrupted`. WAL mode lets readers (`dpo history`, `dpo metrics`, the
-dashboard) read a consistent snapshot while a run writes.
+dashboard) read a consistent snapshot while a run writes. Readers open it read-only
+(`Ledger(path, read_only=True)`): no migration, no journal change, so an operator who may only
+read the plant can read it (docs/behaviour.md, "Reading without writing").
 
 Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once, in order:
 v1 the `runs` table; v2 the summary columns and child tables, backfilled from each run's result
 JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats;
 v4 the per-table change counts of run_tables and the `manual_actions` table; v5 the data-quality
-warning counts of each run, backfilled from its result):
+warning counts of each run, backfilled from its result; v6 the data checks of each run,
+`checks_by_status` and `run_checks`, backfilled from its result):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
                        counts (records, rollbacks, notifications, errors), `table_stats` (the
@@ -19,6 +22,8 @@ warning counts of each run, backfilled from its result):
     run_healing        (run_id, seq): healing actions (rollbacks...) and whether they worked
     run_notifications  (run_id, seq): component, outcome (sent | failed | disabled), channel
     run_errors         (run_id, seq): phase, error type, table, file, sheet, row, column
+    run_checks         (run_id, seq): each data check run: table, name, rule, severity, status,
+                       failing rows
     manual_actions     (seq): what an engineer did by hand outside a run: `rollback` (table,
                        from and to version) or `release` of a hold; when, the command, the user
 
@@ -63,6 +68,7 @@ class Snapshot:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)  # manual ones, newest first
+    checks: list[dict[str, Any]] = field(default_factory=list)  # data checks run (dpo.checks)
 
     @staticmethod
     def by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -73,6 +79,8 @@ class Snapshot:
 
 
 _BOOLEANS = {"success", "sent", "changed"}
+# SQLite's answers when a WAL reader cannot create the -shm file (a folder it may not write).
+_NO_SHM = {"SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "SQLITE_READONLY_CANTINIT"}
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -84,16 +92,27 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return rows
 
 
-class Ledger:
-    """The run ledger at `path`: written by the run holding the run lock, read by anyone."""
+class LedgerOutdated(sqlite3.DatabaseError):
+    """A read-only open found a ledger older than this dpo's schema (reads never migrate)."""
 
-    def __init__(self, path: Path) -> None:
+
+class Ledger:
+    """The run ledger at `path`: written by the run holding the run lock, read by anyone.
+
+    `read_only`: open it with SQLite's `mode=ro` and never migrate; a ledger of an older schema
+    raises LedgerOutdated (a run upgrades it).
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         # A run's connection, held from start() until close(): closing the last connection
         # checkpoints the WAL (two fsyncs), so a run pays that once, not per write or read.
         self._held: sqlite3.Connection | None = None
 
     def _open(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._open_read_only()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
@@ -106,9 +125,42 @@ class Ledger:
             raise
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        try:
+            conn = self._uri_connect("mode=ro")
+        except sqlite3.OperationalError as exc:
+            # A WAL ledger in a folder this user may not write, whose last writer closed (so
+            # no -wal/-shm file is left and everything is in the file itself): SQLite cannot
+            # create the shared-memory file a WAL reader needs. Nothing is pending, so the
+            # file is read as it is. A -wal file present means a writer is at work: no guess.
+            if (getattr(exc, "sqlite_errorname", "") not in _NO_SHM
+                    or Path(f"{self.path}-wal").exists()):
+                raise
+            conn = self._uri_connect("mode=ro&immutable=1")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version < SCHEMA_VERSION:
+            conn.close()
+            raise LedgerOutdated(
+                f"run ledger {self.path} has schema v{version}, older than this dpo's "
+                f"v{SCHEMA_VERSION}: the next `dpo run` upgrades it (read commands never write)")
+        return conn
+
+    def _uri_connect(self, query: str) -> sqlite3.Connection:
+        """A connection opened with URI parameters; checked by reading, as SQLite opens lazily."""
+        conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?{query}", uri=True, timeout=10,
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """A connection inside one transaction (BEGIN IMMEDIATE to write), committed on exit."""
+        if write and self.read_only:
+            raise sqlite3.ProgrammingError(f"run ledger {self.path} was opened read-only")
         conn = self._held or self._open()
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -263,7 +315,8 @@ class Ledger:
                 for name, cols in CHILDREN.items() if detail or name != "run_tables"}
         return Snapshot(runs=runs, table_stats=stats, tables=found.get("run_tables", []),
                         healing=found["run_healing"], notifications=found["run_notifications"],
-                        errors=found["run_errors"], actions=actions)
+                        errors=found["run_errors"], actions=actions,
+                        checks=found["run_checks"])
 
     @staticmethod
     def _actions(conn: sqlite3.Connection, runs: list[dict[str, Any]],

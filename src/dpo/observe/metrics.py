@@ -14,12 +14,15 @@ A run has *ended* when it is finished or interrupted; runs still running are not
 - data_quality: per table, its latest published row count (runs that published nothing do
   not count), duplicates removed and rows rejected summed over the window, runs
   in which it changed or failed; errors by type; data-quality warnings by kind (summed over
-  the window's finished runs) and the newest finished run's count.
+  the window's finished runs, and the newest finished run's) and the newest finished run's
+  count.
 - notification_triggers: ended runs that asked for manual review / ended runs, and the
   notifications sent, failed and disabled (run with notifications off), per component.
 
 Stdlib only (the exposition is written by hand, no prometheus_client): the `.prom` file is
-written after every run.
+written after every run. Names follow Prometheus' conventions (docs/behaviour.md, "Metrics"):
+`_total` only on counters (none here: every family is a gauge or a summary of the window),
+base units in names (`_seconds`, `_ratio` for a fraction 0-1).
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
             phase: _stats([float(r[col]) for r in finished if r[col] is not None])
             for phase, col in PHASE_TIMES.items()},
         "data_quality": _quality(snap, finished, ended_ids),
+        "checks": _checks(snap),
         "notification_triggers": {
             "runs_with_notifications": len(noted), "rate": _rate(len(noted), len(ended)),
             "total": len(notes), "sent": outcomes.get("sent", 0),
@@ -145,13 +149,32 @@ def _quality(snap: Snapshot, finished: list[dict[str, Any]],
               for name, t in sorted(sums.items())}
     errors = Counter(str(e["error_type"]) for e in snap.errors if e["run_id"] in ended_ids)
     warnings: Counter[str] = Counter()
-    for run in finished:
-        warnings.update(json.loads(run.get("warnings_by_kind") or "{}"))
+    by_run = [json.loads(run.get("warnings_by_kind") or "{}") for run in finished]
+    for found in by_run:
+        warnings.update(found)
+    # The newest finished run's, with 0 for a kind the window saw but it did not: a gauge per
+    # kind that drops to 0 rather than vanishing.
+    latest_kinds = {kind: (by_run[0].get(kind, 0) if by_run else 0) for kind in warnings}
     return {"tables": tables,
             "records_latest": finished[0]["records_count"] if finished else None,
             "errors_by_type": dict(sorted(errors.items())),
             "warnings_by_kind": dict(sorted(warnings.items())),
+            "warnings_by_kind_latest": dict(sorted(latest_kinds.items())) if by_run else {},
             "warnings_latest": finished[0].get("warnings_count") or 0 if finished else None}
+
+
+def _checks(snap: Snapshot) -> dict[str, Any]:
+    """Each data check as the newest run that ran it left it (a run where nothing changed runs
+    none): its status and failing rows; and how many checks are in each status."""
+    order = {run["run_id"]: i for i, run in enumerate(snap.runs)}  # 0: the newest
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in sorted(snap.checks, key=lambda r: order.get(r["run_id"], len(order))):
+        latest.setdefault((str(row["table_name"]), str(row["check_name"])), row)
+    statuses = Counter(str(r["status"]) for r in latest.values())
+    return {"by_status": {s: statuses.get(s, 0) for s in ("passed", "failed", "skipped")},
+            "latest": [{"table": t, "check": c, "status": r["status"], "severity": r["severity"],
+                        "failing_rows": r["failing_rows"] or 0, "run_id": r["run_id"]}
+                       for (t, c), r in sorted(latest.items())]}
 
 
 def _last(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -204,11 +227,11 @@ def prometheus_text(m: dict[str, Any]) -> str:
                      f"({m['window']['runs']} runs)")
     out.family("runs", "gauge", "Runs in the window by overall status.",
                [({"status": s}, n) for s, n in m["runs_by_status"].items()])
-    out.family("pipeline_success_rate", "gauge", "Ended runs with overall status success, 0-1.",
+    out.family("pipeline_success_ratio", "gauge", "Ended runs with overall status success, 0-1.",
                [({}, m["pipeline_success_rate"])])
-    out.family("phase_success_rate", "gauge", "Runs where the phase ran and did not fail, 0-1.",
+    out.family("phase_success_ratio", "gauge", "Runs where the phase ran and did not fail, 0-1.",
                [({"phase": p}, r) for p, r in m["phase_success_rates"].items()])
-    out.family("rollback_frequency", "gauge",
+    out.family("rollback_frequency_ratio", "gauge",
                "Ended runs with a rollback and manual rollbacks / ended runs and manual rollbacks, 0-1.",
                [({}, m["rollback_frequency"])])
     rb = m["rollbacks"]
@@ -244,17 +267,23 @@ def prometheus_text(m: dict[str, Any]) -> str:
                [({}, dq["records_latest"])])
     out.family("errors", "gauge", "Errors in the window by type.",
                [({"error_type": t}, n) for t, n in dq["errors_by_type"].items()])
-    out.family("data_quality_warnings_total", "gauge",
+    out.family("data_quality_warnings", "gauge",
                "Data-quality warnings (cells loaded as NA, loose headers, merged cells, totals "
-               "rows...) in the window's finished runs, by kind.",
-               [({"kind": k}, n) for k, n in dq["warnings_by_kind"].items()])
+               "rows...) of the newest finished run, by kind.",
+               [({"kind": k}, n) for k, n in dq["warnings_by_kind_latest"].items()])
     out.family("last_run_data_quality_warnings", "gauge",
                "Data-quality warnings of the newest finished run.",
                [({}, dq["warnings_latest"])])
+    checks = m["checks"]
+    out.family("checks", "gauge", "Data checks by status, each as the newest run that ran it "
+               "left it.", [({"status": s}, n) for s, n in checks["by_status"].items()])
+    out.family("check_failed_rows", "gauge", "Rows failing each data check when it last ran.",
+               [({"table": c["table"], "check": c["check"]}, c["failing_rows"])
+                for c in checks["latest"]])
     nt = m["notification_triggers"]
     out.family("notifications", "gauge", "Manual-review notifications by outcome.",
                [({"outcome": o}, nt[o]) for o in ("sent", "failed", "disabled")])
-    out.family("notification_trigger_rate", "gauge",
+    out.family("notification_trigger_ratio", "gauge",
                "Ended runs that asked for manual review, 0-1.", [({}, nt["rate"])])
     return "\n".join(out.lines) + "\n"
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from dpo.config import Paths, Settings, load_settings, resolve_paths
 from dpo.errors import ConfigError
-from dpo.observe.ledger import Ledger
+from dpo.observe.ledger import Ledger, LedgerOutdated
 from dpo.schema import load_schema
 
 
@@ -42,7 +43,7 @@ def pipeline_health_check(
     if not writable:
         reasons.append(f"no write permission on {paths.default_dir}")
     holds = _holds(paths, config, reasons)
-    last = _last_run(paths)
+    last = _last_run(paths, reasons)
     if last and last["status"] not in ("success", "running"):
         reasons.append(f"last run {last['run_id']} ended {last['status']}")
     return {
@@ -133,8 +134,17 @@ def _holds(paths: Paths, config: Settings | None, reasons: list[str]
             for t, h in sorted(holds.items())}
 
 
-def _last_run(paths: Paths) -> dict[str, Any] | None:
-    run = Ledger(paths.output_dir / "runs.sqlite").last_run()
+def _last_run(paths: Paths, reasons: list[str]) -> dict[str, Any] | None:
+    """The newest recorded run, read-only (a health check never writes, nor migrates)."""
+    ledger = Ledger(paths.output_dir / "runs.sqlite", read_only=True)
+    try:
+        run = ledger.last_run()
+    except LedgerOutdated as exc:
+        reasons.append(str(exc))
+        return None
+    except sqlite3.Error as exc:
+        reasons.append(f"run ledger {ledger.path} is unreadable: {exc}")
+        return None
     if run is None:
         return None
     status = run["overall_status"] or run["state"]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from dpo import __version__
+from dpo.checks.spec import NO_CHECKS, Checks, load_checks
 from dpo.config import (
     ERROR_CELL_POLICIES,
     POLICIES,
@@ -125,7 +126,7 @@ class DataPipelineOrchestrator:
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
             try:
                 mirror_schema(self.paths, self.settings)  # a remote schema: fetched first
-                load_schema(self.paths.schema_path, self.paths.root)
+                self._checks(load_schema(self.paths.schema_path, self.paths.root))
             except DpoError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
                 collector, _, reason = _config_failure(exc)
@@ -212,28 +213,34 @@ class DataPipelineOrchestrator:
         try:
             mirror_schema(self.paths, self.settings)  # inputs on object storage: what changed
             schema = load_schema(self.paths.schema_path, self.paths.root)
+            checks = self._checks(schema)
             mirror_sources(self.paths, schema, self.settings)
         except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
                          else "inputs", exc.message)
             return _config_failure(exc)
         try:
-            unchanged = (unchanged_run(self.paths, schema, store) if self.settings.incremental
-                         else None)
+            unchanged = (unchanged_run(self.paths, schema, store, checks.fingerprint)
+                         if self.settings.incremental else None)
             if unchanged is None:
                 from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
 
                 with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
-                    return self._run_phases(schema, store, retries, policy, progress)
+                    return self._run_phases(schema, store, retries, policy, progress, checks)
         except DpoError as exc:  # the store failing outside both phases, before any commit
             logger.error("❌ the store: {}", exc.message)
             return _config_failure(exc)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
+    def _checks(self, schema: Schema) -> Checks:
+        """The data checks file, validated against the schema (ChecksError: refused)."""
+        path = self.paths.checks_file
+        return load_checks(path, schema, self.paths.relative(path))
+
     def _run_phases(
         self, schema: Schema, store: Store, retries: int, policy: RowPolicy,
-        progress: Progress | None,
+        progress: Progress | None, checks: Checks = NO_CHECKS,
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect.collector import DataCollector
@@ -256,7 +263,8 @@ class DataPipelineOrchestrator:
         before = _annotations_or_empty(store)
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
-            incremental=self.settings.incremental, progress=progress, policy=policy))
+            incremental=self.settings.incremental, progress=progress, policy=policy,
+            checks=checks))
         if loader.tables_created:
             from dpo.store.changes import describe_publish
 
@@ -400,7 +408,8 @@ def _config_failure(exc: DpoError) -> tuple[CollectorResult, None, str]:
     found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
     key = re.search(r"key '([^']+)'", exc.message)
     problems = getattr(exc, "problems", None)
-    message = (f"schema {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
+    what = getattr(exc, "what", "schema")  # the schema or the checks file (dpo.checks)
+    message = (f"{what} {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
                else exc.message)
     kind = ErrorType.CONFIG_ERROR if isinstance(exc, ConfigError) else exc.error_type
     info = ErrorInfo(kind, message, table=found.group(1) if found else None,

@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
     def _ledger(self) -> Any:
         from dpo.observe.ledger import Ledger
 
-        return Ledger(self.server.service.paths.output_dir / "runs.sqlite")
+        return Ledger(self.server.service.paths.output_dir / "runs.sqlite", read_only=True)
 
     def _json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, (json.dumps(body, indent=2, default=str) + "\n").encode(), JSON, headers)
@@ -201,7 +201,8 @@ class LedgerCollector:
         from dpo.observe.ledger import Ledger
         from dpo.observe.metrics import RECENT_RUNS, compute, prometheus_text
 
-        snap = Ledger(self.service.paths.output_dir / "runs.sqlite").snapshot(limit=RECENT_RUNS)
+        snap = Ledger(self.service.paths.output_dir / "runs.sqlite",
+                      read_only=True).snapshot(limit=RECENT_RUNS)
         text = prometheus_text(compute(snap, window=f"the newest {RECENT_RUNS} runs"))
         yield from text_string_to_metric_families(text)
 
@@ -227,6 +228,13 @@ class ServiceCollector:
         for source in ("start", "watch", "schedule", "http"):
             triggers.add_metric([source], state["triggers"].get(source, 0))
         yield triggers
+        published = CounterMetricFamily(
+            "dpo_service_published_data_quality_warnings", "Data-quality warnings on the new "
+            "versions this service published, by kind (a table republished unchanged adds "
+            "none).", labels=["kind"])
+        for kind, count in sorted(state["published_warnings"].items()):
+            published.add_metric([kind], count)
+        yield published
         watch = service.watcher.status() if service.watcher else None
         gauges: list[tuple[str, str, float | None]] = [
             ("run_in_progress", "1 while a run is going on.", float(state["run_in_progress"])),

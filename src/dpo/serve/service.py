@@ -66,6 +66,19 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
+def published_warnings(result: dict[str, Any] | None) -> Counter[str]:
+    """The warnings by kind of the tables a run published a new version of (Phase 2 publishes
+    all or nothing: a failed Phase 2 published none)."""
+    found: Counter[str] = Counter()
+    loader = (result or {}).get("loader_result") or {}
+    if loader.get("status") not in ("success", "warning"):
+        return found
+    for table in loader.get("details") or []:
+        if table.get("changed"):
+            found.update(table.get("warnings_by_kind") or {})
+    return found
+
+
 class ServiceState:
     """What the service has done, for /health and /metrics (read from the HTTP threads)."""
 
@@ -75,6 +88,9 @@ class ServiceState:
         self.lock = threading.Lock()
         self.outcomes: Counter[str] = Counter()  # overall status, error or abandoned
         self.triggers: Counter[str] = Counter()  # start | watch | schedule | http
+        # Data-quality warnings on the versions this service's runs published, by kind: a
+        # counter (a table left unchanged says its warnings again but publishes nothing).
+        self.published_warnings: Counter[str] = Counter()
         self.current: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
         self.waiting_for_lock: str | None = None
@@ -84,10 +100,12 @@ class ServiceState:
         with self.lock:
             self.current = {"trigger": reasons, "started_at": _now().isoformat()}
 
-    def end(self, outcome: str, error: str | None) -> None:
+    def end(self, outcome: str, error: str | None,
+            result: dict[str, Any] | None = None) -> None:
         with self.lock:
             run = self.current or {}
             self.outcomes[outcome] += 1
+            self.published_warnings.update(published_warnings(result))
             self.last = {**run, "finished_at": _now().isoformat(), "outcome": outcome,
                          "error": error}
             self.current, self.waiting_for_lock = None, None
@@ -98,6 +116,7 @@ class ServiceState:
                     "uptime_s": round(time.monotonic() - self.started_mono, 3),
                     "runs_completed": sum(self.outcomes.values()),
                     "runs_by_outcome": dict(self.outcomes), "triggers": dict(self.triggers),
+                    "published_warnings": dict(self.published_warnings),
                     "run_in_progress": self.current is not None, "current_run": self.current,
                     "waiting_for_lock": self.waiting_for_lock, "last_run": self.last}
 
@@ -188,7 +207,7 @@ class Service:
     def _run(self, reasons: list[str]) -> None:
         self.state.begin(reasons)
         logger.info("▶️ run requested by {}", "; ".join(reasons))
-        outcome, error = "error", None
+        outcome, error, result = "error", None, None
         try:
             result = self._run_pipeline()
             outcome = "abandoned" if result is None else str(result["overall_status"])
@@ -199,7 +218,7 @@ class Service:
             error = f"{type(exc).__name__}: {exc}"
             logger.opt(exception=exc).error("❌ run raised: {}", error)
         finally:
-            self.state.end(outcome, error)
+            self.state.end(outcome, error, result)
             release_memory()
 
     def _run_pipeline(self) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dpo.errors import IntegrityError
+from dpo.fsio import stamp_key
 from dpo.store.objects.client import get_bytes, list_objects
 
 if TYPE_CHECKING:
@@ -111,13 +112,58 @@ def read_manifests(store: ObjectStore, cache: ManifestCache | None = None) -> li
     """Every kept manifest, oldest first (retention keeps a few dozen small objects). One that
     retention deletes between the listing and its read is skipped: a reader (`dpo versions`)
     needs no lease, and retention only deletes the oldest, never the newest."""
-    found = []
-    for number, e_tag in manifest_listing(store):
-        try:
-            found.append(read_manifest(store, number, cache, e_tag))
-        except FileNotFoundError:
-            continue
-    return found
+    return ManifestReader(store, cache).all()
+
+
+def versions_of(manifests: list[Manifest], table: str) -> list[tuple[Entry, bool]]:
+    """Every version of `table` the manifests reference, oldest first, and whether it is the
+    newest manifest's (the current one)."""
+    current = manifests[-1].tables.get(table) if manifests else None
+    seen: dict[str, Entry] = {}
+    for manifest in manifests:
+        entry = manifest.tables.get(table)
+        if entry is not None:
+            seen.setdefault(entry.key, entry)
+    ordered = sorted(seen.values(), key=lambda e: stamp_key(e.version))
+    return [(e, current is not None and e.key == current.key) for e in ordered]
+
+
+class ManifestReader:
+    """The committed manifests as one reader sees them: listed once, each read once (from the
+    cache when its ETag is known), for the life of the reader."""
+
+    def __init__(self, store: ObjectStore, cache: ManifestCache | None) -> None:
+        self.store = store
+        self.cache = cache
+        self._listed: list[tuple[int, str | None]] | None = None
+        self._head: Manifest | None = None
+        self._read_head = False
+        self._all: list[Manifest] | None = None
+
+    def listing(self) -> list[tuple[int, str | None]]:
+        if self._listed is None:
+            self._listed = manifest_listing(self.store)
+        return self._listed
+
+    def head(self) -> Manifest | None:
+        if not self._read_head:
+            listing = self.listing()
+            self._head = read_manifest(self.store, listing[-1][0], self.cache,
+                                       listing[-1][1]) if listing else None
+            self._read_head = True
+        return self._head
+
+    def all(self) -> list[Manifest]:
+        """Every kept manifest, oldest first; one retention deleted since the listing skipped."""
+        if self._all is None:
+            found = []
+            for number, e_tag in self.listing():
+                try:
+                    found.append(read_manifest(self.store, number, self.cache, e_tag))
+                except FileNotFoundError:  # retention by a writer since the listing
+                    continue
+            self._all = found
+        return self._all
 
 
 class ManifestCache:

@@ -42,7 +42,7 @@ from loguru import logger
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType, PipelineLocked
 from dpo.faults import checkpoint
-from dpo.fsio import atomic_write_bytes, next_stamp, remove_temp_files, stamp_key
+from dpo.fsio import atomic_write_bytes, next_stamp, remove_temp_files
 from dpo.store.api import (
     HOLDS,
     Hold,
@@ -58,11 +58,11 @@ from dpo.store.objects.manifests import (
     Entry,
     Manifest,
     ManifestCache,
+    ManifestReader,
     manifest_key,
-    manifest_listing,
     manifest_numbers,
-    read_manifest,
     read_manifests,
+    versions_of,
 )
 from dpo.urls import key_under, local_mirror
 
@@ -106,36 +106,14 @@ class ObjectVersionStore:
 
     def _forget(self) -> None:
         """Drop what was read of the manifests: after this object's own commit or repair."""
-        self._listed: list[tuple[int, str | None]] | None = None
-        self._head: Manifest | None = None
-        self._read_head = False
-        self._all: list[Manifest] | None = None
-
-    # -- reading (one listing of the manifests per run; the manifests cached by ETag) --------
-    def _listing(self) -> list[tuple[int, str | None]]:
-        if self._listed is None:
-            self._listed = manifest_listing(self.client)
-        return self._listed
+        self.committed = ManifestReader(self.client, self.cache)
 
     def head(self) -> Manifest | None:
         """The newest manifest: the store's state."""
-        if not self._read_head:
-            listing = self._listing()
-            self._head = read_manifest(self.client, listing[-1][0], self.cache,
-                                       listing[-1][1]) if listing else None
-            self._read_head = True
-        return self._head
+        return self.committed.head()
 
     def manifests(self) -> list[Manifest]:
-        if self._all is None:
-            found = []
-            for number, e_tag in self._listing():
-                try:
-                    found.append(read_manifest(self.client, number, self.cache, e_tag))
-                except FileNotFoundError:  # retention by a writer since the listing
-                    continue
-            self._all = found
-        return self._all
+        return self.committed.all()
 
     def _entries(self) -> dict[str, Entry]:
         head = self.head()
@@ -159,7 +137,8 @@ class ObjectVersionStore:
 
     def list_versions(self, table: str) -> list[VersionInfo]:
         """Every version of `table` a kept manifest references, oldest first."""
-        return _versions_of(self.manifests(), table, self._version_info)
+        return [self._version_info(e, table, current)
+                for e, current in versions_of(self.manifests(), table)]
 
     def _version_info(self, entry: Entry, table: str, current: bool) -> VersionInfo:
         return VersionInfo(table, entry.version, self._mirror(entry.key), entry.rows,
@@ -170,7 +149,7 @@ class ObjectVersionStore:
 
     def commit_token(self) -> str | None:
         """The newest manifest's number and ETag: one listing, no object read."""
-        listing = self._listing()
+        listing = self.committed.listing()
         return f"{listing[-1][0]}:{listing[-1][1]}" if listing else None
 
     def has(self, stored: str) -> bool:
@@ -331,7 +310,7 @@ class ObjectVersionStore:
         entries = dict(manifests[-1].tables)
         chosen: dict[str, Entry] = {}
         for table, stamp in targets.items():
-            versions = _versions_of(manifests, table, lambda e, _t, _c: e)
+            versions = [e for e, _ in versions_of(manifests, table)]
             match = [e for e in versions if e.version == stamp]
             if not match:
                 listed = ", ".join(e.version for e in versions) or "none"
@@ -442,19 +421,6 @@ class ObjectVersionStore:
         with ThreadPoolExecutor(max(1, len(reports))) as pool:
             return list(pool.map(share_one, reports))
 
-
-def _versions_of(manifests: list[Manifest], table: str,
-                    made: Callable[[Entry, str, bool], T]) -> list[T]:
-    """Every version of `table` the manifests reference, oldest first; `made(entry, table,
-    current)` gives each one its shape."""
-    current = manifests[-1].tables.get(table) if manifests else None
-    seen: dict[str, Entry] = {}
-    for manifest in manifests:
-        entry = manifest.tables.get(table)
-        if entry is not None:
-            seen.setdefault(entry.key, entry)
-    ordered = sorted(seen.values(), key=lambda e: stamp_key(e.version))
-    return [made(e, table, current is not None and e.key == current.key) for e in ordered]
 
 
 __all__ = ["ANNOTATIONS", "REPORTS", "TASKS", "VERSIONS", "ObjectVersionStore"]
