@@ -67,6 +67,8 @@ class Settings:
     # Run only these schema tables (`dpo run --tables a,b`); empty: every table. The others
     # keep their published versions (docs/behaviour.md, section 6).
     tables: tuple[str, ...] = field(default_factory=tuple)
+    storage_timeout: float = 30.0  # seconds one object-storage request may take
+    storage_retry_budget: float = 60.0  # seconds one object-storage operation keeps retrying
     # The data checks file (dpo.checks); default: dataChecks.toml beside the schema file.
     checks_path: str | None = None
 
@@ -85,6 +87,9 @@ class Settings:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.lease_ttl < 5:
             problems.append(f"lease_ttl must be >= 5 seconds, got {self.lease_ttl}")
+        if self.storage_timeout <= 0 or self.storage_retry_budget < 0:
+            problems.append("storage_timeout must be positive and storage_retry_budget not "
+                            "negative")
         if self.workers < 0 or self.lock_timeout < 0:
             problems.append("workers and lock_timeout must not be negative")
         if problems:

@@ -36,7 +36,7 @@ from dpo.config import (
     load_settings,
     resolve_paths,
 )
-from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType
+from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType, PipelineLocked
 from dpo.fsio import remove_temp_files
 from dpo.inputs.plant import mirror_schema, mirror_sources
 from dpo.notify.channels import (
@@ -134,9 +134,35 @@ class DataPipelineOrchestrator:
                 now = self.clock()
                 collector, _, reason = _config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
-        with store_session(self.paths, self.settings, clock=self.clock) as store:
-            result = self._run_locked(store, retries, enable_notifications, policy, progress)
-        return result.to_dict()
+        done: list[PipelineResult] = []
+        try:
+            with store_session(self.paths, self.settings, clock=self.clock) as store:
+                done.append(self._run_locked(store, retries, enable_notifications, policy,
+                                             progress))
+        except DpoError as exc:
+            if done:  # the run is over and recorded; only giving the store back failed
+                logger.warning("⚠️ after the run: {}", exc.message)
+                return done[0].to_dict()
+            if isinstance(exc, PipelineLocked) or self.paths.store_url is None:
+                raise  # another run holds it (exit 4), or the local lock cannot be taken
+            # The store on object storage could not be held (unreachable, no such bucket, a
+            # read failing past its retries): a failed run, recorded like any other when the
+            # plant has run.
+            return self._failed_before_start(exc).to_dict()
+        return done[0].to_dict()
+
+    def _failed_before_start(self, exc: DpoError) -> PipelineResult:
+        logger.error("❌ {}", exc.message)
+        now = self.clock()
+        collector, _, reason = _config_failure(exc)
+        result = PipelineResult(Status.FAILED, collector, None, now, now, reason)
+        if (self.output_dir / "runs.sqlite").exists():
+            ledger = Ledger(self.output_dir / "runs.sqlite")
+            run_id = f"{now:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
+            ledger.start(run_id, now)  # the ledger logs, never raises, what it cannot record
+            ledger.finish(run_id, result.to_dict())
+            ledger.close()
+        return result
 
     def _run_locked(self, store: Store, retries: int, notify: bool, policy: RowPolicy,
                     progress: Progress | None = None) -> PipelineResult:
@@ -158,6 +184,16 @@ class DataPipelineOrchestrator:
             logger.debug("pipeline run {} interrupted", run_id)
             ledger.interrupt(run_id, self.clock())
             raise
+        except DpoError as exc:
+            # A failure outside both phases' boundaries (the reports' folder, the store at
+            # the very end): the run is recorded as failed, never left `running`.
+            logger.error("❌ pipeline run {} failed: {}", run_id, exc.message)
+            collector, _, reason = _config_failure(exc)
+            failed = PipelineResult(Status.FAILED, collector, None, started, self.clock(),
+                                    reason)
+            ledger.finish(run_id, failed.to_dict())
+            ledger.close()
+            return failed
 
     def _run_recorded(self, ledger: Ledger, store: Store, run_id: str, started: datetime,
                       retries: int, notify: bool, how: tuple[RowPolicy, Progress | None]
@@ -187,13 +223,17 @@ class DataPipelineOrchestrator:
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
                          else "inputs", exc.message)
             return _config_failure(exc)
-        unchanged = (unchanged_run(self.paths, schema, store, checks.fingerprint)
-                     if self.settings.incremental else None)
-        if unchanged is None:
-            from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
+        try:
+            unchanged = (unchanged_run(self.paths, schema, store, checks.fingerprint)
+                         if self.settings.incremental else None)
+            if unchanged is None:
+                from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
 
-            with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
-                return self._run_phases(schema, store, retries, policy, progress, checks)
+                with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
+                    return self._run_phases(schema, store, retries, policy, progress, checks)
+        except DpoError as exc:  # the store failing outside both phases, before any commit
+            logger.error("❌ the store: {}", exc.message)
+            return _config_failure(exc)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
@@ -235,7 +275,11 @@ class DataPipelineOrchestrator:
         if loader.tables_created:
             from dpo.store.changes import describe_publish
 
-            loader = describe_publish(store, before, loader)
+            try:
+                loader = describe_publish(store, before, loader)
+            except DpoError as exc:  # after the commit: it stands, only the diff is missing
+                logger.warning("⚠️ published, but what changed cannot be said: {}",
+                               exc.message)
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
