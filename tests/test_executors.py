@@ -202,18 +202,25 @@ def test_batches_are_consecutive_runs_shrinking_to_one_file() -> None:
     assert batches([], 2) == []
 
 
-class RecordingPool(ProcessFiles):
-    """The real process pool; what it was given is kept to look at."""
+class Recording:
+    """Mixed into a real executor: what it was given is kept to look at, and its futures held
+    (as a run's TaskAhead holds them)."""
 
-    def __init__(self, workers: int) -> None:
-        super().__init__(workers)
-        self.given: list[list[str]] = []
-        self.futures: list[Any] = []
+    given: list[list[str]]
+    futures: list[Any]
 
     def submit(self, tasks: list[FileTask]) -> Any:
         self.given.append([t.path.name for t in tasks])
-        self.futures.append(super().submit(tasks))
+        self.futures.append(super().submit(tasks))  # type: ignore[misc]
         return self.futures[-1]
+
+
+class RecordingPool(Recording, ProcessFiles):
+    """The real process pool, recording."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.given, self.futures = [], []
 
 
 def test_a_table_goes_in_batches_and_comes_back_in_file_order(
@@ -271,19 +278,13 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
     assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's
 
 
-class RecordingDask(DaskFiles):
-    """The real Dask executor; what it was given is kept, and its futures held (as a run's
-    TaskAhead holds them): Dask keeps a held future's result under the task's key."""
+class RecordingDask(Recording, DaskFiles):
+    """The real Dask executor, recording: Dask keeps a held future's result under the task's
+    key."""
 
     def __init__(self, scheduler: str) -> None:
         super().__init__(2, scheduler)
-        self.given: list[list[str]] = []
-        self.futures: list[Any] = []
-
-    def submit(self, tasks: list[FileTask]) -> Any:
-        self.given.append([t.path.name for t in tasks])
-        self.futures.append(super().submit(tasks))
-        return self.futures[-1]
+        self.given, self.futures = [], []
 
 
 def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlier_task(

@@ -167,3 +167,11 @@ def test_expressions_follow_sql_three_valued_logic(rows: list[dict[str, int | No
     check = check_of(f'rule = "{text}"\n')
     assert failing_rows(check, table_of([(None, r["n"], r["m"]) for r in rows])).tolist() == [
         i for i, r in enumerate(rows) if truth(r) is False]
+
+
+def test_a_negative_zero_product_is_in_a_list_holding_zero() -> None:
+    """0 * -1 is -0.0 in float arithmetic; SQL's IN compares values, and -0.0 = 0 (found by
+    the property test above; is_in alone compares bit patterns)."""
+    table = pa.table({"n": pa.array([0, 2], pa.int64()), "m": pa.array([-1, 3], pa.int64())})
+    assert evaluate(parse("n * m IN (0)"), table).to_pylist() == [True, False]
+    assert evaluate(parse("n * m NOT IN (0, 5)"), table).to_pylist() == [False, True]

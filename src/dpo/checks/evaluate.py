@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.arrays import null_of, numbers, scalar_of, strings
+from dpo.arrays import lit, null_of, numbers, scalar_of, strings
 from dpo.checks.expr import COMPARISONS, Between, Column, Expr, In, IsNull, Literal, Unary
 
 
@@ -111,8 +111,10 @@ def _in(value: Any, expr: In) -> Any:
     """SQL's IN: NA in (...) is NA; the list holds no NA (the parser refuses it)."""
     values = [v.value for v in expr.values]
     if pa.types.is_integer(value.type) or pa.types.is_floating(value.type):
-        value = _float(value)
-        choices = numbers([float(v) for v in values if isinstance(v, int | float)], pa.float64())
+        # + 0.0 makes -0.0 (0 * -1) the 0.0 it equals: is_in compares by hash, bit for bit.
+        value = pc.add(_float(value), lit(0.0))
+        choices = numbers([float(v) + 0.0 for v in values if isinstance(v, int | float)],
+                          pa.float64())
     else:
         value = pc.cast(value, pa.large_string()) if _is_text(value.type) else value
         choices = strings([str(v) for v in values], pa.large_string())

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpo.arrays import bools, from_numpy, numbers, numpy_of, scalar_of, strings
+from dpo.arrays import bools, from_numpy, lit, numbers, numpy_of, scalar_of, strings
 from dpo.checks.evaluate import evaluate
 from dpo.checks.spec import Check
 
@@ -77,7 +77,9 @@ def _not_in(column: pa.ChunkedArray, allowed: pa.Array | pa.ChunkedArray) -> np.
         column, allowed = (pc.cast(column, pa.large_string()),
                            pc.cast(allowed, pa.large_string()))
     elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        column, allowed = pc.cast(column, pa.float64()), pc.cast(allowed, pa.float64())
+        # + 0.0 makes -0.0 the 0.0 it equals (is_in compares by hash, bit for bit)
+        column, allowed = (pc.add(pc.cast(column, pa.float64()), lit(0.0)),
+                           pc.add(pc.cast(allowed, pa.float64()), lit(0.0)))
     if isinstance(allowed, pa.ChunkedArray):
         allowed = allowed.combine_chunks()
     known = pc.is_in(column, value_set=pc.unique(allowed.drop_null()))
