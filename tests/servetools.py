@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,8 +118,9 @@ class Served:
 
 @contextmanager
 def serve(root: Path, *args: str | Path, env: dict[str, str] | None = None,
-          settle: float = 1.0) -> Iterator[Served]:
-    """Start `dpo serve --root ROOT` on a free port; yields once /health answers."""
+          settle: float = 1.0, preexec_fn: Callable[[], None] | None = None) -> Iterator[Served]:
+    """Start `dpo serve --root ROOT` on a free port; yields once /health answers.
+    `preexec_fn` runs in the child before dpo starts (e.g. to lower a resource limit)."""
     port = free_port()
     log_path = root.parent / f"serve-{port}.log"
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
@@ -125,7 +128,7 @@ def serve(root: Path, *args: str | Path, env: dict[str, str] | None = None,
         proc = subprocess.Popen(
             [sys.executable, "-m", "dpo.cli", "serve", "--root", str(root), "--listen",
              f"127.0.0.1:{port}", "--settle", str(settle), *map(str, args)],
-            stdout=log, stderr=subprocess.STDOUT, env=full_env)
+            stdout=log, stderr=subprocess.STDOUT, env=full_env, preexec_fn=preexec_fn)
     served = Served(proc, port, root, log_path)
     try:
         served.wait_for(lambda: _answers(served), "/health to answer")
@@ -160,3 +163,38 @@ def copy_slowly(source: Path, target: Path, chunks: int = 8, pause: float = 0.2)
 def sample(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
            **labels: str) -> float | None:
     return metrics.get((name, tuple(sorted(labels.items()))))
+
+
+# -- raw sockets: what urllib will not send, and clients that misbehave -----------------------
+def connect(port: int, timeout: float = 30.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket's timeout)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send `request` on a new connection; the reply, read until the server closes."""
+    with connect(port) as sock:
+        sock.sendall(request)
+        return read_reply(sock)
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """The server closed (or shut down) this connection: end of input is waiting."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(65536, socket.MSG_PEEK) == b""
+    except ConnectionResetError:
+        return True

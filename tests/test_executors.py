@@ -211,18 +211,25 @@ def test_batches_are_consecutive_runs_shrinking_to_one_file() -> None:
     assert batches([], 2) == []
 
 
-class RecordingPool(ProcessFiles):
-    """The real process pool; what it was given is kept to look at."""
+class Recording:
+    """Mixed into a real executor: what it was given is kept to look at, and its futures held
+    (as a run's TaskAhead holds them)."""
 
-    def __init__(self, workers: int) -> None:
-        super().__init__(workers)
-        self.given: list[list[str]] = []
-        self.futures: list[Any] = []
+    given: list[list[str]]
+    futures: list[Any]
 
     def submit(self, tasks: list[FileTask]) -> Any:
         self.given.append([t.path.name for t in tasks])
-        self.futures.append(super().submit(tasks))
+        self.futures.append(super().submit(tasks))  # type: ignore[misc]
         return self.futures[-1]
+
+
+class RecordingPool(Recording, ProcessFiles):
+    """The real process pool, recording."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.given, self.futures = [], []
 
 
 def test_a_table_goes_in_batches_and_comes_back_in_file_order(
@@ -278,6 +285,44 @@ def test_a_local_cluster_runs_its_workers_without_dasks_malloc_trim(
     assert list(got.values()) == [(None, "1", False, "1s")]  # dask's OMP_NUM_THREADS kept
     assert dict(os.environ) == before
     assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's
+
+
+class RecordingDask(Recording, DaskFiles):
+    """The real Dask executor, recording: Dask keeps a held future's result under the task's
+    key."""
+
+    def __init__(self, scheduler: str) -> None:
+        super().__init__(2, scheduler)
+        self.given, self.futures = [], []
+
+
+def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlier_task(
+        records_root: Path, tmp_path: Path, scheduler: str) -> None:
+    """The file's task is submitted again with the very same arguments (path, spec, scratch
+    folder): only pure=False keeps Dask from handing back the first task's result."""
+    names = [f"records_2019{m:02d}.xlsx" for m in range(1, 12)]
+    for i, name in enumerate(names):
+        write_source(records_root, name, [good_row(10 * i + j) for j in range(3)])
+    files = [source_dir(records_root) / name for name in names]
+    spec = load_schema(records_root / "database/databaseSchemas.json", records_root
+                       ).table("records")
+    executor = RecordingDask(scheduler)
+    try:
+        with TaskAhead(executor, tmp_path / "tasks", RowPolicy(), max_retries=0,
+                       retry_wait=0) as ahead:
+            ahead.prefetch(files, spec)
+            alone = names[7]
+            assert [alone] in executor.given  # a batch of its own: resubmitted as it was
+            for future in executor.futures:
+                future.result()
+            before = Fingerprint.of(files[7])
+            write_source(records_root, alone, [good_row(700 + j) for j in range(5)])
+            os.utime(files[7], ns=(before.mtime_ns + 10**9, before.mtime_ns + 10**9))
+            outcomes = ahead.run(files, spec)
+    finally:
+        executor.close()
+    assert executor.given[-1] == [alone] and executor.given.count([alone]) == 2
+    assert [o.rows for o in outcomes] == [5 if n == alone else 3 for n in names]
 
 
 # -- auto: threads or processes, chosen from the files to read (collect.early) -----------------

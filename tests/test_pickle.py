@@ -11,6 +11,7 @@ import pytest
 from conftest import collect, good_row, table_result, write_source
 
 from dpo import errors
+from dpo.checks.spec import ChecksError
 from dpo.errors import CellError, CellErrors, DpoError, ErrorType, SchemaError
 from dpo.quality import DataWarning, WarningKind
 from dpo.results import LoaderResult, PipelineResult, Status
@@ -39,6 +40,8 @@ EXAMPLES: dict[type[DpoError], DpoError] = {
                            table="records", error_type=ErrorType.SCHEMA_MISMATCH),
     errors.PipelineLocked: errors.PipelineLocked("another run holds the lock"),
     errors.IntegrityError: errors.IntegrityError("hash mismatch", file="x.parquet"),
+    ChecksError: ChecksError("database/dataChecks.toml", ["check #1: severity: 'error' must be "
+                                                         "one of warn, fail, quarantine"]),
 }
 
 

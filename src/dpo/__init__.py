@@ -2,7 +2,8 @@
 
 Excel exports (.xlsb/.xlsx) -> Phase 1 DataCollector -> Phase 2 DataLoaderAgent -> a typed,
 versioned Parquet store, with rollback, notifications and reports. The public API is the
-seed's names; everything else is importable from its module but not promised.
+seed's names, and `open_table` (read a published table, hash-verified, from a store on disk
+or on object storage); everything else is importable from its module but not promised.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ __all__ = [
     "ManualReviewNotifier",
     "MockNotificationHandler",
     "__version__",
+    "open_table",
     "pipeline_health_check",
 ]
 
 if TYPE_CHECKING:
     from dpo.collect.collector import DataCollector
+    from dpo.consume.table import open_table
     from dpo.load.loader import DataLoaderAgent
     from dpo.notify.channels import MockNotificationHandler
     from dpo.notify.review import ManualReviewNotifier
@@ -36,6 +39,7 @@ _HOMES = {
     "DataPipelineOrchestrator": "dpo.pipeline.orchestrator",
     "ManualReviewNotifier": "dpo.notify.review",
     "MockNotificationHandler": "dpo.notify.channels",
+    "open_table": "dpo.consume.table",
     "pipeline_health_check": "dpo.pipeline.health",
 }
 

@@ -66,6 +66,13 @@ class Settings:
     # `[dpo.storage_options]`; they override the standard environment. Never printed.
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     lease_ttl: float = 60.0  # seconds the store lease lasts unless renewed (a remote store)
+    # Run only these schema tables (`dpo run --tables a,b`); empty: every table. The others
+    # keep their published versions (docs/behaviour.md, section 6).
+    tables: tuple[str, ...] = field(default_factory=tuple)
+    storage_timeout: float = 30.0  # seconds one object-storage request may take
+    storage_retry_budget: float = 60.0  # seconds one object-storage operation keeps retrying
+    # The data checks file (dpo.checks); default: dataChecks.toml beside the schema file.
+    checks_path: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +89,9 @@ class Settings:
             problems.append(f"keep_history must be >= 1, got {self.keep_history}")
         if self.lease_ttl < 5:
             problems.append(f"lease_ttl must be >= 5 seconds, got {self.lease_ttl}")
+        if self.storage_timeout <= 0 or self.storage_retry_budget < 0:
+            problems.append("storage_timeout must be positive and storage_retry_budget not "
+                            "negative")
         if self.workers < 0 or self.lock_timeout < 0:
             problems.append("workers and lock_timeout must not be negative")
         if problems:
@@ -113,6 +123,7 @@ class RowPolicy:
 
 
 CONFIG_NAME = "dpo.toml"
+CHECKS_NAME = "dataChecks.toml"  # beside the schema file unless checks_path says otherwise
 
 
 def load_settings(config_file: str | Path | None = None, **explicit: Any) -> Settings:
@@ -199,6 +210,11 @@ class Paths:
     source_url: str | None = None
     schema_url: str | None = None
     annotations_key: str | None = None  # path_annotations.json's key in the remote store
+    checks_path: Path | None = None  # the data checks file (absent file: no checks)
+
+    @property
+    def checks_file(self) -> Path:
+        return self.checks_path or self.schema_path.parent / CHECKS_NAME
 
     @property
     def remote(self) -> bool:
@@ -231,6 +247,10 @@ class Paths:
     def quarantine_path(self, table: str) -> Path:
         """Where a table's rejected rows go (both phases)."""
         return self.collector_dir / "quarantine" / f"{table}.parquet"
+
+    def checks_quarantine_path(self, table: str) -> Path:
+        """Where rows a quarantine-severity data check left out go (dpo.checks)."""
+        return self.collector_dir / "quarantine" / f"{table}.checks.parquet"
 
     @property
     def loader_dir(self) -> Path:
@@ -272,7 +292,18 @@ def resolve_paths(settings: Settings) -> Paths:
         source_url=_url_or_none(settings.dynamic_db_source_dir),
         schema_url=_url_or_none(settings.databaseSchemas_path),
         annotations_key=_annotations_key(settings, store_url),
+        checks_path=_checks_path(settings, inside),
     )
+
+
+def _checks_path(settings: Settings, inside: Callable[[str, str], Path]) -> Path | None:
+    if settings.checks_path is None:
+        return None
+    if is_url(settings.checks_path):
+        raise ConfigError(f"checks_path {settings.checks_path} is a URL: the checks file is "
+                          "read from this machine (put it beside the schema file, or a local "
+                          "path)")
+    return inside(settings.checks_path, "checks_path")
 
 
 def _url_or_none(value: str) -> str | None:

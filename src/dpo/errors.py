@@ -30,6 +30,7 @@ class ErrorType(StrEnum):
     WRITE_ERROR = "WRITE_ERROR"
     INTEGRITY_ERROR = "INTEGRITY_ERROR"
     ROLLBACK_ERROR = "ROLLBACK_ERROR"
+    CHECK_FAILED = "CHECK_FAILED"  # a fail-severity data check failed: the table not published
     LOCKED = "LOCKED"
     UNEXPECTED_ERROR = "UNEXPECTED_ERROR"
 

@@ -29,6 +29,7 @@ class WarningKind(StrEnum):
     HEADERS_ONLY = "headers_only"  # a file with no data rows
     NOT_PUBLISHED = "not_published"  # loaded, but another table failed (all-or-nothing)
     HELD = "held"  # a manual rollback holds the table at its version
+    CHECK = "check"  # a data check failed (dpo.checks; docs/behaviour.md, "Data checks")
     OTHER = "other"
 
 

@@ -146,6 +146,39 @@ class CollectorResult:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """One data check run on one table (docs/behaviour.md, "Data checks"): a contract, as
+    `loader_result.checks`. `examples`: the first failing rows, each {file, sheet, row,
+    values}."""
+
+    name: str
+    table: str
+    rule: str
+    severity: str
+    status: str  # passed | failed | skipped
+    failing_rows: int = 0
+    examples: tuple[dict[str, Any], ...] = ()
+    reason: str | None = None  # why it was skipped
+    rows_before: int | None = None  # row_count_change only
+    rows_after: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name, "table": self.table, "rule": self.rule,
+            "severity": self.severity, "status": self.status,
+            "failing_rows": self.failing_rows, "examples": list(self.examples)}
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.rule == "row_count_change":
+            data["rows_before"], data["rows_after"] = self.rows_before, self.rows_after
+        return data
+
+
+@dataclass(frozen=True)
 class LoaderResult:
     status: Status
     tables: tuple[TableResult, ...]
@@ -159,9 +192,13 @@ class LoaderResult:
     healing_actions: tuple[HealingAction, ...] = ()
     errors: tuple[ErrorInfo, ...] = ()
     component: str = "DataLoaderAgent"
+    checks: tuple[CheckResult, ...] = ()  # the data checks run in this phase, in file order
 
     @property
     def data_validation(self) -> str:
+        """"failed" when a fail-severity check failed, or a table could not load at all."""
+        if any(c.failed and c.severity == "fail" for c in self.checks):
+            return "failed"
         return "failed" if any(t.status is Status.ERROR for t in self.tables) else "passed"
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +218,7 @@ class LoaderResult:
             "errors": [e.to_dict() for e in self.errors],
             "warnings_total": len(all_warnings(self.tables)),
             "details": [t.to_dict() for t in self.tables],
+            "checks": [c.to_dict() for c in self.checks],
         }
 
 

@@ -116,8 +116,10 @@ def test_the_readmes_consumer_snippet_reads_the_current_version(tmp_path: Path) 
 
     make_plant(tmp_path / "plant")
     run(tmp_path / "plant")
-    snippet = README.split("A consumer finds")[1].split("```python")[1].split("```")[0]
-    namespace: dict[str, object] = {}
-    exec(snippet.replace("/srv/plant-b", str(tmp_path / "plant")), namespace)
-    orders = namespace["orders"]
-    assert len(orders) == 50 and "itemQuantity" in orders.columns  # type: ignore[attr-defined]
+    for where in ("A consumer reads a table with", "The seed's way stays"):  # open_table, raw
+        snippet = README.split(where)[1].split("```python")[1].split("```")[0]
+        namespace: dict[str, object] = {}
+        exec(snippet.replace("/srv/plant-b", str(tmp_path / "plant")), namespace)
+        orders = namespace["orders"]
+        assert len(orders) == 50 and "itemQuantity" in orders.columns  # type: ignore[attr-defined]
+        assert str(orders.dtypes["itemQuantity"]) == "Int64"  # type: ignore[attr-defined]

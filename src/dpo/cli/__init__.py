@@ -55,6 +55,9 @@ SchemaOpt = Annotated[str | None, typer.Option("--schema", help="databaseSchemas
 Annot = Annotated[str | None, typer.Option("--annotations", help="annotation_path")]
 Out = Annotated[str | None, typer.Option("--default-dir", help="default_dir (output root)")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ChecksOpt = Annotated[str | None, typer.Option("--checks", help="checks_path: the data checks "
+                                               "file (default: dataChecks.toml beside the "
+                                               "schema file)")]
 
 
 def _orchestrator(root: Path | None, config: Path | None, source: str | None,
@@ -94,7 +97,10 @@ def run(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "
         "DASK_SCHEDULER_ADDRESS, else a local cluster).")] = None,
-    as_json: Json = False, verbose: Verbose = False,
+    tables: Annotated[str | None, typer.Option(
+        "--tables", help="Run only these tables, comma-separated (e.g. moldInfo,itemInfo); "
+        "the others keep their published versions.")] = None,
+    checks: ChecksOpt = None, as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Run the pipeline: Phase 1 (collect) then Phase 2 (load), with rollback and reports."""
     _setup_logging(verbose)
@@ -108,7 +114,8 @@ def run(
         orch = _orchestrator(root, config, source_dir, schema, annotations, default_dir,
                              lock_timeout=wait, max_retries=max_retries,
                              on_error_cells=on_error_cells, drop_total_rows=drop_total_rows or None,
-                             executor=executor, scheduler=scheduler)
+                             executor=executor, scheduler=scheduler, tables=tables,
+                             checks_path=checks)
         store.append((orch.paths.annotation_path, _read_or_none(orch.paths.annotation_path)))
         return _run_with_progress(orch, None, not no_notify,
                                   "quarantine" if quarantine else None, quiet=as_json)
@@ -203,23 +210,30 @@ def demo(
     run(root=target, config=None, source_dir=None, schema=None, annotations=None,
         default_dir=None, max_retries=None, no_notify=False, quarantine=False, wait=None,
         on_error_cells=None, drop_total_rows=False, executor=None, scheduler=None,
-        as_json=as_json, verbose=verbose)
+        tables=None, checks=None, as_json=as_json, verbose=verbose)
 
 
 @app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
-             schema: SchemaOpt = None, as_json: Json = False, verbose: Verbose = False) -> None:
-    """Check the schema and every source file without writing anything (inputs on object
-    storage are mirrored into the local working folder first, as a run does)."""
+             schema: SchemaOpt = None, checks: ChecksOpt = None, as_json: Json = False,
+             verbose: Verbose = False) -> None:
+    """Check the schema, the data checks file and every source file without writing anything
+    (inputs on object storage are mirrored into the local working folder first, as a run
+    does)."""
     _setup_logging(verbose)
     from dpo.cli.console import print_validation
     from dpo.collect.validate import validate_sources
 
     def go() -> list[dict[str, Any]]:
+        from dpo.checks.spec import load_checks
         from dpo.inputs.plant import mirror_inputs
+        from dpo.schema import load_schema
 
-        orch = _orchestrator(root, config, source_dir, schema, None, None)
+        orch = _orchestrator(root, config, source_dir, schema, None, None, checks_path=checks)
         mirror_inputs(orch.paths, orch.settings)
+        checks_file = orch.paths.checks_file  # refused (exit 2) before any source is read
+        load_checks(checks_file, load_schema(orch.paths.schema_path, orch.paths.root),
+                    orch.paths.relative(checks_file))
         return validate_sources(orch.paths, orch.settings.row_policy())
 
     rows = _guard(verbose, go)
@@ -256,14 +270,20 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
 
 
 from dpo.cli.observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
+from dpo.cli.show import register as _register_show  # noqa: E402 - dpo show
 from dpo.cli.store import register as _register_store  # noqa: E402 - versions/rollback/diff
 
 _register_store(app)
+_register_show(app)
 _register_observe(app)
 
 from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve
 
 _register_serve(app)
+
+from dpo.cli.checks import register as _register_checks  # noqa: E402 - dpo check
+
+_register_checks(app)
 
 
 def main() -> None:

@@ -93,8 +93,27 @@ def print_summary(result: dict[str, Any]) -> None:
         stdout().print(escape(f"  {action['action']} {action['table']}: "
                          f"{'ok' if action['success'] else 'FAILED'} — {action['detail']}"),
                   soft_wrap=True, highlight=False)
+    for line in check_lines(loader.get("checks") or []):
+        stdout().print(escape(line), soft_wrap=True, highlight=False)
     for path in result.get("reports", []):
         stdout().print(f"  report: {path}", soft_wrap=True, highlight=False)
+
+
+def check_lines(checks: list[dict[str, Any]]) -> list[str]:
+    """Data checks: passed/failed per table, then each failed one (fail severity first)."""
+    tables: dict[str, list[str]] = {}
+    for check in checks:
+        tables.setdefault(check["table"], []).append(check["status"])
+    lines = [f"checks {name}: " + ", ".join(f"{found.count(s)} {s}" for s in
+                                            ("passed", "failed", "skipped") if s in found)
+             for name, found in tables.items()]
+    for check in sorted((c for c in checks if c["status"] == "failed"),
+                        key=lambda c: c["severity"] != "fail"):
+        first = next((e for e in check["examples"] if e.get("file")), None)
+        where = f"; first {first['file']} [{first['sheet']}] row {first['row']}" if first else ""
+        lines.append(f"  FAILED [{check['severity']}] {check['table']}: {check['name']} "
+                     f"({check['failing_rows']} row(s){where})")
+    return lines
 
 
 def seconds(value: float | None) -> str:

@@ -43,7 +43,8 @@ def _setup_logging(verbose: bool) -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO",
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", diagnose=verbose,
+               backtrace=verbose,  # no variable values in a traceback unless -v
                format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
 
 
@@ -79,5 +80,5 @@ def _one_line(exc: Any) -> str:
     """A schema rejected for one reason is said in one line; several keep one line each."""
     problems = getattr(exc, "problems", None)
     if problems and len(problems) == 1:
-        return f"schema {exc.file} rejected: {problems[0]}"
+        return f"{getattr(exc, 'what', 'schema')} {exc.file} rejected: {problems[0]}"
     return str(exc.message)

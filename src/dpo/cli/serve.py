@@ -25,8 +25,10 @@ def _setup_logging(verbose: bool) -> None:
 
     stamp = "" if os.environ.get("JOURNAL_STREAM") else "{time:YYYY-MM-DD HH:mm:ss} "
     logger.remove()
+    # diagnose=False: a traceback prints no variable values (a request's query, the token);
+    # -v, on a developer's machine, shows them.
     logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", colorize=sys.stderr.isatty(),
-               format=stamp + "{level: <7} {message}")
+               format=stamp + "{level: <7} {message}", diagnose=verbose, backtrace=verbose)
 
 
 def serve(

@@ -32,36 +32,16 @@ def plant_store(root: Path | None, config: Path | None, annotations: str | None,
                 default_dir: str | None) -> tuple[Store, Settings]:
     """The store of the plant at --root (on disk or on object storage), to read, and the
     settings it was opened with (for store_session); ConfigError (exit 2) when there is none."""
-    from dpo.config import load_settings, plant_problem, resolve_paths
-    from dpo.errors import ConfigError
-    from dpo.store.session import open_store_for
+    from dpo.consume.table import open_plant_store
 
-    settings = load_settings(config, root_dir=str(root) if root else None,
-                             annotation_path=annotations, default_dir=default_dir)
-    paths = resolve_paths(settings)
-    problem = plant_problem(paths)
-    if problem:
-        raise ConfigError(problem)
-    return open_store_for(paths, settings), settings
+    return open_plant_store(root, config, annotation_path=annotations, default_dir=default_dir)
 
 
 def known_table(store: Store, name: str) -> None:
     """ConfigError naming the tables (and the closest one) when `name` is not one of them."""
-    import difflib
+    from dpo.consume.table import known_table as check
 
-    from dpo.errors import ConfigError, DpoError
-    from dpo.schema import load_schema
-
-    try:
-        names = {spec.name for spec in load_schema(store.paths.schema_path, store.paths.root)}
-    except DpoError:
-        names = set()  # no readable schema: the published tables are all there is to name
-    names |= set(store.annotations())
-    if name in names:
-        return
-    close = difflib.get_close_matches(name, sorted(names), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"unknown table '{name}'{hint}; tables: {', '.join(sorted(names)) or 'none'}")
+    check(store, name)
 
 
 def known_version(store: Store, table: str, stamp: str) -> VersionInfo:
@@ -186,19 +166,35 @@ def _targets(store: Store, table: str | None, to: str) -> dict[str, str]:
 
 
 def _rollback(store: Store, table: str | None, to: str) -> list[str]:
+    """Move the tables whose target is not already current; say for every table where it is
+    now and whether it is held (the store's holds decide: a version equal to what the
+    sources give is not held, dpo.store.api.hold_rolled_back)."""
     targets = _targets(store, table, to)
     skipped = [] if table is not None else sorted(set(store.annotations()) - set(targets))
     before = {t: next((v.stamp for v in store.list_versions(t) if v.current), None)
               for t in targets}
-    restored = store.rollback(targets, command=_command())
-    lines = []
+    moving = {t: s for t, s in targets.items() if before[t] != s}
+    restored = store.rollback(moving, command=_command()) if moving else []
+    holds = store.holds()
+    said: dict[str, str] = {}
     for version in restored:
         _record(store, "rollback", version.table, before[version.table], version.stamp)
-        lines.append(f"{version.table}: now at {version.stamp} ({version.rows} rows, hash "
-                     f"{str(version.content_hash)[:12]} verified); held until one of its "
-                     f"sources changes or `dpo rollback {version.table} --release`")
-    lines += [f"{t}: no version at or before {to}; left where it is" for t in skipped]
-    return lines
+        said[version.table] = (f"{version.table}: now at {version.stamp} ({version.rows} rows, "
+                               f"hash {str(version.content_hash)[:12]} verified); "
+                               f"{_held_text(version.table, holds)}")
+    for name in targets.keys() - moving.keys():
+        hold = holds.get(name)
+        said[name] = (f"{name}: {targets[name]} is already the current version; " + (
+            f"still held there since {hold.since} (`dpo rollback {name} --release` ends it)"
+            if hold else "nothing held"))
+    return [said[t] for t in sorted(said)] + [
+        f"{t}: no version at or before {to}; left where it is" for t in skipped]
+
+
+def _held_text(table: str, holds: dict[str, Any]) -> str:
+    if table in holds:
+        return f"held until one of its sources changes or `dpo rollback {table} --release`"
+    return "nothing held: it is what the sources give now"
 
 
 def _release(store: Store, table: str | None) -> list[str]:
@@ -219,7 +215,8 @@ def _release(store: Store, table: str | None) -> list[str]:
 def diff(
     table: Annotated[str, typer.Argument(help="Table to compare.")],
     from_version: Annotated[str | None, typer.Argument(
-        metavar="[FROM]", help="Older version (default: the one before TO).")] = None,
+        metavar="[FROM]", help="Older version (default: the one current before the last "
+        "publish or rollback; with TO: the one before TO).")] = None,
     to_version: Annotated[str | None, typer.Argument(
         metavar="[TO]", help="Newer version (default: the current one).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Rows added/removed to show.")] = 10,
@@ -228,15 +225,16 @@ def diff(
 ) -> None:
     """What changed in TABLE between two versions: rows added and removed, columns edited.
 
-    Default: the version before the current one vs the current one.
+    Default: the version that was current before the pointer last moved (a publish or a
+    rollback) vs the current one; the command says which two it compares.
     """
     from dpo.cli.runtime import _guard
 
     def go() -> dict[str, Any]:
         store, _ = plant_store(root, config, annotations, default_dir)
         known_table(store, table)
-        old, new = _diff_versions(store, table, from_version, to_version)
-        return _diff(store, old, new, limit)
+        old, new, basis = _diff_versions(store, table, from_version, to_version)
+        return {**_diff(store, old, new, limit), "compared": basis}
 
     report = _guard(verbose, go)
     if as_json:
@@ -246,7 +244,10 @@ def diff(
 
 
 def _diff_versions(store: Store, table: str, older: str | None, newer: str | None
-                   ) -> tuple[VersionInfo, VersionInfo]:
+                   ) -> tuple[VersionInfo, VersionInfo, str | None]:
+    """The two versions to compare, and why these when the command chose them: by default the
+    current version and the one current before the pointer last moved (by a publish or a
+    rollback, dpo.store.pointer), else the version before the newer one."""
     from dpo.errors import ConfigError
 
     versions = store.list_versions(table)  # oldest first
@@ -255,12 +256,20 @@ def _diff_versions(store: Store, table: str, older: str | None, newer: str | Non
     if new is None:
         raise ConfigError(f"no version of {table} is published yet")
     if older:
-        return known_version(store, table, older), new
+        return known_version(store, table, older), new, None
+    moves = store.pointer_history(table) if not newer else []
+    if len(moves) >= 2 and moves[-1][0] == new.stamp:
+        previous, kind = moves[-2][0], moves[-1][1]
+        found = next((v for v in versions if v.stamp == previous), None)
+        if found is not None:
+            how = "a rollback (dpo rollback)" if kind == "rollback" else "a publish"
+            return found, new, (f"the current version vs the one current before it, until {how} "
+                                "moved the pointer")
     before = versions[:versions.index(new)]
     if not before:
         raise ConfigError(f"no version of {table} before {new.stamp} to compare with; versions: "
                           f"{', '.join(v.stamp for v in versions)}")
-    return before[-1], new
+    return before[-1], new, f"{new.stamp} vs the version before it"
 
 
 def _diff(store: Store, old: VersionInfo, new: VersionInfo, limit: int) -> dict[str, Any]:
@@ -284,6 +293,8 @@ def _print_diff(report: dict[str, Any]) -> None:
     def line(text: str) -> None:
         stdout().print(text, soft_wrap=True, highlight=False, markup=False)
 
+    if report["compared"]:
+        line(f"comparing {report['from']} -> {report['to']}: {report['compared']}")
     line(f"{report['table']}: {report['from']} -> {report['to']}: "
          f"+{report['rows_added']:,} rows added, -{report['rows_removed']:,} rows removed")
     edited = report["columns_changed_rows"]

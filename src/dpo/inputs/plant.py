@@ -13,7 +13,7 @@ from loguru import logger
 
 from dpo.config import Paths, Settings
 from dpo.schema import Schema, TableSpec
-from dpo.store.objects.client import open_bucket
+from dpo.store.objects.client import follow_settings, open_bucket
 
 
 def mirror_schema(paths: Paths, settings: Settings) -> None:
@@ -22,6 +22,7 @@ def mirror_schema(paths: Paths, settings: Settings) -> None:
         return
     from dpo.inputs.mirror import mirror_object
 
+    follow_settings(settings)
     store, key = open_bucket(paths.schema_url, settings.storage_options)
     if mirror_object(store, key, paths.schema_path):
         logger.info("⬇️ schema {} downloaded (changed)", paths.schema_url)
@@ -46,6 +47,7 @@ def mirror_sources(paths: Paths, schema: Schema, settings: Settings) -> None:
         return
     from dpo.inputs.mirror import list_tree, mirror_prefix
 
+    follow_settings(settings)
     if paths.source_url is not None:
         store, prefix = open_bucket(paths.source_url, settings.storage_options)
         tree = list_tree(store, prefix)  # every table's folder from one listing

@@ -11,13 +11,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
+from dpo.checks.spec import NO_CHECKS, Checks
 from dpo.config import Paths, RowPolicy, Settings
 from dpo.errors import DpoError, ErrorType
 from dpo.excel.retry import with_retries
 from dpo.fsio import folder_size
 from dpo.load.state import LoaderState, replayed
 from dpo.quality import DataWarning, WarningKind, needs_review, note, plural
-from dpo.results import HealingAction, LoaderResult, Progress, Status, TableResult, phase_status
+from dpo.results import (
+    CheckResult,
+    HealingAction,
+    LoaderResult,
+    Progress,
+    Status,
+    TableResult,
+    phase_status,
+)
 from dpo.schema import Schema, TableSpec, load_schema
 from dpo.store.api import Hold, Store, keep_holds
 from dpo.store.local.versions import VersionStore
@@ -57,8 +66,10 @@ class DataLoaderAgent:
         max_retries: int = 3, retry_wait: float = 0.5, store: Store | None = None,
         progress: Progress | None = None, incremental: bool = True,
         policy: RowPolicy | None = None, settings: Settings | None = None,
+        checks: Checks = NO_CHECKS,
     ) -> None:
         self.progress = progress
+        self.checks = checks  # dpo.checks: run on the tables about to be published
         self.policy = policy or RowPolicy()
         self.paths = paths
         self.schema = schema or load_schema(paths.schema_path, paths.root)
@@ -101,9 +112,12 @@ class DataLoaderAgent:
             results += [self._not_published(item, failed) for item in loaded]
             return self._summary(results, 0, (), healing, started)
         held = self._holds(loaded)
+        loaded, refused, checked = self._checked(loaded, held)
+        healing += [HealingAction("rollback", name, True, r.error.message if r.error else "")
+                    for name, r in refused.items()]
         changed = [item for item in loaded
                    if (item.table is not None or item.copy_from is not None)
-                   and item.spec.name not in held
+                   and item.spec.name not in held and item.spec.name not in refused
                    and item.digest != self.store.current_hash(item.spec.name)]
         outcome = self.store.publish({
             item.spec.name: (item.copy_from or item.table,
@@ -117,19 +131,34 @@ class DataLoaderAgent:
             if item.spec.name in held:
                 results.append(self._held(item, held[item.spec.name]))
                 continue
+            if item.spec.name in refused:
+                results.append(refused[item.spec.name])
+                continue
             results.append(self._unchanged(item, published=True) if path is None else TableResult(
                 table=item.spec.name, status=_status(item), rows=item.rows,
                 files=(item.source,), changed=True, content_hash=item.digest,
                 output=self.paths.location(path), warnings=item.warnings,
                 blank_rows=item.blank_rows))
-        self._remember(loaded)
+        self._remember([i for i in loaded if i.spec.name not in refused], refused)
         if changed:
             logger.info("✅ Phase 2: published {} ({}) as {}", plural(len(changed), "new version"),
                         ", ".join(item.spec.name for item in changed), outcome.stamp)
         else:
             logger.info("✅ Phase 2: all {} tables unchanged, nothing written", len(loaded))
         moved = tuple(self.paths.relative(dst) for _, dst in outcome.moved)
-        return self._summary(results, len(outcome.written), moved, healing, started)
+        return self._summary(results, len(outcome.written), moved, healing, started, checked)
+
+    def _checked(self, loaded: list[_Loaded], held: dict[str, Hold]
+                 ) -> tuple[list[_Loaded], dict[str, TableResult], tuple[CheckResult, ...]]:
+        """The checks run on every table about to be published, or whose referenced table is
+        (all tables with checks when the checks file changed): the items as they publish
+        (quarantined rows left out), the tables a fail-severity check keeps out, the checks."""
+        if not self.checks.checks:
+            return loaded, {}, ()
+        from dpo.load.checking import TableChecker
+
+        checker = TableChecker(self, loaded, held)
+        return checker.run()
 
     def _not_published(self, item: _Loaded, failed: str) -> TableResult:
         """A table that loaded but is not published because another failed (all-or-nothing)."""
@@ -156,14 +185,17 @@ class DataLoaderAgent:
                        rows=version.rows or 0 if version else 0,
                        warnings=(*result.warnings, held))
 
-    def _remember(self, loaded: list[_Loaded]) -> None:
-        """Record what was published from, so an unchanged input is not read next time."""
+    def _remember(self, loaded: list[_Loaded], refused: dict[str, TableResult]) -> None:
+        """Record what was published from, so an unchanged input is not read next time (a
+        table a check refused is read and checked again next time)."""
         if self.state is None:
             return
         for item in loaded:
             self.state.record(item.spec.name, self.source_of(item.spec), item.digest, item.rows,
                               [w.to_dict() for w in item.warnings], item.blank_rows)
-        self.state.save(self.store.commit_token())
+        for name in refused:
+            self.state.forget(name)
+        self.state.save(self.store.commit_token(), self.checks.fingerprint)
 
     def _emit(self, event: str, **data: object) -> None:
         if self.progress is not None:
@@ -186,9 +218,15 @@ class DataLoaderAgent:
             return self.paths.phase1_output(spec.name)
         return spec.path
 
-    def _load(self, spec: TableSpec) -> _Loaded:
+    def reload(self, spec: TableSpec) -> _Loaded:
+        """`spec`'s input read even if it is unchanged: a table it references changed, or the
+        checks file did, so its checks must run (dpo.load.checking)."""
+        return self._load(spec, again=True)
+
+    def _load(self, spec: TableSpec, *, again: bool = False) -> _Loaded:
+        """`again`: read the input even if it is unchanged."""
         path = self.source_of(spec)
-        known = self.state.unchanged(spec.name, path) if self.state else None
+        known = self.state.unchanged(spec.name, path) if self.state and not again else None
         if known is not None and known["hash"] == self.store.current_hash(spec.name):
             return _Loaded(spec, None, known["hash"], self._named(spec, path), known["rows"],
                            warnings=replayed(known), blank_rows=known.get("blank_rows", 0))
@@ -274,7 +312,7 @@ class DataLoaderAgent:
 
     def _summary(
         self, results: list[TableResult], written: int, moved: tuple[str, ...],
-        healing: list[HealingAction], started: float,
+        healing: list[HealingAction], started: float, checks: tuple[CheckResult, ...] = (),
     ) -> LoaderResult:
         order = {spec.name: i for i, spec in enumerate(self.schema)}
         results.sort(key=lambda r: order[r.table])
@@ -285,7 +323,7 @@ class DataLoaderAgent:
             tables_created=written, seconds=time.perf_counter() - started,
             peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             disk_usage_bytes=folder_size(self.paths.loader_dir), files_moved=moved,
-            healing_actions=tuple(healing), errors=errors,
+            healing_actions=tuple(healing), errors=errors, checks=checks,
         )
 
 

@@ -30,6 +30,7 @@ class LoaderState:
         self.key = f"{__version__}:{schema_fingerprint}"
         self.tables: dict[str, dict[str, Any]] = {}
         self.annotations: Any = None  # the store's commit token when Phase 2 last ended
+        self.checks = ""  # the checks file's fingerprint when Phase 2 last ended (dpo.checks)
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -37,6 +38,7 @@ class LoaderState:
         if isinstance(data, dict) and data.get("key") == self.key:
             self.tables = data.get("tables", {})
             self.annotations = data.get("annotations")
+            self.checks = str(data.get("checks", ""))
 
     def unchanged(self, table: str, source: Path) -> dict[str, Any] | None:
         """The recorded {hash, rows, ...} if `source` is as it was when it was last loaded."""
@@ -57,10 +59,16 @@ class LoaderState:
         self.tables[table] = {"size": fp.size, "mtime_ns": fp.mtime_ns, "hash": digest,
                               "rows": rows, "warnings": warnings or [], "blank_rows": blank_rows}
 
-    def save(self, commit_token: str | None) -> None:
-        """`commit_token`: the store's (Store.commit_token), which any later commit changes."""
-        self.annotations = commit_token
-        data = {"key": self.key, "tables": self.tables, "annotations": self.annotations}
+    def forget(self, table: str) -> None:
+        """Load `table` again next run (a fail-severity check kept it from publishing)."""
+        self.tables.pop(table, None)
+
+    def save(self, commit_token: str | None, checks: str = "") -> None:
+        """`commit_token`: the store's (Store.commit_token), which any later commit changes;
+        `checks`: the checks file's fingerprint the tables were checked with."""
+        self.annotations, self.checks = commit_token, checks
+        data = {"key": self.key, "tables": self.tables, "annotations": self.annotations,
+                "checks": self.checks}
         write_if_changed(self.path, data, point="loader:state")
 
     def annotations_unchanged(self, commit_token: str | None) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from dpo.fsio import append_line_block, atomic_write_text, fsync_dir, move_durably, next_stamp
 from dpo.quality import grouped_lines, plural
 from dpo.results import (
+    CheckResult,
     CollectorResult,
     LoaderResult,
     PipelineResult,
@@ -52,7 +53,34 @@ def render_phase_success(phase: CollectorResult | LoaderResult, context: Mapping
         state = "succeeded" if action.success else "FAILED"
         lines.append(f"  {action.action} {action.table}: {state} — {action.detail}")
     lines += warning_section(phase.tables)
+    if isinstance(phase, LoaderResult):
+        lines += check_section(phase.checks)
     return "\n".join(lines) + "\n"
+
+
+def check_section(checks: Sequence[CheckResult]) -> list[str]:
+    """"DATA CHECKS": passed/failed per table, then every failed check (fail severity first)
+    with its first examples (file, sheet, Excel row and values)."""
+    if not checks:
+        return []
+    lines = ["", "DATA CHECKS", "-" * 72]
+    tables: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        tables.setdefault(check.table, []).append(check)
+    for table, found in tables.items():
+        counts = {s: sum(c.status == s for c in found) for s in ("passed", "failed", "skipped")}
+        lines.append(f"  {table:<28} " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    failed = sorted((c for c in checks if c.failed), key=lambda c: c.severity != "fail")
+    for check in failed:
+        rows = (f"{check.rows_after} rows against {check.rows_before} published"
+                if check.rule == "row_count_change" else f"{check.failing_rows} row(s)")
+        lines.append(f"  FAILED [{check.severity}] {check.table}: {check.name!r} "
+                     f"({check.rule}) on {rows}")
+        lines += [f"    - {e['file']} [{e['sheet']}] row {e['row']}: {e['values']}"
+                  for e in check.examples]
+        if check.failing_rows > len(check.examples) and check.examples:
+            lines.append(f"    ... and {check.failing_rows - len(check.examples)} more row(s)")
+    return lines
 
 
 def warning_section(tables: Sequence[TableResult]) -> list[str]:
@@ -129,6 +157,7 @@ def render_final(result: PipelineResult, context: Mapping[str, Any]) -> str:
         lines += ["", "ERRORS"]
         lines += [f"  - [{e.error_type}] {e.message}" for e in errors]
     lines += warning_section([*collector.tables, *loaded])
+    lines += check_section(loader.checks if loader is not None else ())
     lines += ["", "NEXT STEPS", f"  {next_step(overall)}"]
     for note in result.notifications:
         state = "sent" if note.get("sent") else f"NOT sent ({note.get('error') or 'disabled'})"

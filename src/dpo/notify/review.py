@@ -73,7 +73,8 @@ def _all_errors(result: dict[str, Any]) -> list[dict[str, Any]]:
         err = detail.get("error")
         if err and (err.get("error_type"), err.get("message"), err.get("table")) not in seen:
             errors.append(err)
-    return errors
+    # A fail-severity data check is named first: it is a decision about the plant's data.
+    return sorted(errors, key=lambda e: e.get("error_type") != "CHECK_FAILED")
 
 
 def _action_line(action: dict[str, Any]) -> str:
@@ -116,6 +117,9 @@ def _next_step(err: dict[str, Any], ctx: dict[str, Any]) -> str:
                           "and rerun.",
         "LOCKED": f"{file} stayed locked{retries} (open in Excel or still copying): close it "
                   "and rerun.",
+        "CHECK_FAILED": f"Correct the rows of {table} named under DATA CHECKS in their source "
+                        "files (or the check in the checks file, if the rule is wrong), then "
+                        f"rerun; `dpo check {table}` lists them without a run.",
     }
     return steps.get(str(err.get("error_type")),
                      "Read the log of this run for the traceback, fix the cause and rerun.")
@@ -186,6 +190,24 @@ def _error_details(res: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
                             "quarantined; the other rows were loaded")
     lines += ["", *warnings] if warnings else []
     return [*lines, *([] if lines[1:] else ["No errors were recorded for this phase."]), ""]
+
+
+def _checks(res: dict[str, Any]) -> list[str]:
+    """The data checks that failed, fail severity first, each with its first rows."""
+    failed = sorted((c for c in res.get("checks") or [] if c.get("status") == "failed"),
+                    key=lambda c: c.get("severity") != "fail")
+    if not failed:
+        return []
+    lines = [_rule("DATA CHECKS")]
+    for check in failed:
+        count = (f"{check.get('rows_after')} rows against {check.get('rows_before')} published"
+                 if check.get("rule") == "row_count_change"
+                 else f"{_count(check.get('failing_rows'))} row(s)")
+        lines.append(f"[{check.get('severity')}] {check.get('table')}: {check.get('name')!r} "
+                     f"({check.get('rule')}) failed on {count}")
+        lines += [f"    - {e.get('file')} [{e.get('sheet')}] row {e.get('row')}: "
+                  f"{e.get('values')}" for e in (check.get("examples") or [])[:5]]
+    return [*lines, ""]
 
 
 def _healing(res: dict[str, Any]) -> list[str]:
@@ -277,7 +299,8 @@ class ManualReviewNotifier:
                   *_line("Timestamp", now), *_line("Run ID", ctx.get("run_id")),
                   *_line("Overall status", str(ctx.get("overall_status") or "").upper()),
                   *_line("Reason", res.get("reason")), ""]
-        lines = [*_lead(res), *header, *_summary(res), *_error_details(res, ctx), *_healing(res),
+        lines = [*_lead(res), *header, *_summary(res), *_error_details(res, ctx), *_checks(res),
+                 *_healing(res),
                  *_next_steps(res, ctx), *_metadata(res, ctx), "=" * _WIDTH]
         priority = {"warning": "medium", "success": "low"}.get(status, "high")
         # scrub: a run_context value or error text could quote a channel URL with its secret

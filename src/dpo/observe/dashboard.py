@@ -241,6 +241,30 @@ def quality(runs: list[dict[str, Any]]) -> str:
             "the run's final report.</p>")
 
 
+def check_panel(snap: Snapshot) -> str:
+    """Data checks per table over the newest runs that ran checks (newest first): the rows
+    failing each check, "ok" when it passed, "–" when it did not run."""
+    by_run = snap.by_run(snap.checks)
+    runs = [r["run_id"] for r in snap.runs if r["run_id"] in by_run][:10]
+    if not runs:
+        return '<p class="none">No data checks ran in the recorded runs.</p>'
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for run_id in runs:
+        for c in by_run[run_id]:
+            key = (str(c["table_name"]), str(c["check_name"]), str(c["severity"]))
+            cells.setdefault(key, {})[run_id] = (
+                f"{c['failing_rows'] or 0:,} failing" if c["status"] == "failed"
+                else "ok" if c["status"] == "passed" else str(c["status"]))
+    heads = ["table", "check", "severity", *runs]
+    rows = ["<tr>" + "".join(f"<td>{_e(v)}</td>" for v in (
+        *key, *(found.get(run_id, "–") for run_id in runs))) + "</tr>"
+        for key, found in sorted(cells.items())]
+    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr>"
+            + "".join(rows) + "</table><p class=\"sub\">A check runs when its table (or a "
+            "table it references) changes; `dpo check` runs them all on the published store."
+            "</p>")
+
+
 def last_tables(snap: Snapshot) -> str:
     """The newest run's tables: published rows and what its publish changed."""
     if not snap.runs:
@@ -304,6 +328,7 @@ def render(snap: Snapshot, metrics: dict[str, Any] | None = None, *, title: str 
         ("Rows per table over time", table_rows(snap, runs) if runs else empty),
         ("Rollbacks and notifications per run", events(runs, titles) if runs else empty),
         ("Data quality warnings per run", quality(snap.runs)),
+        ("Data checks (failing rows per run that ran them)", check_panel(snap)),
         ("Errors of the last run", _errors(snap)),
     ]
     body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)

@@ -12,7 +12,7 @@ _RENAME = {"table_name": "table", "n_rows": "rows", "excel_row": "row", "column_
 def history_records(snap: Any) -> list[dict[str, Any]]:
     """The runs of a ledger snapshot as plain dicts, newest first, with their child rows."""
     children = {name: snap.by_run(getattr(snap, name))
-                for name in ("tables", "healing", "notifications", "errors")}
+                for name in ("tables", "healing", "notifications", "errors", "checks")}
 
     def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Without run_id, with the result dict's key names (`table`, `rows`, `column`...)."""
@@ -34,6 +34,8 @@ def history_records(snap: Any) -> list[dict[str, Any]]:
             "healing_actions": strip(children["healing"].get(rid, [])),
             "notifications": strip(children["notifications"].get(rid, [])),
             "errors": strip(children["errors"].get(rid, [])),
+            "checks": [{"name": c.pop("check_name"), **c}
+                       for c in strip(children["checks"].get(rid, []))],
         })
     records += [{"kind": f"manual_{a['action']}", "started_at": a["at"], "table": a["table_name"],
                  "from": a["from_version"], "to": a["to_version"], "command": a["command"],

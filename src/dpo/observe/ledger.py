@@ -11,7 +11,8 @@ Schema (PRAGMA user_version = SCHEMA_VERSION; each version's migration runs once
 v1 the `runs` table; v2 the summary columns and child tables, backfilled from each run's result
 JSON; v3 re-runs v2's idempotent migration, for ledgers of early v2 builds without table_stats;
 v4 the per-table change counts of run_tables and the `manual_actions` table; v5 the data-quality
-warning counts of each run, backfilled from its result):
+warning counts of each run, backfilled from its result; v6 the data checks of each run,
+`checks_by_status` and `run_checks`, backfilled from its result):
 
     runs               one row per run: times, state, overall and per-phase status and seconds,
                        counts (records, rollbacks, notifications, errors), `table_stats` (the
@@ -21,6 +22,8 @@ warning counts of each run, backfilled from its result):
     run_healing        (run_id, seq): healing actions (rollbacks...) and whether they worked
     run_notifications  (run_id, seq): component, outcome (sent | failed | disabled), channel
     run_errors         (run_id, seq): phase, error type, table, file, sheet, row, column
+    run_checks         (run_id, seq): each data check run: table, name, rule, severity, status,
+                       failing rows
     manual_actions     (seq): what an engineer did by hand outside a run: `rollback` (table,
                        from and to version) or `release` of a hold; when, the command, the user
 
@@ -65,6 +68,7 @@ class Snapshot:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)  # manual ones, newest first
+    checks: list[dict[str, Any]] = field(default_factory=list)  # data checks run (dpo.checks)
 
     @staticmethod
     def by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -311,7 +315,8 @@ class Ledger:
                 for name, cols in CHILDREN.items() if detail or name != "run_tables"}
         return Snapshot(runs=runs, table_stats=stats, tables=found.get("run_tables", []),
                         healing=found["run_healing"], notifications=found["run_notifications"],
-                        errors=found["run_errors"], actions=actions)
+                        errors=found["run_errors"], actions=actions,
+                        checks=found["run_checks"])
 
     @staticmethod
     def _actions(conn: sqlite3.Connection, runs: list[dict[str, Any]],

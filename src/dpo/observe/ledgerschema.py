@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 PHASES = (("collector", "collector_result"), ("loader", "loader_result"))
 # A table in a run, both phases merged (see `_table_stats`): a JSON list, indexed by these.
 ROWS, DUPLICATES, REJECTED, CHANGED, FAILED = range(5)
@@ -41,6 +41,13 @@ _V2_COLUMNS = [
 ]
 # v5: data-quality warnings of the run: their number, and per kind (compact JSON).
 _V5_COLUMNS = [("warnings_count", "INTEGER"), ("warnings_by_kind", "TEXT")]
+# v6: the run's data checks (dpo.checks): how many per status (compact JSON) on the run's row,
+# and one row per check in run_checks.
+_V6_COLUMNS = [("checks_by_status", "TEXT")]
+_V6_CHECKS = """CREATE TABLE IF NOT EXISTS run_checks (
+           run_id TEXT NOT NULL, seq INTEGER NOT NULL, table_name TEXT, check_name TEXT,
+           rule TEXT, severity TEXT, status TEXT, failing_rows INTEGER,
+           PRIMARY KEY (run_id, seq)) WITHOUT ROWID"""
 _V2 = [
     """CREATE TABLE IF NOT EXISTS run_tables (
            run_id TEXT NOT NULL, phase TEXT NOT NULL, table_name TEXT NOT NULL,
@@ -65,7 +72,7 @@ _V2 = [
 # The columns `runs()` returns (everything but the bulky result JSON).
 RUN_COLUMNS = ("run_id", "started_at", "finished_at", "state", "overall_status",
                "collector_status", "loader_status", "duration_s", "collector_s", "loader_s",
-               "pid", *(name for name, _ in (*_V2_COLUMNS, *_V5_COLUMNS)))
+               "pid", *(name for name, _ in (*_V2_COLUMNS, *_V5_COLUMNS, *_V6_COLUMNS)))
 CHILDREN = {
     "run_tables": ("phase", "table_name", "status", "n_rows", "duplicates_removed",
                    "rows_rejected", "changed", "rows_added", "rows_removed", "columns_changed"),
@@ -73,6 +80,8 @@ CHILDREN = {
     "run_notifications": ("seq", "component", "outcome", "sent", "channel", "error"),
     "run_errors": ("seq", "phase", "error_type", "table_name", "file", "sheet", "excel_row",
                    "column_name", "message"),
+    "run_checks": ("seq", "table_name", "check_name", "rule", "severity", "status",
+                   "failing_rows"),
 }
 
 
@@ -140,8 +149,44 @@ def _warnings(result: dict[str, Any]) -> tuple[int, str]:
             json.dumps(found.get("by_kind") or {}, separators=(",", ":"), sort_keys=True))
 
 
+def _migrate_v6(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in _V6_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    conn.execute(_V6_CHECKS)
+    for run_id, result_json in conn.execute(
+            "SELECT run_id, result_json FROM runs WHERE result_json IS NOT NULL").fetchall():
+        try:
+            checks = _checks(json.loads(result_json))
+        except ValueError:
+            continue  # reported by the v2 backfill
+        conn.execute("UPDATE runs SET checks_by_status=? WHERE run_id=?",
+                     (_by_status(checks), run_id))
+        conn.executemany(f"INSERT OR REPLACE INTO run_checks(run_id, "
+                         f"{', '.join(CHILDREN['run_checks'])}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(run_id, *row) for row in _check_rows(checks)])
+
+
+def _checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((result.get("loader_result") or {}).get("checks") or [])
+
+
+def _by_status(checks: list[dict[str, Any]]) -> str:
+    found: dict[str, int] = {}
+    for check in checks:
+        found[str(check.get("status"))] = found.get(str(check.get("status")), 0) + 1
+    return json.dumps(found, separators=(",", ":"), sort_keys=True)
+
+
+def _check_rows(checks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(i, c.get("table"), c.get("name"), c.get("rule"), c.get("severity"),
+             c.get("status"), c.get("failing_rows")) for i, c in enumerate(checks)]
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2, 4: _migrate_v4, 5: _migrate_v5}
+    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v2, 4: _migrate_v4, 5: _migrate_v5,
+    6: _migrate_v6}
 
 
 def epoch_of(iso: str | None) -> float | None:
@@ -174,6 +219,7 @@ def summary_columns(result: dict[str, Any]) -> dict[str, Any]:
         "errors_count": sum(len((result.get(key) or {}).get("errors") or []) for _, key in PHASES),
         "table_stats": json.dumps(_table_stats(result), separators=(",", ":")),
         **dict(zip(("warnings_count", "warnings_by_kind"), _warnings(result), strict=True)),
+        "checks_by_status": _by_status(_checks(result)),
     }
 
 
@@ -229,6 +275,7 @@ def _child_rows(result: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
             rows["run_errors"].append((len(rows["run_errors"]), phase, e.get("error_type"),
                                        e.get("table"), e.get("file"), e.get("sheet"),
                                        e.get("row"), e.get("column"), e.get("message")))
+    rows["run_checks"] = _check_rows(_checks(result))
     for i, n in enumerate(result.get("notifications") or []):
         rows["run_notifications"].append((i, n.get("component"), _outcome(n),
                                           int(bool(n.get("sent"))), n.get("channel"),
@@ -242,7 +289,10 @@ def write_children(conn: sqlite3.Connection, run_id: str, result: dict[str, Any]
     summary = {k: v for k, v in summary_columns(result).items() if k in present}
     conn.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in summary)} WHERE run_id=?",
                  (*summary.values(), run_id))
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     for table, rows in _child_rows(result).items():
+        if table not in tables:
+            continue  # a later migration creates it, and fills it
         columns = ("run_id", *CHILDREN[table])
         conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
         conn.executemany(

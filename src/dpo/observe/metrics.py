@@ -118,6 +118,7 @@ def compute(snap: Snapshot, *, window: str = "all runs") -> dict[str, Any]:
             phase: _stats([float(r[col]) for r in finished if r[col] is not None])
             for phase, col in PHASE_TIMES.items()},
         "data_quality": _quality(snap, finished, ended_ids),
+        "checks": _checks(snap),
         "notification_triggers": {
             "runs_with_notifications": len(noted), "rate": _rate(len(noted), len(ended)),
             "total": len(notes), "sent": outcomes.get("sent", 0),
@@ -160,6 +161,20 @@ def _quality(snap: Snapshot, finished: list[dict[str, Any]],
             "warnings_by_kind": dict(sorted(warnings.items())),
             "warnings_by_kind_latest": dict(sorted(latest_kinds.items())) if by_run else {},
             "warnings_latest": finished[0].get("warnings_count") or 0 if finished else None}
+
+
+def _checks(snap: Snapshot) -> dict[str, Any]:
+    """Each data check as the newest run that ran it left it (a run where nothing changed runs
+    none): its status and failing rows; and how many checks are in each status."""
+    order = {run["run_id"]: i for i, run in enumerate(snap.runs)}  # 0: the newest
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in sorted(snap.checks, key=lambda r: order.get(r["run_id"], len(order))):
+        latest.setdefault((str(row["table_name"]), str(row["check_name"])), row)
+    statuses = Counter(str(r["status"]) for r in latest.values())
+    return {"by_status": {s: statuses.get(s, 0) for s in ("passed", "failed", "skipped")},
+            "latest": [{"table": t, "check": c, "status": r["status"], "severity": r["severity"],
+                        "failing_rows": r["failing_rows"] or 0, "run_id": r["run_id"]}
+                       for (t, c), r in sorted(latest.items())]}
 
 
 def _last(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -259,6 +274,12 @@ def prometheus_text(m: dict[str, Any]) -> str:
     out.family("last_run_data_quality_warnings", "gauge",
                "Data-quality warnings of the newest finished run.",
                [({}, dq["warnings_latest"])])
+    checks = m["checks"]
+    out.family("checks", "gauge", "Data checks by status, each as the newest run that ran it "
+               "left it.", [({"status": s}, n) for s, n in checks["by_status"].items()])
+    out.family("check_failed_rows", "gauge", "Rows failing each data check when it last ran.",
+               [({"table": c["table"], "check": c["check"]}, c["failing_rows"])
+                for c in checks["latest"]])
     nt = m["notification_triggers"]
     out.family("notifications", "gauge", "Manual-review notifications by outcome.",
                [({"outcome": o}, nt[o]) for o in ("sent", "failed", "disabled")])

@@ -27,7 +27,8 @@ def rollback_table(paths: Paths, store: Store, table: str) -> HealingAction:
     except DpoError as exc:
         return _failed(table, f"annotations unreadable: {exc.message}")
     if published is None or not published.exists():
-        return _failed(table, "no previous good copy to restore (first run?)")
+        return _failed(table, "nothing to roll back to: no version of it has been published "
+                              "yet (first run?)")
     if not is_intact(published):
         return _failed(table, f"published version {paths.relative(published)} fails its hash check")
     try:

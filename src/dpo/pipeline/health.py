@@ -72,8 +72,10 @@ def _exists(where: Path | str, config: Settings | None, *, folder: bool) -> bool
     if isinstance(where, Path):
         return where.exists()
     from dpo.errors import DpoError
-    from dpo.store.objects.client import head, list_level, open_bucket
+    from dpo.store.objects.client import follow_settings, head, list_level, open_bucket
 
+    if config is not None:
+        follow_settings(config)
     store, key = open_bucket(where, config.storage_options if config else None)
     try:
         if folder:

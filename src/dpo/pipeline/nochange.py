@@ -22,15 +22,16 @@ from dpo.store.api import Store
 from dpo.tables.cache import TableCache
 
 
-def unchanged_run(paths: Paths, schema: Schema, store: Store
+def unchanged_run(paths: Paths, schema: Schema, store: Store, checks: str = ""
                   ) -> tuple[CollectorResult, LoaderResult] | None:
-    """Both phases' results when nothing changed since the last run, else None."""
+    """Both phases' results when nothing changed since the last run, else None. `checks`:
+    the checks file's fingerprint (an edited checks file runs its checks)."""
     started = time.perf_counter()
     collected = _collector_unchanged(paths, schema)
     if collected is None:
         return None
     collect_s = time.perf_counter() - started
-    loaded = _loader_unchanged(paths, schema, store)
+    loaded = _loader_unchanged(paths, schema, store, checks)
     if loaded is None:
         return None
     collector = CollectorResult(
@@ -68,8 +69,11 @@ def _collector_unchanged(paths: Paths, schema: Schema) -> list[TableResult] | No
     return results
 
 
-def _loader_unchanged(paths: Paths, schema: Schema, store: Store) -> list[TableResult] | None:
+def _loader_unchanged(paths: Paths, schema: Schema, store: Store, checks: str
+                      ) -> list[TableResult] | None:
     state = LoaderState(paths.cache_dir, schema.fingerprint)
+    if state.checks != checks:
+        return None
     if not state.annotations_unchanged(store.commit_token()) or store.leftovers():
         return None
     try:

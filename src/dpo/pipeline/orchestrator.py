@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from dpo import __version__
+from dpo.checks.spec import NO_CHECKS, Checks, load_checks
 from dpo.config import (
     ERROR_CELL_POLICIES,
     POLICIES,
@@ -35,7 +36,7 @@ from dpo.config import (
     load_settings,
     resolve_paths,
 )
-from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType
+from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType, PipelineLocked
 from dpo.fsio import remove_temp_files
 from dpo.inputs.plant import mirror_schema, mirror_sources
 from dpo.notify.channels import (
@@ -48,6 +49,7 @@ from dpo.notify.reports import ReportWriter, change_block, render_final, render_
 from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
 from dpo.pipeline.nochange import unchanged_run
+from dpo.pipeline.scope import check_tables, select_tables
 from dpo.quality import grouped_lines
 from dpo.results import (
     CollectorResult,
@@ -121,19 +123,47 @@ class DataPipelineOrchestrator:
         if policy.on_error_cells not in ERROR_CELL_POLICIES or policy.on_bad_rows not in POLICIES:
             raise ConfigError(f"unknown policy: on_bad_rows={policy.on_bad_rows!r}, "
                               f"on_error_cells={policy.on_error_cells!r}")
+        if self.settings.tables:  # a name the schema lacks: refused before anything is done
+            check_tables(self.paths, self.settings)
         if not self.output_dir.exists():
             # A plant that never ran has no ledger to record a refusal in: dpo creates nothing
             # for a configuration it refuses (an edit between two runs is recorded, see _phases).
             try:
                 mirror_schema(self.paths, self.settings)  # a remote schema: fetched first
-                load_schema(self.paths.schema_path, self.paths.root)
+                self._checks(load_schema(self.paths.schema_path, self.paths.root))
             except DpoError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
                 collector, _, reason = _config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
-        with store_session(self.paths, self.settings, clock=self.clock) as store:
-            result = self._run_locked(store, retries, enable_notifications, policy, progress)
-        return result.to_dict()
+        done: list[PipelineResult] = []
+        try:
+            with store_session(self.paths, self.settings, clock=self.clock) as store:
+                done.append(self._run_locked(store, retries, enable_notifications, policy,
+                                             progress))
+        except DpoError as exc:
+            if done:  # the run is over and recorded; only giving the store back failed
+                logger.warning("⚠️ after the run: {}", exc.message)
+                return done[0].to_dict()
+            if isinstance(exc, PipelineLocked) or self.paths.store_url is None:
+                raise  # another run holds it (exit 4), or the local lock cannot be taken
+            # The store on object storage could not be held (unreachable, no such bucket, a
+            # read failing past its retries): a failed run, recorded like any other when the
+            # plant has run.
+            return self._failed_before_start(exc).to_dict()
+        return done[0].to_dict()
+
+    def _failed_before_start(self, exc: DpoError) -> PipelineResult:
+        logger.error("❌ {}", exc.message)
+        now = self.clock()
+        collector, _, reason = _config_failure(exc)
+        result = PipelineResult(Status.FAILED, collector, None, now, now, reason)
+        if (self.output_dir / "runs.sqlite").exists():
+            ledger = Ledger(self.output_dir / "runs.sqlite")
+            run_id = f"{now:%Y%m%d_%H%M%S}-{uuid.uuid4().hex[:6]}"
+            ledger.start(run_id, now)  # the ledger logs, never raises, what it cannot record
+            ledger.finish(run_id, result.to_dict())
+            ledger.close()
+        return result
 
     def _run_locked(self, store: Store, retries: int, notify: bool, policy: RowPolicy,
                     progress: Progress | None = None) -> PipelineResult:
@@ -155,6 +185,16 @@ class DataPipelineOrchestrator:
             logger.debug("pipeline run {} interrupted", run_id)
             ledger.interrupt(run_id, self.clock())
             raise
+        except DpoError as exc:
+            # A failure outside both phases' boundaries (the reports' folder, the store at
+            # the very end): the run is recorded as failed, never left `running`.
+            logger.error("❌ pipeline run {} failed: {}", run_id, exc.message)
+            collector, _, reason = _config_failure(exc)
+            failed = PipelineResult(Status.FAILED, collector, None, started, self.clock(),
+                                    reason)
+            ledger.finish(run_id, failed.to_dict())
+            ledger.close()
+            return failed
 
     def _run_recorded(self, ledger: Ledger, store: Store, run_id: str, started: datetime,
                       retries: int, notify: bool, how: tuple[RowPolicy, Progress | None]
@@ -177,27 +217,38 @@ class DataPipelineOrchestrator:
         try:
             mirror_schema(self.paths, self.settings)  # inputs on object storage: what changed
             schema = load_schema(self.paths.schema_path, self.paths.root)
+            checks = self._checks(schema)  # against every table: a check may name another
+            schema = select_tables(schema, self.settings.tables)
             mirror_sources(self.paths, schema, self.settings)
         except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
                          else "inputs", exc.message)
             return _config_failure(exc)
-        unchanged = (unchanged_run(self.paths, schema, store) if self.settings.incremental
-                     else None)
-        if unchanged is None:
-            # Before the data stack's import: worker processes start while it is imported.
-            plans, early = self._plan_phase1(schema)
-            try:
-                from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
+        try:
+            unchanged = (unchanged_run(self.paths, schema, store, checks.fingerprint)
+                         if self.settings.incremental else None)
+            if unchanged is None:
+                # Before the data stack's import: worker processes start while it is imported.
+                planned = self._plan_phase1(schema)
+                try:
+                    from dpo.arrays import run_memory_pool  # the data stack: pyarrow, numpy
 
-                with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
-                    return self._run_phases(schema, store, retries, policy, progress,
-                                            (plans, early))
-            finally:
-                if early is not None:  # normally closed by Phase 1 already
-                    early.pool.shutdown(wait=True, cancel_futures=True)
+                    with run_memory_pool():  # jemalloc unless the process chose its Arrow pool
+                        return self._run_phases(schema, store, retries, policy, progress,
+                                                checks, planned)
+                finally:
+                    if planned[1] is not None:  # normally closed by Phase 1 already
+                        planned[1].pool.shutdown(wait=True, cancel_futures=True)
+        except DpoError as exc:  # the store failing outside both phases, before any commit
+            logger.error("❌ the store: {}", exc.message)
+            return _config_failure(exc)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
+
+    def _checks(self, schema: Schema) -> Checks:
+        """The data checks file, validated against the schema (ChecksError: refused)."""
+        path = self.paths.checks_file
+        return load_checks(path, schema, self.paths.relative(path))
 
     def _plan_phase1(self, schema: Schema) -> tuple[dict[str, TablePlan], EarlyPool | None]:
         """What Phase 1 will read, and, if it will read it in worker processes (`auto` chose
@@ -214,7 +265,8 @@ class DataPipelineOrchestrator:
 
     def _run_phases(
         self, schema: Schema, store: Store, retries: int, policy: RowPolicy,
-        progress: Progress | None, planned: tuple[dict[str, TablePlan], EarlyPool | None],
+        progress: Progress | None, checks: Checks = NO_CHECKS,
+        planned: tuple[dict[str, TablePlan], EarlyPool | None] = ({}, None),
     ) -> tuple[CollectorResult, LoaderResult | None, str]:
         """Phase 1, healing, then Phase 2 if allowed. Imports the data stack (pyarrow...)."""
         from dpo.collect.collector import DataCollector
@@ -231,18 +283,26 @@ class DataPipelineOrchestrator:
             plans=planned[0], early=planned[1]))
         collector = self._heal(collector, store, [spec.name for spec in schema.dynamic])
         if collector.status is Status.ERROR and not _all_rolled_back(collector):
-            reason = "Phase 1 failed and rollback did not restore every failed table"
+            from dpo.pipeline.scope import not_published_reason
+
+            reason = not_published_reason(collector, schema, self.paths,
+                                          set(_annotations_or_empty(store)))
             logger.error("❌ Phase 2 skipped: {}", reason)
             return collector, None, reason
         logger.info("📊 Phase 2: DataLoaderAgent")
         before = _annotations_or_empty(store)
         loader = self._phase2(DataLoaderAgent(
             self.paths, schema=schema, store=store, max_retries=retries,
-            incremental=self.settings.incremental, progress=progress, policy=policy))
+            incremental=self.settings.incremental, progress=progress, policy=policy,
+            checks=checks))
         if loader.tables_created:
             from dpo.store.changes import describe_publish
 
-            loader = describe_publish(store, before, loader)
+            try:
+                loader = describe_publish(store, before, loader)
+            except DpoError as exc:  # after the commit: it stands, only the diff is missing
+                logger.warning("⚠️ published, but what changed cannot be said: {}",
+                               exc.message)
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
@@ -378,7 +438,8 @@ def _config_failure(exc: DpoError) -> tuple[CollectorResult, None, str]:
     found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
     key = re.search(r"key '([^']+)'", exc.message)
     problems = getattr(exc, "problems", None)
-    message = (f"schema {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
+    what = getattr(exc, "what", "schema")  # the schema or the checks file (dpo.checks)
+    message = (f"{what} {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
                else exc.message)
     kind = ErrorType.CONFIG_ERROR if isinstance(exc, ConfigError) else exc.error_type
     info = ErrorInfo(kind, message, table=found.group(1) if found else None,

@@ -1,4 +1,4 @@
-"""The HTTP side of `dpo serve`: stdlib `http.server`, one thread per request.
+"""The HTTP side of `dpo serve`: stdlib `http.server`, one thread per connection.
 
     GET  /health          the seed's health check + the service's state; 200 healthy, 503 degraded
     GET  /metrics         Prometheus exposition (prometheus_client): `dpo metrics --prometheus`'s
@@ -8,38 +8,43 @@
     POST /run             ask for a run; exists only when serve_token is set, and then only with
                           `Authorization: Bearer <token>`
 
-The stdlib server, not an ASGI stack: a handful of requests a minute from a scraper and a
-person, and it costs nothing to import or to keep (BENCHMARKS.md, `dpo serve`). Request logs
-go to loguru at DEBUG and name the method, path and status only (never a header: the token).
+The stdlib server, bounded against hostile and careless clients (dpo.serve.httpserver: what
+a client may hold and send, and why not an ASGI server). Request logs go to loguru at DEBUG
+and name the method, path and status only: never a query string, never a header (the token).
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import json
 import socket
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from loguru import logger
-
 from dpo.errors import ConfigError, DpoError
+from dpo.serve.guard import Throttle, bearer_matches
+from dpo.serve.httpserver import (
+    BoundedHandler,
+    BoundedHTTPServer,
+    Limits,
+    connection_limit,
+    parse_count,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from dpo.serve.service import Service
 
+
 def parse_listen(text: str) -> tuple[str, int]:
     """'127.0.0.1:8765', 'localhost:8765' or '[::1]:8765' -> (host, port)."""
-    host, sep, port = text.rpartition(":")
+    host, sep, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    port = parse_count(port_text, 1, 65535)
+    if not sep or not host or port is None:
         raise ConfigError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
-    return host, int(port)
+    return host, port
 
 
 def is_loopback(host: str) -> bool:
@@ -55,13 +60,13 @@ def is_loopback(host: str) -> bool:
 
 
 MAX_RUNS = 1000  # /runs?limit= at most
-JSON = "application/json"
+UNAUTHORIZED = "a valid 'Authorization: Bearer <token>' is required"
 
 
-class ServiceHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class ServiceHTTPServer(BoundedHTTPServer):
     service: Service
     registry: Any  # prometheus_client.CollectorRegistry
+    throttle: Throttle
 
 
 def make_server(service: Service, host: str, port: int) -> ServiceHTTPServer:
@@ -69,18 +74,18 @@ def make_server(service: Service, host: str, port: int) -> ServiceHTTPServer:
     if ":" in host:
         cls = type("ServiceHTTPServer6", (ServiceHTTPServer,), {"address_family": socket.AF_INET6})
     try:
-        server = cls((host, port), Handler)
+        server = cls((host, port), Handler, Limits(max_connections=connection_limit()))
     except OSError as exc:
         raise DpoError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     server.service = service
     server.registry = _registry(service)
+    server.throttle = Throttle()
     return server
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(BoundedHandler):
     server: ServiceHTTPServer
     server_version = "dpo"
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -89,47 +94,39 @@ class Handler(BaseHTTPRequestHandler):
             "/runs": self._runs}
         route = routes.get(url.path)
         if route is None:
-            self._json(404, {"error": f"no such endpoint: GET {url.path}"})
+            self.send_json(404, {"error": f"no such endpoint: GET {url.path}"})
             return
-        try:
-            route(parse_qs(url.query))
-        except Exception as exc:  # noqa: BLE001 - a failed request never stops the service
-            logger.opt(exception=exc).error("❌ GET {} failed: {}", url.path, exc)
-            self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+        route(parse_qs(url.query))
 
     def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        raw = self.headers.get("Content-Length") or "0"
-        length = int(raw) if raw.isdigit() else -1
-        if 0 < length <= 65536:
-            self.rfile.read(length)  # the body means nothing; read it so the connection stays sane
-        elif length != 0:
-            self.close_connection = True  # a body left unread: this connection is done after this
-        service = self.server.service
-        if url.path != "/run" or service.token is None:
-            self._json(404, {"error": f"no such endpoint: POST {url.path}"})
+        service, address = self.server.service, self.client_address[0]
+        if self.route != "/run" or service.token is None:
+            self.send_json(404, {"error": f"no such endpoint: POST {self.route}"})
             return
-        given = self.headers.get("Authorization") or ""
-        expected = f"Bearer {service.token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            self._json(401, {"error": "a valid 'Authorization: Bearer <token>' is required"},
-                       {"WWW-Authenticate": 'Bearer realm="dpo"'})
+        wait = self.server.throttle.admit(address)
+        if wait is not None:
+            self.send_json(429, {"error": "too many requests from this address: try later"},
+                           {"Retry-After": str(max(1, round(wait)))})
+            return
+        if not bearer_matches(self.headers.get("Authorization") or "", service.token):
+            self.server.throttle.failed(address)
+            self.send_json(401, {"error": UNAUTHORIZED}, {"WWW-Authenticate": 'Bearer realm="dpo"'})
             return
         in_progress = service.state.current is not None
-        service.request_run("http", self.client_address[0])
-        self._json(202, {"accepted": True, "run_in_progress": in_progress,
-                         "note": "a run follows the one in progress" if in_progress
-                         else "a run starts now"})
+        service.request_run("http", address)
+        self.send_json(202, {"accepted": True, "run_in_progress": in_progress,
+                             "note": "a run follows the one in progress" if in_progress
+                             else "a run starts now"})
 
     # -- endpoints ---------------------------------------------------------------------------
     def _health(self, query: dict[str, list[str]]) -> None:
         code, report = self.server.service.health()
-        self._json(code, report)
+        self.send_json(code, report)
 
     def _metrics(self, query: dict[str, list[str]]) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+        self.send_body(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
 
     def _dashboard(self, query: dict[str, list[str]]) -> None:
         from dpo.observe.dashboard import render
@@ -137,44 +134,22 @@ class Handler(BaseHTTPRequestHandler):
 
         snap = self._ledger().snapshot(limit=RECENT_RUNS)
         page = render(snap, compute(snap, window=f"the newest {RECENT_RUNS} runs"))
-        self._send(200, page.encode(), "text/html; charset=utf-8",
-                   {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+        self.send_body(200, page.encode(), "text/html; charset=utf-8",
+                       {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
     def _runs(self, query: dict[str, list[str]]) -> None:
         from dpo.observe.history import history_records
 
-        text = (query.get("limit") or ["20"])[-1]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS:
-            self._json(400, {"error": f"limit must be a whole number 1..{MAX_RUNS}, got {text!r}"})
+        limit = parse_count((query.get("limit") or ["20"])[-1], 1, MAX_RUNS)
+        if limit is None:  # the value is not echoed: it came from a query string
+            self.send_json(400, {"error": f"limit must be a whole number 1..{MAX_RUNS}"})
             return
-        self._json(200, history_records(self._ledger().snapshot(limit=int(text), detail=True)))
+        self.send_json(200, history_records(self._ledger().snapshot(limit=limit, detail=True)))
 
-    # -- plumbing ----------------------------------------------------------------------------
     def _ledger(self) -> Any:
         from dpo.observe.ledger import Ledger
 
         return Ledger(self.server.service.paths.output_dir / "runs.sqlite", read_only=True)
-
-    def _json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(code, (json.dumps(body, indent=2, default=str) + "\n").encode(), JSON, headers)
-
-    def _send(self, code: int, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("🌐 {} {}", self.address_string(), format % args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = urlsplit(self.path).path  # no query, no header: nothing secret reaches a log
-        logger.debug("🌐 {} {} {} {}", self.address_string(), self.command, path, code)
 
 
 # -- /metrics ---------------------------------------------------------------------------------

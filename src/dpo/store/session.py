@@ -25,9 +25,10 @@ def open_store_for(paths: Paths, settings: Settings, *,
         from dpo.store.local.versions import VersionStore
 
         return VersionStore(paths, keep_history=settings.keep_history, clock=clock)
-    from dpo.store.objects.client import open_store
+    from dpo.store.objects.client import follow_settings, open_store
     from dpo.store.objects.store import ObjectVersionStore
 
+    follow_settings(settings)
     return ObjectVersionStore(paths, open_store(paths.store_url, settings.storage_options),
                               keep_history=settings.keep_history, clock=clock)
 
@@ -43,10 +44,11 @@ def store_session(paths: Paths, settings: Settings, *,
         if paths.store_url is None:
             yield open_store_for(paths, settings, clock=clock)
             return
-        from dpo.store.objects.client import open_store
+        from dpo.store.objects.client import follow_settings, open_store
         from dpo.store.objects.lease import store_lease
         from dpo.store.objects.store import ObjectVersionStore
 
+        follow_settings(settings)
         client = open_store(paths.store_url, settings.storage_options)
         with store_lease(client, ttl=settings.lease_ttl, local=_machine_folder(paths)) as lease:
             yield ObjectVersionStore(paths, client, keep_history=settings.keep_history,

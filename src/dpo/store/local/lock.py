@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from loguru import logger
 
 from dpo.errors import DpoError, ErrorType, PipelineLocked
 
@@ -30,11 +31,20 @@ def _holder(info: Path) -> str:
 @contextmanager
 def run_lock(folder: Path, *, timeout: float = 0.0) -> Iterator[None]:
     """Hold the run lock of `folder`; wait up to `timeout` seconds, then raise PipelineLocked."""
-    lock = FileLock(folder / ".dpo.store.local.lock", timeout=timeout)
-    info = folder / ".dpo.store.local.lock.json"
+    # The file names are shared with every dpo version that may run on the plant (an upgrade
+    # mid-schedule): they stay as they were whatever the module is called.
+    lock = FileLock(folder / ".dpo.store.lock", timeout=timeout)
+    info = folder / ".dpo.store.lock.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if timeout <= 0:
+                raise
+            logger.debug("⏳ the run lock of {} is held ({}): waiting up to {:g} s", folder,
+                         _holder(info), timeout)
+            lock.acquire()
     except Timeout as exc:
         raise PipelineLocked(
             f"another dpo run holds {folder} ({_holder(info)}); wait for it to finish "

@@ -348,8 +348,10 @@ class VersionStore:
         atomic_write_json(self.paths.annotation_path, new, point="rollback:annotations")
         outcome = PublishOutcome(stamp=None)
         self._archive_superseded(old, new, outcome)
-        lines = [f"rolled back {v.table} from {before[v.table]} to {v.stamp} ({command}); held "
-                 "until its sources change" for v in restored]
+        held = self.holds()
+        lines = [f"rolled back {v.table} from {before[v.table]} to {v.stamp} ({command}); "
+                 + ("held until its sources change" if v.table in held else "nothing held")
+                 for v in restored]
         lines += [f"moved {s.name} -> historical_db/" for s, _ in outcome.moved]
         self._log_block("rollback", lines)
         return restored
@@ -358,6 +360,11 @@ class VersionStore:
         hold_rolled_back(self,
                          {t: (v.stamp, v.content_hash) for t, v in chosen.items()}, command,
                          self.clock().isoformat(timespec="seconds"), self.current_hash)
+
+    def pointer_history(self, table: str) -> list[tuple[str, str]]:
+        from dpo.store.pointer import from_change_log
+
+        return from_change_log(self._change_log_text(), table)
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         return _versions_at(self, stamp)

@@ -23,10 +23,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from dpo.errors import ConfigError, DpoError, ErrorType
+from dpo.store.objects import retry
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
     from obstore.store import ObjectStore
+
+    from dpo.config import Settings
 
 # obstore's InvalidPathError quotes the path it could not parse (no request, so no secrets).
 _INVALID_PATH = re.compile(r'Path "([^"]*)"')
@@ -57,11 +60,17 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStor
         return MemoryStore()
     # One client per store and credentials for the process: opening one costs ~5 ms (a run
     # opens the store's and the inputs' more than once), and a client keeps its connections.
-    key = (url, tuple(sorted((options or {}).items())),
+    key = (url, tuple(sorted((options or {}).items())), retry.policy(),
            tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLOUD_ENV))))
     if key not in _OPENED:
         _OPENED[key] = _open(url, options)
     return _OPENED[key]
+
+
+def follow_settings(settings: Settings) -> None:
+    """Requests from now on follow `settings` (storage_timeout, storage_retry_budget): called
+    by whoever opens a store for a plant, before opening it."""
+    retry.configure(timeout=settings.storage_timeout, budget=settings.storage_retry_budget)
 
 
 def open_bucket(url: str, options: Mapping[str, str] | None = None) -> tuple[ObjectStore, str]:
@@ -81,13 +90,17 @@ def _open(url: str, options: Mapping[str, str] | None) -> ObjectStore:
     from obstore.store import from_url
 
     config: dict[str, Any] = dict(options or {})
+    missing = retry.without_credentials(url, config)
+    if missing:
+        raise ConfigError(missing, file=url)
+    config.pop(retry.INSTANCE_CREDENTIALS, None)  # dpo's own key, not obstore's
     endpoint = config.get("endpoint") or config.get("aws_endpoint") or \
         os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
-    client: dict[str, Any] = {"allow_http": True} if endpoint.startswith("http://") else {}
     try:
         # obstore's TypedDicts per scheme: the keys are checked by obstore itself, at run time
         return from_url(url, config=cast(Any, config or None),
-                        client_options=cast(Any, client or None))
+                        client_options=cast(Any, retry.client_options(endpoint)),
+                        retry_config=cast(Any, retry.retry_config()))
     except (ValueError, OSError) as exc:  # obstore's config errors derive from these
         raise ConfigError(f"{url}: cannot open the object store ({type(exc).__name__})",
                           file=url) from exc
@@ -145,16 +158,20 @@ def get_bytes(store: ObjectStore, key: str) -> bytes:
     import obstore
 
     with _mapped(store, "read", key):
-        return bytes(obstore.get(store, key).bytes())
+        return retry.retried(store, object_url(store, key), "read",
+                             lambda: bytes(obstore.get(store, key).bytes()))
 
 
 def get_with_meta(store: ObjectStore, key: str) -> tuple[bytes, ObjectMeta]:
     """The whole object and the server's metadata for that very version (ETag, time)."""
     import obstore
 
-    with _mapped(store, "read", key):
+    def call() -> tuple[bytes, ObjectMeta]:
         got = obstore.get(store, key)
         return bytes(got.bytes()), got.meta
+
+    with _mapped(store, "read", key):
+        return retry.retried(store, object_url(store, key), "read", call)
 
 
 def stream(store: ObjectStore, key: str, write: Callable[[bytes], object], *,
@@ -164,8 +181,8 @@ def stream(store: ObjectStore, key: str, write: Callable[[bytes], object], *,
     import obstore
 
     with _mapped(store, "read", key):
-        got = obstore.get(store, key,
-                                options={"if_match": if_match} if if_match else None)
+        got = retry.retried(store, object_url(store, key), "read", lambda: obstore.get(
+            store, key, options={"if_match": if_match} if if_match else None))
         written = 0
         for chunk in got:
             write(chunk)
@@ -176,11 +193,10 @@ def stream(store: ObjectStore, key: str, write: Callable[[bytes], object], *,
 def put(store: ObjectStore, key: str, data: bytes, *, mode: Any = "overwrite",
         multipart: bool | None = None) -> str | None:
     """Put `data` at `key` (`mode`: "overwrite", "create" or {"e_tag": …}); its new ETag."""
-    import obstore
 
     with _mapped(store, "write", key):
-        done = obstore.put(store, key, data, mode=mode, use_multipart=multipart)
-        return done["e_tag"]
+        return retry.put(store, object_url(store, key), key, data, mode=mode,
+                         use_multipart=multipart)
 
 
 def delete(store: ObjectStore, keys: list[str]) -> None:
@@ -189,23 +205,26 @@ def delete(store: ObjectStore, keys: list[str]) -> None:
     if not keys:
         return
     with _mapped(store, "delete", keys[0]):
-        obstore.delete(store, keys)
+        retry.retried(store, object_url(store, keys[0]), "delete",
+                      lambda: obstore.delete(store, keys))
 
 
 def head(store: ObjectStore, key: str) -> ObjectMeta:
     import obstore
 
     with _mapped(store, "read", key):
-        return obstore.head(store, key)
+        return retry.retried(store, object_url(store, key), "read",
+                             lambda: obstore.head(store, key))
 
 
 def list_objects(store: ObjectStore, prefix: str | None) -> list[ObjectMeta]:
     """Every object under `prefix` (all pages)."""
     import obstore
 
-    with _mapped(store, "list", prefix or "/"):
-        return [meta for chunk in obstore.list(store, prefix=prefix or None)
-                for meta in chunk]
+    with _mapped(store, "list", prefix or "/"):  # a page cut off: the listing read again
+        return retry.retried(store, object_url(store, prefix or ""), "list",
+                             lambda: [meta for chunk in obstore.list(store, prefix=prefix or None)
+                                      for meta in chunk])
 
 
 def list_keys(store: ObjectStore, prefix: str | None) -> list[str]:
@@ -217,6 +236,7 @@ def list_level(store: ObjectStore, prefix: str | None) -> tuple[list[ObjectMeta]
     import obstore
 
     with _mapped(store, "list", prefix or "/"):
-        found = obstore.list_with_delimiter(store, prefix=prefix or None)
+        found = retry.retried(store, object_url(store, prefix or ""), "list",
+                              lambda: obstore.list_with_delimiter(store, prefix=prefix or None))
         return list(found["objects"]), list(found["common_prefixes"])
 

@@ -24,10 +24,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from loguru import logger
 
 from dpo.errors import DpoError, PipelineLocked
 from dpo.store.objects.client import ObjectChanged, ObjectExists, get_with_meta, head, put
@@ -128,9 +130,15 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up (a tombstone, see the module docstring); a lease already taken
-        over is left to its new holder."""
-        with suppress(PipelineLocked):  # taken over: someone else's now, nothing of ours
+        over is left to its new holder. A release that cannot be made is a warning: the
+        lease expires on its own, and whatever the run did stands."""
+        try:
             self._update(self._body(released=True), "release")
+        except PipelineLocked:
+            pass  # taken over: someone else's now, nothing of ours
+        except DpoError as exc:
+            logger.warning("⚠️ the store lease was not released ({}); it expires by itself "
+                           "within {:g} s", exc.message, self.ttl)
         self.e_tag = None
 
     def _swap(self, seen: Seen, what: str) -> str | None:
@@ -178,8 +186,8 @@ class Lease:
 def store_lease(store: ObjectStore, *, ttl: float = 60.0,
                 local: str | None = None) -> Iterator[Lease]:
     """Hold the store's lease for the block, renewed every ttl/3 on a daemon thread; released
-    at the end. A renewal that fails (the lease was taken over) is raised at the end of the
-    block, and `lease.check()` raises it during it: the caller checks before its commit."""
+    at the end. A renewal that fails (the lease was taken over) makes `lease.check()` raise
+    during the block (the caller checks before its commit), and is a warning after it."""
     lease = Lease(store, ttl=ttl, local=local)
     lease.acquire()
     stop = threading.Event()
@@ -203,4 +211,7 @@ def store_lease(store: ObjectStore, *, ttl: float = 60.0,
         thread.join()
         if lease.lost is None:
             lease.release()
-    lease.check()
+    if lease.lost is not None:
+        # Every commit of the block called check() first: a lease lost after the last one
+        # changes nothing the block did, so it is said, not raised.
+        logger.warning("⚠️ {}", lease.lost.message)

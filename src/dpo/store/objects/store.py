@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from loguru import logger
 
@@ -74,6 +74,7 @@ VERSIONS = "DataLoaderAgent/versions/"
 ANNOTATIONS = "path_annotations.json"
 REPORTS = "DataPipelineOrchestrator/reports/"
 TASKS = "_dpo/tasks"  # collect.cluster.TASKS: per-file segments of workers elsewhere
+T = TypeVar("T")
 
 
 class ObjectVersionStore:
@@ -145,6 +146,11 @@ class ObjectVersionStore:
 
     def versions_at(self, stamp: str) -> dict[str, str]:
         return versions_at(self, stamp)
+
+    def pointer_history(self, table: str) -> list[tuple[str, str]]:
+        from dpo.store.pointer import from_manifests
+
+        return from_manifests(self.manifests(), table)
 
     def commit_token(self) -> str | None:
         """The newest manifest's number and ETag: one listing, no object read."""
@@ -241,10 +247,13 @@ class ObjectVersionStore:
         self._forget()
         self._commit(manifest, list(made), point="objstore:publish:manifest")
         outcome.stamp, outcome.manifest = stamp, manifest.number
-        self._write_annotations(manifest, point="objstore:publish:annotations")
+        # Committed: nothing below can unpublish it, so a failure is said, and repaired by
+        # the next run (repair() rewrites the annotations and finishes retention).
+        self._after_commit("write the annotations", lambda: self._write_annotations(
+            manifest, point="objstore:publish:annotations"))
         for key, data in made.items():
             atomic_write_bytes(self._mirror(key), data, point="mirror:version", durable=False)
-        outcome.deleted_keys = self.retain()
+        outcome.deleted_keys = self._after_commit("apply retention", self.retain) or []
         # Retention deleted these versions from the store: their local copies go too, or the
         # working folder would keep every version this machine ever read or wrote.
         outcome.deleted = [self._mirror(k) for k in outcome.deleted_keys
@@ -252,6 +261,15 @@ class ObjectVersionStore:
         for path in outcome.deleted:
             path.unlink(missing_ok=True)
         return outcome
+
+    def _after_commit(self, what: str, step: Callable[[], T]) -> T | None:
+        """A step after the commit point: its failure is a warning, never the run's."""
+        try:
+            return step()
+        except DpoError as exc:
+            logger.warning("⚠️ committed, but could not {} (the next run repairs it): {}",
+                           what, exc.message)
+            return None
 
     def _commit(self, manifest: Manifest, written: list[str], point: str) -> None:
         """The commit: a create-only put of the next manifest; a second writer's fails, and
@@ -262,7 +280,7 @@ class ObjectVersionStore:
             self.guard()  # the lease was lost (it expired): another run may be in charge
         try:
             self._put(manifest.key, body, mode="create", point=None)
-        except ObjectExists as exc:
+        except ObjectExists as exc:  # read back already: it is another writer's
             # The client's own retry of a put whose response was lost also lands here: the
             # manifest is then ours, byte for byte (its version keys carry our token).
             if get_bytes(self.client, manifest.key) != body:
@@ -307,12 +325,21 @@ class ObjectVersionStore:
             read_verified_bytes(get_bytes(self.client, match[0].key), match[0].key,
                                 match[0].content_hash)
             chosen[table] = entries[table] = match[0]
+        holds = self.holds()
         hold_rolled_back(self, {t: (e.version, e.content_hash) for t, e in chosen.items()},
                          command, self.clock().isoformat(timespec="seconds"), self.current_hash)
         manifest = Manifest(manifests[-1].number + 1, "rollback", None, entries)
         self._forget()
-        self._commit(manifest, [], point="objstore:rollback:manifest")
-        self._write_annotations(manifest, point="objstore:rollback:annotations")
+        try:
+            self._commit(manifest, [], point="objstore:rollback:manifest")
+        except DpoError:
+            # The command failed: it changes nothing, the holds included (a kill here leaves
+            # a hold on a version that is still current, which is harmless).
+            self._after_commit("put the holds back", lambda: self.write_holds(
+                holds, point="rollback:holds-restored"))
+            raise
+        self._after_commit("write the annotations", lambda: self._write_annotations(
+            manifest, point="objstore:rollback:annotations"))
         return [self._version_info(e, t, True) for t, e in chosen.items()]
 
     # -- retention and repair ----------------------------------------------------------------
