@@ -64,6 +64,7 @@ def plan_table(paths: Paths, schema: Schema, spec: TableSpec, incremental: bool
 
 
 def plan(paths: Paths, schema: Schema, incremental: bool) -> dict[str, TablePlan]:
+    """Every dynamic table's plan (plan_table), those whose folder could be listed."""
     found = {spec.name: plan_table(paths, schema, spec, incremental) for spec in schema.dynamic}
     return {name: p for name, p in found.items() if p is not None}
 
@@ -111,17 +112,23 @@ class EarlyPool:
         context.set_forkserver_preload(PRELOAD)  # no effect once the server runs
         self.workers = workers
         self.pool = ProcessPoolExecutor(workers, mp_context=context)
+        self._failed: BaseException | None = None
         # A submit starts a worker when none is idle: one no-op per worker starts them all.
         # It blocks until the forkserver has forked (after its imports): a thread waits.
         self._starter = threading.Thread(target=self._start, name="dpo-pool-start", daemon=True)
         self._starter.start()
 
     def _start(self) -> None:
-        for _ in range(self.workers):
-            self.pool.submit(os.getpid)
+        try:
+            for _ in range(self.workers):
+                self.pool.submit(os.getpid)
+        except (OSError, RuntimeError) as exc:  # no process could be started: said by started()
+            self._failed = exc
 
     def started(self) -> ProcessPoolExecutor:
         """The pool, once every worker was asked for (submits from two threads at once would
-        only wait on the pool's lock)."""
+        only wait on the pool's lock); what kept a worker from starting is raised here."""
         self._starter.join()
+        if self._failed is not None:
+            raise self._failed
         return self.pool
