@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -128,19 +128,29 @@ def _migrate_v4(conn: sqlite3.Connection) -> None:
                         to_version TEXT, command TEXT, user TEXT)""")
 
 
-def _migrate_v5(conn: sqlite3.Connection) -> None:
+def _add_columns(conn: sqlite3.Connection, columns: list[tuple[str, str]]) -> None:
     present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, kind in _V5_COLUMNS:
+    for name, kind in columns:
         if name not in present:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
+def _stored_results(conn: sqlite3.Connection) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each run's stored result, for a migration's backfill (one that does not parse is
+    reported by the v2 backfill, and skipped here)."""
     for run_id, result_json in conn.execute(
             "SELECT run_id, result_json FROM runs WHERE result_json IS NOT NULL").fetchall():
         try:
-            warnings = _warnings(json.loads(result_json))
+            yield run_id, json.loads(result_json)
         except ValueError:
-            continue  # reported by the v2 backfill
+            continue
+
+
+def _migrate_v5(conn: sqlite3.Connection) -> None:
+    _add_columns(conn, _V5_COLUMNS)
+    for run_id, result in _stored_results(conn):
         conn.execute("UPDATE runs SET warnings_count=?, warnings_by_kind=? WHERE run_id=?",
-                     (*warnings, run_id))
+                     (*_warnings(result), run_id))
 
 
 def _warnings(result: dict[str, Any]) -> tuple[int, str]:
@@ -150,17 +160,10 @@ def _warnings(result: dict[str, Any]) -> tuple[int, str]:
 
 
 def _migrate_v6(conn: sqlite3.Connection) -> None:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, kind in _V6_COLUMNS:
-        if name not in present:
-            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    _add_columns(conn, _V6_COLUMNS)
     conn.execute(_V6_CHECKS)
-    for run_id, result_json in conn.execute(
-            "SELECT run_id, result_json FROM runs WHERE result_json IS NOT NULL").fetchall():
-        try:
-            checks = _checks(json.loads(result_json))
-        except ValueError:
-            continue  # reported by the v2 backfill
+    for run_id, result in _stored_results(conn):
+        checks = _checks(result)
         conn.execute("UPDATE runs SET checks_by_status=? WHERE run_id=?",
                      (_by_status(checks), run_id))
         conn.executemany(f"INSERT OR REPLACE INTO run_checks(run_id, "
