@@ -32,7 +32,7 @@ from dpo.demo.writers import ExcelError
 from dpo.errors import ConfigError
 from dpo.fsio import Fingerprint
 from dpo.pipeline.orchestrator import default_workers
-from dpo.schema import load_schema
+from dpo.schema import TableSpec, load_schema
 
 pytestmark = pytest.mark.xdist_group("dask")
 
@@ -232,14 +232,20 @@ class RecordingPool(Recording, ProcessFiles):
         self.given, self.futures = [], []
 
 
-def test_a_table_goes_in_batches_and_comes_back_in_file_order(
-        records_root: Path, tmp_path: Path) -> None:
+def eleven_monthly_files(records_root: Path) -> tuple[list[str], list[Path], TableSpec]:
+    """Eleven monthly sources of three rows each, their paths in date order, and their spec."""
     names = [f"records_2019{m:02d}.xlsx" for m in range(1, 12)]
     for i, name in enumerate(names):
         write_source(records_root, name, [good_row(10 * i + j) for j in range(3)])
     files = [source_dir(records_root) / name for name in names]
     spec = load_schema(records_root / "database/databaseSchemas.json", records_root
                        ).table("records")
+    return names, files, spec
+
+
+def test_a_table_goes_in_batches_and_comes_back_in_file_order(
+        records_root: Path, tmp_path: Path) -> None:
+    names, files, spec = eleven_monthly_files(records_root)
     pool = RecordingPool(2)
     with TaskAhead(pool, tmp_path / "tasks", RowPolicy(), max_retries=0, retry_wait=0) as ahead:
         ahead.prefetch(files, spec)
@@ -300,12 +306,7 @@ def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlie
         records_root: Path, tmp_path: Path, scheduler: str) -> None:
     """The file's task is submitted again with the very same arguments (path, spec, scratch
     folder): only pure=False keeps Dask from handing back the first task's result."""
-    names = [f"records_2019{m:02d}.xlsx" for m in range(1, 12)]
-    for i, name in enumerate(names):
-        write_source(records_root, name, [good_row(10 * i + j) for j in range(3)])
-    files = [source_dir(records_root) / name for name in names]
-    spec = load_schema(records_root / "database/databaseSchemas.json", records_root
-                       ).table("records")
+    names, files, spec = eleven_monthly_files(records_root)
     executor = RecordingDask(scheduler)
     try:
         with TaskAhead(executor, tmp_path / "tasks", RowPolicy(), max_retries=0,
