@@ -1,4 +1,4 @@
-"""Phase 1's per-file work (read + normalise + row hashes + segment) on the 120-report plant:
+"""Phase 1's batch task (read + normalise + row hashes + segment) on the 120-report plant:
 one worker in this process vs the `processes` and `dask` executors with 2 workers.
 
     .venv/bin/python bench/executors.py [--plant bench/out/plant] [--repeat 5] [--rounds 3]
@@ -36,10 +36,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from dpo.collect.cluster import run_tasks
+from dpo.collect.batchtask import BatchTask
+from dpo.collect.cluster import run_batch_task
 from dpo.collect.executors import FileExecutor, Pending, TaskAhead, open_executor
 from dpo.collect.fanout import combine
-from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy
 from dpo.schema import TableSpec, load_schema
 
@@ -51,9 +51,9 @@ class InProcess:
 
     slots = 1
 
-    def submit(self, tasks: list[FileTask]) -> Pending:
+    def submit(self, task: BatchTask) -> Pending:
         done: Future[Any] = Future()
-        done.set_result(run_tasks(tasks))
+        done.set_result(run_batch_task(task))
         return done
 
     def close(self) -> None:
@@ -107,14 +107,14 @@ def pair_seconds(repeat: int, plant: Path) -> dict[str, float]:
 
     spec, files = _plant(plant)
     scratch = Path(tempfile.mkdtemp(prefix="dpo-bench-"))
-    halves = [[FileTask(p, spec, RowPolicy(), 0, 0, scratch) for p in part]
+    halves = [BatchTask(tuple(part), spec, RowPolicy(), 0, 0, scratch)
               for part in (files[: len(files) // 2], files[len(files) // 2:])]
     times = []
     try:
         with ProcessPoolExecutor(2, mp_context=get_context("forkserver")) as pool:
             for _ in range(repeat + 1):
                 began = time.perf_counter()
-                for done in [pool.submit(run_tasks, half) for half in halves]:
+                for done in [pool.submit(run_batch_task, half) for half in halves]:
                     done.result()
                 times.append(time.perf_counter() - began)
             cpu = _ours()

@@ -18,6 +18,7 @@ from conftest import good_row, make_paths, output_path, source_dir, write_schema
 from loguru import logger
 from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
 
+from dpo.collect.batchtask import BatchTask
 from dpo.collect.collector import DataCollector
 from dpo.collect.early import (
     AUTO_MIN_FILES,
@@ -26,7 +27,6 @@ from dpo.collect.early import (
     choose_executor,
 )
 from dpo.collect.executors import DaskFiles, ProcessFiles, TaskAhead, batches
-from dpo.collect.filetask import FileTask
 from dpo.config import RowPolicy, load_settings
 from dpo.demo.writers import ExcelError
 from dpo.errors import ConfigError
@@ -218,9 +218,9 @@ class Recording:
     given: list[list[str]]
     futures: list[Any]
 
-    def submit(self, tasks: list[FileTask]) -> Any:
-        self.given.append([t.path.name for t in tasks])
-        self.futures.append(super().submit(tasks))  # type: ignore[misc]
+    def submit(self, task: BatchTask) -> Any:
+        self.given.append([p.name for p in task.paths])
+        self.futures.append(super().submit(task))  # type: ignore[misc]
         return self.futures[-1]
 
 
@@ -257,10 +257,10 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
         before = Fingerprint.of(changed)
         write_source(records_root, names[4], [good_row(500 + j) for j in range(5)])
         os.utime(changed, ns=(before.mtime_ns + 10**9, before.mtime_ns + 10**9))
-        outcomes = ahead.run(files, spec)
-    assert [o.file for o in outcomes] == names
-    assert [o.rows for o in outcomes] == [5 if n == names[4] else 3 for n in names]
-    assert pool.given[-1] == [names[4]]  # read again, alone
+        reads = [read for batch in ahead.run(files, spec) for read in batch.files]
+    assert [r.file for r in reads] == names
+    assert [r.rows for r in reads] == [5 if n == names[4] else 3 for n in names]
+    assert pool.given[-1] == names[3:5]  # its batch read again: its files are one pass
     assert len(pool.given) == 7 + 1
 
 
@@ -319,11 +319,11 @@ def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlie
             before = Fingerprint.of(files[7])
             write_source(records_root, alone, [good_row(700 + j) for j in range(5)])
             os.utime(files[7], ns=(before.mtime_ns + 10**9, before.mtime_ns + 10**9))
-            outcomes = ahead.run(files, spec)
+            reads = [read for batch in ahead.run(files, spec) for read in batch.files]
     finally:
         executor.close()
     assert executor.given[-1] == [alone] and executor.given.count([alone]) == 2
-    assert [o.rows for o in outcomes] == [5 if n == alone else 3 for n in names]
+    assert [r.rows for r in reads] == [5 if n == alone else 3 for n in names]
 
 
 # -- auto: threads or processes, chosen from the files to read (collect.early) -----------------

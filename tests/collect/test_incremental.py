@@ -297,8 +297,8 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
     exact method, and the same output."""
     from arrowtools import old_duplicate_mask
 
+    import dpo.collect.batchtask
     import dpo.collect.collector
-    import dpo.collect.fanout
     import dpo.collect.segments
 
     roots = {kind: fresh_copy(plant, tmp_path / kind) for kind in ("cached", "exact", "collide")}
@@ -312,7 +312,7 @@ def test_duplicates_across_files_are_exactly_those_of_the_exact_method(
                           lambda t, hashes=None: old_duplicate_mask(t))
             found["exact"] = table(collect(roots["exact"], incremental=False), "productRecords")
         with monkeypatch.context() as patch:
-            patch.setattr(dpo.collect.fanout, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
+            patch.setattr(dpo.collect.batchtask, "row_hashes", lambda t: np.zeros(t.num_rows, np.uint64))
             found["collide"] = table(collect(roots["collide"], incremental=False),
                                      "productRecords")
         assert found["cached"].files_read == (12 if step == 0 else 1)

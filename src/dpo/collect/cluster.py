@@ -1,15 +1,15 @@
-"""Phase 1's per-file task on workers that do not share this machine's disk (a Dask cluster
+"""Phase 1's batch task on workers that do not share this machine's disk (a Dask cluster
 named by `--scheduler`): the source file is read from object storage, the segment is put there.
 
 A run whose sources are on object storage (`dynamic_db_source_dir` a URL) mirrors them here
 first (inputs.plant); a worker on another machine cannot see that mirror, so each task
-also carries an `ObjectSource` (collect.filetask): the object's URL and the ETag that was
+also carries an `ObjectSource` per file (collect.batchtask): the object's URL and the ETag that was
 mirrored. The worker
 
-- reads the file where this machine put it if it sees it there unchanged (a worker on the
+- reads each file where this machine put it if it sees it there unchanged (a worker on the
   same machine, or a shared disk), else GETs the object *with If-Match on that ETag*: the worker
   reads exactly the version this run's cache records, or the task fails (run again);
-- runs the ordinary task (collect.filetask.run_file_task) on that file;
+- runs the ordinary task (collect.batchtask.run_batch) on the batch's files;
 - puts its segment (and quarantine) under `scratch_url` when the store is on object storage
   too (`<default_dir>/_dpo/tasks/<run>/`), returning their URLs; this process fetches them
   (`fetch_segments`) and deletes the run's prefix at the end (`drop_scratch`).
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dpo.collect.filetask import FileOutcome, FileTask, ObjectSource, run_file_task
+from dpo.collect.batchtask import BatchOutcome, BatchTask, FileRead, ObjectSource, run_batch
 from dpo.config import Paths
 from dpo.errors import DpoError, ErrorType
 from dpo.fsio import Fingerprint
@@ -75,40 +75,41 @@ def remote_plan(paths: Paths, executor: str, scheduler: str | None,
     return RemotePlan(paths.source_url, paths.source_dir, scratch, options)
 
 
-def run_tasks(tasks: list[FileTask]) -> list[FileOutcome]:
-    """Several files' tasks as one unit of work for a pool or a cluster: what a unit costs to
-    schedule, send and answer (a few ms on Dask, as much as a 700-row file's task) is paid
-    once per batch (collect.executors.TaskAhead cuts them). Their specs are pickled once."""
-    return [run_task(task) for task in tasks]
-
-
-def run_task(task: FileTask) -> FileOutcome:
-    """One file's task on any worker; never raises a DpoError (it is in the outcome)."""
-    if task.remote is None:
-        return run_file_task(task)
-    try:
-        return run_object_task(task)
-    except DpoError as exc:  # the object could not be fetched: as a read failure
-        return FileOutcome(task.path.name, error=exc, read_failed=True)
-
-
-def run_object_task(task: FileTask) -> FileOutcome:
-    """A task with an ObjectSource, on any machine (module docstring)."""
-    remote = task.remote
-    assert remote is not None
+def run_batch_task(task: BatchTask) -> BatchOutcome:
+    """A batch on any worker (collect.batchtask.run_batch); never raises a DpoError (it is in
+    the outcome). A batch is the unit of work for a pool or a cluster: what a unit costs to
+    schedule, send and answer (a few ms on Dask) and Arrow's per-call costs of normalising
+    (~15 ms a pass) are paid once per batch (collect.executors.batches cuts them)."""
+    if not task.remote:
+        return run_batch(task)
     work = Path(tempfile.mkdtemp(prefix="dpo-task-"))
     try:
-        local = replace(task, remote=None, path=_readable_copy(task.path, remote, work),
-                        scratch=work / "segments" if remote.scratch_url else task.scratch)
-        outcome = run_file_task(local)
-        outcome.file = task.path.name
-        if local.path != task.path:  # read from the object: as this machine mirrored it
-            outcome.after = remote.fingerprint if outcome.after is not None else None
-        if remote.scratch_url is not None:
-            _put_segments(outcome, remote.scratch_url)
-        return outcome
+        return run_object_batch(task, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_object_batch(task: BatchTask, work: Path) -> BatchOutcome:
+    """A batch whose files have ObjectSources, on any machine (module docstring): each file
+    read where this machine mirrored it if the worker sees it there unchanged, else fetched."""
+    local: list[Path] = []
+    for path, remote in zip(task.paths, task.remote, strict=True):
+        try:
+            local.append(path if remote is None else _readable_copy(path, remote, work))
+        except DpoError as exc:  # the object could not be fetched: as a read failure
+            reads = [FileRead(p.name) for p in task.paths]
+            reads[len(local)].error = exc
+            return BatchOutcome(reads)
+    scratch_url = next((r.scratch_url for r in task.remote if r is not None), None)
+    outcome = run_batch(replace(task, paths=tuple(local), remote=(),
+                                scratch=work / "segments" if scratch_url else task.scratch))
+    for read, path, copy, remote in zip(outcome.files, task.paths, local, task.remote,
+                                        strict=True):
+        if copy != path and remote is not None and read.after is not None:
+            read.after = remote.fingerprint  # read from the object: as this machine mirrored it
+    if scratch_url is not None:
+        _put_segments(outcome, scratch_url)
+    return outcome
 
 
 def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
@@ -133,7 +134,7 @@ def _readable_copy(path: Path, remote: ObjectSource, work: Path) -> Path:
     return target
 
 
-def _put_segments(outcome: FileOutcome, scratch_url: str) -> None:
+def _put_segments(outcome: BatchOutcome, scratch_url: str) -> None:
     from dpo.store.objects.client import open_bucket, put
 
     for name in ("segment", "quarantine"):
@@ -145,7 +146,7 @@ def _put_segments(outcome: FileOutcome, scratch_url: str) -> None:
             setattr(outcome, name, url)
 
 
-def fetch_segments(outcomes: list[FileOutcome], local_dir: Path, plan: RemotePlan) -> None:
+def fetch_segments(outcomes: list[BatchOutcome], local_dir: Path, plan: RemotePlan) -> None:
     """The segments workers put on object storage, fetched into `local_dir` (several at once)
     and named by their local paths in the outcomes, so that fanout reads files as always."""
     wanted = [(o, f) for o in outcomes for f in ("segment", "quarantine")

@@ -14,18 +14,17 @@ import numpy as np
 import pyarrow as pa
 from loguru import logger
 
+from dpo.collect.batchtask import FileRead, screen_batch
 from dpo.collect.cluster import remote_plan
 from dpo.collect.early import EarlyPool, TablePlan, choose_executor, plan_table
 from dpo.collect.executors import TaskAhead, open_executor
-from dpo.collect.fanout import combine, split_pieces
-from dpo.collect.filetask import screen_sheets
+from dpo.collect.fanout import combine
 from dpo.collect.finisher import Finish, Finisher, done, nothing, then
 from dpo.collect.segments import Piece, cached_parts, merge_pieces, update_cache
 from dpo.config import Paths, RowPolicy
 from dpo.errors import CellError, DpoError
 from dpo.excel.discover import discover_with_notes
 from dpo.excel.pool import ReadAhead
-from dpo.excel.reader import RawSheet
 from dpo.excel.retry import RetryReport
 from dpo.fsio import Fingerprint, folder_size
 from dpo.quality import DataWarning, WarningKind, needs_review, note
@@ -43,7 +42,6 @@ from dpo.tables.contenthash import older_hash_if_same
 from dpo.tables.meta import META_HASH, META_ROWS, META_SOURCES, META_TABLE
 from dpo.tables.parquet import parquet_meta, recorded_hash, write_parquet
 from dpo.tables.rowhashes import RowHashes
-from dpo.transform.normalize import Normalized
 
 
 @dataclass
@@ -280,8 +278,7 @@ class DataCollector:
         # the read, a file replaced after it is read again next time, never served stale.
         digests = sha256_by_name([run.files[i] for i in todo]) if cache is not None else {}
         if todo:
-            new, cells = (self._fanned_out(run, [run.files[i] for i in todo]) if self._tasks
-                          else self._read_here(run, [run.files[i] for i in todo]))
+            new, cells = self._batched(run, [run.files[i] for i in todo])
             # A file with anything to say is read again next run, so it says it again.
             dirty = {cell.file for cell in cells} | {w.file for w in run.warnings if w.file}
             for i, piece in zip(todo, new, strict=True):
@@ -292,18 +289,22 @@ class DataCollector:
         return pieces, partial(update_cache, cache, run.spec, run.files, fingerprints, pieces,
                                todo, dirty, digests)
 
-    def _read_here(self, run: _TableRun, files: list[Path]) -> tuple[list[Piece], tuple[CellError, ...]]:
-        """The threads executor: files read in this process, normalised in one pass."""
-        norm = self._normalize(run, self._read_files(run, files))
-        return split_pieces(norm, len(files)), norm.cells
-
-    def _fanned_out(self, run: _TableRun, files: list[Path]
-                    ) -> tuple[list[Piece], tuple[CellError, ...]]:
-        """The processes and dask executors: each file read and normalised by a worker."""
-        assert self._tasks is not None
-        got = combine(self._tasks.run(files, run.spec), run.spec, run.warnings,
-                      on_retry=self._on_retry(run),
-                      on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
+    def _batched(self, run: _TableRun, files: list[Path]
+                 ) -> tuple[list[Piece], tuple[CellError, ...]]:
+        """Every executor's path: the new files normalised in batches (collect.batchtask),
+        put together as one pass over all of them (fanout.combine). Worker processes and
+        Dask run batches of files; threads read here, ahead of need, and the files are one
+        batch (their reads, retries and progress said as each file is read)."""
+        on_retry = self._on_retry(run)
+        on_done: Callable[[int], None] = partial(self._files_done, run.spec.name)
+        if self._tasks is not None:
+            batches = self._tasks.run(files, run.spec)
+        else:
+            sheets = self._reads.read(files, run.spec, on_retry=on_retry, on_done=on_done)
+            batches = [screen_batch(files, sheets, [FileRead(p.name) for p in files],
+                                    run.spec, self.policy, scratch=None)]
+            on_done = _said
+        got = combine(batches, run.spec, run.warnings, on_retry=on_retry, on_done=on_done)
         run.emptied.extend(got.emptied)
         self._screened(run, got.warnings, got.blank, got.quarantine)
         return got.pieces, got.cells
@@ -311,24 +312,8 @@ class DataCollector:
     def _on_retry(self, run: _TableRun) -> RetryReport:
         return lambda msg, ok: run.healing.append(HealingAction("retry", run.spec.name, ok, msg))
 
-    def _read_files(self, run: _TableRun, files: list[Path]) -> list[RawSheet]:
-        """Read files (in the reading pool, or ahead of need), in file order."""
-        sheets = self._reads.read(
-            files, run.spec, on_retry=self._on_retry(run),
-            on_done=lambda n: self._emit("file_done", table=run.spec.name, count=n))
-        for path, sheet in zip(files, sheets, strict=True):
-            if sheet.table.num_rows == 0:
-                run.emptied.append(path.name)
-                run.warnings.append(note(WarningKind.HEADERS_ONLY,
-                                         f"{path.name}: headers only, no data rows", path.name))
-        return sheets
-
-    def _normalize(self, run: _TableRun, sheets: list[RawSheet]) -> Normalized:
-        """Normalise all new files in one pass, then the row policies (rejects.screen_rows)."""
-        screened = screen_sheets(run.files, sheets, run.spec, self.policy)
-        self._screened(run, [*(w for s in sheets for w in s.notes), *screened.warnings],
-                       screened.blank, screened.quarantine)
-        return screened.norm
+    def _files_done(self, table: str, count: int) -> None:
+        self._emit("file_done", table=table, count=count)
 
     def _screened(self, run: _TableRun, warnings: list[DataWarning], blank: int,
                   quarantine: pa.Table | None) -> None:
@@ -376,3 +361,7 @@ class DataCollector:
             healing_actions=tuple(healing),
             errors=errors,
         )
+
+
+def _said(count: int) -> None:
+    """Files the threads path read: their progress was said as each was read."""

@@ -1,24 +1,25 @@
-"""Where Phase 1's per-file work runs (`executor` setting; README, "Beyond one machine").
+"""Where Phase 1's batch task runs (`executor` setting; README, "Beyond one machine").
 
   auto       (default) threads or processes, chosen from the files to read (collect.early)
-  threads    the reading pool in this process (excel.pool.ReadAhead); the new
-             files of a table are then normalised together, in this process
+  threads    the reading pool in this process (excel.pool.ReadAhead); the new files of a
+             table are then one batch, normalised in this process (collect.batchtask)
   processes  a pool of worker processes (forkserver: no copy of this process's state), one
-             per `workers`; each runs collect.filetask on a file
+             per `workers`; each runs collect.batchtask.run_batch on a batch of files
   dask       dask.distributed: `scheduler` (tcp://HOST:PORT), else DASK_SCHEDULER_ADDRESS,
              else a LocalCluster of `workers` processes on 127.0.0.1. The workers must see
              the plant's folders at the same paths (a shared disk)
 
-A worker writes its file's rows as an Arrow IPC segment in the run's scratch folder and
-returns a FileOutcome (plain data): no table travels back. Dask tasks are submitted with
-pure=False: a changed file is never served from a cached task result.
+A worker normalises its batch's files in one pass, writes their rows as one Arrow IPC
+segment in the run's scratch folder and returns a BatchOutcome (plain data): no table
+travels back. Dask tasks are submitted with pure=False: a changed file is never served from
+a cached task result.
 
-A unit of work is a batch of one table's consecutive files (`batches`: largest first, down
-to one file), not one file: on a LocalCluster each Dask task costs ~1.7 ms of the
-scheduler's CPU in this process and ~0.7 ms of a worker's, besides the task, while a 700-row
-file's task is ~8 ms; one task per file made the cluster no faster than one worker
-(BENCHMARKS.md, "Executors"). Equal batches left one worker idle at the end for up to a
-batch's time; shrinking ones end together.
+A unit of work is a batch of one table's consecutive files (`batches`: largest first,
+shrinking), not one file: a pass pays Arrow's per-call costs (~300 compute calls, whatever
+the rows) once per batch, 2.4-2.9x the CPU of one pass when paid per 700-row file
+(BENCHMARKS.md, "#22"); on a LocalCluster each Dask task also costs ~1.7 ms of the
+scheduler's CPU in this process and ~0.7 ms of a worker's. Equal batches left one worker
+idle at the end for up to a batch's time; shrinking ones end together.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from dpo.collect.cluster import RemotePlan, drop_scratch, fetch_segments, run_tasks
+from dpo.collect.batchtask import BatchOutcome, BatchTask
+from dpo.collect.cluster import RemotePlan, drop_scratch, fetch_segments, run_batch_task
 from dpo.collect.early import EarlyPool
-from dpo.collect.filetask import FileOutcome, FileTask
 from dpo.config import RowPolicy
 from dpo.errors import ConfigError
-from dpo.fsio import Fingerprint
+from dpo.excel.pool import file_state
 from dpo.schema import TableSpec
 
 EXECUTORS = ("auto", "threads", "processes", "dask")
@@ -48,12 +49,12 @@ class Pending(Protocol):
 
 
 class FileExecutor(Protocol):
-    """Runs batches of per-file tasks somewhere else; `submit` returns at once, its result
-    is the batch's outcomes in order. `slots`: how many batches run at once."""
+    """Runs batch tasks somewhere else; `submit` returns at once, its result is the batch's
+    outcome. `slots`: how many batches run at once."""
 
     slots: int
 
-    def submit(self, tasks: list[FileTask]) -> Pending: ...
+    def submit(self, task: BatchTask) -> Pending: ...
     def close(self) -> None: ...
 
 
@@ -66,8 +67,8 @@ class ProcessFiles:
         self.slots = started.workers
         self._pool = started.started()
 
-    def submit(self, tasks: list[FileTask]) -> Pending:
-        return self._pool.submit(run_tasks, tasks)
+    def submit(self, task: BatchTask) -> Pending:
+        return self._pool.submit(run_batch_task, task)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -93,8 +94,8 @@ class DaskFiles:
         # The cluster's threads as they are now (none yet: as many as `workers`)
         self.slots = sum(self._client.nthreads().values()) or workers
 
-    def submit(self, tasks: list[FileTask]) -> Pending:
-        future: Pending = self._client.submit(run_tasks, tasks, pure=False)
+    def submit(self, task: BatchTask) -> Pending:
+        future: Pending = self._client.submit(run_batch_task, task, pure=False)
         return future
 
     def close(self) -> None:
@@ -152,25 +153,27 @@ def open_executor(kind: str, workers: int, scheduler: str | None,
 
 
 class _Batch:
-    """One submitted batch; its outcomes fetched once (a Dask future's result() fetches
-    from the worker on every call)."""
+    """One submitted batch; its outcome fetched once (a Dask future's result() fetches from
+    the worker on every call)."""
 
-    def __init__(self, pending: Pending) -> None:
+    def __init__(self, paths: list[Path], pending: Pending) -> None:
+        self.paths = paths
         self._pending = pending
-        self._outcomes: list[FileOutcome] | None = None
+        self._outcome: BatchOutcome | None = None
 
-    def outcome(self, index: int) -> FileOutcome:
-        if self._outcomes is None:
-            self._outcomes = self._pending.result()
-        return self._outcomes[index]
+    def outcome(self) -> BatchOutcome:
+        if self._outcome is None:
+            self._outcome = self._pending.result()
+        return self._outcome
 
 
 class TaskAhead:
-    """Files' tasks submitted early (every table's at Phase 1's start) in batches, results
-    in file order.
+    """Tables' batches submitted early (every table's at Phase 1's start), outcomes in file
+    order.
 
-    An outcome is used only if the file still has the size and mtime it had when its task
-    ended; otherwise the file's task runs again (as excel.pool.ReadAhead does)."""
+    A batch's outcome is used only if each of its files still has the size and mtime it had
+    when the batch read it; otherwise the batch runs again (as excel.pool.ReadAhead reads a
+    file again): its files are normalised together, so a file is never re-read alone."""
 
     def __init__(self, executor: FileExecutor, scratch_root: Path, policy: RowPolicy, *,
                  max_retries: int, retry_wait: float, remote: RemotePlan | None = None) -> None:
@@ -179,7 +182,7 @@ class TaskAhead:
         self.scratch = scratch_root / run
         self.remote = remote.for_run(run) if remote else None  # workers on other machines
         self.policy, self.max_retries, self.retry_wait = policy, max_retries, retry_wait
-        self._ahead: dict[Path, tuple[_Batch, int]] = {}
+        self._ahead: dict[Path, _Batch] = {}
         shutil.rmtree(scratch_root, ignore_errors=True)  # what a killed run left
 
     def __enter__(self) -> TaskAhead:
@@ -196,29 +199,44 @@ class TaskAhead:
 
     def prefetch(self, files: list[Path], spec: TableSpec) -> None:
         todo = [path for path in dict.fromkeys(files) if path not in self._ahead]
-        for batch in batches(todo, self.executor.slots):
-            submitted = self._submit(batch, spec)
-            self._ahead.update((path, (submitted, i)) for i, path in enumerate(batch))
+        for paths in batches(todo, self.executor.slots):
+            submitted = self._submit(paths, spec)
+            self._ahead.update((path, submitted) for path in paths)
 
-    def run(self, files: list[Path], spec: TableSpec) -> list[FileOutcome]:
+    def run(self, files: list[Path], spec: TableSpec) -> list[BatchOutcome]:
+        """The batches of `files`, in order: those submitted ahead where they hold exactly the
+        next files, a new batch for files that no such batch holds."""
         self.prefetch(files, spec)
-        outcomes = []
-        for path in files:
-            ahead = self._ahead.pop(path) if path in self._ahead else None  # None: listed twice
-            batch, index = ahead or (self._submit([path], spec), 0)
-            outcome = batch.outcome(index)
-            if outcome.after != _fingerprint(path):  # changed since its task read it
-                outcome = self._submit([path], spec).outcome(0)
+        outcomes, start = [], 0
+        while start < len(files):
+            end = start + 1
+            batch = self._ahead.get(files[start])
+            if batch is not None and files[start:start + len(batch.paths)] == batch.paths:
+                end = start + len(batch.paths)
+            else:  # files listed twice, or cut otherwise than asked for: a batch of their own
+                while end < len(files) and not self._fits(files, end):
+                    end += 1
+                batch = self._submit(files[start:end], spec)
+            for path in batch.paths:
+                self._ahead.pop(path, None)
+            outcome = batch.outcome()
+            if _stale(outcome, batch.paths):
+                outcome = self._submit(batch.paths, spec).outcome()
             outcomes.append(outcome)
+            start = end
         if self.remote is not None:
             fetch_segments(outcomes, self.scratch, self.remote)
         return outcomes
 
+    def _fits(self, files: list[Path], start: int) -> bool:
+        batch = self._ahead.get(files[start])
+        return batch is not None and files[start:start + len(batch.paths)] == batch.paths
+
     def _submit(self, paths: list[Path], spec: TableSpec) -> _Batch:
-        return _Batch(self.executor.submit([
-            FileTask(path, spec, self.policy, self.max_retries, self.retry_wait, self.scratch,
-                     self.remote.source_of(path) if self.remote else None)
-            for path in paths]))
+        remote = tuple(self.remote.source_of(p) for p in paths) if self.remote else ()
+        return _Batch(paths, self.executor.submit(BatchTask(
+            tuple(paths), spec, self.policy, self.max_retries, self.retry_wait, self.scratch,
+            remote)))
 
 
 def batches(paths: list[Path], slots: int) -> list[list[Path]]:
@@ -235,8 +253,11 @@ def batches(paths: list[Path], slots: int) -> list[list[Path]]:
     return cut
 
 
-def _fingerprint(path: Path) -> Fingerprint | None:
-    try:
-        return Fingerprint.of(path)
-    except OSError:
-        return None
+def _stale(outcome: BatchOutcome, paths: list[Path]) -> bool:
+    """Whether a file the batch read (up to the first that failed) changed since."""
+    for read, path in zip(outcome.files, paths, strict=True):
+        if read.after != file_state(path):
+            return True
+        if read.error is not None:
+            return False  # the files after it were not read
+    return False

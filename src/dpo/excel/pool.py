@@ -96,7 +96,7 @@ class ReadAhead:
 
     def _current(self, outcome: _Outcome, path: Path, spec: TableSpec) -> _Outcome:
         """The outcome, if the file is still as it was when it was read; else a new read."""
-        return outcome if outcome.after == _fingerprint(path) else self._read(path, spec)
+        return outcome if outcome.after == file_state(path) else self._read(path, spec)
 
     def _read(self, path: Path, spec: TableSpec) -> _Outcome:
         outcome = _Outcome()
@@ -105,7 +105,7 @@ class ReadAhead:
                                      outcome.retries)
         except DpoError as exc:
             outcome.error = exc
-        outcome.after = _fingerprint(path)
+        outcome.after = file_state(path)
         return outcome
 
     @staticmethod
@@ -120,7 +120,9 @@ class ReadAhead:
         return outcome.sheet
 
 
-def _fingerprint(path: Path) -> Fingerprint | None:
+def file_state(path: Path) -> Fingerprint | None:
+    """The file's size and mtime now (None: gone): a read done ahead is used only while
+    they are those it had when the read ended."""
     try:
         return Fingerprint.of(path)
     except OSError:
