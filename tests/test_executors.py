@@ -201,12 +201,15 @@ def test_cli_runs_on_a_dask_scheduler(tmp_path: Path, scheduler: str) -> None:
 
 
 # -- batches: a worker gets runs of consecutive files, not one file per task ------------------
-def test_batches_are_consecutive_runs_shrinking_to_one_file() -> None:
+def test_batches_are_consecutive_runs_shrinking_to_a_few_files() -> None:
+    """Half of what is left per batch on two slots, down to MIN_BATCH files (a batch is one
+    normalisation pass: each costs Arrow's per-call overhead once)."""
     paths = [Path(f"f{i:03d}") for i in range(120)]
     cut = batches(paths, 2)
-    assert [len(b) for b in cut] == [30, 23, 17, 13, 10, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+    assert [len(b) for b in cut] == [60, 30, 15, 8, 4, 3]
     assert [p for b in cut for p in b] == paths
-    assert [len(b) for b in batches(paths[:11], 2)] == [3, 2, 2, 1, 1, 1, 1]
+    assert [len(b) for b in batches(paths, 4)] == [30, 23, 17, 13, 10, 7, 5, 4, 4, 4, 3]
+    assert [len(b) for b in batches(paths[:11], 2)] == [6, 4, 1]
     assert batches(paths[:1], 2) == [paths[:1]]
     assert batches([], 2) == []
 
@@ -249,7 +252,7 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
     pool = RecordingPool(2)
     with TaskAhead(pool, tmp_path / "tasks", RowPolicy(), max_retries=0, retry_wait=0) as ahead:
         ahead.prefetch(files, spec)
-        assert [len(b) for b in pool.given] == [3, 2, 2, 1, 1, 1, 1]
+        assert [len(b) for b in pool.given] == [6, 4, 1]
         assert [n for b in pool.given for n in b] == names
         for future in pool.futures:
             future.result()  # every task has ended: the change below comes after
@@ -260,8 +263,8 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
         reads = [read for batch in ahead.run(files, spec) for read in batch.files]
     assert [r.file for r in reads] == names
     assert [r.rows for r in reads] == [5 if n == names[4] else 3 for n in names]
-    assert pool.given[-1] == names[3:5]  # its batch read again: its files are one pass
-    assert len(pool.given) == 7 + 1
+    assert pool.given[-1] == names[:6]  # its batch read again: its files are one pass
+    assert len(pool.given) == 3 + 1
 
 
 def test_a_dask_executor_has_a_slot_per_worker_thread(scheduler: str) -> None:
@@ -304,8 +307,8 @@ class RecordingDask(Recording, DaskFiles):
 
 def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlier_task(
         records_root: Path, tmp_path: Path, scheduler: str) -> None:
-    """The file's task is submitted again with the very same arguments (path, spec, scratch
-    folder): only pure=False keeps Dask from handing back the first task's result."""
+    """The changed file's batch is submitted again with the very same arguments (paths, spec,
+    scratch folder): only pure=False keeps Dask from handing back the first task's result."""
     names, files, spec = eleven_monthly_files(records_root)
     executor = RecordingDask(scheduler)
     try:
@@ -313,7 +316,8 @@ def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlie
                        retry_wait=0) as ahead:
             ahead.prefetch(files, spec)
             alone = names[7]
-            assert [alone] in executor.given  # a batch of its own: resubmitted as it was
+            batch = names[6:10]
+            assert batch in executor.given  # resubmitted as it was
             for future in executor.futures:
                 future.result()
             before = Fingerprint.of(files[7])
@@ -322,7 +326,7 @@ def test_a_file_changed_during_a_run_is_read_again_on_dask_not_served_its_earlie
             reads = [read for batch in ahead.run(files, spec) for read in batch.files]
     finally:
         executor.close()
-    assert executor.given[-1] == [alone] and executor.given.count([alone]) == 2
+    assert executor.given[-1] == batch and executor.given.count(batch) == 2
     assert [r.rows for r in reads] == [5 if n == alone else 3 for n in names]
 
 

@@ -92,7 +92,7 @@ def test_workers_that_cannot_see_this_disk_read_sources_from_s3_and_put_segments
     # each source fetched twice: by this machine's mirror, and by the worker that read it
     assert len(source_gets) == 2 * len(sources), source_gets
     segment_puts = [m for m in requests if re.search(r'"PUT /[^ ]+/plant/_dpo/tasks/', m)]
-    assert len(segment_puts) >= len(sources)
+    assert len(segment_puts) >= 2  # a segment per batch (each of its files' rows), per table
     from test_s3_plant import objects
 
     assert objects(f"{s3_url}/plant", "_dpo/tasks/") == {}  # the run deleted its segments

@@ -41,7 +41,8 @@ from dpo.excel.pool import file_state
 from dpo.schema import TableSpec
 
 EXECUTORS = ("auto", "threads", "processes", "dask")
-SHARE = 2  # collect.executors.batches
+SHARE = 1  # collect.executors.batches (BENCHMARKS.md, "#22": batch one-pass workers)
+MIN_BATCH = 4
 
 
 class Pending(Protocol):
@@ -241,13 +242,14 @@ class TaskAhead:
 
 def batches(paths: list[Path], slots: int) -> list[list[Path]]:
     """`paths` cut into runs of consecutive files, largest first: each takes 1/(SHARE x slots)
-    of the files left, down to one file, so that the slots run out of work together (the
-    last batches are a file or two) while a table of n files costs only ~SHARE x slots x
-    ln(n) batches. The first batches hold the first files: results are wanted in file order.
+    of the files left, at least MIN_BATCH, so that the slots run out of work together (the
+    last batches are small) while a table of n files costs only ~SHARE x slots x ln(n / MIN_BATCH)
+    batches. The first batches hold the first files: results are wanted in file order.
     """
     cut, start = [], 0
     while start < len(paths):
-        size = -(-(len(paths) - start) // (SHARE * max(1, slots)))  # ceiling division
+        left = len(paths) - start
+        size = max(MIN_BATCH, -(-left // (SHARE * max(1, slots))))  # ceiling division
         cut.append(paths[start:start + size])
         start += size
     return cut
