@@ -58,7 +58,7 @@ class Settings:
     plant_name: str | None = None  # names the plant in notifications (default: the root folder)
     # `dpo serve`: bearer token of POST /run (no token: no such endpoint). Never printed.
     serve_token: str | None = field(default=None, repr=False)
-    # where Phase 1's per-file work runs: auto (threads or processes, collect.early) | threads |
+    # where Phase 1's batch task runs: auto (threads or processes, collect.early) | threads |
     # processes | dask
     executor: str = "auto"
     scheduler: str | None = None  # dask: tcp://HOST:PORT (else DASK_SCHEDULER_ADDRESS, else local)
