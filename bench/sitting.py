@@ -17,6 +17,13 @@ slower minute hits every tree), one whole process per figure:
   nochange          `dpo run` again, nothing changed
   onechanged        `dpo run` after one monthly report was replaced (a demo report, 700 rows)
 
+and three lower bounds, what any run of a command built on the project's libraries pays
+before its first line of work, whatever dpo does:
+
+  python_bare       `python -c pass`: the interpreter (and the venv's site)
+  imports_cli       + loguru, typer, rich's console and table (the CLI's libraries)
+  imports_data      + pyarrow (compute, parquet), numpy, fastexcel (any run that reads a file)
+
 A tree is a source folder (`--tree before=/tmp/before/src`); its commands run with
 PYTHONPATH=SRC, so two versions of dpo are compared in the same rounds (A/B under a machine
 whose load changes minute to minute). Default: this checkout's src. Printed: per figure and
@@ -37,7 +44,10 @@ from pathlib import Path
 
 from run import HERE, PYTHON, make_real_plant, reset, timed  # bench/
 
-FIGURES = ("fresh_threads", "fresh_processes", "api_fresh", "fresh", "nochange", "onechanged")
+FIGURES = ("fresh_threads", "fresh_processes", "api_fresh", "fresh", "nochange", "onechanged",
+           "python_bare", "imports_cli", "imports_data")
+CLI_LIBRARIES = "import loguru, typer, rich.console, rich.table"
+DATA_LIBRARIES = "import pyarrow, pyarrow.compute, pyarrow.parquet, numpy, fastexcel"
 API = ("from dpo import DataPipelineOrchestrator; DataPipelineOrchestrator(root_dir={root!r})"
        ".run_pipeline(enable_notifications=False)")
 
@@ -52,6 +62,9 @@ def commands(root: Path) -> dict[str, tuple[list[str], dict[str, str], bool]]:
         "fresh": (cli, {}, True),
         "nochange": (cli, {}, False),
         "onechanged": (cli, {}, False),
+        "python_bare": ([PYTHON, "-c", "pass"], {}, False),
+        "imports_cli": ([PYTHON, "-c", CLI_LIBRARIES], {}, False),
+        "imports_data": ([PYTHON, "-c", f"{CLI_LIBRARIES}; {DATA_LIBRARIES}"], {}, False),
     }
 
 

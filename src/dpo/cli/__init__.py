@@ -6,7 +6,10 @@ Exit codes: 0 success · 1 failed · 2 bad usage or configuration · 3 partial_s
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,12 +26,10 @@ from dpo.cli.runtime import (
 
 EXIT_CODES = {"success": 0, "failed": 1, "partial_success": 3}
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-    help="dpo: plant Excel exports -> typed, versioned Parquet (collect -> load).\n\n"
-         "Exit codes: 0 success, 1 failed, 2 bad usage or configuration, 3 partial_success, "
-         "4 another run holds the lock.",
-)
+HELP = ("dpo: plant Excel exports -> typed, versioned Parquet (collect -> load).\n\n"
+        "Exit codes: 0 success, 1 failed, 2 bad usage or configuration, 3 partial_success, "
+        "4 another run holds the lock.")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -38,7 +39,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
                                           help="Print dpo's version and exit.")] = False,
@@ -72,7 +72,6 @@ def _orchestrator(root: Path | None, config: Path | None, source: str | None,
     return DataPipelineOrchestrator(root_dir=root, config_file=config, **settings)
 
 
-@app.command()
 def run(
     root: Root = None, config: Config = None, source_dir: Source = None, schema: SchemaOpt = None,
     annotations: Annot = None, default_dir: Out = None,
@@ -186,7 +185,6 @@ def _run_with_progress(orch: Any, retries: int | None, notify: bool, policy: str
     return result
 
 
-@app.command()
 def demo(
     target: Annotated[Path, typer.Argument(help="Folder for the demo plant.")] = Path("build/demo"),
     months: Annotated[int, typer.Option(min=1, help="Monthly reports to generate.")] = 3,
@@ -213,7 +211,6 @@ def demo(
         tables=None, checks=None, as_json=as_json, verbose=verbose)
 
 
-@app.command()
 def validate(root: Root = None, config: Config = None, source_dir: Source = None,
              schema: SchemaOpt = None, checks: ChecksOpt = None, as_json: Json = False,
              verbose: Verbose = False) -> None:
@@ -246,7 +243,6 @@ def validate(root: Root = None, config: Config = None, source_dir: Source = None
     raise typer.Exit(1 if problems else 0)
 
 
-@app.command()
 def health(root: Root = None, config: Config = None, default_dir: Out = None,
            as_json: Json = False, verbose: Verbose = False) -> None:
     """Paths, last run, disk space and write permission: healthy or degraded."""
@@ -269,23 +265,41 @@ def health(root: Root = None, config: Config = None, default_dir: Out = None,
     raise typer.Exit(0 if report["service_status"] == "healthy" else 1)
 
 
-from dpo.cli.observe import register as _register_observe  # noqa: E402 - history/metrics/dashboard
-from dpo.cli.show import register as _register_show  # noqa: E402 - dpo show
-from dpo.cli.store import register as _register_store  # noqa: E402 - versions/rollback/diff
+# The module that defines each command besides this one's (run, demo, validate, health).
+ELSEWHERE = {"history": "observe", "metrics": "observe", "dashboard": "observe",
+             "versions": "store", "rollback": "store", "diff": "store", "show": "show",
+             "serve": "serve", "check": "checks"}
 
-_register_store(app)
-_register_show(app)
-_register_observe(app)
 
-from dpo.cli.serve import register as _register_serve  # noqa: E402 - dpo serve
-
-_register_serve(app)
-
-from dpo.cli.checks import register as _register_checks  # noqa: E402 - dpo check
-
-_register_checks(app)
+def build_app(command: str | None = None) -> typer.Typer:
+    """The `dpo` command; with `command`, holding only that command (None or a name it does
+    not know: all of them, for --help and its error message). typer builds every command it
+    holds from its function's signature at each start: a `dpo run` building all thirteen
+    paid ~40 ms for it, a fifth of a no-change run's start-up (BENCHMARKS.md, #22)."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                      help=HELP)
+    app.callback()(_options)
+    own: dict[str, Callable[..., None]] = {"run": run, "demo": demo, "validate": validate,
+                                           "health": health}
+    if command in own:
+        app.command()(own[command])
+        return app
+    if command in ELSEWHERE:
+        module = importlib.import_module(f"dpo.cli.{ELSEWHERE[command]}")
+        app.command(name=command)(getattr(module, command))
+        return app
+    for function in own.values():
+        app.command()(function)
+    for name in dict.fromkeys(ELSEWHERE.values()):
+        importlib.import_module(f"dpo.cli.{name}").register(app)
+    return app
 
 
 def main() -> None:
-    app()
+    build_app(_command_named(sys.argv[1:]))()
 
+
+def _command_named(args: list[str]) -> str | None:
+    """The command a command line names: its first word that is not an option (the group's
+    only option, --version, takes no value)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)

@@ -58,12 +58,15 @@ def _lossy(values: np.ndarray) -> np.ndarray:
     return lossy
 
 
-def block_numbers(block: bytes, binary: bool) -> np.ndarray:
+def block_lossy_numbers(block: bytes, binary: bool) -> np.ndarray:
     """The values of what looks like a number cell in one block of a sheet's bytes (.xlsb
-    records or .xlsx `<v>` text); errorcells.scan_sheet streams the sheet through this once."""
+    records or .xlsx `<v>` text) that their 9-decimal text loses; errorcells.scan_sheet
+    streams the sheet through this once. Only those are kept: every number of a 200,000-row
+    sheet would be ~25 MB held beside the reader's parse, at the run's peak (BENCHMARKS.md)."""
     scan = _xlsb_numbers if binary else _xlsx_numbers
-    found = list(scan(iter([block])))
-    return np.concatenate([np.zeros(0), *found])
+    values = np.concatenate([np.zeros(0), *scan(iter([block]))])
+    lossy: np.ndarray = values[_lossy(values)]
+    return lossy
 
 
 def lossy_texts_of(values: np.ndarray) -> frozenset[str]:
