@@ -96,7 +96,8 @@ class FileRead:
 
 @dataclass(frozen=True)
 class Held:
-    """A batch's rows and quarantine kept in this process (the threads path): nothing written."""
+    """The threads path's one batch (all new files of a table) kept in this process: its rows,
+    their hashes and its quarantine as written (one pass over all files made it)."""
 
     table: pa.Table
     hashes: np.ndarray
@@ -144,16 +145,20 @@ def run_batch(task: BatchTask) -> BatchOutcome:
 def screen_batch(paths: list[Path], sheets: list[RawSheet], reads: list[FileRead],
                  spec: TableSpec, policy: RowPolicy, scratch: Path | None) -> BatchOutcome:
     """The batch's sheets normalised in one pass; its rows written as a segment into
-    `scratch`, or held in this process (`scratch` None)."""
+    `scratch`, or held in this process (`scratch` None: the threads path, whose one batch
+    holds all new files, so its quarantine is already as one pass makes it)."""
+    batched = scratch is not None
     for read, sheet in zip(reads, sheets, strict=True):
         read.raw_rows, read.notes = sheet.table.num_rows, sheet.notes
-        read.columns = tuple(
-            RawColumn(column.type, column.null_count < len(column),
-                      sheet.exact.get(name) is not None)
-            for name, column in zip(sheet.table.column_names, sheet.table.columns, strict=True))
+        if batched:  # how the file typed its columns: for fanout._quarantine
+            read.columns = tuple(
+                RawColumn(column.type, column.null_count < len(column),
+                          sheet.exact.get(name) is not None)
+                for name, column in zip(sheet.table.column_names, sheet.table.columns,
+                                        strict=True))
     outcome = BatchOutcome(reads)
     try:
-        screened = screen_sheets(paths, sheets, spec, policy, as_read=True)
+        screened = screen_sheets(paths, sheets, spec, policy, as_read=batched)
     except CellErrors as exc:  # the run decides with every batch's cells (fanout.combine)
         outcome.cells, outcome.failed = exc.cells(), True
         return outcome

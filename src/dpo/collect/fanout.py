@@ -102,6 +102,8 @@ def _pieces(batch: BatchOutcome) -> list[Piece]:
 
 
 def _quarantine(batches: list[BatchOutcome]) -> pa.Table | None:
+    if len(batches) == 1 and batches[0].held is not None:
+        return batches[0].held.quarantine  # all files' one pass: made as it is written
     parts = [_quarantined(b) for b in batches]
     tables = [t for t in parts if t is not None]
     if not tables:
