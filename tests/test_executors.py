@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from dpo.collect.early import (
     AUTO_MIN_FILES,
     MIN_IDLE_CORES,
     MIN_PROCESS_WORKERS,
+    EarlyPool,
     TablePlan,
     choose_executor,
 )
@@ -266,6 +268,39 @@ def test_a_table_goes_in_batches_and_comes_back_in_file_order(
     assert [r.rows for r in reads] == [5 if n == names[4] else 3 for n in names]
     assert pool.given[-1] == names[:6]  # its batch read again: its files are one pass
     assert len(pool.given) == 3 + 1
+
+
+class GatedPool(EarlyPool):
+    """A real early pool whose workers are held back until `gate` opens (a slow start)."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.gate = threading.Event()
+
+    def started(self) -> Any:
+        self.gate.wait()
+        return super().started()
+
+
+def test_batches_run_here_until_the_workers_are_up_and_give_the_same_outcome(
+        records_root: Path, tmp_path: Path) -> None:
+    """The first batch runs in this process while the pool cannot start (the pool is given
+    nothing before its workers are up), the others in the workers once the gate opens: the
+    outcomes are those of a pool that ran them all."""
+    names, files, spec = eleven_monthly_files(records_root)
+    gated = GatedPool(2)
+    with TaskAhead(ProcessFiles(2, gated), tmp_path / "gated", RowPolicy(), max_retries=0,
+                   retry_wait=0) as ahead:
+        ahead.prefetch(files, spec)
+        try:  # done while the gate is closed: in this process
+            ahead._ahead[files[0]]._pending.result(timeout=30)
+        finally:
+            gated.gate.set()
+        mixed = [(r.file, r.rows, r.columns) for b in ahead.run(files, spec) for r in b.files]
+    with TaskAhead(ProcessFiles(2), tmp_path / "pool", RowPolicy(), max_retries=0,
+                   retry_wait=0) as ahead:
+        pooled = [(r.file, r.rows, r.columns) for b in ahead.run(files, spec) for r in b.files]
+    assert mixed == pooled and [m[0] for m in mixed] == names
 
 
 def test_a_dask_executor_has_a_slot_per_worker_thread(scheduler: str) -> None:

@@ -4,7 +4,8 @@
   threads    the reading pool in this process (excel.pool.ReadAhead); the new files of a
              table are then one batch, normalised in this process (collect.batchtask)
   processes  a pool of worker processes (forkserver: no copy of this process's state), one
-             per `workers`; each runs collect.batchtask.run_batch on a batch of files
+             per `workers`; each runs collect.batchtask.run_batch on a batch of files (and
+             this process, on a thread, until they are up)
   dask       dask.distributed: `scheduler` (tcp://HOST:PORT), else DASK_SCHEDULER_ADDRESS,
              else a LocalCluster of `workers` processes on 127.0.0.1. The workers must see
              the plant's folders at the same paths (a shared disk)
@@ -27,10 +28,15 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
+
+from loguru import logger
 
 from dpo.collect.batchtask import BatchOutcome, BatchTask
 from dpo.collect.cluster import RemotePlan, drop_scratch, fetch_segments, run_batch_task
@@ -61,18 +67,89 @@ class FileExecutor(Protocol):
 
 class ProcessFiles:
     """A pool of worker processes forked from a forkserver that preloaded the read stack;
-    `early`: one the orchestrator started before importing its own stack (collect.early)."""
+    `early`: one the orchestrator started before importing its own stack (collect.early).
+
+    Until the workers are up (the forkserver imports the read stack: 0.15-0.25 s on the real
+    plant, longer on a busy machine), this process runs the batches submitted so far itself,
+    on one thread, largest first: the same task (collect.cluster.run_batch_task), its segment
+    written the same way. A batch it started it finishes; the rest go to the pool."""
 
     def __init__(self, workers: int, early: EarlyPool | None = None) -> None:
-        started = early or EarlyPool(workers)
-        self.slots = started.workers
-        self._pool = started.started()
+        self._early = early or EarlyPool(workers)
+        self.slots = self._early.workers
+        self._ready = threading.Condition()
+        self._waiting: deque[tuple[BatchTask, Future[BatchOutcome]]] = deque()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self._feeder = threading.Thread(target=self._feed, name="dpo-pool-feed", daemon=True)
+        self._here = threading.Thread(target=self._run_here, name="dpo-batch-here", daemon=True)
+        self._feeder.start()
+        self._here.start()
 
     def submit(self, task: BatchTask) -> Pending:
-        return self._pool.submit(run_batch_task, task)
+        with self._ready:
+            if self._pool is not None:
+                return self._pool.submit(run_batch_task, task)
+            future: Future[BatchOutcome] = Future()
+            self._waiting.append((task, future))
+            self._ready.notify_all()
+            return future
+
+    def _feed(self) -> None:
+        """Once the workers are up, every batch still waiting goes to them; if they could
+        not be started, this process runs them all (the outcome is the same)."""
+        try:
+            pool: ProcessPoolExecutor | None = self._early.started()
+        except (OSError, RuntimeError) as exc:
+            logger.warning("worker processes could not be started ({}): Phase 1 reads here", exc)
+            pool = None
+        with self._ready:
+            if pool is None:
+                return  # _run_here carries on with everything
+            self._pool = pool
+            moved = list(self._waiting)
+            self._waiting.clear()
+            self._ready.notify_all()
+        for task, future in moved:
+            _forward(pool.submit(run_batch_task, task), future)
+
+    def _run_here(self) -> None:
+        while True:
+            with self._ready:
+                while not self._waiting and self._pool is None and not self._closed:
+                    self._ready.wait()
+                if self._pool is not None or self._closed:
+                    return
+                task, future = self._waiting.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(run_batch_task(task))
+                except Exception as exc:  # noqa: BLE001 - raised where the batch is awaited, as a pool does
+                    future.set_exception(exc)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        self._here.join()  # a batch it runs writes into the scratch folder, removed next
+        self._feeder.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _forward(source: Future[BatchOutcome], target: Future[BatchOutcome]) -> None:
+    def done(finished: Future[BatchOutcome]) -> None:
+        if finished.cancelled():
+            target.cancel()
+        elif (exc := finished.exception()) is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(finished.result())
+
+    if target.set_running_or_notify_cancel():
+        source.add_done_callback(done)
+    else:
+        source.cancel()
 
 
 class DaskFiles:
