@@ -23,7 +23,6 @@ from dpo.collect.batchtask import BatchTask
 from dpo.collect.collector import DataCollector
 from dpo.collect.early import (
     AUTO_MIN_FILES,
-    MIN_IDLE_CORES,
     MIN_PROCESS_WORKERS,
     EarlyPool,
     TablePlan,
@@ -411,13 +410,13 @@ def plans_of(folder: Path, n: int) -> dict[str, TablePlan]:
 
 def test_auto_chooses_processes_only_for_enough_files_and_idle_cores(tmp_path: Path) -> None:
     many, few = plans_of(tmp_path, AUTO_MIN_FILES), plans_of(tmp_path, AUTO_MIN_FILES - 1)
-    assert choose_executor("auto", many, 2, load=0.4, cores=2) == "processes"  # 1.6 idle cores
-    assert choose_executor("auto", many, 2, load=0.6, cores=2) == "threads"  # 1.4 idle cores
-    assert choose_executor("auto", few, 6, load=0, cores=6) == "threads"
-    assert choose_executor("auto", many, MIN_PROCESS_WORKERS - 1, load=0, cores=8) == "threads"
-    assert choose_executor("auto", many, 6, load=6 - MIN_IDLE_CORES + 0.1, cores=6) == "threads"
-    assert choose_executor("auto", many, 6, load=6 - MIN_IDLE_CORES - 0.1, cores=6
-                           ) == "processes"
+    assert MIN_PROCESS_WORKERS == 3
+    assert choose_executor("auto", many, 2, load=0, cores=2) == "threads"  # this machine
+    assert choose_executor("auto", many, 4, load=0, cores=4) == "processes"
+    assert choose_executor("auto", few, 4, load=0, cores=4) == "threads"
+    assert choose_executor("auto", many, 4, load=1.1, cores=4) == "threads"  # 2.9 idle cores
+    assert choose_executor("auto", many, 4, load=0.9, cores=4) == "processes"
+    assert choose_executor("auto", many, 2, load=0, cores=8) == "threads"  # two workers
     assert choose_executor("threads", many, 4, load=0, cores=8) == "threads"  # a setting is kept
     assert choose_executor("processes", few, 4, load=99, cores=1) == "processes"
     assert choose_executor("dask", plans_of(tmp_path, 0), 4) == "dask"

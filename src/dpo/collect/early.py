@@ -2,11 +2,11 @@
 started before the data stack is imported. Stdlib only: the orchestrator calls it between
 the no-change check and its first heavy import.
 
-`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES), at least two
-workers and at least MIN_IDLE_CORES idle cores for them (cores less the load average), else
-`threads` (choose_executor says why). A process pool, `auto`'s or `processes`', is started
-before the run imports its data stack: a forkserver imports the read stack once and forks
-the workers, on other cores, while this process imports its own.
+`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and at least
+MIN_PROCESS_WORKERS workers with an idle core each (cores less the load average), else
+`threads` (choose_executor says why: on 2 cores, always threads). A process pool, `auto`'s
+or `processes`', is started before the run imports its data stack: a forkserver imports the
+read stack once and forks the workers, on other cores, while this process imports its own.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from dpo.schema import Schema, TableSpec
 from dpo.tables.cache import TableCache
 
 # Below this many files to read a pool's start is not paid back: on 2 cores, 42 and 102 demo
-# files (700 rows) ran faster or as fast in threads, the real plant's 242 faster in
-# processes (BENCHMARKS.md, "#22").
+# files (700 rows) ran faster or as fast in threads (BENCHMARKS.md, "#22").
 AUTO_MIN_FILES = 150
 # What a worker needs, imported once by the forkserver: each worker is a fork of it.
 PRELOAD = ["dpo.collect.cluster"]
@@ -74,31 +73,30 @@ def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
                     load: float | None = None, cores: int | None = None) -> str:
     """The executor a run uses: the setting, or for `auto` threads or processes.
 
-    A worker process normalises a batch of files in one pass (collect.batchtask): its CPU is
-    ~1.05x that of the threads path's one pass over all new files (bench/task_cpu.py), while
-    two reader threads use only ~1.45 cores (fastexcel's parse holds the GIL). So two workers
-    on two idle cores win on a plant with enough files to read (the real plant's 242 files on 2
-    cores: 1.29x the floor against 1.52x for threads, BENCHMARKS.md "#22"); on a busy machine
-    they add a pool's start and its segments to a run that gets no more cores (2.1x against
-    1.5x at load 3-4). Hence processes need at least MIN_IDLE_CORES idle cores (cores less the
-    1-minute load average) and two workers, else threads: never slower than threads where it
-    was measured. `load`: the load average (default: the machine's); `cores`: the cores this
-    process may use (default: its affinity).
+    A worker process normalises a batch of files in one pass (collect.batchtask): a run's
+    batches cost ~1.02-1.06x the CPU of the threads path's one pass over all new files
+    (bench/task_cpu.py), while two reader threads use ~1.45 cores (fastexcel's parse holds
+    the GIL). On 2 cores, two workers only draw level with threads on the real plant's 242
+    files (1.29-1.63x the floor against 1.36-1.53x, sitting by sitting, BENCHMARKS.md "#22":
+    the run's own process, the forkserver and the segments share the two cores), and on a
+    busy machine they lose (2.1x against 1.5x at load 3-4). Three workers on idle cores have
+    ~2.9 cores' worth of one-pass work against threads' ~1.45: processes need that many, each
+    with an idle core (cores less the 1-minute load average), else threads. `load`: the load
+    average (default: the machine's); `cores`: the cores this process may use (default: its
+    affinity).
     """
     if kind != "auto":
         return kind
     todo = sum(len(p.todo) for p in plans.values())
     busy = os.getloadavg()[0] if load is None else load
-    idle = (usable_cores() if cores is None else cores) - busy
-    if todo < AUTO_MIN_FILES or workers < MIN_PROCESS_WORKERS or \
-            min(workers, idle) < MIN_IDLE_CORES:
+    spare = (usable_cores() if cores is None else cores) - busy
+    if todo < AUTO_MIN_FILES or min(workers, spare) < MIN_PROCESS_WORKERS:
         return "threads"
     return "processes"
 
 
-# auto's processes: this many workers at least, with this many idle cores between them
-MIN_PROCESS_WORKERS = 2
-MIN_IDLE_CORES = 1.5
+# auto's processes need this many workers, each with an idle core (see choose_executor).
+MIN_PROCESS_WORKERS = 3
 
 
 def usable_cores() -> int:
