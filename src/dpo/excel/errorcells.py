@@ -24,7 +24,8 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from dpo.errors import NOT_CALCULATED
-from dpo.excel.numbercells import block_lossy_numbers, lossy_texts_of
+from dpo.excel.numbercells import lossy_only, lossy_texts_of, xlsx_lossy_numbers
+from dpo.excel.xlsbmarks import XlsbMarks, xlsb_marks
 
 ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
                0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
@@ -36,10 +37,6 @@ _XLSX_ERROR_CELL = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>(?:(?!</c>).)*?<v>([^<]*)
 _XLSX_UNCALCULATED = re.compile(rb'<c\b([^>]*[^/])?>\s*<f\b[^>]*(?:/>|>[^<]*</f>)\s*</c>')
 _XLSX_MERGE = re.compile(rb'<mergeCell\b[^>]*\bref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 _CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
-# Record headers an error cell would start with: type 3 size 9; type 11 with a one-byte size
-# of at least 19 (formula errors longer than 127 bytes are not expected in data exports).
-_CELL_ERROR_HEADER = re.compile(rb"\x03\x09")
-_FMLA_ERROR_HEADER = re.compile(rb"\x0b[\x13-\x7f]")
 
 
 @dataclass(frozen=True)
@@ -105,13 +102,17 @@ def _stream(archive: zipfile.ZipFile, part: str, binary: bool) -> tuple[bool, fr
     cells, formulas or merges (the cheap test), and its lossy numbers' texts (numbercells).
     A large sheet is scanned while the reader parses it, at the run's memory peak: 4 MiB
     blocks (and every number kept) added ~30 MB there, 1 MiB ones ~7 MB, at the same CPU."""
-    test = _may_hold_errors if binary else _xlsx_may_hold
     maybe, numbers, tail = False, [], b""
     with archive.open(part) as stream:
         while block := stream.read(_CHUNK):
             joined = tail + block
-            maybe = maybe or test(joined)
-            numbers.append(block_lossy_numbers(joined, binary))
+            if binary:
+                marks = xlsb_marks(joined)
+                maybe = maybe or _may_hold_errors(joined, marks)
+                numbers.append(lossy_only(marks.numbers))
+            else:
+                maybe = maybe or _xlsx_may_hold(joined)
+                numbers.append(xlsx_lossy_numbers(joined))
             tail = block[-_OVERLAP:]
     return maybe, lossy_texts_of(np.concatenate([np.zeros(0), *numbers]))
 
@@ -265,22 +266,24 @@ def _xlsb_scan(data: bytes) -> SheetScan:
     return SheetScan(tuple(found), tuple(merges))
 
 
-def _may_hold_errors(data: bytes) -> bool:
+def _may_hold_errors(data: bytes, marks: XlsbMarks | None = None) -> bool:
     """A cheap test that rules out error records in almost every sheet without parsing it.
 
-    Looks at each place an error record could start and checks its layout: a column below
-    16,384, a known error code and, for formula errors, sizes that add up. Merged ranges come
-    after the cells, behind one BrtBeginMergeCells record (type 177, size 4).
+    Looks at each place an error record could start (`marks`, found in one pass over `data`)
+    and checks its layout: a column below 16,384, a known error code and, for formula errors,
+    sizes that add up. Merged ranges come after the cells, behind one BrtBeginMergeCells
+    record (type 177, size 4).
     """
-    if _BEGIN_MERGE_CELLS in data:
+    marks = xlsb_marks(data) if marks is None else marks
+    if marks.merges:
         return True
-    for match in _CELL_ERROR_HEADER.finditer(data):
-        if _plausible_error(data, match.end(), 9) and _record_starts(data, match.end() + 9):
+    for start in marks.cell_errors.tolist():  # "03 09": a payload of 9 bytes
+        if _plausible_error(data, start + 2, 9) and _record_starts(data, start + 11):
             return True
-    for match in _FMLA_ERROR_HEADER.finditer(data):
-        size = data[match.end() - 1]
-        if _plausible_formula_error(data, match.end(), size) and \
-                _record_starts(data, match.end() + size):
+    for start in marks.formula_errors.tolist():  # "0B" and a one-byte size
+        size = data[start + 1]
+        if _plausible_formula_error(data, start + 2, size) and \
+                _record_starts(data, start + 2 + size):
             return True
     return False
 
@@ -289,7 +292,6 @@ def _may_hold_errors(data: bytes) -> bool:
 _FIXED_CELLS = {0x01: 8, 0x02: 12, 0x03: 9, 0x04: 9, 0x05: 16, 0x07: 12}
 _VARIABLE = {0x00, 0x06, 0x08, 0x09, 0x0A, 0x0B}
 _END_SHEET_DATA = b"\x92\x03"  # BrtEndSheetData, after the last cell
-_BEGIN_MERGE_CELLS = b"\xb1\x01\x04"
 
 
 def _record_starts(data: bytes, position: int) -> bool:

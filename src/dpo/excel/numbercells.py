@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.arrays import bools, lit, numbers, strings
+from dpo.excel.xlsbmarks import xlsb_marks
 
 _NINE = Decimal("1e-9")
 # Number text that may hold more than 9 decimals: 10+ decimal digits, or an exponent.
 _XLSX_HINT = re.compile(rb"\.\d{10}|\d[eE][-+]?\d")
 _XLSX_VALUE = re.compile(rb"<v>([^<]*(?:\.\d{10}|\d[eE][-+]?\d)[^<]*)</v>")
-_MAX_COLUMNS = 16_384
 
 
 def general(value: float) -> str:
@@ -58,13 +58,17 @@ def _lossy(values: np.ndarray) -> np.ndarray:
     return lossy
 
 
-def block_lossy_numbers(block: bytes, binary: bool) -> np.ndarray:
-    """The values of what looks like a number cell in one block of a sheet's bytes (.xlsb
-    records or .xlsx `<v>` text) that their 9-decimal text loses; errorcells.scan_sheet
-    streams the sheet through this once. Only those are kept: every number of a 200,000-row
-    sheet would be ~25 MB held beside the reader's parse, at the run's peak (BENCHMARKS.md)."""
-    scan = _xlsb_numbers if binary else _xlsx_numbers
-    values = np.concatenate([np.zeros(0), *scan(iter([block]))])
+def xlsx_lossy_numbers(block: bytes) -> np.ndarray:
+    """The values of what looks like a number cell in one block of an .xlsx sheet's XML that
+    their 9-decimal text loses (errorcells.scan_sheet streams the sheet through this once;
+    an .xlsb block's numbers come with its other records: excel.xlsbmarks)."""
+    return lossy_only(np.concatenate([np.zeros(0), *_xlsx_numbers(iter([block]))]))
+
+
+def lossy_only(values: np.ndarray) -> np.ndarray:
+    """The numbers among `values` that their 9-decimal text loses. Only those are kept while
+    a sheet is streamed: every number of a 200,000-row sheet would be ~25 MB held beside
+    the reader's parse, at the run's peak (BENCHMARKS.md)."""
     lossy: np.ndarray = values[_lossy(values)]
     return lossy
 
@@ -91,44 +95,11 @@ def _xlsx_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
 
 
 def _xlsb_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
-    """Values of every record that looks like a number cell. Bytes that only look like one
-    give a random value; the columns found in the reader's text decide what is read again."""
+    """Values of every record that looks like a number cell (excel.xlsbmarks). Bytes that
+    only look like one give a random value; the columns found in the reader's text decide
+    what is read again."""
     for block in blocks:
-        # Zero-padded, so a record cut off at the end reads as junk rather than past the end.
-        data = np.frombuffer(block + bytes(32), dtype=np.uint8)
-        body = data[:len(block)]
-        starts = np.flatnonzero(body == 0x05)
-        yield _doubles(data, starts[data[starts + 1] == 16] + 2)  # BrtCellReal
-        starts = np.flatnonzero(body == 0x09)  # BrtFmlaNum, one- or two-byte size
-        sizes = data[starts + 1]
-        yield _doubles(data, starts[(sizes >= 26) & (sizes < 128)] + 2)
-        yield _doubles(data, starts[sizes >= 128] + 3)
-        starts = np.flatnonzero(body == 0x02)
-        yield _rk(data, starts[data[starts + 1] == 12] + 2)  # BrtCellRk
-
-
-def _cells(data: np.ndarray, payload: np.ndarray, offset: int, width: int) -> np.ndarray:
-    """`width` bytes at `payload + offset` of each record whose column is a real one."""
-    columns = _gather(data, payload, 4).view("<u4").ravel()
-    payload = payload[columns < _MAX_COLUMNS]
-    return _gather(data, payload + offset, width)
-
-
-def _gather(data: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    return np.ascontiguousarray(data[at[:, None] + np.arange(width)])
-
-
-def _doubles(data: np.ndarray, payload: np.ndarray) -> np.ndarray:
-    return _cells(data, payload, 8, 8).view("<f8").ravel()
-
-
-def _rk(data: np.ndarray, payload: np.ndarray) -> np.ndarray:
-    """RkNumber ([MS-XLSB] 2.5.122): an int30 or the top 30 bits of a double, maybe / 100."""
-    rk = _cells(data, payload, 8, 4).view("<u4").ravel()
-    as_int = (rk.view("<i4") >> 2).astype(np.float64)
-    as_float = ((rk & np.uint32(0xFFFFFFFC)).astype(np.uint64) << np.uint64(32)).view("<f8")
-    values = np.where((rk & 2) != 0, as_int, as_float)
-    return np.where((rk & 1) != 0, values / 100, values)
+        yield xlsb_marks(block).numbers
 
 
 def restore(

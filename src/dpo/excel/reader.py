@@ -305,17 +305,23 @@ def _typed_ok(batch: pa.RecordBatch) -> bool:
     null's slot may hold anything: at worst the sheet is read as text, never wrongly typed)."""
     floats = []
     for column in batch.columns:
-        kind = column.type
-        if pa.types.is_float64(kind):
+        kind = column.type.id  # one set look-up a column: this runs on every file read
+        if kind == _FLOAT64:
             values = column.buffers()[1]
             if values is not None and len(column):
                 floats.append(np.frombuffer(values, dtype=np.float64,
                                             count=len(column) + column.offset)[column.offset:])
-        elif not (pa.types.is_string(kind) or pa.types.is_integer(kind)
-                  or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
-                  or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+        elif kind not in _CONVERTED:
             return False
     return not floats or not np.isnan(np.concatenate(floats)).any()
+
+
+_FLOAT64 = pa.float64().id
+# The other types normalize.py converts: text, integers, timestamps (any unit), dates, bools.
+_CONVERTED = frozenset(t.id for t in (
+    pa.string(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
+    pa.uint32(), pa.uint64(), pa.timestamp("ns"), pa.date32(), pa.date64(), pa.bool_(),
+    pa.null()))
 
 
 def _load_typed(
