@@ -111,3 +111,20 @@ def test_batches_typed_differently_give_what_one_pass_gives(
         nulled = [w for w in table["warnings"] if w["kind"] == "error_cell"]
         assert [w["file"] for w in nulled] == [names[3], names[6], names[1], names[5]]
     assert collected(processes, executor="processes", workers=2, **policy) == expected
+
+
+def test_a_file_that_cannot_be_read_fails_the_table_as_in_one_pass(tmp_path: Path) -> None:
+    """A broken file in the first batch and one in the second: the first one's error is the
+    table's, as when all files are read in this process, and the other tables are not held up."""
+    split_plant(tmp_path / "plant", ".xlsx")
+    names = months(".xlsx")
+    folder = source_dir(tmp_path / "plant")
+    (folder / names[2]).write_bytes(b"not a workbook at all")
+    (folder / names[6]).write_bytes(b"PK\x03\x04 truncated")
+    threads, processes = (shutil.copytree(tmp_path / "plant", tmp_path / k)
+                          for k in ("threads", "processes"))
+    expected = collected(threads, executor="threads", workers=2, on_bad_rows="quarantine")
+    (table,) = expected[0]["details"]
+    assert table["status"] == "error" and table["files_failed"] == [names[2]]
+    assert collected(processes, executor="processes", workers=2, on_bad_rows="quarantine"
+                     ) == expected
