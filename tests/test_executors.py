@@ -23,7 +23,7 @@ from dpo.collect.batchtask import BatchTask
 from dpo.collect.collector import DataCollector
 from dpo.collect.early import (
     AUTO_MIN_FILES,
-    MIN_PROCESS_WORKERS,
+    MIN_IDLE_CORES,
     EarlyPool,
     TablePlan,
     choose_executor,
@@ -410,13 +410,14 @@ def plans_of(folder: Path, n: int) -> dict[str, TablePlan]:
 
 def test_auto_chooses_processes_only_for_enough_files_and_idle_cores(tmp_path: Path) -> None:
     many, few = plans_of(tmp_path, AUTO_MIN_FILES), plans_of(tmp_path, AUTO_MIN_FILES - 1)
-    assert MIN_PROCESS_WORKERS == 3
-    assert choose_executor("auto", many, 2, load=0, cores=2) == "threads"  # this machine
-    assert choose_executor("auto", many, 4, load=0, cores=4) == "processes"
-    assert choose_executor("auto", few, 4, load=0, cores=4) == "threads"
-    assert choose_executor("auto", many, 4, load=1.1, cores=4) == "threads"  # 2.9 idle cores
-    assert choose_executor("auto", many, 4, load=0.9, cores=4) == "processes"
-    assert choose_executor("auto", many, 2, load=0, cores=8) == "threads"  # two workers
+    assert MIN_IDLE_CORES == 1.5
+    assert choose_executor("auto", many, 2, load=0.4, cores=2) == "processes"  # this machine
+    assert choose_executor("auto", many, 2, load=0.6, cores=2) == "threads"  # 1.4 idle cores
+    assert choose_executor("auto", few, 2, load=0, cores=2) == "threads"
+    assert choose_executor("auto", many, 4, load=2.4, cores=4) == "processes"
+    assert choose_executor("auto", many, 4, load=2.6, cores=4) == "threads"
+    assert choose_executor("auto", many, 1, load=0, cores=8) == "threads"  # one worker
+    assert choose_executor("auto", many, 2, load=0, cores=1) == "threads"  # one core
     assert choose_executor("threads", many, 4, load=0, cores=8) == "threads"  # a setting is kept
     assert choose_executor("processes", few, 4, load=99, cores=1) == "processes"
     assert choose_executor("dask", plans_of(tmp_path, 0), 4) == "dask"

@@ -90,8 +90,8 @@ def run(
         "with a warning).")] = False,
     executor: Annotated[str | None, typer.Option(
         "--executor", help="Where each source file is read and normalised: auto (the "
-        "default: processes for many files on 5+ idle cores, else threads), threads, "
-        "processes, or dask."
+        "default: processes for 150+ files to read and 1.5+ idle cores, else threads), "
+        "threads, processes, or dask."
     )] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="The Dask scheduler, tcp://HOST:PORT (default: "

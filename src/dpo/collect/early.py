@@ -2,11 +2,12 @@
 started before the data stack is imported. Stdlib only: the orchestrator calls it between
 the no-change check and its first heavy import.
 
-`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES) and at least
-MIN_PROCESS_WORKERS workers with an idle core each (cores less the load average), else
-`threads` (choose_executor says why: on 2 cores, always threads). A process pool, `auto`'s
-or `processes`', is started before the run imports its data stack: a forkserver imports the
-read stack once and forks the workers, on other cores, while this process imports its own.
+`auto` picks `processes` when there are enough files to read (AUTO_MIN_FILES), two workers
+or more and MIN_IDLE_CORES idle cores for them (cores less the load average), else `threads`
+(choose_executor says why: on 2 cores, processes only when the machine is nearly idle). A
+process pool, `auto`'s or `processes`', is started before the run imports its data stack: a
+forkserver imports the read stack once and forks the workers, on other cores, while this
+process imports its own.
 """
 
 from __future__ import annotations
@@ -76,27 +77,26 @@ def choose_executor(kind: str, plans: dict[str, TablePlan], workers: int, *,
     A worker process normalises a batch of files in one pass (collect.batchtask): a run's
     batches cost ~1.02-1.06x the CPU of the threads path's one pass over all new files
     (bench/task_cpu.py), while two reader threads use ~1.45 cores (fastexcel's parse holds
-    the GIL). On 2 cores, two workers only draw level with threads on the real plant's 242
-    files (1.29-1.63x the floor against 1.36-1.53x, sitting by sitting, BENCHMARKS.md "#22":
-    the run's own process, the forkserver and the segments share the two cores), and on a
-    busy machine they lose (2.1x against 1.5x at load 3-4). Three workers on idle cores have
-    ~2.9 cores' worth of one-pass work against threads' ~1.45: processes need that many, each
-    with an idle core (cores less the 1-minute load average), else threads. `load`: the load
-    average (default: the machine's); `cores`: the cores this process may use (default: its
-    affinity).
+    the GIL). On 2 cores, two workers beat threads on the real plant's 242 files when the
+    cores are free (1.21x the floor against 1.32x at load 1.0-1.4, 7 rounds; 1.36x against
+    1.41x at load 1.1) and lose on a busy machine (1.63x against 1.53x at load 2.2, 2.1x
+    against 1.5x at load 3-4; BENCHMARKS.md "#22"). So processes need two workers or more
+    and 1.5 idle cores for them (cores less the 1-minute load average: on 2 cores, a load of
+    0.5 or less), else threads. `load`: the load average (default: the machine's); `cores`:
+    the cores this process may use (default: its affinity).
     """
     if kind != "auto":
         return kind
     todo = sum(len(p.todo) for p in plans.values())
     busy = os.getloadavg()[0] if load is None else load
     spare = (usable_cores() if cores is None else cores) - busy
-    if todo < AUTO_MIN_FILES or min(workers, spare) < MIN_PROCESS_WORKERS:
+    if todo < AUTO_MIN_FILES or workers < 2 or min(workers, spare) < MIN_IDLE_CORES:
         return "threads"
     return "processes"
 
 
-# auto's processes need this many workers, each with an idle core (see choose_executor).
-MIN_PROCESS_WORKERS = 3
+# auto's processes need this many idle cores for their workers (see choose_executor).
+MIN_IDLE_CORES = 1.5
 
 
 def usable_cores() -> int:
