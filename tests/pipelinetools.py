@@ -300,3 +300,23 @@ def smtp_receiver(user: str, password: str) -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+# Keys of a result dict that are measured, not decided: timings, sizes, the run's id.
+VOLATILE = {"execution_time", "execution_seconds", "timestamp", "peak_memory_bytes",
+            "disk_usage_bytes", "run_id"}
+
+
+def plain(value: Any) -> Any:
+    """A result dict without its VOLATILE keys: what two runs that decided alike share."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def phase1_outputs(root: Path) -> dict[str, bytes]:
+    """Every Phase 1 Parquet file (tables and quarantine), by path under the root."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted((root / PHASE1).rglob("*.parquet"))}

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from conftest import good_row, make_paths, output_path, source_dir, write_schema, write_source
 from loguru import logger
-from pipelinetools import PHASE1, Clock, dpo, make_plant, published, run
+from pipelinetools import Clock, dpo, make_plant, plain, published, run
+from pipelinetools import phase1_outputs as outputs
 
 from dpo.collect.batchtask import BatchTask
 from dpo.collect.collector import DataCollector
@@ -47,25 +48,6 @@ def scheduler() -> Iterator[str]:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         yield cluster.scheduler_address
-
-
-# Volatile keys of a result dict: timings and sizes measured, not decided.
-VOLATILE = {"execution_time", "execution_seconds", "timestamp", "peak_memory_bytes",
-            "disk_usage_bytes", "run_id"}
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-def outputs(root: Path) -> dict[str, bytes]:
-    """Every Phase 1 Parquet file (tables and quarantine), by path under the root."""
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted((root / PHASE1).rglob("*.parquet"))}
 
 
 def copies(root: Path, *names: str) -> list[Path]:

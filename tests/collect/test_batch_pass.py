@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from conftest import dynamic_entry, good_row, make_paths, source_dir, write_schema, write_source
+from pipelinetools import PHASE1, plain
+from pipelinetools import phase1_outputs as outputs
 
 from dpo.collect.collector import DataCollector
 from dpo.collect.executors import batches
 from dpo.demo.writers import ExcelError
 
-PHASE1 = Path("agents/shared_db/dynamicDatabase")
 BIG = 123456789012345678.0  # its text differs as a typed number and as one pass's text
 
 
@@ -57,22 +58,6 @@ def split_plant(root: Path, extension: str) -> None:
             rows.append([None, None, "TOTAL", 600, 75.0, None])  # a totals row
         write_source(root, name, rows)
     write_source(root, names[8], [])  # headers only
-
-
-def outputs(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted((root / PHASE1).rglob("*.parquet"))}
-
-
-MEASURED = {"execution_time", "execution_seconds", "disk_usage_bytes"}  # not decided
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items() if k not in MEASURED}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def collected(root: Path, **options: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
