@@ -13,19 +13,15 @@ Decision matrix (docs/behaviour.md, section 6; the seed's five Error Handling Sc
 from __future__ import annotations
 
 import os
-import re
-import socket
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dpo import __version__
 from dpo.checks.spec import NO_CHECKS, Checks, load_checks
 from dpo.config import (
     ERROR_CELL_POLICIES,
@@ -36,21 +32,19 @@ from dpo.config import (
     load_settings,
     resolve_paths,
 )
-from dpo.errors import ConfigError, DpoError, ErrorInfo, ErrorType, PipelineLocked
+from dpo.errors import ConfigError, DpoError, PipelineLocked
 from dpo.fsio import remove_temp_files
 from dpo.inputs.plant import mirror_schema, mirror_sources
 from dpo.notify.channels import (
     AppriseNotificationHandler,
     FileNotificationHandler,
     NotificationHandler,
-    NotificationOutcome,
 )
-from dpo.notify.reports import ReportWriter, change_block, render_final, render_phase_success
-from dpo.notify.review import ManualReviewNotifier
 from dpo.observe.ledger import Ledger
+from dpo.pipeline.boundary import config_failure, phase_boundary
 from dpo.pipeline.nochange import unchanged_run
 from dpo.pipeline.scope import check_tables, select_tables
-from dpo.quality import grouped_lines
+from dpo.pipeline.telling import Teller
 from dpo.results import (
     CollectorResult,
     LoaderResult,
@@ -58,7 +52,6 @@ from dpo.results import (
     Progress,
     Status,
     TableResult,
-    skipped_phase,
 )
 from dpo.schema import Schema, load_schema
 from dpo.store.api import Store
@@ -133,7 +126,7 @@ class DataPipelineOrchestrator:
                 self._checks(load_schema(self.paths.schema_path, self.paths.root))
             except DpoError as exc:  # the result says it (and `dpo run` prints it)
                 now = self.clock()
-                collector, _, reason = _config_failure(exc)
+                collector, _, reason = config_failure(exc)
                 return PipelineResult(Status.FAILED, collector, None, now, now, reason).to_dict()
         done: list[PipelineResult] = []
         try:
@@ -155,7 +148,7 @@ class DataPipelineOrchestrator:
     def _failed_before_start(self, exc: DpoError) -> PipelineResult:
         logger.error("❌ {}", exc.message)
         now = self.clock()
-        collector, _, reason = _config_failure(exc)
+        collector, _, reason = config_failure(exc)
         result = PipelineResult(Status.FAILED, collector, None, now, now, reason)
         if (self.output_dir / "runs.sqlite").exists():
             ledger = Ledger(self.output_dir / "runs.sqlite")
@@ -189,7 +182,7 @@ class DataPipelineOrchestrator:
             # A failure outside both phases' boundaries (the reports' folder, the store at
             # the very end): the run is recorded as failed, never left `running`.
             logger.error("❌ pipeline run {} failed: {}", run_id, exc.message)
-            collector, _, reason = _config_failure(exc)
+            collector, _, reason = config_failure(exc)
             failed = PipelineResult(Status.FAILED, collector, None, started, self.clock(),
                                     reason)
             ledger.finish(run_id, failed.to_dict())
@@ -202,7 +195,8 @@ class DataPipelineOrchestrator:
         collector, loader, skip_reason = self._phases(store, retries, *how)
         overall = decide(collector, loader)
         result = PipelineResult(overall, collector, loader, started, self.clock(), skip_reason)
-        result = self._finish(result, run_id, notify, store)
+        result = Teller(self.notification_handler, self.settings, self.paths).finish(
+            result, run_id, notify, store)
         ledger.finish(run_id, result.to_dict())
         from dpo.observe.dashboard import publish_observability  # .prom + dashboard; never raises
 
@@ -223,7 +217,7 @@ class DataPipelineOrchestrator:
         except DpoError as exc:  # edited between two runs, or the inputs' store unreachable
             logger.error("❌ {}: {}", "configuration" if isinstance(exc, ConfigError)
                          else "inputs", exc.message)
-            return _config_failure(exc)
+            return config_failure(exc)
         try:
             unchanged = (unchanged_run(self.paths, schema, store, checks.fingerprint)
                          if self.settings.incremental else None)
@@ -241,7 +235,7 @@ class DataPipelineOrchestrator:
                         planned[1].pool.shutdown(wait=True, cancel_futures=True)
         except DpoError as exc:  # the store failing outside both phases, before any commit
             logger.error("❌ the store: {}", exc.message)
-            return _config_failure(exc)
+            return config_failure(exc)
         logger.info("✅ sources, outputs and store unchanged since the last run: nothing to do")
         return unchanged[0], unchanged[1], ""
 
@@ -306,7 +300,7 @@ class DataPipelineOrchestrator:
         return collector, loader, ""
 
     def _phase1(self, collector: DataCollector) -> CollectorResult:
-        return _phase_boundary("Phase 1", collector.process_all_data, lambda seconds, error:
+        return phase_boundary("Phase 1", collector.process_all_data, lambda seconds, error:
                                CollectorResult(
                                    status=Status.ERROR, tables=(), files_processed=0,
                                    files_failed=0, records_count=0, duplicates_removed=0,
@@ -314,7 +308,7 @@ class DataPipelineOrchestrator:
                                    errors=(error,)))
 
     def _phase2(self, loader: DataLoaderAgent) -> LoaderResult:
-        return _phase_boundary("Phase 2", loader.process_all_data, lambda seconds, error:
+        return phase_boundary("Phase 2", loader.process_all_data, lambda seconds, error:
                                LoaderResult(
                                    status=Status.ERROR, tables=(), tables_processed=0,
                                    tables_changed=0, tables_created=0, seconds=seconds,
@@ -332,85 +326,6 @@ class DataPipelineOrchestrator:
 
         actions = tuple(rollback_table(self.paths, store, table) for table in failed)
         return replace(collector, healing_actions=collector.healing_actions + actions)
-
-    # -- telling people ----------------------------------------------------------------------
-    def _finish(self, result: PipelineResult, run_id: str, notify: bool, store: Store
-                ) -> PipelineResult:
-        """Reports from the typed results; a manual-review notification (the seed's notifier
-        takes the seed's dict) for each phase that did not succeed."""
-        context = self._context(run_id, result)
-        reports: dict[str, str] = {}
-        outcomes: list[NotificationOutcome] = []
-        notifier = ManualReviewNotifier(self.notification_handler,
-                                        recipient=self.settings.recipient)
-        phases = ((result.collector, "DataCollector"), (result.loader, "DataLoader"))
-        for phase, short in phases:
-            if phase is not None and phase.status is Status.SUCCESS:
-                reports[f"{short}_success_report"] = render_phase_success(phase, context)
-                continue
-            data = (phase.to_dict() if phase is not None
-                    else skipped_phase("DataLoaderAgent", result.skip_reason))
-            note, outcome = notifier.notify(data, run_context=context, send=notify)
-            reports[f"{short}_manual_review_notification"] = note.message
-            outcomes.append(outcome)
-        self._say_where_notes_went(outcomes)
-        done = replace(result, notifications=tuple(o.to_dict() for o in outcomes))
-        reports["DataPipelineOrchestrator_final_report"] = render_final(done, context)
-        try:
-            paths = self._write_reports(result, run_id, done, reports)
-        except DpoError as exc:  # e.g. disk full at the very end: the data is already safe
-            logger.error("❌ reports not written: {}", exc.message)
-            return replace(done, reports=(f"NOT WRITTEN: {exc.message}",))
-        return replace(done, reports=tuple(store.share(paths)))
-
-    def _say_where_notes_went(self, outcomes: list[NotificationOutcome]) -> None:
-        """No channel configured: alerts go to files nobody may read; say so, once a run."""
-        if not isinstance(self.notification_handler, FileNotificationHandler):
-            return
-        if any(o.sent for o in outcomes):
-            logger.warning("⚠️ no notification channel is configured (notify_urls in {} or "
-                           "DPO_NOTIFY_URLS): notifications were written to {} only",
-                           self.paths.root / "dpo.toml", self.notification_handler.folder)
-
-    def _write_reports(self, result: PipelineResult, run_id: str, done: PipelineResult,
-                       reports: dict[str, str]) -> list[Path]:
-        writer = ReportWriter(self.output_dir)
-        writer.archive_previous()
-        paths = writer.write(writer.stamp(f"{result.started_at:%Y%m%d_%H%M}"), reports)
-        writer.log(change_block(done, run_id, paths))
-        return paths
-
-    def _context(self, run_id: str, result: PipelineResult) -> dict[str, Any]:
-        tables = result.collector.tables + (result.loader.tables if result.loader else ())
-        return {
-            "run_id": run_id, "started_at": result.started_at.isoformat(),
-            "plant": self.settings.plant_name or str(self.paths.root),
-            "overall_status": str(result.overall_status),
-            "default_dir": str(self.paths.default_dir),
-            "source_dir": str(self.paths.source_dir), "schema_path": str(self.paths.schema_path),
-            "annotation_path": str(self.paths.annotation_path),
-            "max_retries": self.settings.max_retries, "dpo_version": __version__,
-            "host": socket.gethostname(),
-            # every warning, grouped: the notification's phase dict lists only the first ones
-            "warning_lines": {t.table: grouped_lines(t.warnings) for t in tables if t.warnings},
-        }
-
-
-R = TypeVar("R")
-
-
-def _phase_boundary(name: str, run: Callable[[], R], failed: Callable[[float, ErrorInfo], R]) -> R:
-    """Run a phase; whatever escapes it becomes a failed phase result, never a crash."""
-    started = time.perf_counter()
-    try:
-        return run()
-    except Exception as exc:  # noqa: BLE001 - the phase boundary: any failure becomes data
-        if isinstance(exc, DpoError):  # a failure dpo names (e.g. a write error): no traceback
-            logger.error("❌ {} failed: {}", name, exc.message)
-        else:
-            logger.exception("❌ {} crashed", name)
-        return failed(time.perf_counter() - started, _unexpected(exc))
-
 
 def default_workers() -> int:
     """Reader threads when the setting is 0: one per CPU, at most 4 (a plant's reports are
@@ -430,33 +345,6 @@ def decide(collector: CollectorResult, loader: LoaderResult | None) -> Status:
 def _all_rolled_back(collector: CollectorResult) -> bool:
     rollbacks = [h for h in collector.healing_actions if h.action == "rollback"]
     return bool(rollbacks) and all(h.success for h in rollbacks)
-
-
-def _config_failure(exc: DpoError) -> tuple[CollectorResult, None, str]:
-    """A run refused for its configuration (or inputs it could not fetch from object storage),
-    as results: Phase 1 failed, Phase 2 skipped."""
-    found = re.search(r"\b(?:dynamicDB|staticDB)\.([^.:\s]+)(?:\.(\w+))?", exc.message)
-    key = re.search(r"key '([^']+)'", exc.message)
-    problems = getattr(exc, "problems", None)
-    what = getattr(exc, "what", "schema")  # the schema or the checks file (dpo.checks)
-    message = (f"{what} {exc.file} rejected: {problems[0]}" if problems and len(problems) == 1
-               else exc.message)
-    kind = ErrorType.CONFIG_ERROR if isinstance(exc, ConfigError) else exc.error_type
-    info = ErrorInfo(kind, message, table=found.group(1) if found else None,
-                     file=exc.file, column=key.group(1) if key else (
-                         found.group(2) if found else None))
-    collector = CollectorResult(status=Status.ERROR, tables=(), files_processed=0,
-                                files_failed=0, records_count=0, duplicates_removed=0,
-                                data_updated=False, seconds=0.0, disk_usage_bytes=0,
-                                errors=(info,))
-    what = "configuration error" if isinstance(exc, ConfigError) else "inputs not fetched"
-    return collector, None, f"{what}: nothing was read or written"
-
-
-def _unexpected(exc: BaseException) -> ErrorInfo:
-    if isinstance(exc, DpoError):
-        return exc.info()
-    return ErrorInfo(ErrorType.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def _annotations_or_empty(store: Store) -> dict[str, str]:
