@@ -12,8 +12,8 @@ import pytest
 from dpo.demo.plant import write_xlsx
 from dpo.demo.writers import write_xlsb
 from dpo.excel.errorcells import scan_sheet
-from dpo.excel.numbercells import _xlsb_numbers
 from dpo.excel.reader import read_sheet
+from dpo.excel.xlsbmarks import xlsb_marks
 
 WRITERS = {"xlsx": write_xlsx, "xlsb": write_xlsb}
 COLUMNS = ("code", "qty", "weight")
@@ -77,5 +77,5 @@ def test_xlsb_number_records_are_all_looked_at() -> None:
         b"\x09\x1a" + struct.pack("<IIdH", 3, 0, 1 / 7, 0) + bytes(8),  # formula result
         b"\x05\x10" + struct.pack("<IId", 4, 0, 2.5),
     ])
-    found = set(float(x) for block in _xlsb_numbers(iter([records])) for x in block)
+    found = set(xlsb_marks(records).numbers.tolist())
     assert {tiny, 123.45, 1 / 7, 2.5} <= found

@@ -281,17 +281,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.callback()(_options)
     own: dict[str, Callable[..., None]] = {"run": run, "demo": demo, "validate": validate,
                                            "health": health}
-    if command in own:
-        app.command()(own[command])
-        return app
-    if command in ELSEWHERE:
-        module = importlib.import_module(f"dpo.cli.{ELSEWHERE[command]}")
-        app.command(name=command)(getattr(module, command))
-        return app
-    for function in own.values():
-        app.command()(function)
-    for name in dict.fromkeys(ELSEWHERE.values()):
-        importlib.import_module(f"dpo.cli.{name}").register(app)
+    for name in [command] if command in own or command in ELSEWHERE else [*own, *ELSEWHERE]:
+        function = own.get(name) or getattr(
+            importlib.import_module(f"dpo.cli.{ELSEWHERE[name]}"), name)
+        app.command(name=name)(function)
     return app
 
 

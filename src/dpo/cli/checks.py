@@ -123,7 +123,3 @@ def _print(results: list[dict[str, Any]]) -> None:
             console.print(f"    {escape(where)}: {escape(json.dumps(e['values'], default=str))}")
     failed = sum(r["status"] == "failed" for r in results)
     console.print(f"{len(results)} check(s), {failed} failed")
-
-
-def register(app: typer.Typer) -> None:
-    app.command(name="check")(check)

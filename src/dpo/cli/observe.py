@@ -1,6 +1,6 @@
 """`dpo history`, `dpo metrics` and `dpo dashboard`: the run ledger from the command line.
 
-Registered on the main app by `dpo.cli` (`register(app)`). Imports stay inside the commands so
+Added to the `dpo` command by `dpo.cli.build_app`. Imports stay inside the commands so
 `dpo --help` stays fast. Exit codes: 0 done, 1 ledger unreadable or output not writable,
 2 bad usage or configuration.
 """
@@ -258,9 +258,3 @@ def dashboard(
         hint = "" if out_file else " (give another file with --out FILE)"
         raise _fail(f"{problem}{hint}", 1) from exc
     typer.echo(str(target))
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(history)
-    app.command()(metrics)
-    app.command()(dashboard)

@@ -81,7 +81,3 @@ def serve(
         on_bad_rows="quarantine" if quarantine else None)
     service = _guard(verbose, lambda: Service(options))
     raise typer.Exit(_guard(verbose, service.serve))
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(serve)

@@ -1,7 +1,7 @@
 """`dpo show`: a published table, hash-verified, on the terminal or exported (csv, json,
 parquet), through the same code as `dpo.open_table` (dpo.consume.table).
 
-Registered on the main app by `dpo.cli` (`register(app)`). `--out` is the user's file, wherever
+Added to the `dpo` command by `dpo.cli.build_app`. `--out` is the user's file, wherever
 they choose, except inside the plant's own folders (the store, the sources): an export never
 overwrites what dpo reads or publishes.
 """
@@ -197,7 +197,3 @@ def _cell(value: object) -> str:
     if isinstance(value, datetime) and value.time() == time(0):
         return value.date().isoformat()
     return str(value)
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(show)

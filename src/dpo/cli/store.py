@@ -1,6 +1,6 @@
 """`dpo versions`, `dpo rollback` and `dpo diff`: the versioned store from the command line.
 
-Registered on the main app by `dpo.cli` (`register(app)`); imports stay inside the commands so
+Added to the `dpo` command by `dpo.cli.build_app`; imports stay inside the commands so
 `dpo --help` stays fast. A wrong --root, an unknown table or version is bad usage (exit 2) and
 writes nothing.
 """
@@ -310,9 +310,3 @@ def _print_diff(report: dict[str, Any]) -> None:
             line(f"first {len(rows)} of {total:,} rows {key}:")
         for row in rows:
             line(f"{sign} " + ", ".join(f"{k}={v}" for k, v in row.items() if v is not None))
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(versions)
-    app.command()(rollback)
-    app.command()(diff)

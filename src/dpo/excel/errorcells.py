@@ -266,7 +266,7 @@ def _xlsb_scan(data: bytes) -> SheetScan:
     return SheetScan(tuple(found), tuple(merges))
 
 
-def _may_hold_errors(data: bytes, marks: XlsbMarks | None = None) -> bool:
+def _may_hold_errors(data: bytes, marks: XlsbMarks) -> bool:
     """A cheap test that rules out error records in almost every sheet without parsing it.
 
     Looks at each place an error record could start (`marks`, found in one pass over `data`)
@@ -274,7 +274,6 @@ def _may_hold_errors(data: bytes, marks: XlsbMarks | None = None) -> bool:
     sizes that add up. Merged ranges come after the cells, behind one BrtBeginMergeCells
     record (type 177, size 4).
     """
-    marks = xlsb_marks(data) if marks is None else marks
     if marks.merges:
         return True
     for start in marks.cell_errors.tolist():  # "03 09": a payload of 9 bytes

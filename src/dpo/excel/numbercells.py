@@ -21,7 +21,7 @@ Text cells are never touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 import numpy as np
@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpo.arrays import bools, lit, numbers, strings
-from dpo.excel.xlsbmarks import xlsb_marks
 
 _NINE = Decimal("1e-9")
 # Number text that may hold more than 9 decimals: 10+ decimal digits, or an exponent.
@@ -62,7 +61,15 @@ def xlsx_lossy_numbers(block: bytes) -> np.ndarray:
     """The values of what looks like a number cell in one block of an .xlsx sheet's XML that
     their 9-decimal text loses (errorcells.scan_sheet streams the sheet through this once;
     an .xlsb block's numbers come with its other records: excel.xlsbmarks)."""
-    return lossy_only(np.concatenate([np.zeros(0), *_xlsx_numbers(iter([block]))]))
+    if not _XLSX_HINT.search(block):
+        return np.zeros(0)
+    found = []
+    for match in _XLSX_VALUE.finditer(block):
+        try:  # a string formula's value or an error code may match too: not a number
+            found.append(float(match.group(1)))
+        except ValueError:
+            continue
+    return lossy_only(np.asarray(found, dtype=np.float64))
 
 
 def lossy_only(values: np.ndarray) -> np.ndarray:
@@ -73,33 +80,11 @@ def lossy_only(values: np.ndarray) -> np.ndarray:
     return lossy
 
 
-def lossy_texts_of(values: np.ndarray) -> frozenset[str]:
-    """The reader's texts of the numbers among `values` that their 9-decimal text loses."""
-    lossy = values[_lossy(values)]
+def lossy_texts_of(lossy: np.ndarray) -> frozenset[str]:
+    """The reader's texts of `lossy`, numbers their 9-decimal text loses (lossy_only)."""
     # A set, not np.unique: np.unique's first call imports numpy.ma (20 ms, and the plant's
     # real reports do hold such numbers), and these values are few.
     return frozenset(text for value in set(lossy.tolist()) for text in renderings(value))
-
-
-def _xlsx_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
-    for block in blocks:
-        if not _XLSX_HINT.search(block):
-            continue
-        found = []
-        for match in _XLSX_VALUE.finditer(block):
-            try:  # a string formula's value or an error code may match too: not a number
-                found.append(float(match.group(1)))
-            except ValueError:
-                continue
-        yield np.asarray(found, dtype=np.float64)
-
-
-def _xlsb_numbers(blocks: Iterator[bytes]) -> Iterator[np.ndarray]:
-    """Values of every record that looks like a number cell (excel.xlsbmarks). Bytes that
-    only look like one give a random value; the columns found in the reader's text decide
-    what is read again."""
-    for block in blocks:
-        yield xlsb_marks(block).numbers
 
 
 def restore(
